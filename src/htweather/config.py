@@ -1,0 +1,181 @@
+"""Configuration: JSON-schema validation with defaults, plus the checks a schema cannot express.
+
+Every error is a `ConfigError` whose message is one line naming the key at fault.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+import yaml
+
+SYNTHETIC_VARIABLES = ("t2m", "w", "tp")
+SPLITS = ("train", "validation", "test")
+
+
+class HtweatherError(Exception):
+    """An error in the user's input; its message is one line and names the key or file at fault."""
+
+
+class ConfigError(HtweatherError):
+    pass
+
+
+def schema() -> dict:
+    text = resources.files("htweather").joinpath("config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _validator_filling_defaults():
+    """A Draft 2020-12 validator that also fills in `default` values (the jsonschema FAQ recipe,
+    as snakemake.utils.validate does), so configs only need the keys they change."""
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, subschema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _one_line(error: jsonschema.ValidationError) -> str:
+    where = _path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{where}." if error.absolute_path else ""
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key '{prefix}{unknown[0]}'{hint}"
+    if error.validator == "oneOf" and "nu" in where.split("."):
+        return (f"{where}: must be a number > 2 (Student-t noise has finite variance "
+                f"nu/(nu-2) only for nu > 2) or 'inf', got {error.instance!r}")
+    if error.validator == "propertyNames":
+        return f"{where}: invalid name {error.instance!r} (lower-case letters, digits, '_'; not 'truth' or 'data')"
+    message = error.message.replace("\n", " ")
+    return f"{where}: {message}"
+
+
+def parse_nu(value: Any) -> float:
+    if isinstance(value, str):
+        return math.inf
+    return float(value)
+
+
+def nu_per_variable(model: dict, variables: list[str]) -> list[float]:
+    """The model's nu as one float per variable (math.inf for Gaussian)."""
+    spec = model["nu"]
+    if isinstance(spec, dict):
+        return [parse_nu(spec[v]) for v in variables]
+    return [parse_nu(spec)] * len(variables)
+
+
+def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = True) -> dict:
+    """Validate a config (dict or YAML path), fill defaults, and run cross-key checks.
+
+    Returns a new dict; the input is not modified.
+    """
+    if raw is None:
+        raw = {}
+    if isinstance(raw, (str, Path)):
+        path = Path(raw)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    config = copy.deepcopy(dict(raw))
+    validator = _validator_filling_defaults()(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]))
+    _check_semantics(config, check_paths=check_paths)
+    return config
+
+
+def _check_semantics(config: dict, *, check_paths: bool) -> None:
+    data = config["data"]
+    variables = list(data["variables"])
+    if data["source"] == "synthetic":
+        unknown = [v for v in variables if v not in SYNTHETIC_VARIABLES]
+        if unknown:
+            raise ConfigError(
+                f"data.variables.{unknown[0]}: the synthetic source provides only "
+                f"{', '.join(SYNTHETIC_VARIABLES)}")
+    elif check_paths:
+        files = input_files(config)
+        if not files:
+            raise ConfigError(f"data.source: no file matches '{data['source']}'")
+
+    for name, model in config["models"].items():
+        if isinstance(model["nu"], dict):
+            extra = sorted(set(model["nu"]) - set(variables))
+            missing = sorted(set(variables) - set(model["nu"]))
+            if extra:
+                raise ConfigError(f"models.{name}.nu.{extra[0]}: not a variable in data.variables")
+            if missing:
+                raise ConfigError(f"models.{name}.nu: no value for variable '{missing[0]}'")
+
+    bounds = {}
+    for split in SPLITS:
+        start, end = data["splits"][split]
+        try:
+            bounds[split] = (pd.Timestamp(start), pd.Timestamp(end))
+        except ValueError:
+            raise ConfigError(f"data.splits.{split}: not a date range: {start!r}, {end!r}") from None
+        if bounds[split][0] > bounds[split][1]:
+            raise ConfigError(f"data.splits.{split}: start {start} is after end {end}")
+    ordered = sorted(SPLITS, key=lambda s: bounds[s][0])
+    for a, b in zip(ordered, ordered[1:]):
+        if bounds[a][1] >= bounds[b][0]:
+            raise ConfigError(f"data.splits.{b}: overlaps data.splits.{a}")
+
+    if data["source"] == "synthetic":
+        syn = data["synthetic"]
+        try:
+            times = pd.date_range(syn["start"], syn["end"], freq=syn["freq"])
+        except ValueError as exc:
+            raise ConfigError(f"data.synthetic: bad time axis: {exc}") from None
+        for split in SPLITS:
+            lo, hi = bounds[split]
+            if not ((times >= lo) & (times <= hi)).any():
+                raise ConfigError(f"data.splits.{split}: selects no time of the synthetic data "
+                                  f"({syn['start']} .. {syn['end']})")
+
+    if len(config["architecture"]["channel_mult"]) > 6:
+        raise ConfigError("architecture.channel_mult: at most 6 resolution levels")
+
+
+def input_files(config: dict) -> list[str]:
+    """The NetCDF files named by data.source (a path or glob), sorted."""
+    return sorted(glob.glob(config["data"]["source"]))
+
+
+def model_names(config: dict) -> list[str]:
+    return list(config["models"])
+
+
+def merge_configs(base: dict, override: dict) -> dict:
+    """Deep merge: mappings merge key by key, anything else in `override` replaces `base`."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

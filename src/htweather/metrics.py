@@ -1,0 +1,128 @@
+"""Tail and skill metrics on flattened samples (generated `gen` vs reference `data`).
+
+Definitions follow ../shared/REFERENCE.md section 6. Conventions this module fixes:
+
+- kurtosis is Pearson's (normal = 3), so the kurtosis ratio has a denominator >= 1 even for
+  light-tailed variables; skewness is the usual moment ratio (scipy.stats.skew).
+- ``tails="upper"`` looks at the upper tail only (positive variables such as precipitation),
+  ``tails="both"`` at both tails (symmetric variables): `tail_ks` is then the larger of the two
+  tails' statistics and the exceedance ratio pools the two tails' mass.
+- A generated set with no value beyond the tail threshold has `tail_ks` = 1, the largest
+  possible KS distance: it has no tail at all.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import properscoring
+from scipy import stats
+
+
+def kurtosis_ratio(gen: np.ndarray, data: np.ndarray) -> float:
+    """|K_gen - K_data| / K_data with K the (Pearson) kurtosis."""
+    k_gen = stats.kurtosis(gen, fisher=False)
+    k_data = stats.kurtosis(data, fisher=False)
+    return float(abs(k_gen - k_data) / k_data)
+
+
+def skewness_ratio(gen: np.ndarray, data: np.ndarray) -> float:
+    """|S_gen - S_data| / |S_data|; ill-conditioned for symmetric variables (S_data ~ 0)."""
+    s_gen, s_data = stats.skew(gen), stats.skew(data)
+    return float(abs(s_gen - s_data) / abs(s_data))
+
+
+def ks(gen: np.ndarray, data: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic over the whole distribution."""
+    return float(stats.ks_2samp(gen, data).statistic)
+
+
+def _tail_ks_one_side(gen_tail: np.ndarray, data_tail: np.ndarray) -> float:
+    if gen_tail.size == 0:
+        return 1.0
+    return float(stats.ks_2samp(gen_tail, data_tail).statistic)
+
+
+def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "upper") -> dict[str, float]:
+    """KS statistic between the values beyond the data's p-quantile (and, for two tails, below
+    its (1-p)-quantile) in the generated set and in the data: the SHAPE of the tail.
+
+    Returns {"tail_ks": ...} and, for two tails, also "tail_ks_upper" and "tail_ks_lower"."""
+    hi = np.quantile(data, p)
+    upper = _tail_ks_one_side(gen[gen > hi], data[data > hi])
+    if tails == "upper":
+        return {"tail_ks": upper}
+    lo = np.quantile(data, 1 - p)
+    lower = _tail_ks_one_side(gen[gen < lo], data[data < lo])
+    return {"tail_ks": max(upper, lower), "tail_ks_upper": upper, "tail_ks_lower": lower}
+
+
+def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "upper") -> float:
+    """P_gen(X > q_p) / (1 - p), q_p the data's p-quantile (the MASS in the tail; 1 is perfect).
+    Two tails: (P_gen(X > q_p) + P_gen(X < q_(1-p))) / (2 (1 - p))."""
+    upper = np.mean(gen > np.quantile(data, p))
+    if tails == "upper":
+        return float(upper / (1 - p))
+    lower = np.mean(gen < np.quantile(data, 1 - p))
+    return float((upper + lower) / (2 * (1 - p)))
+
+
+def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
+    """(Q_gen(q) - Q_data(q)) / |Q_data(q)|: signed, so its sign says over- or under-estimate."""
+    q_gen, q_data = np.quantile(gen, q), np.quantile(data, q)
+    return (q_gen - q_data) / np.abs(q_data)
+
+
+def crps_climatology(ensemble: np.ndarray, observations: np.ndarray, chunk: int = 32) -> float:
+    """Mean CRPS of an unconditional ensemble used as a climatological forecast of every
+    observed field, grid point by grid point.
+
+    ensemble: (members, *grid); observations: (times, *grid). properscoring's crps_ensemble
+    (numba fast path) over chunks of times, so memory stays at chunk * grid * members."""
+    members = np.sort(np.moveaxis(ensemble, 0, -1).astype(np.float64), axis=-1)  # (*grid, M)
+    total, count = 0.0, 0
+    for start in range(0, observations.shape[0], chunk):
+        obs = observations[start:start + chunk].astype(np.float64)
+        forecast = np.broadcast_to(members, obs.shape + members.shape[-1:])
+        scores = properscoring.crps_ensemble(obs, forecast, issorted=True)
+        total += float(scores.sum())
+        count += scores.size
+    return total / count
+
+
+def crps_fast_path() -> bool:
+    """Whether properscoring found numba (else crps_ensemble is O(members^2) per point)."""
+    from properscoring import _crps
+
+    return getattr(_crps._crps_ensemble_core, "__name__", "") == "_crps_ensemble_gufunc"
+
+
+# How each metric is judged: "zero" -> best is the smallest |value|; "one" -> best is the
+# value closest to 1 in ratio (|log value|); "min" -> best is the smallest value.
+ORIENTATION = {
+    "kurtosis_ratio": "zero", "skewness_ratio": "zero", "ks": "zero",
+    "tail_ks": "zero", "tail_ks_upper": "zero", "tail_ks_lower": "zero",
+    "exceedance_ratio_p99": "one", "exceedance_ratio_p999": "one",
+    "crps": "min",
+}
+
+
+def orientation(metric: str) -> str:
+    if metric.startswith("quantile_rel_error"):
+        return "zero"
+    return ORIENTATION[metric]
+
+
+def distance_from_perfect(metric: str, value: float) -> float:
+    """A non-negative score, smaller is better, for ranking models on one metric."""
+    if not np.isfinite(value):
+        return np.inf
+    kind = orientation(metric)
+    if kind == "zero":
+        return abs(value)
+    if kind == "one":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return abs(np.log(value)) if value > 0 else np.inf
+    return value

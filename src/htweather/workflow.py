@@ -1,0 +1,34 @@
+"""Glue for Snakemake `script:` rules: log redirection and one-line errors.
+
+Each script in workflow/scripts/ is a few lines: it hands its job to `run_step`, which sends
+everything the step prints (including C libraries and progress bars) to the rule's log file
+and turns an input error into one line naming the file or key, on the console and in the log,
+with a non-zero exit (Snakemake then removes the job's outputs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from .config import HtweatherError
+from .runtime import setup_logging
+
+
+def run_step(snakemake, step: Callable[[], object]) -> None:
+    console = os.fdopen(os.dup(2), "w")
+    if snakemake.log:
+        log_fd = os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+    setup_logging()
+    try:
+        step()
+    except HtweatherError as exc:
+        line = f"htweather: {exc}"
+        print(line, file=sys.stderr, flush=True)
+        print(line, file=console, flush=True)
+        sys.exit(1)

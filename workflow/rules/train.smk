@@ -1,0 +1,20 @@
+# Training: one job per model (GPU jobs on the cluster profile).
+
+
+rule train:
+    input:
+        store="results/data/store.zarr",
+    output:
+        model="results/models/{model}/model.pt",
+        train_log="results/models/{model}/train_log.csv",
+    params:
+        config=model_section,
+    threads: CFG["training"]["threads"]
+    log:
+        "results/logs/train_{model}.log",
+    benchmark:
+        "results/benchmarks/train_{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train.py"

@@ -62,12 +62,23 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"unknown key '{prefix}{unknown[0]}'{hint}"
     if error.validator == "oneOf" and "nu" in where.split("."):
+        value = error.instance
+        if isinstance(value, dict):  # per-variable nu: name the offending variable
+            bad = [k for k, v in value.items() if not _valid_nu(v)]
+            if bad:
+                where, value = f"{where}.{bad[0]}", value[bad[0]]
         return (f"{where}: must be a number > 2 (Student-t noise has finite variance "
-                f"nu/(nu-2) only for nu > 2) or 'inf', got {error.instance!r}")
-    if error.validator == "propertyNames":
+                f"nu/(nu-2) only for nu > 2) or 'inf', got {value!r}")
+    if "propertyNames" in error.schema_path:
         return f"{where}: invalid name {error.instance!r} (lower-case letters, digits, '_'; not 'truth' or 'data')"
     message = error.message.replace("\n", " ")
     return f"{where}: {message}"
+
+
+def _valid_nu(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in ("inf", "infinity", "gaussian")
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 2
 
 
 def parse_nu(value: Any) -> float:
@@ -124,8 +135,8 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
 
     for name, model in config["models"].items():
         if isinstance(model["nu"], dict):
-            extra = sorted(set(model["nu"]) - set(variables))
-            missing = sorted(set(variables) - set(model["nu"]))
+            extra = [v for v in model["nu"] if v not in variables]
+            missing = [v for v in variables if v not in model["nu"]]
             if extra:
                 raise ConfigError(f"models.{name}.nu.{extra[0]}: not a variable in data.variables")
             if missing:

@@ -40,13 +40,55 @@ def tail_probabilities(quantiles: list[float], tails: str) -> list[float]:
     return probs
 
 
-def quantile_metrics(gen: np.ndarray, data: np.ndarray, quantiles: list[float], tails: str) -> dict[str, float]:
-    """Quantile errors and exceedance ratios: the cheap statistics that get bootstrap intervals."""
+class SortedUnits:
+    """The values of a set of resampling units (whole fields), sorted once.
+
+    A resample is a count per unit (how often the bootstrap drew it); its quantiles and
+    exceedance fractions are then a gather, a cumulative sum and a binary search, with no new
+    sort or partition per replicate. Quantiles are inverted-CDF (the smallest value whose
+    empirical CDF reaches p), the same definition as `metrics`."""
+
+    def __init__(self, fields: np.ndarray):
+        flat = fields.reshape(fields.shape[0], -1)
+        order = np.argsort(flat, axis=None, kind="stable")
+        self.values = flat.ravel()[order]
+        self.unit = (order // flat.shape[1]).astype(np.int64)
+        self.units = flat.shape[0]
+
+    def cumulative(self, counts: np.ndarray | None = None) -> np.ndarray:
+        if counts is None:
+            return np.arange(1, self.values.size + 1)
+        return np.cumsum(counts[self.unit])
+
+    def quantiles(self, cum: np.ndarray, probs) -> np.ndarray:
+        index = np.searchsorted(cum, np.asarray(probs) * cum[-1], side="left")
+        return self.values[np.minimum(index, self.values.size - 1)]
+
+    def fraction_above(self, cum: np.ndarray, threshold: float) -> float:
+        below_or_at = np.searchsorted(self.values, threshold, side="right")
+        return float(cum[-1] - (cum[below_or_at - 1] if below_or_at else 0)) / cum[-1]
+
+    def fraction_below(self, cum: np.ndarray, threshold: float) -> float:
+        below = np.searchsorted(self.values, threshold, side="left")
+        return float(cum[below - 1] if below else 0) / cum[-1]
+
+
+def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float], tails: str,
+                     gen_counts=None, data_counts=None) -> dict[str, float]:
+    """Quantile errors and exceedance ratios (the statistics that get bootstrap intervals) of
+    one resample; counts None means the samples as they are."""
     probs = tail_probabilities(quantiles, tails)
-    errors = metrics.quantile_rel_error(gen, data, probs)
-    out = {quantile_metric_name(q): float(e) for q, e in zip(probs, errors)}
+    cg, cd = gen.cumulative(gen_counts), data.cumulative(data_counts)
+    q_data = data.quantiles(cd, probs)
+    q_gen = gen.quantiles(cg, probs)
+    out = {quantile_metric_name(q): float((g - d) / abs(d)) for q, g, d in zip(probs, q_gen, q_data)}
     for name, p in EXCEEDANCE.items():
-        out[name] = metrics.exceedance_ratio(gen, data, p, tails)
+        upper = gen.fraction_above(cg, data.quantiles(cd, [p])[0])
+        if tails == "upper":
+            out[name] = upper / (1 - p)
+        else:
+            lower = gen.fraction_below(cg, data.quantiles(cd, [1 - p])[0])
+            out[name] = (upper + lower) / (2 * (1 - p))
     return out
 
 
@@ -59,15 +101,16 @@ def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
 
 def bootstrap_intervals(gen: np.ndarray, data: np.ndarray, statistic, replicates: int, block: int,
                         confidence: float, rng: np.random.Generator) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of statistic(gen_flat, data_flat) -> dict, resampling generated
-    members (axis 0 of gen) independently and data times (axis 0 of data) in blocks."""
+    """Percentile intervals of statistic(gen_counts, data_counts) -> dict, where the counts say
+    how often each generated member (resampled independently) and each data time step
+    (resampled in moving blocks of `block` steps) enter the replicate."""
     if replicates == 0:
         return {}
     draws: dict[str, list[float]] = {}
     for _ in range(replicates):
-        g = gen[rng.integers(0, gen.shape[0], size=gen.shape[0])].ravel()
-        d = data[block_indices(data.shape[0], block, rng)].ravel()
-        for key, value in statistic(g, d).items():
+        gen_counts = np.bincount(rng.integers(0, gen, size=gen), minlength=gen)
+        data_counts = np.bincount(block_indices(data, block, rng), minlength=data)
+        for key, value in statistic(gen_counts, data_counts).items():
             draws.setdefault(key, []).append(value)
     alpha = (1 - confidence) / 2
     return {k: tuple(np.quantile(v, [alpha, 1 - alpha])) for k, v in draws.items()}
@@ -101,14 +144,14 @@ def evaluate(config: dict, model: str, ensemble_path: str | Path, store: str | P
             "ks": metrics.ks(g, d),
             **metrics.tail_ks(g, d, opts["tail_probability"], tails),
         }
+        gen_sorted, data_sorted = SortedUnits(gen_fields), SortedUnits(data_fields)
 
-        def statistic(gen_flat, data_flat, _tails=tails):
-            return quantile_metrics(gen_flat, data_flat, opts["quantiles"], _tails)
+        def statistic(gen_counts=None, data_counts=None, _tails=tails, _g=gen_sorted, _d=data_sorted):
+            return quantile_metrics(_g, _d, opts["quantiles"], _tails, gen_counts, data_counts)
 
-        point.update(statistic(g, d))
-        intervals = bootstrap_intervals(gen_fields.reshape(gen_fields.shape[0], -1),
-                                        data_fields.reshape(data_fields.shape[0], -1), statistic,
-                                        opts["bootstrap"], opts["block_length"], opts["confidence"], rng)
+        point.update(statistic())
+        intervals = bootstrap_intervals(gen_sorted.units, data_sorted.units, statistic, opts["bootstrap"],
+                                        opts["block_length"], opts["confidence"], rng)
         point["crps"] = metrics.crps_climatology(gen_fields, data_fields)
         for metric, value in point.items():
             low, high = intervals.get(metric, (np.nan, np.nan))

@@ -34,30 +34,51 @@ class IngestError(HtweatherError):
     pass
 
 
-def open_files(files: list[str], variables: list[str]) -> xr.Dataset:
-    """Open and combine NetCDF files lazily; errors name the file and variable at fault."""
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+
+
+def _open_one(path: str) -> xr.Dataset:
+    if path.lower().endswith(GRIB_SUFFIXES):
+        # indexpath "": no .idx file next to the input (input folders may be read-only)
+        return xr.open_dataset(path, engine="cfgrib", chunks={}, backend_kwargs={"indexpath": ""})
+    return xr.open_dataset(path, engine="netcdf4", chunks={})
+
+
+def open_files(files: list[str], variables: list[str], require_all: bool = True) -> xr.Dataset:
+    """Open and combine NetCDF (or GRIB) files lazily. Variables may be spread over files (one
+    file per variable, as the CDS often delivers); errors name the file and variable at fault.
+    With require_all=False, variables absent from every file are not an error (used to check a
+    first file of many)."""
     if not files:
         raise IngestError("no input files")
-    parts = []
+    parts, found = [], {}
     for path in files:
         try:
-            ds = xr.open_dataset(path, engine="netcdf4", chunks={})
-        except Exception as exc:  # netCDF4 raises OSError, ValueError, RuntimeError...
-            raise IngestError(f"{path}: cannot be read as NetCDF ({type(exc).__name__}: {exc})") from None
+            ds = _open_one(path)
+        except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
+            raise IngestError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
         ds = ds.rename({k: v for k, v in _DIM_ALIASES.items() if k in ds.variables and v not in ds.variables})
-        missing = [v for v in variables if v not in ds.data_vars]
-        if missing:
-            raise IngestError(f"{path}: variable '{missing[0]}' not found "
-                              f"(file has: {', '.join(map(str, ds.data_vars))})")
+        present = [v for v in variables if v in ds.data_vars]
+        has = ", ".join(map(str, ds.data_vars))
+        if not present and (len(files) > 1 or not require_all):
+            raise IngestError(f"{path}: none of the variables {', '.join(variables)} (file has: {has})")
         for dim in ("time", "latitude", "longitude"):
             if dim not in ds.dims:
                 raise IngestError(f"{path}: no '{dim}' dimension (dims: {', '.join(map(str, ds.dims))})")
-        parts.append(ds[variables])
+        for v in present:
+            found.setdefault(v, path)
+        parts.append(ds[present].drop_vars([c for c in ds[present].coords if c not in ("time", "latitude", "longitude")]))
+    missing = [v for v in variables if v not in found]
+    if missing and require_all:
+        if len(files) == 1:
+            raise IngestError(f"{files[0]}: variable '{missing[0]}' not found (file has: {has})")
+        raise IngestError(f"variable '{missing[0]}' not found in {files[0]} or the {len(files) - 1} other input file(s)")
     try:
         combined = xr.combine_by_coords(parts, combine_attrs="drop_conflicts", data_vars="minimal",
                                         coords="minimal", compat="override", join="exact")
     except ValueError as exc:
-        raise IngestError(f"{files[0]} and the other {len(files) - 1} file(s) do not combine: {exc}") from None
+        raise IngestError(f"{files[0]} and the other {len(files) - 1} file(s) do not combine "
+                          f"(grids or times differ?): {exc}") from None
     return combined
 
 
@@ -67,7 +88,7 @@ def check_first_file(config: dict) -> None:
     from .config import input_files
 
     files = input_files(config)
-    open_files(files[:1], list(config["data"]["variables"])).close()
+    open_files(files[:1], list(config["data"]["variables"]), require_all=len(files) == 1).close()
 
 
 def _select_region(ds: xr.Dataset, region: dict | None, files: list[str]) -> xr.Dataset:
@@ -97,6 +118,14 @@ def _select_splits(ds: xr.Dataset, splits: dict, files: list[str]) -> xr.Dataset
     return ds.isel(time=np.flatnonzero(keep)).assign_coords(split=("time", label[keep].astype(str)))
 
 
+def processing_chunk(store_chunk: int, cells: int, target_bytes: float = 64e6) -> int:
+    """Time steps per dask task: a multiple of the store's chunk (so each task writes whole zarr
+    chunks) holding about `target_bytes` of float64 per variable. Computing with the small
+    training chunks instead would spend the time in task overhead."""
+    steps = max(1, int(target_bytes // (8 * cells)))
+    return store_chunk * max(1, steps // store_chunk)
+
+
 def ingest(config: dict, files: list[str], store: str | Path, stats_path: str | Path) -> dict:
     """Build the training store and its statistics file; returns the statistics."""
     data = config["data"]
@@ -122,25 +151,27 @@ def ingest(config: dict, files: list[str], store: str | Path, stats_path: str | 
                       "source_units": source_units, "lower_bound": opts["lower_bound"], "tails": opts["tails"]}
 
     chunk = data["time_chunk"]
-    out = xr.Dataset(physical).chunk({"time": chunk, "latitude": -1, "longitude": -1})
+    work = processing_chunk(chunk, ds.sizes["latitude"] * ds.sizes["longitude"])
+    out = xr.Dataset(physical).chunk({"time": work, "latitude": -1, "longitude": -1})
     out.attrs = {"source_files": json.dumps([str(f) for f in files]),
                  "splits": json.dumps(data["splits"]), "region": json.dumps(data["region"]),
                  "created_by": "htweather.ingest"}
     for name in variables:
-        out[name].encoding = {}
+        out[name].encoding = {"chunks": (chunk, ds.sizes["latitude"], ds.sizes["longitude"])}
     with atomic_path(store) as tmp, atomic_path(stats_path) as stats_tmp:
         log.info("writing physical fields")
         with ProgressBar(dt=1.0):
             out.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)
 
-        stored = xr.open_zarr(tmp, consolidated=False)
+        stored = xr.open_zarr(tmp, consolidated=False, chunks={"time": work})
         stats = _statistics(stored, variables, meta, files)
         normalised = xr.concat(
             [(transforms.forward(meta[v]["transform"], stored[v].astype(np.float64)) - stats["variables"][v]["mean"])
              / stats["variables"][v]["std"] for v in variables],
             dim=pd.Index(variables, name="variable"),
         ).transpose("time", "variable", "latitude", "longitude").astype(np.float32)
-        normalised = normalised.chunk({"time": chunk, "variable": -1, "latitude": -1, "longitude": -1})
+        normalised = normalised.chunk({"time": work, "variable": -1, "latitude": -1, "longitude": -1})
+        normalised.encoding = {"chunks": (chunk, len(variables), ds.sizes["latitude"], ds.sizes["longitude"])}
         normalised.attrs = {"description": "forward(transform, x) standardised with the train-split mean and std"}
         log.info("writing normalised fields")
         with ProgressBar(dt=1.0):

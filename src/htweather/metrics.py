@@ -9,6 +9,8 @@ Definitions follow ../shared/REFERENCE.md section 6. Conventions this module fix
   tails' statistics and the exceedance ratio pools the two tails' mass.
 - A generated set with no value beyond the tail threshold has `tail_ks` = 1, the largest
   possible KS distance: it has no tail at all.
+- Quantiles are inverted-CDF quantiles (the smallest sample value whose empirical CDF reaches
+  p): no interpolation between the sparse values of a far tail.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import warnings
 import numpy as np
 import properscoring
 from scipy import stats
+
+
+def _quantile(x: np.ndarray, q):
+    return np.quantile(x, q, method="inverted_cdf")
 
 
 def kurtosis_ratio(gen: np.ndarray, data: np.ndarray) -> float:
@@ -49,11 +55,11 @@ def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "up
     its (1-p)-quantile) in the generated set and in the data: the SHAPE of the tail.
 
     Returns {"tail_ks": ...} and, for two tails, also "tail_ks_upper" and "tail_ks_lower"."""
-    hi = np.quantile(data, p)
+    hi = _quantile(data, p)
     upper = _tail_ks_one_side(gen[gen > hi], data[data > hi])
     if tails == "upper":
         return {"tail_ks": upper}
-    lo = np.quantile(data, 1 - p)
+    lo = _quantile(data, 1 - p)
     lower = _tail_ks_one_side(gen[gen < lo], data[data < lo])
     return {"tail_ks": max(upper, lower), "tail_ks_upper": upper, "tail_ks_lower": lower}
 
@@ -61,16 +67,16 @@ def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "up
 def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "upper") -> float:
     """P_gen(X > q_p) / (1 - p), q_p the data's p-quantile (the MASS in the tail; 1 is perfect).
     Two tails: (P_gen(X > q_p) + P_gen(X < q_(1-p))) / (2 (1 - p))."""
-    upper = np.mean(gen > np.quantile(data, p))
+    upper = np.mean(gen > _quantile(data, p))
     if tails == "upper":
         return float(upper / (1 - p))
-    lower = np.mean(gen < np.quantile(data, 1 - p))
+    lower = np.mean(gen < _quantile(data, 1 - p))
     return float((upper + lower) / (2 * (1 - p)))
 
 
 def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
     """(Q_gen(q) - Q_data(q)) / |Q_data(q)|: signed, so its sign says over- or under-estimate."""
-    q_gen, q_data = np.quantile(gen, q), np.quantile(data, q)
+    q_gen, q_data = _quantile(gen, q), _quantile(data, q)
     return (q_gen - q_data) / np.abs(q_data)
 
 
@@ -84,7 +90,8 @@ def crps_climatology(ensemble: np.ndarray, observations: np.ndarray, chunk: int 
     total, count = 0.0, 0
     for start in range(0, observations.shape[0], chunk):
         obs = observations[start:start + chunk].astype(np.float64)
-        forecast = np.broadcast_to(members, obs.shape + members.shape[-1:])
+        # contiguous: properscoring's gufunc runs ~1.6x faster than on a zero-stride view
+        forecast = np.ascontiguousarray(np.broadcast_to(members, obs.shape + members.shape[-1:]))
         scores = properscoring.crps_ensemble(obs, forecast, issorted=True)
         total += float(scores.sum())
         count += scores.size

@@ -43,6 +43,7 @@ _UNIT_ALIASES = {
     "k": "K", "kelvin": "K",
     "degc": "degC", "celsius": "degC", "°c": "degC",
     "kg m-2 s-1": "kg m-2 s-1", "kg m**-2 s**-1": "kg m-2 s-1", "kg/m2/s": "kg m-2 s-1",
+    "mm/day": "mm day-1", "mm day-1": "mm day-1", "mm d-1": "mm day-1", "mm day**-1": "mm day-1",
     "mm/h": "mm h-1", "mm h-1": "mm h-1", "mm h**-1": "mm h-1", "mm/hr": "mm h-1",
     "pa s**-1": "Pa s-1", "pa s-1": "Pa s-1", "pa/s": "Pa s-1",
 }
@@ -54,6 +55,7 @@ _CONVERSIONS = {
     ("K", "degC"): (1.0, -273.15),
     ("degC", "K"): (1.0, 273.15),
     ("kg m-2 s-1", "mm h-1"): (3600.0, 0.0),  # 1 kg m-2 of water is 1 mm
+    ("kg m-2 s-1", "mm day-1"): (86400.0, 0.0),
 }
 
 

@@ -1,0 +1,75 @@
+"""Config validation: defaults, and one-line errors that name the key at fault."""
+
+import math
+
+import pytest
+import yaml
+
+from htweather.config import ConfigError, load_config, merge_configs, nu_per_variable
+from conftest import REPO
+
+
+def test_defaults_fill_an_empty_config():
+    cfg = load_config({})
+    assert list(cfg["models"]) == ["edm", "tedm", "flow", "tflow"]
+    assert cfg["sampling"]["edm"] == {"steps": 18, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
+    assert cfg["data"]["variables"]["tp"]["units"] == "mm"
+    assert cfg["models"]["tedm"]["sigma_data"] == 1.0
+
+
+def test_shipped_configs_are_valid():
+    for name in ("config.yaml", "test.yaml"):
+        load_config(yaml.safe_load((REPO / "config" / name).read_text()))
+
+
+def test_default_file_matches_schema_defaults():
+    """config/config.yaml spells out the schema's defaults: keep the two from drifting apart."""
+    shipped = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    assert shipped == load_config({})
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"trainig": {}}, "unknown key 'trainig'"),
+    ({"training": {"stepz": 3}}, "unknown key 'training.stepz'"),
+    ({"models": {"tedm": {"family": "edm", "nu": 2}}}, "models.tedm.nu: must be a number > 2"),
+    ({"models": {"tedm": {"family": "edm", "nu": 1.5}}}, "models.tedm.nu"),
+    ({"models": {"tedm": {"family": "edm", "nu": {"t2m": 5, "w": 2, "tp": 5}}}}, "models.tedm.nu.w"),
+    ({"models": {"tedm": {"family": "edm", "nu": {"t2m": 5}}}}, "models.tedm.nu: no value for variable 'w'"),
+    ({"models": {"x": {"family": "gan"}}}, "models.x.family"),
+    ({"models": {"truth": {"family": "edm"}}}, "invalid name 'truth'"),
+    ({"data": {"source": "/nonexistent/era5_*.nc"}}, "data.source: no file matches '/nonexistent/era5_*.nc'"),
+    ({"data": {"variables": {"msl": {}}}}, "data.variables.msl: the synthetic source provides only"),
+    ({"data": {"splits": {"train": ["2000-01-01", "2004-03-01"]}}}, "overlaps"),
+    ({"data": {"splits": {"test": ["2005-12-31", "2005-07-01"]}}}, "data.splits.test: start"),
+    ({"data": {"splits": {"test": ["2010-01-01", "2010-02-01"]}}}, "selects no time"),
+    ({"sampling": {"members": 1}}, "sampling.members"),
+])
+def test_errors_are_one_line_and_name_the_key(raw, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(raw)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_nu_forms():
+    assert nu_per_variable({"nu": "inf"}, ["a", "b"]) == [math.inf, math.inf]
+    assert nu_per_variable({"nu": 5}, ["a"]) == [5.0]
+    assert nu_per_variable({"nu": {"b": 3, "a": "inf"}}, ["a", "b"]) == [math.inf, 3.0]
+    cfg = load_config({"models": {"m": {"family": "flow", "nu": float("inf")}}})
+    assert cfg["models"]["m"]["nu"] == math.inf
+
+
+def test_merge_configs_overrides_leaves():
+    base = {"a": {"b": 1, "c": 2}, "d": [1, 2]}
+    assert merge_configs(base, {"a": {"b": 5}, "d": [3]}) == {"a": {"b": 5, "c": 2}, "d": [3]}
+    assert base == {"a": {"b": 1, "c": 2}, "d": [1, 2]}
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)

@@ -37,9 +37,12 @@ def tail_histograms(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, 
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         d = data[name].ravel()
-        lo = min([d.min()] + [e[name].min() for e in ensembles.values()])
-        hi = max([d.max()] + [e[name].max() for e in ensembles.values()])
+        # the range of the data, widened to show generated values up to one data range beyond it
+        span = d.max() - d.min()
+        lo = max(d.min() - span, min([d.min()] + [e[name].min() for e in ensembles.values()]))
+        hi = min(d.max() + span, max([d.max()] + [e[name].max() for e in ensembles.values()]))
         edges = np.linspace(lo, hi, bins + 1)
+        one_count = 1.0 / (d.size * (edges[1] - edges[0]))  # density of a single data value in a bin
         ax.hist(d, bins=edges, density=True, label="data (test)", **DATA_STYLE)
         for model, fields in ensembles.items():
             ls = ":" if model == "truth" else "-"
@@ -50,6 +53,7 @@ def tail_histograms(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, 
             x = x[x > 0] if variables[name].get("tails") == "upper" else x
             ax.plot(x, closed_form[name].pdf(x), "--", color=TRUTH_COLOR, lw=1.0, label="true density")
         ax.set_yscale("log")
+        ax.set_ylim(bottom=0.3 * one_count)
         ax.set_xlabel(_label(name, variables[name]))
         ax.set_ylabel("density")
         ax.set_title(name)
@@ -108,7 +112,8 @@ def sample_maps(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.n
         vmin = -vmax
     else:
         cmap = "coolwarm"
-    fig, axes = plt.subplots(len(rows), members, figsize=(2.3 * members + 1.2, 2.1 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), members, figsize=(2.2 * members + 1.4, 2.0 * len(rows)), squeeze=False,
+                             layout="constrained")
     stride = max(1, d.shape[0] // members)
     extent = [lon.min(), lon.max(), lat.min(), lat.max()]
     for r, (source, fields) in enumerate(rows.items()):

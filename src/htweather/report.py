@@ -125,7 +125,7 @@ def _fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if value == 0 or 1e-3 <= abs(value) < 1e4:
-        return f"{value:.3g}" if abs(value) >= 1 else f"{value:.3f}"
+        return f"{value:.4g}"
     return f"{value:.2e}"
 
 
@@ -161,19 +161,29 @@ def heavy_vs_gaussian(frame: pd.DataFrame, config: dict) -> list[dict]:
                 for variable in frame.variable.unique():
                     sub = frame[frame.variable == variable]
                     rows = []
-                    for metric in TAIL_METRICS + sorted(m for m in sub.metric.unique() if m.startswith("quantile_rel_error")):
-                        vg = sub[(sub.model == g) & (sub.metric == metric)].value
-                        vh = sub[(sub.model == h) & (sub.metric == metric)].value
-                        if vg.empty or vh.empty:
+                    for metric in TAIL_METRICS + _quantile_metrics_in_order(sub.metric.unique()):
+                        value = {m: sub[(sub.model == m) & (sub.metric == metric)].value for m in (g, h, "truth")}
+                        if value[g].empty or value[h].empty:
                             continue
-                        dg = metrics.distance_from_perfect(metric, float(vg.iloc[0]))
-                        dh = metrics.distance_from_perfect(metric, float(vh.iloc[0]))
-                        rows.append({"metric": metric, "gaussian": _fmt(float(vg.iloc[0])),
-                                     "heavy": _fmt(float(vh.iloc[0])), "winner": h if dh < dg else (g if dg < dh else "tie")})
+                        dg = metrics.distance_from_perfect(metric, float(value[g].iloc[0]))
+                        dh = metrics.distance_from_perfect(metric, float(value[h].iloc[0]))
+                        rows.append({"metric": metric, "gaussian": _fmt(float(value[g].iloc[0])),
+                                     "heavy": _fmt(float(value[h].iloc[0])),
+                                     "truth": _fmt(float(value["truth"].iloc[0])) if not value["truth"].empty else "",
+                                     "winner": h if dh < dg else (g if dg < dh else "tie")})
                     wins = sum(r["winner"] == h for r in rows)
                     out.append({"gaussian": g, "heavy": h, "variable": variable, "rows": rows,
                                 "summary": f"{h} closer to the data than {g} on {wins} of {len(rows)} tail metrics"})
     return out
+
+
+def _quantile_metrics_in_order(names) -> list[str]:
+    """Upper-tail quantile errors outward (0.99, 0.999, ...), then lower-tail ones outward."""
+    quantile = [n for n in names if n.startswith("quantile_rel_error_")]
+    level = {n: float(n.rsplit("_", 1)[1]) for n in quantile}
+    upper = sorted((n for n in quantile if level[n] > 0.5), key=lambda n: level[n])
+    lower = sorted((n for n in quantile if level[n] < 0.5), key=lambda n: -level[n])
+    return upper + lower
 
 
 def _is_gaussian(nu) -> bool:

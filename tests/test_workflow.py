@@ -1,0 +1,122 @@
+"""The Snakemake workflow end to end on the tiny config, its errors, lint and the cluster profile."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir, *args, timeout=900):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "--directory", str(workdir), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_end_to_end_outputs(tiny_run):
+    results = tiny_run / "results"
+    metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
+    assert list(metrics.columns) == ["model", "variable", "metric", "value", "ci_low", "ci_high"]
+    assert set(metrics.model) == {"edm", "tedm", "flow", "tflow", "truth"}
+    assert set(metrics.variable) == {"t2m", "w", "tp"}
+    expected = {"kurtosis_ratio", "skewness_ratio", "ks", "tail_ks", "exceedance_ratio_p99",
+                "exceedance_ratio_p999", "quantile_rel_error_0.99", "quantile_rel_error_0.999",
+                "quantile_rel_error_0.9999", "crps"}
+    for (model, variable), group in metrics.groupby(["model", "variable"]):
+        assert expected <= set(group.metric), (model, variable)
+    assert metrics.value.notna().all()
+    with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio"))]
+    assert with_ci.ci_low.notna().all() and (with_ci.ci_low <= with_ci.ci_high).all()
+
+    html = (results / "report.html").read_text()
+    for section in ("Are the tails right?", "All metrics", "Sample maps", "Training", "Provenance",
+                    "Time per job", "Seeds"):
+        assert section in html
+    assert html.count("data:image/png;base64,") == 3 + 3  # histograms, QQ, loss; a map figure per variable
+    assert 'class="best"' in html
+
+    ds = xr.open_zarr(results / "samples" / "tedm.zarr")
+    assert ds.tp.attrs["units"] == "mm" and ds.sizes["member"] == 8
+    for log in ("synthetic_data", "ingest", "train_tedm", "sample_tflow", "evaluate_truth", "figures", "report"):
+        assert (results / "logs" / f"{log}.log").exists(), log
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def _write_config(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text((REPO / "config" / "test.yaml").read_text() + text)
+    return path
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("\ntypo_key: 1\n", "unknown key 'typo_key'"),
+    ("\nmodels: {tedm: {family: edm, nu: 2}}\n", "models.tedm.nu: must be a number > 2"),
+])
+def test_config_errors_are_one_line_and_write_nothing(tmp_path, extra, message):
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(_write_config(tmp_path, extra)))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"htweather: config error: {lines[0].split('config error: ', 1)[1]}"]
+    assert message in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_nonexistent_input_path(tmp_path):
+    result = snakemake(tmp_path, "--cores", "1", "--config", "data={source: /no/such/dir/*.nc}")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "htweather: config error: data.source: no file matches '/no/such/dir/*.nc'"
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_variable_in_input_file(tmp_path):
+    import numpy as np
+
+    ds = xr.Dataset({"t2m": (("time", "latitude", "longitude"), np.zeros((4, 2, 2), "float32"))},
+                    coords={"time": pd.date_range("2000-01-01", periods=4), "latitude": [1.0, 0.0],
+                            "longitude": [0.0, 1.0]})
+    ds.to_netcdf(tmp_path / "only_t2m.nc")
+    cfg = tmp_path / "user.yaml"
+    cfg.write_text(f"data: {{source: {tmp_path / 'only_t2m.nc'}, variables: {{t2m: {{}}, swvl1: {{}}}}}}\n")
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg))
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"htweather: config error: {tmp_path / 'only_t2m.nc'}: variable 'swvl1' "
+                                     "not found (file has: t2m)")
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_has_no_missing_log_or_environment(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    text = (result.stdout + result.stderr).lower()
+    assert "no log directive" not in text and "log directive" not in text, text
+    assert "conda" not in text, text
+
+
+def test_cluster_profile_plans_the_whole_dag(tmp_path):
+    result = snakemake(tmp_path, "--profile", str(REPO / "cluster"), "-n", "--configfile",
+                       str(REPO / "config" / "test.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    for rule in ("synthetic_data", "ingest", "train", "sample", "sample_truth", "evaluate", "metrics_table",
+                 "figures", "provenance", "report", "all"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out

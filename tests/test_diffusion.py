@@ -100,12 +100,13 @@ def test_t_edm_preconditioning_uses_effective_scale():
     nu = 5.0
     precond = EDMPrecond(nn.Identity(), StudentTNoise(nu, 1), sigma_data=SD)
     sigma = torch.tensor([0.3, 3.0], dtype=torch.float64)
-    c_skip, c_out, c_in, c_noise = precond.coefficients(sigma)
+    c_skip, c_out, c_in, c_noise = (c.flatten().numpy() for c in precond.coefficients(sigma))
+    sigma = sigma.numpy()
     s = sigma * math.sqrt(nu / (nu - 2))
-    np.testing.assert_allclose(c_skip.flatten(), SD**2 / (s**2 + SD**2), rtol=1e-6)
-    np.testing.assert_allclose(c_out.flatten(), s * SD / np.sqrt(s**2 + SD**2), rtol=1e-6)
-    np.testing.assert_allclose(c_in.flatten(), 1 / np.sqrt(s**2 + SD**2), rtol=1e-6)
-    np.testing.assert_allclose(c_noise.flatten(), np.log(sigma) / 4, rtol=1e-6)
+    np.testing.assert_allclose(c_skip, SD**2 / (s**2 + SD**2), rtol=1e-6)
+    np.testing.assert_allclose(c_out, s * SD / np.sqrt(s**2 + SD**2), rtol=1e-6)
+    np.testing.assert_allclose(c_in, 1 / np.sqrt(s**2 + SD**2), rtol=1e-6)
+    np.testing.assert_allclose(c_noise, np.log(sigma) / 4, rtol=1e-6)
 
 
 def test_t_edm_loss_weight_is_inverse_c_out_squared():

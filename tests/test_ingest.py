@@ -127,6 +127,17 @@ def test_missing_values_are_refused_without_partial_output(tiny_config, raw_file
     assert not list(tmp_path.glob("h.zarr*")) and not list(tmp_path.glob("h.json*"))
 
 
+def test_new_cds_layout_with_valid_time(tiny_config, raw_files, tmp_path):
+    """Files from the new CDS name the time dimension valid_time."""
+    new = xr.open_dataset(raw_files[0]).load().rename({"time": "valid_time"})
+    path = tmp_path / "new_cds.nc"
+    new.to_netcdf(path)
+    stats = ingest.ingest(tiny_config, [str(path)], tmp_path / "n.zarr", tmp_path / "n.json")
+    out = xr.open_zarr(tmp_path / "n.zarr")
+    assert "time" in out.dims and stats["splits"]["test"]["n_times"] == 15 * 4
+    np.testing.assert_array_equal(out.w.sel(time="2000-02-20").values, new.w.sel(valid_time="2000-02-20").values)
+
+
 def test_split_outside_data_is_refused(tiny_config, raw_files, tmp_path):
     cfg = load_config({**tiny_config, "data": {**tiny_config["data"], "source": raw_files[0],
                                                "splits": {**tiny_config["data"]["splits"], "test": ["2001-01-01", "2001-02-01"]}}})

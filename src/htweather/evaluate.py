@@ -162,7 +162,7 @@ def evaluate(config: dict, model: str, ensemble_path: str | Path, store: str | P
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        frame.to_csv(tmp, index=False, float_format="%.8g")
 
 
 def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:

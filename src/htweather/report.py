@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import glob
-import html
 import json
 import math
 import platform
@@ -250,7 +249,7 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
         table=metrics_table(frame, model_order), comparisons=heavy_vs_gaussian(frame, config),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
         figure_keys=sorted(figures), prov=prov,
-        config_yaml=yaml.safe_dump(config, sort_keys=False), escape=html.escape,
+        config_yaml=yaml.safe_dump(config, sort_keys=False),
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)

@@ -82,7 +82,7 @@ class UNet(nn.Module):
         self.middle = nn.ModuleList([ResBlock(c, c, embedding_dim, dropout), ResBlock(c, c, embedding_dim, dropout)])
 
         self.up = nn.ModuleList()
-        for level, w in reversed(list(enumerate(widths))):
+        for w in reversed(widths):
             blocks = nn.ModuleList()
             for _ in range(num_blocks + 1):
                 blocks.append(ResBlock(c + skip_widths.pop(), w, embedding_dim, dropout))

@@ -177,10 +177,6 @@ def input_files(config: dict) -> list[str]:
     return sorted(glob.glob(config["data"]["source"]))
 
 
-def model_names(config: dict) -> list[str]:
-    return list(config["models"])
-
-
 def merge_configs(base: dict, override: dict) -> dict:
     """Deep merge: mappings merge key by key, anything else in `override` replaces `base`."""
     out = copy.deepcopy(base)

@@ -222,14 +222,15 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
     truth = closed_form_marginals(config, stats)
     model_meta = {}
     for m, path in ensembles.items():
-        attrs = xr.open_zarr(path).attrs
+        ensemble = xr.open_zarr(path)
+        attrs = ensemble.attrs
         log = pd.read_csv(train_logs[m]) if m in train_logs else None
         model_meta[m] = {"family": attrs.get("family", ""), "nu": attrs.get("nu", ""),
                          "steps": attrs.get("training_steps", ""),
                          "train_s": _fmt(float(log.elapsed_s.iloc[-1])) if log is not None else "",
                          "final_val_loss": _fmt(float(log.val_loss.dropna().iloc[-1])) if log is not None else "",
                          "nfe": attrs.get("network_evaluations_per_member", ""),
-                         "members": xr.open_zarr(path).sizes["member"],
+                         "members": ensemble.sizes["member"],
                          "sample_s": attrs.get("sampling_seconds", "")}
     summaries = []
     for v in stats["channels"]:

@@ -70,6 +70,8 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         return (f"{where}: must be a number > 2 (Student-t noise has finite variance "
                 f"nu/(nu-2) only for nu > 2) or 'inf', got {value!r}")
     if "propertyNames" in error.schema_path:
+        if where.endswith("variables"):
+            return f"{where}: invalid variable name {error.instance!r} (a name such as t2m, or NAME@LEVEL such as t@850)"
         return f"{where}: invalid name {error.instance!r} (lower-case letters, digits, '_'; not 'truth' or 'data')"
     message = error.message.replace("\n", " ")
     return f"{where}: {message}"
@@ -129,9 +131,14 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
                 f"data.variables.{unknown[0]}: the synthetic source provides only "
                 f"{', '.join(SYNTHETIC_VARIABLES)}")
     elif check_paths:
-        files = input_files(config)
-        if not files:
-            raise ConfigError(f"data.source: no file matches '{data['source']}'")
+        from .sources import is_remote, is_zarr
+
+        source = data["source"]
+        if is_zarr(source):
+            if not is_remote(source) and not Path(source).exists():
+                raise ConfigError(f"data.source: zarr store '{source}' does not exist")
+        elif not input_files(config):
+            raise ConfigError(f"data.source: no file matches '{source}'")
 
     for name, model in config["models"].items():
         if isinstance(model["nu"], dict):
@@ -173,8 +180,14 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
 
 
 def input_files(config: dict) -> list[str]:
-    """The NetCDF files named by data.source (a path or glob), sorted."""
-    return sorted(glob.glob(config["data"]["source"]))
+    """The local inputs named by data.source: the files of a path or glob, sorted, or the
+    directory of a local zarr store; none for a remote store."""
+    from .sources import is_remote, is_zarr
+
+    source = config["data"]["source"]
+    if is_zarr(source):
+        return [] if is_remote(source) else [source]
+    return sorted(glob.glob(source))
 
 
 def merge_configs(base: dict, override: dict) -> dict:

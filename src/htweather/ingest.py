@@ -1,17 +1,29 @@
-"""Ingestion (first version): NetCDF files -> analysis-ready, normalised, chunked zarr store.
+"""Ingestion: reanalysis (files or zarr, local or remote) -> analysis-ready, normalised,
+chunked zarr store, out of core.
 
-Steps: open the files lazily with xarray + dask, select variables, crop, put latitude in ERA5
-order (descending), keep the times of the train/validation/test splits, convert units, write
-the physical fields, compute normalisation statistics from the TRAIN split only, and write the
-per-variable transform of each field standardised with those statistics. The source is read
-once; the store is written under a temporary name and renamed at the end, so a failure leaves
-no half-written store.
+Steps, all lazy (dask) until the store is written:
+1. open the source in one layout (`sources`) and pick the config's variables (canonical
+   names, pressure levels);
+2. check the time axis (order, duplicates, gaps within the splits' span);
+3. crop to the region (longitudes in either convention, boxes across the dateline or
+   Greenwich), latitude descending (ERA5 order), optional coarsening to a target resolution;
+4. convert units, optionally resample in time (amounts summed, states averaged), keep the
+   times of the train/validation/test splits;
+5. pass 1 writes the physical fields and, from the same reads, per-cell counts and sums: the
+   mask of real cells (e.g. land-only products with NaN over sea) and the normalisation
+   statistics from the TRAIN split over real cells only;
+6. pass 2 writes the standardised transform of each field (0 at masked cells), the mask and
+   provenance attributes, and consolidates the metadata.
+
+The store is written under a temporary name and renamed at the end, so a failure leaves no
+half-written store; memory is bounded by the chunk size, whatever the input size.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import dask
@@ -20,98 +32,146 @@ import pandas as pd
 import xarray as xr
 from dask.diagnostics import ProgressBar
 
-from . import transforms
-from .config import SPLITS, HtweatherError
+from . import catalog, transforms
+from .config import SPLITS
 from .runtime import atomic_path
+from .sources import IngestError, is_zarr, open_source  # noqa: F401 (IngestError is public here)
 
 log = logging.getLogger(__name__)
 
-# Names other products use for ERA5's dimensions: new CDS files (valid_time), CF-style (lat/lon).
-_DIM_ALIASES = {"valid_time": "time", "lat": "latitude", "lon": "longitude"}
 
+def source_list(config: dict, files: list[str] | None = None) -> list[str]:
+    """The inputs to read: the given files, else the config's files, local or remote store."""
+    from .config import input_files
 
-class IngestError(HtweatherError):
-    pass
-
-
-GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
-
-
-def _open_one(path: str) -> xr.Dataset:
-    if path.lower().endswith(GRIB_SUFFIXES):
-        # indexpath "": no .idx file next to the input (input folders may be read-only)
-        return xr.open_dataset(path, engine="cfgrib", chunks={}, backend_kwargs={"indexpath": ""})
-    return xr.open_dataset(path, engine="netcdf4", chunks={})
-
-
-def open_files(files: list[str], variables: list[str], require_all: bool = True) -> xr.Dataset:
-    """Open and combine NetCDF (or GRIB) files lazily. Variables may be spread over files (one
-    file per variable, as the CDS often delivers); errors name the file and variable at fault.
-    With require_all=False, variables absent from every file are not an error (used to check a
-    first file of many)."""
-    if not files:
-        raise IngestError("no input files")
-    parts, found = [], {}
-    for path in files:
-        try:
-            ds = _open_one(path)
-        except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
-            raise IngestError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-        ds = ds.rename({k: v for k, v in _DIM_ALIASES.items() if k in ds.variables and v not in ds.variables})
-        present = [v for v in variables if v in ds.data_vars]
-        has = ", ".join(map(str, ds.data_vars))
-        if not present and (len(files) > 1 or not require_all):
-            raise IngestError(f"{path}: none of the variables {', '.join(variables)} (file has: {has})")
-        for dim in ("time", "latitude", "longitude"):
-            if dim not in ds.dims:
-                raise IngestError(f"{path}: no '{dim}' dimension (dims: {', '.join(map(str, ds.dims))})")
-        for v in present:
-            found.setdefault(v, path)
-        parts.append(ds[present].drop_vars([c for c in ds[present].coords if c not in ("time", "latitude", "longitude")]))
-    missing = [v for v in variables if v not in found]
-    if missing and require_all:
-        if len(files) == 1:
-            raise IngestError(f"{files[0]}: variable '{missing[0]}' not found (file has: {has})")
-        raise IngestError(f"variable '{missing[0]}' not found in {files[0]} or the {len(files) - 1} other input file(s)")
-    try:
-        combined = xr.combine_by_coords(parts, combine_attrs="drop_conflicts", data_vars="minimal",
-                                        coords="minimal", compat="override", join="exact")
-    except ValueError as exc:
-        raise IngestError(f"{files[0]} and the other {len(files) - 1} file(s) do not combine "
-                          f"(grids or times differ?): {exc}") from None
-    return combined
+    if files:
+        return list(files)
+    source = config["data"]["source"]
+    return input_files(config) or ([source] if is_zarr(source) else [])
 
 
 def check_first_file(config: dict) -> None:
-    """Cheap up-front check (metadata only) that the first input file has the variables and
+    """Cheap up-front check (metadata only) that the source has the variables, levels and
     dimensions the config asks for, so a bad config fails before any job runs."""
-    from .config import input_files
-
-    files = input_files(config)
-    open_files(files[:1], list(config["data"]["variables"]), require_all=len(files) == 1).close()
-
-
-def _select_region(ds: xr.Dataset, region: dict | None, files: list[str]) -> xr.Dataset:
-    if region:
-        lat_lo, lat_hi = sorted(region["lat"])
-        lon_lo, lon_hi = sorted(region["lon"])
-        ds = ds.sel(latitude=ds.latitude[(ds.latitude >= lat_lo) & (ds.latitude <= lat_hi)],
-                    longitude=ds.longitude[(ds.longitude >= lon_lo) & (ds.longitude <= lon_hi)])
-        if ds.sizes["latitude"] == 0 or ds.sizes["longitude"] == 0:
-            raise IngestError(f"data.region selects no grid cell of {files[0]}")
-    return ds.sortby("latitude", ascending=False).sortby("longitude")
+    data = config["data"]
+    sources = source_list(config)
+    opened = open_source(sources[:1], data["variables"], data["storage_options"], require_all=len(sources) == 1)
+    opened.close()
 
 
-def _select_splits(ds: xr.Dataset, splits: dict, files: list[str]) -> xr.Dataset:
+def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset:
+    """Crop to region = {lat: [south, north], lon: [west, east]} and order latitude descending.
+
+    The lon box runs EAST from `west` to `east` in either convention (-180..180 or 0..360),
+    whatever the source's: [-10, 5] crosses Greenwich, [170, -170] the dateline. Output
+    longitudes are west + ((lon - west) mod 360), increasing and contiguous (they may pass
+    180). Without a lon box the source's longitudes are kept, sorted."""
+    lat = np.asarray(ds.latitude.values, dtype=float)
+    lon = np.asarray(ds.longitude.values, dtype=float)
+    lat_keep = np.arange(lat.size)
+    lon_keep, new_lon = np.argsort(lon, kind="stable"), np.sort(lon)
+    region = region or {}
+    if region.get("lat") is not None:
+        south, north = sorted(region["lat"])
+        lat_keep = np.flatnonzero((lat >= south - 1e-9) & (lat <= north + 1e-9))
+    if region.get("lon") is not None:
+        west, east = region["lon"]
+        width = east - west if 0 < east - west <= 360 else (east - west) % 360
+        offset = np.mod(lon - west, 360.0)
+        inside = np.flatnonzero(offset <= width + 1e-9)
+        lon_keep = inside[np.argsort(offset[inside], kind="stable")]
+        new_lon = west + offset[lon_keep]
+    if lat_keep.size == 0 or lon_keep.size == 0:
+        raise IngestError(f"{where}: data.region {region} selects no grid cell (source latitude "
+                          f"{lat.min():g}..{lat.max():g}, longitude {lon.min():g}..{lon.max():g})")
+    lat_keep = lat_keep[np.argsort(-lat[lat_keep], kind="stable")]
+    ds = ds.isel(latitude=lat_keep, longitude=lon_keep)
+    return ds.assign_coords(longitude=("longitude", new_lon, ds.longitude.attrs))
+
+
+def coarsen(ds: xr.Dataset, resolution: float | None, where: str) -> xr.Dataset:
+    """Block means over k x k cells, k = resolution / grid spacing (must be a whole number).
+    A coarse cell is missing where fewer than half of its fine cells have data."""
+    if not resolution:
+        return ds
+    spacing = {d: np.abs(np.diff(ds[d].values.astype(float))) for d in ("latitude", "longitude")}
+    factors = {}
+    for dim, steps in spacing.items():
+        if steps.size == 0 or not np.allclose(steps, steps[0], rtol=1e-4):
+            raise IngestError(f"{where}: data.resolution needs a regular {dim} spacing")
+        factor = resolution / steps[0]
+        if abs(factor - round(factor)) > 1e-3 or round(factor) < 1:
+            raise IngestError(f"data.resolution: {resolution:g} is not a whole multiple of the {dim} "
+                              f"spacing {steps[0]:g} of {where}")
+        factors[dim] = int(round(factor))
+    if all(f == 1 for f in factors.values()):
+        return ds
+    if any(ds.sizes[d] < f for d, f in factors.items()):
+        raise IngestError(f"data.resolution: {resolution:g} is coarser than the selected region of {where}")
+    blocks = ds.coarsen(factors, boundary="trim", coord_func="mean")
+    counts = ds.notnull().coarsen(factors, boundary="trim").sum()
+    full = factors["latitude"] * factors["longitude"]
+    out = blocks.mean().where(2 * counts >= full)  # mean skips NaN
+    for name in out.data_vars:
+        out[name].attrs = ds[name].attrs
+    return out
+
+
+def time_axis(time: pd.DatetimeIndex, splits: dict, gaps: str, where: str) -> float | None:
+    """Check the time steps inside the span of the splits for gaps; return the step in hours
+    (None for calendar steps such as months). A gap is a step longer than the usual one."""
+    lo = min(pd.Timestamp(splits[s][0]) for s in SPLITS)
+    hi = max(pd.Timestamp(splits[s][1]) for s in SPLITS)
+    span = time[(time >= lo) & (time <= hi)]
+    if len(span) < 2:
+        return None
+    steps = np.diff(span.asi8)
+    values, counts = np.unique(steps, return_counts=True)
+    usual = values[np.argmax(counts)]
+    monthly = usual >= 28 * 86400e9  # calendar months vary between 28 and 31 days
+    gap = np.flatnonzero(steps > 32 * 86400e9 if monthly else steps > usual)
+    if gap.size and gaps == "error":
+        i = int(gap[0])
+        raise IngestError(f"{where}: {gap.size} gap(s) in time, the first after {span[i]} "
+                          f"(next {span[i + 1]}, usual step {pd.Timedelta(int(usual))}); "
+                          f"set data.gaps: allow to ingest anyway")
+    if gap.size:
+        log.warning("%s: %d gap(s) in time, the first after %s", where, gap.size, span[int(gap[0])])
+    if monthly:  # no fixed step in hours
+        return None
+    return float(usual) / 3600e9
+
+
+def resample(ds: xr.Dataset, freq: str | None, variables: dict, where: str) -> xr.Dataset:
+    """Aggregate to `freq`: amounts (e.g. tp) summed over steps stamped (start, end] (ERA5
+    stamps accumulations at the end of their period), states averaged over [start, end);
+    either labelled by the period start."""
+    if not freq:
+        return ds
+    out = {}
+    for name, da in ds.data_vars.items():
+        how = variables[name]["aggregation"]
+        if how == "auto":
+            how = "sum" if catalog.kind(name) == "amount" else "mean"
+        closed = "right" if how == "sum" else "left"
+        try:
+            grouped = da.resample(time=freq, closed=closed, label="left")
+        except ValueError as exc:
+            raise IngestError(f"data.resample: bad frequency {freq!r} ({exc})") from None
+        agg = grouped.sum(min_count=1) if how == "sum" else getattr(grouped, how)()
+        agg.attrs = dict(da.attrs, aggregation=f"{how} over {freq}")
+        out[name] = agg
+    return xr.Dataset(out)
+
+
+def select_splits(ds: xr.Dataset, splits: dict, where: str) -> xr.Dataset:
     time = pd.DatetimeIndex(ds.time.values)
-    if not time.is_monotonic_increasing or time.has_duplicates:
-        raise IngestError(f"{files[0]}: time axis is not strictly increasing across the input files")
     label = np.full(len(time), "", dtype=object)
     for split in SPLITS:
         start, end = (pd.Timestamp(t) for t in splits[split])
         inside = (time >= start) & (time <= end)
         if not inside.any():
-            raise IngestError(f"data.splits.{split}: {start} .. {end} selects no time in the input "
+            raise IngestError(f"data.splits.{split}: {start} .. {end} selects no time of {where} "
                               f"({time[0]} .. {time[-1]})")
         label[inside] = split
     keep = label != ""
@@ -126,91 +186,186 @@ def processing_chunk(store_chunk: int, cells: int, target_bytes: float = 64e6) -
     return store_chunk * max(1, steps // store_chunk)
 
 
-def ingest(config: dict, files: list[str], store: str | Path, stats_path: str | Path) -> dict:
-    """Build the training store and its statistics file; returns the statistics."""
+def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
+    """The lazy physical dataset (config names, target units, split labels), the per-variable
+    metadata and the provenance of the selection."""
+    data = config["data"]
+    variables = data["variables"]
+    where = sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)"
+    ds = open_source(sources, variables, data["storage_options"])
+    step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
+    ds = select_region(ds, data["region"], where)
+    ds = coarsen(ds, data["resolution"], where)
+
+    physical, meta = {}, {}
+    for name, opts in variables.items():
+        da = ds[name]
+        source_units = da.attrs.get("units")
+        target = opts["units"] or catalog.default_units(name)
+        if target and source_units is None:
+            log.warning("%s: variable '%s' has no units attribute; kept as is", where, name)
+            target = None
+        scale, offset = transforms.unit_conversion(source_units, target, where=f"data.variables.{name}.units",
+                                                   step_hours=step_hours)
+        converted = da.astype(np.float64) * scale + offset if (scale, offset) != (1.0, 0.0) else da.astype(np.float64)
+        converted.attrs = {"units": target or source_units or "1",
+                           "long_name": da.attrs.get("long_name", name), "source_name": da.attrs.get("source_name", name),
+                           "source_units": str(source_units)}
+        physical[name] = converted
+    out = resample(xr.Dataset(physical), data["resample"], variables, where)
+    out = select_splits(out, data["splits"], where)
+    for name, opts in variables.items():
+        meta[name] = {"transform": opts["transform"], "units": out[name].attrs["units"],
+                      "source_units": out[name].attrs["source_units"], "source_name": out[name].attrs["source_name"],
+                      "lower_bound": opts["lower_bound"], "tails": opts["tails"]}
+    provenance = {"sources": sources if len(sources) <= 50 else sources[:50] + [f"... {len(sources) - 50} more"],
+                  "region": data["region"], "resolution": data["resolution"], "resample": data["resample"],
+                  "splits": data["splits"], "source_time_step_hours": step_hours,
+                  "expver_merged": next((ds[v].attrs["expver_merged"] for v in variables
+                                         if "expver_merged" in ds[v].attrs), None),
+                  "variables": {n: {k: meta[n][k] for k in ("source_name", "source_units", "units", "transform")}
+                                for n in variables}}
+    return out, meta, provenance
+
+
+def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path: str | Path) -> dict:
+    """Build the training store and its statistics file; returns the statistics. `files`
+    None (or empty) reads the config's data.source."""
     data = config["data"]
     variables = list(data["variables"])
+    sources = source_list(config, files)
+    if not sources:
+        raise IngestError(f"data.source: no file matches '{data['source']}'")
     store, stats_path = Path(store), Path(stats_path)
-    ds = open_files(files, variables)
-    ds = _select_region(ds, data["region"], files)
-    ds = _select_splits(ds, data["splits"], files)
-    log.info("selected %s time steps x %s x %s grid cells, variables %s",
-             ds.sizes["time"], ds.sizes["latitude"], ds.sizes["longitude"], variables)
-
-    physical = {}
-    meta = {}
-    for name in variables:
-        opts = data["variables"][name]
-        source_units = ds[name].attrs.get("units")
-        scale, offset = transforms.unit_conversion(source_units, opts["units"], where=f"data.variables.{name}.units")
-        da = ds[name].astype(np.float64) * scale + offset
-        physical[name] = da.transpose("time", "latitude", "longitude").astype(np.float32)
-        physical[name].attrs = {"units": opts["units"] or source_units or "1",
-                                "long_name": ds[name].attrs.get("long_name", name)}
-        meta[name] = {"transform": opts["transform"], "units": physical[name].attrs["units"],
-                      "source_units": source_units, "lower_bound": opts["lower_bound"], "tails": opts["tails"]}
+    ds, meta, provenance = prepare(config, sources)
+    where = provenance["sources"][0]
+    ny, nx = ds.sizes["latitude"], ds.sizes["longitude"]
+    log.info("selected %s time steps x %s x %s grid cells, variables %s", ds.sizes["time"], ny, nx, variables)
 
     chunk = data["time_chunk"]
-    work = processing_chunk(chunk, ds.sizes["latitude"] * ds.sizes["longitude"])
-    out = xr.Dataset(physical).chunk({"time": work, "latitude": -1, "longitude": -1})
-    out.attrs = {"source_files": json.dumps([str(f) for f in files]),
-                 "splits": json.dumps(data["splits"]), "region": json.dumps(data["region"]),
-                 "created_by": "htweather.ingest"}
-    for name in variables:
-        out[name].encoding = {"chunks": (chunk, ds.sizes["latitude"], ds.sizes["longitude"])}
+    work = processing_chunk(chunk, ny * nx)
+    physical = xr.Dataset({v: ds[v].astype(np.float32) for v in variables}).chunk(
+        {"time": work, "latitude": -1, "longitude": -1})
+    for v in variables:
+        physical[v].attrs = ds[v].attrs
+        physical[v].encoding = {"chunks": (chunk, ny, nx)}
+    physical.attrs = {"created_by": "htweather.ingest", "provenance": json.dumps(provenance, default=str)}
+
     with atomic_path(store) as tmp, atomic_path(stats_path) as stats_tmp:
-        log.info("writing physical fields")
-        with ProgressBar(dt=1.0):
-            out.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)
+        write = physical.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2, compute=False)
+        sums = _cell_sums(physical, meta)
+        log.info("pass 1 of 2: reading the source, writing physical fields and per-cell statistics")
+        with ProgressBar(dt=1.0), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # masked cells
+            _, sums = dask.compute(write, sums)
+        mask = _mask(sums, variables, ds.sizes["time"], physical, where)
+        stats = _statistics(sums, mask, meta, physical, where)
+        stats["provenance"] = provenance
 
         stored = xr.open_zarr(tmp, consolidated=False, chunks={"time": work})
-        stats = _statistics(stored, variables, meta, files)
+        valid = xr.DataArray(mask, dims=("latitude", "longitude"))
         normalised = xr.concat(
-            [(transforms.forward(meta[v]["transform"], stored[v].astype(np.float64)) - stats["variables"][v]["mean"])
-             / stats["variables"][v]["std"] for v in variables],
+            [((transforms.forward(meta[v]["transform"], stored[v].astype(np.float64)) - stats["variables"][v]["mean"])
+              / stats["variables"][v]["std"]).where(valid, 0.0) for v in variables],
             dim=pd.Index(variables, name="variable"),
         ).transpose("time", "variable", "latitude", "longitude").astype(np.float32)
         normalised = normalised.chunk({"time": work, "variable": -1, "latitude": -1, "longitude": -1})
-        normalised.encoding = {"chunks": (chunk, len(variables), ds.sizes["latitude"], ds.sizes["longitude"])}
-        normalised.attrs = {"description": "forward(transform, x) standardised with the train-split mean and std"}
-        log.info("writing normalised fields")
+        normalised.encoding = {"chunks": (chunk, len(variables), ny, nx)}
+        normalised.attrs = {"description": "forward(transform, x) standardised with the train-split mean and std "
+                                           "over real cells; 0 at masked cells"}
+        extra = xr.Dataset({"normalised": normalised,
+                            "mask": valid.assign_attrs(description="1 where the cell has data (real), 0 where masked")
+                            .astype(np.uint8)}, attrs=physical.attrs)  # append mode rewrites the group's attrs
+        log.info("pass 2 of 2: writing normalised fields")
         with ProgressBar(dt=1.0):
-            xr.Dataset({"normalised": normalised}).to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)
+            extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)
         stats_tmp.write_text(json.dumps(stats, indent=2))
     return stats
 
 
-def _statistics(stored: xr.Dataset, variables: list[str], meta: dict, files: list[str]) -> dict:
-    """Mean and std of each transformed variable over the train split; checks for missing or
-    impossible values over all splits."""
-    train = stored.sel(time=stored.split == "train")
-    lazy = {}
+def _cell_sums(physical: xr.Dataset, meta: dict) -> dict:
+    """Lazy per-cell reductions over time: missing counts (all splits) and, over the train
+    split, count/sum/sum of squares of the transformed and physical values; min and max."""
+    is_train = (physical.split == "train").values
+    out = {}
+    for v in physical.data_vars:
+        x = physical[v].astype(np.float64)
+        train = x.isel(time=np.flatnonzero(is_train))
+        tr = transforms.forward(meta[v]["transform"], train)
+        finite = np.isfinite(tr)
+        out[v] = {
+            "missing": x.isnull().sum("time").data,
+            "infinite": np.isinf(x).sum("time").data,
+            "bad_transform": (train.notnull() & ~finite).sum("time").data,
+            "n": finite.sum("time").data,
+            "s1": tr.where(finite).sum("time").data,
+            "s2": (tr.where(finite) ** 2).sum("time").data,
+            "p1": train.sum("time").data,
+            "p2": (train ** 2).sum("time").data,
+            "min": x.min("time").data,
+            "max": x.max("time").data,
+        }
+    return out
+
+
+def _first_cell(where_true: np.ndarray, physical: xr.Dataset) -> str:
+    i, j = np.argwhere(where_true)[0]
+    return f"lat {float(physical.latitude[i]):g}, lon {float(physical.longitude[j]):g}"
+
+
+def _mask(sums: dict, variables: list[str], n_times: int, physical: xr.Dataset, where: str) -> np.ndarray:
+    """Real cells: those with data at every time in every variable. A cell missing at only some
+    times is an error: masks that change in time are not supported."""
+    mask = np.ones((physical.sizes["latitude"], physical.sizes["longitude"]), dtype=bool)
     for v in variables:
-        transformed = transforms.forward(meta[v]["transform"], train[v].astype(np.float64))
-        lazy[v] = (transformed.mean(), transformed.std(), stored[v].isnull().sum(), stored[v].min(), stored[v].max(),
-                   train[v].mean(), train[v].std())
-    log.info("computing normalisation statistics on the train split")
-    with ProgressBar(dt=1.0):
-        (computed,) = dask.compute(lazy)
+        missing, infinite = sums[v]["missing"], sums[v]["infinite"]
+        if infinite.any():
+            raise IngestError(f"{where}: variable '{v}' has {int(infinite.sum())} infinite values "
+                              f"(first at {_first_cell(infinite > 0, physical)})")
+        if (missing == n_times).all():
+            raise IngestError(f"{where}: variable '{v}' is missing (NaN) everywhere in the selected region and times")
+        partial = (missing > 0) & (missing < n_times)
+        if partial.any():
+            raise IngestError(f"{where}: variable '{v}' is missing at some times only in {int(partial.sum())} grid "
+                              f"cell(s) (first at {_first_cell(partial, physical)}: {int(missing[partial][0])} of "
+                              f"{n_times} times); masks that change in time are not supported")
+        mask &= missing == 0
+    if not mask.any():
+        raise IngestError(f"{where}: no grid cell has data in all of {', '.join(variables)}")
+    if not mask.all():
+        log.info("mask: %d of %d grid cells have data", int(mask.sum()), mask.size)
+    return mask
+
+
+def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, where: str) -> dict:
+    """Mean and std of each transformed variable over the train split and the real cells."""
+    variables = list(meta)
     result = {"channels": variables, "variables": {}, "splits": {}}
     for v in variables:
-        mean, std, n_missing, vmin, vmax, physical_mean, physical_std = (float(x) for x in computed[v])
-        if n_missing:
-            raise IngestError(f"{files[0]}: variable '{v}' has {int(n_missing)} missing values in the selected "
-                              f"region and times (masked grids are not supported by this version)")
-        if not np.isfinite(mean) or not np.isfinite(std):
-            raise IngestError(f"{files[0]}: variable '{v}' gives non-finite values after its "
+        s = {k: np.asarray(a, dtype=np.float64)[mask] for k, a in sums[v].items()}
+        if s["bad_transform"].any():
+            raise IngestError(f"{where}: variable '{v}' gives non-finite values after its "
                               f"'{meta[v]['transform']}' transform")
-        if std == 0:
-            raise IngestError(f"{files[0]}: variable '{v}' is constant over the train split")
+        n = s["n"].sum()
+        mean = s["s1"].sum() / n
+        std = float(np.sqrt(max(s["s2"].sum() / n - mean**2, 0.0)))
+        physical_mean = s["p1"].sum() / n
+        physical_std = float(np.sqrt(max(s["p2"].sum() / n - physical_mean**2, 0.0)))
+        if std == 0 or std < 1e-12 * max(abs(mean), 1.0):
+            raise IngestError(f"{where}: variable '{v}' is constant over the train split")
+        vmin, vmax = float(s["min"].min()), float(s["max"].max())
         tails = meta[v]["tails"]
         if tails == "auto":
             tails = auto_tails(vmin, physical_mean, physical_std)
-        result["variables"][v] = {**meta[v], "tails": tails, "mean": mean, "std": std, "min": vmin, "max": vmax}
-    for split in SPLITS:
-        times = stored.time.values[stored.split.values == split]
-        result["splits"][split] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times))}
-    result["grid"] = {"latitude": stored.latitude.values.tolist(), "longitude": stored.longitude.values.tolist()}
+        result["variables"][v] = {**meta[v], "tails": tails, "mean": float(mean), "std": std,
+                                  "min": vmin, "max": vmax}
+    split = physical.split.values
+    for name in SPLITS:
+        times = physical.time.values[split == name]
+        result["splits"][name] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times))}
+    result["grid"] = {"latitude": physical.latitude.values.tolist(), "longitude": physical.longitude.values.tolist(),
+                      "valid_cells": int(mask.sum()),
+                      "mask": None if mask.all() else mask.astype(int).tolist()}
     return result
 
 
@@ -231,7 +386,17 @@ def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
         if v["lower_bound"] is not None:
             x = np.maximum(x, v["lower_bound"])
         out[name] = x
+    mask = grid_mask(stats)
+    if mask is not None:
+        for name in out:
+            out[name] = np.where(mask, out[name], np.nan)
     return out
+
+
+def grid_mask(stats: dict) -> np.ndarray | None:
+    """(latitude, longitude) bool array, True at real cells; None when every cell is real."""
+    mask = stats["grid"].get("mask")
+    return None if mask is None else np.asarray(mask, dtype=bool)
 
 
 def load_split(store: str | Path, split: str) -> np.ndarray:

@@ -307,3 +307,18 @@ def test_remote_store_is_planned_not_opened():
     cfg = _config("gs://gcp-public-data-arco-era5/ar/full_37-1h-0p25deg-chunk-1.zarr-v3", {"tp": {}},
                   storage_options={"token": "anon"})
     assert sources.is_remote(cfg["data"]["source"]) and ingest.source_list(cfg) == [cfg["data"]["source"]]
+
+
+def test_command_line_ingest(tmp_path, small_nc, capsys):
+    from htweather import cli
+
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"data": {"source": str(small_nc), "variables": {"t@850": {}}, "splits": SPLITS}}))
+    assert cli.main(["check", str(good)]) == 0
+    assert cli.main(["ingest", str(good), str(tmp_path / "cli.zarr")]) == 0
+    assert json.loads((tmp_path / "cli.json").read_text())["channels"] == ["t@850"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps({"data": {"source": str(small_nc), "variables": {"t@925": {}}, "splits": SPLITS}}))
+    assert cli.main(["ingest", str(bad), str(tmp_path / "no.zarr")]) == 2
+    assert "level 925 hPa not in the source" in capsys.readouterr().err
+    assert not (tmp_path / "no.zarr").exists()

@@ -100,7 +100,7 @@ def test_missing_variable_in_input_file(tmp_path):
     result = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg))
     assert result.returncode != 0
     assert result.stderr.strip() == (f"htweather: config error: {tmp_path / 'only_t2m.nc'}: variable 'swvl1' "
-                                     "not found (file has: t2m)")
+                                     "not found (looked for swvl1; source has: t2m)")
     assert not (tmp_path / "results").exists()
 
 
@@ -120,3 +120,59 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
                  "figures", "provenance", "report", "all"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
+
+
+def test_masked_pressure_level_source_end_to_end(tmp_path):
+    """A land-only flux (sea NaN, lat/lon ascending, CF names) beside a pressure-level field in
+    the new CDS layout, through the whole workflow: the mask reaches training, samples,
+    evaluation and the report."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2001-01-01", periods=24 * 20, freq="h")
+    lat, lon = np.arange(50.0, 54.0, 0.5), np.arange(-2.0, 2.0, 0.5)
+    sea = np.zeros((lat.size, lon.size), bool)
+    sea[:3, :4] = True
+    flux = (np.maximum(rng.standard_normal((times.size, lat.size, lon.size)), 0) ** 3 * 1e-4).astype("float32")
+    flux[:, sea] = np.nan
+    xr.Dataset({"pr": (("time", "lat", "lon"), flux, {"units": "kg m-2 s-1"})},
+               coords={"time": times, "lat": lat, "lon": lon}).to_netcdf(tmp_path / "land_pr.nc")
+    t = (260 + 5 * rng.standard_normal((times.size, 2, lat.size, lon.size))).astype("float32")
+    xr.Dataset({"t": (("valid_time", "pressure_level", "latitude", "longitude"), t[:, :, ::-1], {"units": "K"})},
+               coords={"valid_time": times, "pressure_level": [500, 850], "latitude": lat[::-1],
+                       "longitude": lon, "expver": ("valid_time", ["0001"] * times.size)}
+               ).to_netcdf(tmp_path / "levels_t.nc")
+    cfg = tmp_path / "masked.yaml"
+    cfg.write_text((REPO / "config" / "test.yaml").read_text().split("data:")[0] + f"""
+data:
+  source: {tmp_path}/*.nc
+  variables:
+    pr: {{lower_bound: 0.0}}
+    t@850: {{}}
+  splits:
+    train: ["2001-01-01", "2001-01-12T23:00"]
+    validation: ["2001-01-13", "2001-01-15T23:00"]
+    test: ["2001-01-16", "2001-01-20T23:00"]
+architecture: {{base_channels: 8, channel_mult: [1, 2], embedding_dim: 16}}
+models:
+  edm: {{family: edm, nu: inf}}
+  tedm: {{family: edm, nu: {{pr: 5, t@850: inf}}}}
+training: {{steps: 10, batch_size: 4, checkpoint_every: 10, log_every: 5, warmup_steps: 2}}
+sampling: {{members: 8, batch_size: 8, edm: {{steps: 4}}}}
+evaluation: {{bootstrap: 5}}
+report: {{map_members: 2}}
+""")
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = tmp_path / "results"
+    store = xr.open_zarr(results / "data" / "store.zarr")
+    np.testing.assert_array_equal(store["mask"].values.astype(bool), ~sea[::-1])
+    sample = xr.open_zarr(results / "samples" / "tedm.zarr")
+    assert sample.pr.attrs["units"] == "mm h-1"
+    assert np.isnan(sample.pr.values[:, sea[::-1]]).all() and np.isfinite(sample.pr.values[:, ~sea[::-1]]).all()
+    assert np.isnan(sample["t@850"].values[:, sea[::-1]]).all()
+    metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
+    assert set(metrics.model) == {"edm", "tedm"} and set(metrics.variable) == {"pr", "t@850"}
+    assert metrics.value.notna().all()
+    assert "maps_t@850" in " ".join(p.name for p in (results / "figures").iterdir())
+    assert (results / "report.html").stat().st_size > 10_000

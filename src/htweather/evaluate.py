@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from . import metrics
-from .ingest import load_stats
+from .ingest import grid_mask, load_stats
 from .runtime import atomic_path, derived_seed
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,14 @@ def evaluate(config: dict, model: str, ensemble_path: str | Path, store: str | P
     data = test_fields(store)
     ensemble = xr.open_zarr(ensemble_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate", model))
+    mask = grid_mask(stats)
     rows = []
     for name in stats["channels"]:
         tails = stats["variables"][name]["tails"]
         gen_fields = ensemble[name].values.astype(np.float64)
         data_fields = data[name]
+        if mask is not None:  # real cells only: (members or times, cells)
+            gen_fields, data_fields = gen_fields[:, mask], data_fields[:, mask]
         g, d = gen_fields.ravel(), data_fields.ravel()
         log.info("%s / %s: %d generated vs %d test values (%s tails)", model, name, g.size, d.size, tails)
 

@@ -405,5 +405,14 @@ def load_split(store: str | Path, split: str) -> np.ndarray:
     return ds["normalised"].sel(time=ds.split == split).values
 
 
+def load_mask(store: str | Path) -> np.ndarray | None:
+    """The store's (latitude, longitude) mask of real cells; None when every cell is real."""
+    ds = xr.open_zarr(store)
+    if "mask" not in ds:
+        return None
+    mask = ds["mask"].values.astype(bool)
+    return None if mask.all() else mask
+
+
 def load_stats(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())

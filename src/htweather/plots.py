@@ -23,6 +23,12 @@ def model_colors(names: list[str]) -> dict[str, str]:
     return colors
 
 
+def finite(values: np.ndarray) -> np.ndarray:
+    """The values at real cells, flattened (masked cells are NaN in data and ensembles)."""
+    flat = np.asarray(values).ravel()
+    return flat[np.isfinite(flat)]
+
+
 def _label(name: str, info: dict) -> str:
     units = info.get("units", "")
     return f"{name} [{units}]" if units else name
@@ -36,17 +42,18 @@ def tail_histograms(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, 
     colors = model_colors(list(ensembles))
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        d = data[name].ravel()
+        d = finite(data[name])
+        gen = {model: finite(e[name]) for model, e in ensembles.items()}
         # the range of the data, widened to show generated values up to one data range beyond it
         span = d.max() - d.min()
-        lo = max(d.min() - span, min([d.min()] + [e[name].min() for e in ensembles.values()]))
-        hi = min(d.max() + span, max([d.max()] + [e[name].max() for e in ensembles.values()]))
+        lo = max(d.min() - span, min([d.min()] + [g.min() for g in gen.values()]))
+        hi = min(d.max() + span, max([d.max()] + [g.max() for g in gen.values()]))
         edges = np.linspace(lo, hi, bins + 1)
         one_count = 1.0 / (d.size * (edges[1] - edges[0]))  # density of a single data value in a bin
         ax.hist(d, bins=edges, density=True, label="data (test)", **DATA_STYLE)
-        for model, fields in ensembles.items():
+        for model, values in gen.items():
             ls = ":" if model == "truth" else "-"
-            ax.hist(fields[name].ravel(), bins=edges, density=True, histtype="step", lw=1.4, ls=ls,
+            ax.hist(values, bins=edges, density=True, histtype="step", lw=1.4, ls=ls,
                     color=colors[model], label=model)
         if closed_form and name in closed_form:
             x = np.linspace(lo, hi, 600)
@@ -79,10 +86,10 @@ def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndar
     fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.4), squeeze=False)
     for ax, name in zip(axes[0], names):
         probs = qq_probabilities(variables[name].get("tails", "upper"), top)
-        qd = np.quantile(data[name].ravel(), probs)
+        qd = np.quantile(finite(data[name]), probs)
         for model, fields in ensembles.items():
             ls = ":" if model == "truth" else "-"
-            ax.plot(qd, np.quantile(fields[name].ravel(), probs), ls, color=colors[model], lw=1.4, label=model)
+            ax.plot(qd, np.quantile(finite(fields[name]), probs), ls, color=colors[model], lw=1.4, label=model)
         if closed_form and name in closed_form:
             ax.plot(qd, closed_form[name].ppf(probs), "--", color=TRUTH_COLOR, lw=1.0, label="true quantiles")
         span = [qd.min(), qd.max()]
@@ -103,7 +110,7 @@ def sample_maps(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.n
     rows = {"data (test)": data[variable]}
     rows.update({m: e[variable] for m, e in ensembles.items()})
     d = data[variable]
-    vmin, vmax = np.quantile(d, [0.001, 0.999])
+    vmin, vmax = np.quantile(finite(d), [0.001, 0.999])
     if info.get("tails") == "upper":
         cmap = "viridis"
     elif vmin < 0 < vmax:  # signed field: diverging map centred on zero

@@ -191,7 +191,7 @@ def _is_gaussian(nu) -> bool:
 
 
 def describe(values: np.ndarray) -> dict:
-    v = values.ravel()
+    v = plots.finite(values)
     q = np.quantile(v, [0.99, 0.999, 0.9999])
     return {"mean": v.mean(), "std": v.std(), "skewness": sstats.skew(v), "excess kurtosis": sstats.kurtosis(v),
             "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": v.max()}

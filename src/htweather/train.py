@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import models
-from .ingest import load_split
+from .ingest import load_mask, load_split
 from .devices import autocast, select_device, set_threads
 from .runtime import atomic_path, derived_seed, progress
 
@@ -35,6 +35,15 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
     beta = min(decay, (1 + step) / (10 + step))
     for p_ema, p in zip(ema.parameters(), model.parameters()):
         p_ema.lerp_(p.detach(), 1 - beta)
+
+
+def masked_loss(loss_fn, weight: torch.Tensor | None):
+    """The per-element loss, weighted so that its mean is the mean over real cells only
+    (weight = mask / mean(mask)); masked cells (e.g. sea in a land-only product) carry no
+    signal and must not pull the network towards the fill value."""
+    if weight is None:
+        return loss_fn
+    return lambda model, x0: loss_fn(model, x0) * weight
 
 
 @torch.no_grad()
@@ -78,9 +87,15 @@ def train(config: dict, name: str, store: str | Path, out_dir: str | Path, threa
     log.info("model %s: family %s, nu %s; %d train fields %s on %s",
              name, spec.family, spec.nu, len(train_fields), tuple(train_fields.shape[1:]), device)
 
+    mask = load_mask(store)
+    weight = None
+    if mask is not None:
+        weight = torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
+        log.info("loss over the %d of %d real grid cells", int(mask.sum()), mask.size)
+
     model = models.build(spec).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    loss_fn = models.loss_fn(spec, opts)
+    loss_fn = masked_loss(models.loss_fn(spec, opts), weight)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
     warmup = max(1, opts["warmup_steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))

@@ -1,0 +1,51 @@
+"""Command line for the steps that are useful outside the workflow.
+
+  htweather check CONFIG                  validate a config and open its source (metadata only)
+  htweather ingest CONFIG STORE [STATS]   build a training store from the config's data section
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import HtweatherError, load_config
+from .runtime import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="htweather", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate a config and open its source (metadata only)")
+    check.add_argument("config", type=Path)
+    build = commands.add_parser("ingest", help="build the normalised zarr store from the config's data section")
+    build.add_argument("config", type=Path)
+    build.add_argument("store", type=Path, help="output zarr store, e.g. results/data/store.zarr")
+    build.add_argument("stats", type=Path, nargs="?", help="statistics JSON (default: STORE without .zarr + .json)")
+    args = parser.parse_args(argv)
+
+    setup_logging()
+    from . import ingest
+
+    try:
+        config = load_config(args.config)
+        if args.command == "check":
+            if config["data"]["source"] != "synthetic":
+                ingest.check_first_file(config)
+            print(f"{args.config}: ok")
+        else:
+            if config["data"]["source"] == "synthetic":
+                raise HtweatherError("data.source: the synthetic default is written by the workflow "
+                                     "(snakemake); `htweather ingest` reads files or zarr stores")
+            stats = args.stats or args.store.with_suffix(".json")
+            ingest.ingest(config, None, args.store, stats)
+            print(f"wrote {args.store} and {stats}")
+    except HtweatherError as error:
+        print(f"htweather: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

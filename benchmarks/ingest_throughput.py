@@ -1,10 +1,11 @@
 """Ingestion throughput and peak memory against a bare xarray baseline.
 
-Generates ERA5-like hourly NetCDF files (one per month, t2m and tp on a 0.25 deg European
-grid, float32, as the CDS delivers them by month) of a few GB, then times, each in its own
-process so that peak memory (max RSS) is its own:
+Generates ERA5-like hourly NetCDF files (30 days each, t2m and tp on a 0.25 deg European
+grid, float32) of a few GB, then times, each in its own process so that peak memory (max RSS)
+is its own:
 
-- baseline: xarray.open_mfdataset(files).to_zarr(store), nothing else;
+- baseline: xarray.open_mfdataset(files).to_zarr(store), nothing else (files of equal length:
+  with calendar months the baseline fails, since zarr needs uniform chunks);
 - htweather: `htweather ingest` (checks, units, splits, physical fields, statistics, mask,
   normalised fields, atomic write).
 
@@ -36,18 +37,18 @@ BYTES_PER_STEP = 2 * 4 * LAT.size * LON.size  # two float32 variables
 
 
 def generate(folder: Path, gigabytes: float, seed: int = 0) -> list[Path]:
-    """Monthly files of hourly data from 2001-01 on, about `gigabytes` in all."""
+    """Files of 30 days of hourly data from 2001-01-01 on, about `gigabytes` in all."""
     folder.mkdir(parents=True, exist_ok=True)
     steps = int(gigabytes * 1e9 / BYTES_PER_STEP)
     times = pd.date_range("2001-01-01", periods=steps, freq="h")
     rng = np.random.default_rng(seed)
     files = []
-    for month, idx in pd.Series(np.arange(steps), index=times).groupby(times.to_period("M")):
-        path = folder / f"era5_{month}.nc"
+    for start in range(0, steps, 720):
+        t = times[start:start + 720]
+        path = folder / f"era5_{t[0]:%Y-%m-%d}.nc"
         files.append(path)
         if path.exists():
             continue
-        t = times[idx.values]
         shape = (len(t), LAT.size, LON.size)
         t2m = (280 + 5 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
         tp = np.maximum(rng.standard_normal(shape, dtype=np.float32), 0).astype(np.float32) ** 3 * 1e-3
@@ -107,7 +108,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/htweather-bench"))
     parser.add_argument("--keep", action="store_true", help="keep the generated input files")
     args = parser.parse_args()
-    print(f"grid {LAT.size} x {LON.size}, 2 float32 variables, hourly, one NetCDF file per month; "
+    print(f"grid {LAT.size} x {LON.size}, 2 float32 variables, hourly, NetCDF files of 30 days; "
           f"{os.cpu_count()} CPU cores")
     print(f"{'input':>8} {'files':>5} {'baseline':>18} {'htweather':>18} {'ratio':>6} {'peak RSS base/ht':>18}")
     for gigabytes in args.sizes:

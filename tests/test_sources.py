@@ -110,7 +110,7 @@ def test_old_cds_layout_with_expver_halves_and_levels(tmp_path):
     src = old_cds(HOURLY, lat, lon, expver_split="2001-01-08")
     src.to_netcdf(tmp_path / "old.nc")
     out, stats = _ingest(tmp_path, tmp_path / "old.nc", {"t@850": {}, "tp": {}})
-    assert list(out.variable.values) == ["t@850", "tp"]
+    assert json.loads(out.attrs["channels"]) == ["t@850", "tp"]
     merged_t = src.t.sel(level=850).max("expver")  # exactly one half is non-NaN everywhere
     np.testing.assert_array_equal(out["t@850"].values, merged_t.values)
     np.testing.assert_allclose(out.tp.values, src.tp.max("expver").values * 1000, rtol=1e-6)
@@ -164,9 +164,8 @@ def test_arco_like_zarr_with_greenwich_box_and_coarsening(tmp_path):
     np.testing.assert_allclose(out["w@850"].sel(time=t).values,
                                src.vertical_velocity.sel(time=t, level=850, latitude=slice(56, 44)).roll(
                                    longitude=5).isel(longitude=slice(0, 9)).values)
-    np.testing.assert_allclose(float(out.tp.sum()), 1000 * float(
-        src.total_precipitation.sel(latitude=slice(56, 44)).isel(longitude=list(range(175, 180)) + list(range(0, 4))).sum()),
-        rtol=1e-5)
+    box = src.total_precipitation.sel(latitude=slice(56, 44)).isel(longitude=[*range(175, 180), *range(0, 4)])
+    np.testing.assert_allclose(float(out.tp.sum()), 1000 * float(box.sum()), rtol=1e-5)
     assert stats["variables"]["tp"]["units"] == "mm h-1"
 
     (tmp_path / "c").mkdir()
@@ -221,11 +220,12 @@ def test_land_only_product_gets_a_mask(tmp_path):
     out, stats = _ingest(tmp_path, tmp_path / "land.nc", {"tp": {"transform": "log1p", "lower_bound": 0.0}})
     np.testing.assert_array_equal(out["mask"].values, (~sea).astype(np.uint8))
     assert stats["grid"]["valid_cells"] == sea.size - sea.sum()
-    assert np.all(out.normalised.values[:, 0][:, sea] == 0)
+    normalised = ingest.normalised(tmp_path / "out.zarr").values
+    assert np.all(normalised[:, 0][:, sea] == 0)
     train = src.tp.sel(time=slice(*SPLITS["train"])).values[:, ~sea].astype(np.float32).astype(np.float64) * 1000
     assert stats["variables"]["tp"]["mean"] == pytest.approx(np.log1p(train).mean(), rel=1e-9)
     assert stats["variables"]["tp"]["std"] == pytest.approx(np.log1p(train).std(), rel=1e-7)
-    back = ingest.denormalise(out.normalised.values.astype(np.float64), stats)["tp"]
+    back = ingest.denormalise(normalised.astype(np.float64), stats)["tp"]
     assert np.isnan(back[:, sea]).all()
     np.testing.assert_allclose(back[:, ~sea], out.tp.values[:, ~sea], rtol=1e-5, atol=1e-7)
 
@@ -251,8 +251,10 @@ def _refused(tmp_path, source, variables, match, **data):
 def test_unknown_level_is_named(tmp_path, small_nc):
     _refused(tmp_path, small_nc, {"t@700": {}}, r"small.nc: variable 't@700': level 700 hPa not in the source "
                                                r"\(levels: 500, 850, 1000\)")
-    _refused(tmp_path, small_nc, {"t": {}}, r"small.nc: variable 't' \('t'\) has 3 pressure levels; name one, e.g. 't@850'")
-    _refused(tmp_path, small_nc, {"tp@850": {}}, r"small.nc: variable 'tp@850' asks for level 850 but 'tp' has no pressure")
+    _refused(tmp_path, small_nc, {"t": {}},
+             r"small.nc: variable 't' \('t'\) has 3 pressure levels; name one, e.g. 't@850'")
+    _refused(tmp_path, small_nc, {"tp@850": {}},
+             r"small.nc: variable 'tp@850' asks for level 850 but 'tp' has no pressure")
 
 
 def test_grids_that_differ_between_files(tmp_path):
@@ -322,3 +324,20 @@ def test_command_line_ingest(tmp_path, small_nc, capsys):
     assert cli.main(["ingest", str(bad), str(tmp_path / "no.zarr")]) == 2
     assert "level 925 hPa not in the source" in capsys.readouterr().err
     assert not (tmp_path / "no.zarr").exists()
+
+
+def test_temporaries_of_killed_runs_are_removed(tmp_path, small_nc):
+    """A run killed with -9 leaves `out.zarr.tmp-PID`; the next run removes it (the pid is
+    dead) but leaves a live process's temporary alone."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"out.zarr.tmp-{int(dead.stdout)}"
+    (stale / "t2m").mkdir(parents=True)
+    live = tmp_path / f"out.zarr.tmp-{os.getppid()}"
+    live.mkdir()
+    _ingest(tmp_path, small_nc, {"tp": {}})
+    assert not stale.exists() and live.exists()
+    assert (tmp_path / "out.zarr").is_dir()

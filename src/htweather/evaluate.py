@@ -10,6 +10,7 @@ values as independent and give intervals far too narrow.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def test_fields(store: str | Path) -> dict[str, np.ndarray]:
     """The test split's physical fields (time, latitude, longitude) per variable."""
     ds = xr.open_zarr(store)
     test = ds.sel(time=ds.split.values == "test")
-    return {v: test[v].values.astype(np.float64) for v in ds.data_vars if v != "normalised"}
+    return {v: test[v].values.astype(np.float64) for v in json.loads(ds.attrs["channels"])}
 
 
 def evaluate(config: dict, model: str, ensemble_path: str | Path, store: str | Path,

@@ -1,5 +1,5 @@
-"""Ingestion: reanalysis (files or zarr, local or remote) -> analysis-ready, normalised,
-chunked zarr store, out of core.
+"""Ingestion: reanalysis (files or zarr, local or remote) -> analysis-ready, chunked zarr store
+with its normalisation, out of core.
 
 Steps, all lazy (dask) until the store is written:
 1. open the source in one layout (`sources`) and pick the config's variables (canonical
@@ -9,14 +9,15 @@ Steps, all lazy (dask) until the store is written:
    Greenwich), latitude descending (ERA5 order), optional coarsening to a target resolution;
 4. convert units, optionally resample in time (amounts summed, states averaged), keep the
    times of the train/validation/test splits;
-5. pass 1 writes the physical fields and, from the same reads, per-cell counts and sums: the
-   mask of real cells (e.g. land-only products with NaN over sea) and the normalisation
-   statistics from the TRAIN split over real cells only;
-6. pass 2 writes the standardised transform of each field (0 at masked cells), the mask and
-   provenance attributes, and consolidates the metadata.
+5. read the source ONCE: write the physical fields and, from the same chunks, per-cell
+   counts and sums, which give the mask of real cells (e.g. land-only products with NaN over
+   sea) and the normalisation statistics from the TRAIN split over real cells only;
+6. add the mask, the statistics and provenance attributes; consolidate the metadata.
 
-The store is written under a temporary name and renamed at the end, so a failure leaves no
-half-written store; memory is bounded by the chunk size, whatever the input size.
+The models read `normalised(store)`: the per-variable transform standardised with those
+statistics, 0 at masked cells, computed lazily from the physical fields. The store is written
+under a temporary name and renamed at the end, so a failure leaves no half-written store;
+memory is bounded by the chunk size, whatever the input size.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import warnings
 from pathlib import Path
 
 import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -149,17 +151,17 @@ def resample(ds: xr.Dataset, freq: str | None, variables: dict, where: str) -> x
     if not freq:
         return ds
     out = {}
-    for name, da in ds.data_vars.items():
+    for name, field in ds.data_vars.items():
         how = variables[name]["aggregation"]
         if how == "auto":
             how = "sum" if catalog.kind(name) == "amount" else "mean"
         closed = "right" if how == "sum" else "left"
         try:
-            grouped = da.resample(time=freq, closed=closed, label="left")
+            grouped = field.resample(time=freq, closed=closed, label="left")
         except ValueError as exc:
             raise IngestError(f"data.resample: bad frequency {freq!r} ({exc})") from None
         agg = grouped.sum(min_count=1) if how == "sum" else getattr(grouped, how)()
-        agg.attrs = dict(da.attrs, aggregation=f"{how} over {freq}")
+        agg.attrs = dict(field.attrs, aggregation=f"{how} over {freq}")
         out[name] = agg
     return xr.Dataset(out)
 
@@ -178,6 +180,26 @@ def select_splits(ds: xr.Dataset, splits: dict, where: str) -> xr.Dataset:
     return ds.isel(time=np.flatnonzero(keep)).assign_coords(split=("time", label[keep].astype(str)))
 
 
+def plan_time_chunks(chunks: tuple[int, ...], multiple: int, target: int) -> tuple[int, ...]:
+    """Dask chunks along time for writing: boundaries of the source's chunks moved to the
+    nearest multiple of the store's chunk (each task must write whole zarr chunks), then
+    neighbours merged up to `target` steps. Sources already aligned (files chunked by
+    `sources.open_file`, whose lengths are multiples of the store chunk) keep their chunks:
+    splitting chunks across old boundaries would make dask hold pieces of many of them at once,
+    and memory would grow with the input (measured)."""
+    total = int(sum(chunks))
+    bounds = np.cumsum(chunks)[:-1]
+    snapped = sorted({int(round(b / multiple)) * multiple for b in bounds} - {0} - {total})
+    sizes = np.diff([0, *[b for b in snapped if b < total], total]).tolist()
+    merged = [sizes[0]]
+    for size in sizes[1:]:
+        if merged[-1] + size <= target:
+            merged[-1] += size
+        else:
+            merged.append(size)
+    return tuple(merged)
+
+
 def processing_chunk(store_chunk: int, cells: int, target_bytes: float = 64e6) -> int:
     """Time steps per dask task: a multiple of the store's chunk (so each task writes whole zarr
     chunks) holding about `target_bytes` of float64 per variable. Computing with the small
@@ -192,25 +214,26 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     data = config["data"]
     variables = data["variables"]
     where = sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)"
-    ds = open_source(sources, variables, data["storage_options"])
+    ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"])
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
     ds = select_region(ds, data["region"], where)
     ds = coarsen(ds, data["resolution"], where)
 
     physical, meta = {}, {}
     for name, opts in variables.items():
-        da = ds[name]
-        source_units = da.attrs.get("units")
+        field = ds[name]
+        source_units = field.attrs.get("units")
         target = opts["units"] or catalog.default_units(name)
         if target and source_units is None:
             log.warning("%s: variable '%s' has no units attribute; kept as is", where, name)
             target = None
         scale, offset = transforms.unit_conversion(source_units, target, where=f"data.variables.{name}.units",
                                                    step_hours=step_hours)
-        converted = da.astype(np.float64) * scale + offset if (scale, offset) != (1.0, 0.0) else da.astype(np.float64)
-        converted.attrs = {"units": target or source_units or "1",
-                           "long_name": da.attrs.get("long_name", name), "source_name": da.attrs.get("source_name", name),
-                           "source_units": str(source_units)}
+        converted = field.astype(np.float64)
+        if (scale, offset) != (1.0, 0.0):
+            converted = converted * scale + offset
+        converted.attrs = {"units": target or source_units or "1", "long_name": field.attrs.get("long_name", name),
+                           "source_name": field.attrs.get("source_name", name), "source_units": str(source_units)}
         physical[name] = converted
     out = resample(xr.Dataset(physical), data["resample"], variables, where)
     out = select_splits(out, data["splits"], where)
@@ -244,8 +267,11 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
 
     chunk = data["time_chunk"]
     work = processing_chunk(chunk, ny * nx)
+    first = ds[variables[0]]
+    time_chunks = plan_time_chunks(first.chunksizes["time"] if first.chunks else (ds.sizes["time"],), chunk, work)
     physical = xr.Dataset({v: ds[v].astype(np.float32) for v in variables}).chunk(
-        {"time": work, "latitude": -1, "longitude": -1})
+        {"time": time_chunks, "latitude": -1, "longitude": -1})
+    physical = physical.assign_coords(split=physical.split.compute())  # a small label array, not a dask one
     for v in variables:
         physical[v].attrs = ds[v].attrs
         physical[v].encoding = {"chunks": (chunk, ny, nx)}
@@ -253,59 +279,65 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
 
     with atomic_path(store) as tmp, atomic_path(stats_path) as stats_tmp:
         write = physical.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2, compute=False)
-        sums = _cell_sums(physical, meta)
-        log.info("pass 1 of 2: reading the source, writing physical fields and per-cell statistics")
+        sums = {v: _cell_sums(physical[v], meta[v]["transform"]) for v in variables}
+        log.info("reading the source once: writing the fields and per-cell statistics")
         with ProgressBar(dt=1.0), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # masked cells
             _, sums = dask.compute(write, sums)
         mask = _mask(sums, variables, ds.sizes["time"], physical, where)
         stats = _statistics(sums, mask, meta, physical, where)
         stats["provenance"] = provenance
-
-        stored = xr.open_zarr(tmp, consolidated=False, chunks={"time": work})
-        valid = xr.DataArray(mask, dims=("latitude", "longitude"))
-        normalised = xr.concat(
-            [((transforms.forward(meta[v]["transform"], stored[v].astype(np.float64)) - stats["variables"][v]["mean"])
-              / stats["variables"][v]["std"]).where(valid, 0.0) for v in variables],
-            dim=pd.Index(variables, name="variable"),
-        ).transpose("time", "variable", "latitude", "longitude").astype(np.float32)
-        normalised = normalised.chunk({"time": work, "variable": -1, "latitude": -1, "longitude": -1})
-        normalised.encoding = {"chunks": (chunk, len(variables), ny, nx)}
-        normalised.attrs = {"description": "forward(transform, x) standardised with the train-split mean and std "
-                                           "over real cells; 0 at masked cells"}
-        extra = xr.Dataset({"normalised": normalised,
-                            "mask": valid.assign_attrs(description="1 where the cell has data (real), 0 where masked")
-                            .astype(np.uint8)}, attrs=physical.attrs)  # append mode rewrites the group's attrs
-        log.info("pass 2 of 2: writing normalised fields")
-        with ProgressBar(dt=1.0):
-            extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)
+        normalisation = {v: {k: stats["variables"][v][k] for k in ("transform", "mean", "std")} for v in variables}
+        extra = xr.Dataset(
+            {"mask": xr.DataArray(mask.astype(np.uint8), dims=("latitude", "longitude"),
+                                  attrs={"description": "1 where the cell has data (real), 0 where masked"})},
+            attrs={**physical.attrs, "channels": json.dumps(variables), "normalisation": json.dumps(normalisation)})
+        extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)  # append rewrites the group's attrs
         stats_tmp.write_text(json.dumps(stats, indent=2))
     return stats
 
 
-def _cell_sums(physical: xr.Dataset, meta: dict) -> dict:
-    """Lazy per-cell reductions over time: missing counts (all splits) and, over the train
-    split, count/sum/sum of squares of the transformed and physical values; min and max."""
-    is_train = (physical.split == "train").values
-    out = {}
-    for v in physical.data_vars:
-        x = physical[v].astype(np.float64)
-        train = x.isel(time=np.flatnonzero(is_train))
-        tr = transforms.forward(meta[v]["transform"], train)
-        finite = np.isfinite(tr)
-        out[v] = {
-            "missing": x.isnull().sum("time").data,
-            "infinite": np.isinf(x).sum("time").data,
-            "bad_transform": (train.notnull() & ~finite).sum("time").data,
-            "n": finite.sum("time").data,
-            "s1": tr.where(finite).sum("time").data,
-            "s2": (tr.where(finite) ** 2).sum("time").data,
-            "p1": train.sum("time").data,
-            "p2": (train ** 2).sum("time").data,
-            "min": x.min("time").data,
-            "max": x.max("time").data,
-        }
+SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "min", "max")
+
+
+def _block_sums(block: np.ndarray, train: np.ndarray, transform: str) -> np.ndarray:
+    """Per-cell reductions over the time steps of one chunk, in one sweep (float64): missing
+    and infinite counts over all times; over train times, count, sum and sum of squares of
+    the transformed (s) and physical (p) values; min and max. Shape (1, len(SUMS), ny, nx)."""
+    x = block.astype(np.float64)
+    out = np.empty((1, len(SUMS)) + x.shape[1:])
+    out[0, 0] = np.isnan(x).sum(0)
+    out[0, 1] = np.isinf(x).sum(0)
+    xt = x[train.ravel()]
+    tr = transforms.forward(transform, xt) if transform != "identity" else xt
+    ok = np.isfinite(tr)
+    clean = bool(ok.all())
+    out[0, 2] = 0 if clean else (~ok & ~np.isnan(xt)).sum(0)
+    out[0, 3] = ok.sum(0)
+    tr = tr if clean else np.where(ok, tr, 0.0)
+    out[0, 4] = tr.sum(0)
+    out[0, 5] = np.einsum("tij,tij->ij", tr, tr)
+    if transform == "identity":
+        out[0, 6:8] = out[0, 4:6]
+    else:
+        xt = xt if clean else np.where(ok, xt, 0.0)
+        out[0, 6] = xt.sum(0)
+        out[0, 7] = np.einsum("tij,tij->ij", xt, xt)
+    out[0, 8] = np.nanmin(x, axis=0)
+    out[0, 9] = np.nanmax(x, axis=0)
     return out
+
+
+def _cell_sums(field: xr.DataArray, transform: str) -> dict:
+    """Lazy per-cell statistics of a (time, latitude, longitude) field over all its chunks."""
+    data = field.data
+    train = da.from_array((field.split == "train").values[:, None, None], chunks=(data.chunks[0], 1, 1))
+    blocks = da.map_blocks(_block_sums, data, train, transform, dtype=np.float64, new_axis=1,
+                           chunks=((1,) * data.numblocks[0], (len(SUMS),)) + data.chunks[1:])
+    # combine partial results a few chunks at a time, so memory does not grow with the input
+    totals = blocks[:, :8].sum(axis=0, split_every=4)
+    return {**{name: totals[i] for i, name in enumerate(SUMS[:8])},
+            "min": blocks[:, 8].min(axis=0, split_every=4), "max": blocks[:, 9].max(axis=0, split_every=4)}
 
 
 def _first_cell(where_true: np.ndarray, physical: xr.Dataset) -> str:
@@ -399,10 +431,24 @@ def grid_mask(stats: dict) -> np.ndarray | None:
     return None if mask is None else np.asarray(mask, dtype=bool)
 
 
+def normalised(store: str | Path) -> xr.DataArray:
+    """The store's fields as the models see them, lazily: forward(transform, x) standardised
+    with the train-split statistics, 0 at masked cells; (time, variable, latitude, longitude)
+    float32. The store keeps the physical fields only (half the disk and one write less): the
+    normalisation is an exact, cheap function of them and of the statistics in its attributes."""
+    ds = xr.open_zarr(store)
+    norm = json.loads(ds.attrs["normalisation"])
+    valid = ds["mask"].astype(bool)
+    fields = [((transforms.forward(n["transform"], ds[v].astype(np.float64)) - n["mean"]) / n["std"]).where(valid, 0.0)
+              for v, n in norm.items()]
+    out = xr.concat(fields, dim=pd.Index(list(norm), name="variable"))
+    return out.transpose("time", "variable", "latitude", "longitude").astype(np.float32)
+
+
 def load_split(store: str | Path, split: str) -> np.ndarray:
     """The normalised fields of one split, (time, variable, latitude, longitude) float32."""
-    ds = xr.open_zarr(store)
-    return ds["normalised"].sel(time=ds.split == split).values
+    fields = normalised(store)
+    return fields.sel(time=fields.split == split).values
 
 
 def load_mask(store: str | Path) -> np.ndarray | None:

@@ -3,6 +3,7 @@ so data and evaluation steps run without it; see `devices` for the torch side)."
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ def atomic_path(path: str | Path):
     """Yield a temporary sibling path; on success it replaces `path`, on failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
@@ -35,6 +37,26 @@ def atomic_path(path: str | Path):
             shutil.rmtree(tmp)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove temporaries of `path` left by processes that were killed (kill -9, OOM, node
+    failure) before they could clean up; those of live processes are left alone."""
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # someone else's live process
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def progress(total: int, desc: str, initial: int = 0) -> tqdm:

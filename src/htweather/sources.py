@@ -64,9 +64,10 @@ def open_zarr(source: str, storage_options: dict | None = None) -> xr.Dataset:
     return normalise_layout(ds, source)
 
 
-def open_file(path: str, time_chunk_bytes: float = 64e6) -> xr.Dataset:
+def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = 64e6) -> xr.Dataset:
     """One NetCDF or GRIB file, lazily, chunked along time into pieces of about
-    `time_chunk_bytes` (float64) so that no task reads a whole large file at once."""
+    `time_chunk_bytes` (float64), so that no task reads a whole large file at once, and of a
+    multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking."""
     try:
         if path.lower().endswith(GRIB_SUFFIXES):
             # indexpath "": no .idx file next to the input (input folders may be read-only)
@@ -79,7 +80,7 @@ def open_file(path: str, time_chunk_bytes: float = 64e6) -> xr.Dataset:
     ds = normalise_layout(ds, path)
     cells = int(np.prod([ds.sizes[d] for d in ("latitude", "longitude", "level") if d in ds.dims]))
     steps = max(1, int(time_chunk_bytes // (8 * cells)))
-    return ds.chunk({"time": steps})
+    return ds.chunk({"time": max(time_multiple, steps - steps % time_multiple)})
 
 
 def _rename_dims(ds: xr.Dataset, where: str) -> xr.Dataset:
@@ -179,13 +180,15 @@ def variable(ds: xr.Dataset, name: str, where: str, source_name: str | None = No
         da = da.isel(level=0, drop=True)
     extra = [d for d in da.dims if d not in ("time", "latitude", "longitude")]
     if extra:
-        raise IngestError(f"{where}: variable '{name}' ('{found}') has unexpected dimension(s) {', '.join(map(str, extra))}")
+        raise IngestError(f"{where}: variable '{name}' ('{found}') has unexpected dimension(s) "
+                          f"{', '.join(map(str, extra))}")
     da = da.transpose("time", "latitude", "longitude")  # WeatherBench2 stores may be (time, lon, lat)
     da.attrs = dict(da.attrs, source_name=found)
     return da.rename(name)
 
 
-def open_files(files: list[str], variables: dict[str, dict], require_all: bool = True) -> xr.Dataset:
+def open_files(files: list[str], variables: dict[str, dict], require_all: bool = True,
+               time_multiple: int = 8) -> xr.Dataset:
     """NetCDF/GRIB files -> one dataset of the config's variables (named as in the config).
 
     Variables may be spread over files (one file per variable, as the CDS often delivers) and
@@ -198,12 +201,16 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
     by_name: dict[str, list[tuple[str, xr.DataArray]]] = {}
     grid = None
     for path in files:
-        ds = open_file(path)
+        ds = open_file(path, time_multiple)
+        # one orientation for all files (products differ: ERA5 north to south, CF south to north)
+        ds = ds.isel(latitude=np.argsort(-ds.latitude.values, kind="stable"),
+                     longitude=np.argsort(ds.longitude.values, kind="stable"))
         if grid is None:
             grid = (path, ds.latitude.values, ds.longitude.values)
-        elif not (np.array_equal(ds.latitude.values, grid[1]) and np.array_equal(ds.longitude.values, grid[2])):
-            raise IngestError(f"{path}: grid differs from {grid[0]} ({ds.sizes['latitude']} x {ds.sizes['longitude']} "
-                              f"vs {len(grid[1])} x {len(grid[2])}, or other coordinates)")
+        else:
+            _check_same_grid(path, ds, *grid)
+            # equal within 1e-6 deg: take the first file's values (float32 vs float64 coordinates)
+            ds = ds.assign_coords(latitude=grid[1], longitude=grid[2])
         present = [n for n, o in variables.items() if catalog.resolve(n, ds.data_vars, o.get("source_name"))]
         if not present and (len(files) > 1 or not require_all):
             raise IngestError(f"{path}: none of the variables {', '.join(variables)} "
@@ -216,7 +223,8 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
     if missing and require_all:
         if len(files) == 1:
             variable(open_file(files[0]), missing[0], files[0], variables[missing[0]].get("source_name"))
-        raise IngestError(f"variable '{missing[0]}' not found in {files[0]} or the {len(files) - 1} other input file(s)")
+        raise IngestError(f"variable '{missing[0]}' not found in {files[0]} or the {len(files) - 1} "
+                          f"other input file(s)")
     arrays = {}
     for name, parts in by_name.items():
         parts.sort(key=lambda p: p[1].time.values[0])
@@ -234,15 +242,25 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
                           + "; ".join(f"{n} {s}" for n, s in spans.items())) from None
 
 
+def _check_same_grid(path: str, ds: xr.Dataset, first: str, lat: np.ndarray, lon: np.ndarray) -> None:
+    for dim, ref in (("latitude", lat), ("longitude", lon)):
+        values = ds[dim].values
+        if values.shape != ref.shape:
+            raise IngestError(f"{path}: grid differs from {first} ({values.size} {dim} values vs {ref.size})")
+        if not np.allclose(values, ref, rtol=0, atol=1e-6):
+            i = int(np.flatnonzero(~np.isclose(values, ref, rtol=0, atol=1e-6))[0])
+            raise IngestError(f"{path}: grid differs from {first} ({dim} {values[i]:g} vs {ref[i]:g})")
+
+
 def open_source(sources: list[str], variables: dict[str, dict], storage_options: dict | None = None,
-                require_all: bool = True) -> xr.Dataset:
+                require_all: bool = True, time_multiple: int = 8) -> xr.Dataset:
     """The config's variables from files or one zarr store, lazily, in the canonical layout."""
     if len(sources) == 1 and is_zarr(sources[0]):
         ds = open_zarr(sources[0], storage_options)
         arrays = [variable(ds, name, sources[0], opts.get("source_name")) for name, opts in variables.items()]
         check_time(pd.DatetimeIndex(ds.time.values), sources[0])
         return xr.merge(arrays, combine_attrs="drop_conflicts")
-    return open_files(sources, variables, require_all=require_all)
+    return open_files(sources, variables, require_all=require_all, time_multiple=time_multiple)
 
 
 def check_time(time: pd.DatetimeIndex, where: str) -> None:

@@ -341,3 +341,14 @@ def test_temporaries_of_killed_runs_are_removed(tmp_path, small_nc):
     _ingest(tmp_path, small_nc, {"tp": {}})
     assert not stale.exists() and live.exists()
     assert (tmp_path / "out.zarr").is_dir()
+
+
+def test_store_time_range_is_selected_before_dask(tmp_path):
+    """A remote store such as ARCO holds decades of hourly chunks: the time range is cut on the
+    lazily indexed arrays, so the dask graph covers only the selected steps."""
+    store = tmp_path / "arco.zarr"
+    arco_like(HOURLY).to_zarr(store, zarr_format=2, consolidated=True)
+    ds = sources.open_source([str(store)], {"t2m": {}, "w@850": {}}, time_range=("2001-01-03", "2001-01-04T23:00"),
+                             time_multiple=8)
+    assert ds.sizes["time"] == 48 and ds.t2m.data.chunks[0] == (48,)
+    assert len(ds.t2m.data.dask) < 10

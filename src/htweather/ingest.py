@@ -214,7 +214,15 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     data = config["data"]
     variables = data["variables"]
     where = sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)"
-    ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"])
+    span = (min(pd.Timestamp(data["splits"][s][0]) for s in SPLITS),
+            max(pd.Timestamp(data["splits"][s][1]) for s in SPLITS))
+    if data["resample"]:  # a resampled period may reach one period beyond the splits
+        try:
+            period = pd.tseries.frequencies.to_offset(data["resample"])
+            span = (span[0] - period, span[1] + 2 * period)
+        except ValueError:
+            raise IngestError(f"data.resample: bad frequency {data['resample']!r}") from None
+    ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
     ds = select_region(ds, data["region"], where)
     ds = coarsen(ds, data["resolution"], where)

@@ -55,7 +55,9 @@ def is_remote(source: str) -> bool:
 def open_zarr(source: str, storage_options: dict | None = None) -> xr.Dataset:
     """A zarr store (local or remote) opened lazily with its own chunks; metadata only."""
     try:
-        ds = xr.open_zarr(source, storage_options=storage_options or None, chunks={}, decode_timedelta=False)
+        # chunks=None: lazily indexed arrays, no dask graph over the whole store (ARCO has one
+        # chunk per hour since 1940); dask chunks come after the time range is selected
+        ds = xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
     except ImportError as exc:
         raise IngestError(f"{source}: opening it needs the package '{exc.name}' "
                           f"(pip install gcsfs for gs:// stores)") from None
@@ -77,7 +79,12 @@ def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = 64e6)
             ds = xr.open_dataset(path, engine="netcdf4", chunks=None, cache=False, decode_timedelta=True)
     except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
         raise IngestError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    ds = normalise_layout(ds, path)
+    return time_chunked(normalise_layout(ds, path), time_multiple, time_chunk_bytes)
+
+
+def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = 64e6) -> xr.Dataset:
+    """Dask chunks along time of about `time_chunk_bytes` (float64 fields of the whole grid)
+    and a multiple of `time_multiple` steps."""
     cells = int(np.prod([ds.sizes[d] for d in ("latitude", "longitude", "level") if d in ds.dims]))
     steps = max(1, int(time_chunk_bytes // (8 * cells)))
     return ds.chunk({"time": max(time_multiple, steps - steps % time_multiple)})
@@ -253,13 +260,18 @@ def _check_same_grid(path: str, ds: xr.Dataset, first: str, lat: np.ndarray, lon
 
 
 def open_source(sources: list[str], variables: dict[str, dict], storage_options: dict | None = None,
-                require_all: bool = True, time_multiple: int = 8) -> xr.Dataset:
-    """The config's variables from files or one zarr store, lazily, in the canonical layout."""
+                require_all: bool = True, time_multiple: int = 8, time_range: tuple | None = None) -> xr.Dataset:
+    """The config's variables from files or one zarr store, lazily, in the canonical layout.
+    For a store, only `time_range` (first, last) is kept before any dask array is made."""
     if len(sources) == 1 and is_zarr(sources[0]):
         ds = open_zarr(sources[0], storage_options)
-        arrays = [variable(ds, name, sources[0], opts.get("source_name")) for name, opts in variables.items()]
         check_time(pd.DatetimeIndex(ds.time.values), sources[0])
-        return xr.merge(arrays, combine_attrs="drop_conflicts")
+        if time_range is not None:
+            ds = ds.sel(time=slice(*time_range))
+            if ds.sizes["time"] == 0:
+                raise IngestError(f"{sources[0]}: no time between {time_range[0]} and {time_range[1]}")
+        arrays = [variable(ds, name, sources[0], opts.get("source_name")) for name, opts in variables.items()]
+        return time_chunked(xr.merge(arrays, combine_attrs="drop_conflicts"), time_multiple)
     return open_files(sources, variables, require_all=require_all, time_multiple=time_multiple)
 
 

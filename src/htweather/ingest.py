@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 
-import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -70,18 +69,28 @@ def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset
     180). Without a lon box the source's longitudes are kept, sorted."""
     lat = np.asarray(ds.latitude.values, dtype=float)
     lon = np.asarray(ds.longitude.values, dtype=float)
+    # float32 coordinates (old CDS files) miss box edges by ~1e-6: allow a tenth of a cell
+    spacing = np.abs(np.diff(np.sort(lon))).min() if lon.size > 1 else 1.0
+    tol = 0.1 * min(spacing, np.abs(np.diff(np.sort(lat))).min() if lat.size > 1 else 1.0)
     lat_keep = np.arange(lat.size)
     lon_keep, new_lon = np.argsort(lon, kind="stable"), np.sort(lon)
     region = region or {}
     if region.get("lat") is not None:
         south, north = sorted(region["lat"])
-        lat_keep = np.flatnonzero((lat >= south - 1e-9) & (lat <= north + 1e-9))
+        lat_keep = np.flatnonzero((lat >= south - tol) & (lat <= north + tol))
     if region.get("lon") is not None:
         west, east = region["lon"]
+        if east - west > 360:
+            raise IngestError(f"data.region.lon: [{west:g}, {east:g}] spans more than 360 degrees")
         width = east - west if 0 < east - west <= 360 else (east - west) % 360
         offset = np.mod(lon - west, 360.0)
-        inside = np.flatnonzero(offset <= width + 1e-9)
-        lon_keep = inside[np.argsort(offset[inside], kind="stable")]
+        offset = np.where(offset > 360.0 - tol, offset - 360.0, offset)  # a hair west of `west`
+        inside = np.flatnonzero(offset <= width + tol)
+        inside = inside[np.argsort(offset[inside], kind="stable")]
+        # a cyclic column (both 0 and 360, or -180 and 180) would appear twice: keep the first
+        wrapped = np.round(np.mod(lon[inside], 360.0) / tol).astype(np.int64) % int(round(360 / tol))
+        _, first = np.unique(wrapped, return_index=True)
+        lon_keep = inside[np.sort(first)]
         new_lon = west + offset[lon_keep]
     if lat_keep.size == 0 or lon_keep.size == 0:
         raise IngestError(f"{where}: data.region {region} selects no grid cell (source latitude "
@@ -144,26 +153,58 @@ def time_axis(time: pd.DatetimeIndex, splits: dict, gaps: str, where: str) -> fl
     return float(usual) / 3600e9
 
 
-def resample(ds: xr.Dataset, freq: str | None, variables: dict, where: str) -> xr.Dataset:
-    """Aggregate to `freq`: amounts (e.g. tp) summed over steps stamped (start, end] (ERA5
-    stamps accumulations at the end of their period), states averaged over [start, end);
-    either labelled by the period start."""
+AMOUNT_UNITS = ("mm", "m")  # per time step: summed when resampling
+RATE_UNITS = ("kg m-2 s-1", "mm h-1", "mm day-1")
+
+
+def aggregation(name: str, units: str, source_units: str | None, how: str = "auto") -> str:
+    """How resampling aggregates a variable: "auto" sums amounts per time step (tp in m or mm,
+    or a flux stored as mm per step) and averages everything else, rates included."""
+    if how != "auto":
+        return how
+    stored, source = transforms.canonical_units(units), transforms.canonical_units(source_units)
+    if stored in AMOUNT_UNITS and (catalog.kind(name) == "amount" or source in RATE_UNITS):
+        return "sum"
+    return "mean"
+
+
+def resample(ds: xr.Dataset, freq: str | None, variables: dict, step_hours: float | None, where: str) -> xr.Dataset:
+    """Aggregate to `freq`, labelled by the period start: amounts summed and other variables
+    (rates included) averaged, over the steps stamped [start, end), or (start, end] for ERA5
+    accumulations such as tp, which are stamped at the end of their hour. Periods at the ends
+    of the data that are not complete are dropped (a day with 23 of its 24 hours would be a
+    wrong daily total)."""
     if not freq:
         return ds
-    out = {}
+    try:
+        period = pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        raise IngestError(f"data.resample: bad frequency {freq!r}") from None
+    out, complete = {}, None
     for name, field in ds.data_vars.items():
-        how = variables[name]["aggregation"]
-        if how == "auto":
-            how = "sum" if catalog.kind(name) == "amount" else "mean"
-        closed = "right" if how == "sum" else "left"
-        try:
-            grouped = field.resample(time=freq, closed=closed, label="left")
-        except ValueError as exc:
-            raise IngestError(f"data.resample: bad frequency {freq!r} ({exc})") from None
-        agg = grouped.sum(min_count=1) if how == "sum" else getattr(grouped, how)()
+        how = aggregation(name, field.attrs["units"], field.attrs.get("source_units"), variables[name]["aggregation"])
+        # ERA5 accumulations (tp) are stamped at the END of their step, whatever units they get
+        closed = "right" if catalog.kind(name) == "amount" else "left"
+        agg = field.resample(time=freq, closed=closed, label="left")
+        agg = agg.sum(min_count=1) if how == "sum" else getattr(agg, how)()
         agg.attrs = dict(field.attrs, aggregation=f"{how} over {freq}")
         out[name] = agg
-    return xr.Dataset(out)
+        if step_hours:  # which periods hold all their steps
+            steps = pd.Series(1, index=pd.DatetimeIndex(field.time.values)).resample(
+                freq, closed=closed, label="left").count()
+            expected = np.round((steps.index + period - steps.index) / pd.Timedelta(hours=step_hours))
+            full = set(steps.index[steps.values == expected.astype(int)])
+            complete = full if complete is None else complete & full
+    result = xr.Dataset(out)
+    if complete is not None:
+        labels = pd.DatetimeIndex(result.time.values)
+        inside = np.flatnonzero(labels.isin(sorted(complete)))
+        keep = np.arange(inside[0], inside[-1] + 1) if inside.size else np.arange(0)
+        if len(keep) < len(labels):
+            log.warning("%s: dropped %d incomplete %s period(s) at the ends of the data", where,
+                        len(labels) - len(keep), freq)
+        result = result.isel(time=keep)
+    return result
 
 
 def select_splits(ds: xr.Dataset, splits: dict, where: str) -> xr.Dataset:
@@ -219,9 +260,9 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     if data["resample"]:  # a resampled period may reach one period beyond the splits
         try:
             period = pd.tseries.frequencies.to_offset(data["resample"])
-            span = (span[0] - period, span[1] + 2 * period)
         except ValueError:
             raise IngestError(f"data.resample: bad frequency {data['resample']!r}") from None
+        span = (span[0] - period, span[1] + 2 * period)
     ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
     ds = select_region(ds, data["region"], where)
@@ -243,7 +284,7 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
         converted.attrs = {"units": target or source_units or "1", "long_name": field.attrs.get("long_name", name),
                            "source_name": field.attrs.get("source_name", name), "source_units": str(source_units)}
         physical[name] = converted
-    out = resample(xr.Dataset(physical), data["resample"], variables, where)
+    out = resample(xr.Dataset(physical), data["resample"], variables, step_hours, where)
     out = select_splits(out, data["splits"], where)
     for name, opts in variables.items():
         meta[name] = {"transform": opts["transform"], "units": out[name].attrs["units"],
@@ -277,21 +318,31 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     work = processing_chunk(chunk, ny * nx)
     first = ds[variables[0]]
     time_chunks = plan_time_chunks(first.chunksizes["time"] if first.chunks else (ds.sizes["time"],), chunk, work)
-    physical = xr.Dataset({v: ds[v].astype(np.float32) for v in variables}).chunk(
+    # the source's encodings (zarr v3 codecs, NetCDF compression, fill values) do not apply here
+    physical = xr.Dataset({v: ds[v].astype(np.float32) for v in variables}).drop_encoding().chunk(
         {"time": time_chunks, "latitude": -1, "longitude": -1})
     physical = physical.assign_coords(split=physical.split.compute())  # a small label array, not a dask one
+    is_train = physical.split.values == "train"
+    accumulators = {}
     for v in variables:
+        # statistics accumulate as the chunks go to the store: the source is read once
+        accumulators[v] = CellSums(physical[v].data.chunks[0], is_train, meta[v]["transform"])
+        physical[v] = physical[v].copy(data=physical[v].data.map_blocks(
+            accumulators[v], dtype=np.float32, meta=np.array((), dtype=np.float32)))
         physical[v].attrs = ds[v].attrs
         physical[v].encoding = {"chunks": (chunk, ny, nx)}
     physical.attrs = {"created_by": "htweather.ingest", "provenance": json.dumps(provenance, default=str)}
 
     with atomic_path(store) as tmp, atomic_path(stats_path) as stats_tmp:
-        write = physical.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2, compute=False)
-        sums = {v: _cell_sums(physical[v], meta[v]["transform"]) for v in variables}
         log.info("reading the source once: writing the fields and per-cell statistics")
         with ProgressBar(dt=1.0), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # masked cells
-            _, sums = dask.compute(write, sums)
+            try:
+                physical.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)
+            except Exception as exc:  # backend read errors surface here, inside dask
+                message = str(exc).splitlines()[0] if str(exc) else ""
+                raise IngestError(f"{where}: reading the data failed ({type(exc).__name__}: {message})") from None
+        sums = {v: accumulators[v].result() for v in variables}
         mask = _mask(sums, variables, ds.sizes["time"], physical, where)
         stats = _statistics(sums, mask, meta, physical, where)
         stats["provenance"] = provenance
@@ -336,16 +387,58 @@ def _block_sums(block: np.ndarray, train: np.ndarray, transform: str) -> np.ndar
     return out
 
 
-def _cell_sums(field: xr.DataArray, transform: str) -> dict:
-    """Lazy per-cell statistics of a (time, latitude, longitude) field over all its chunks."""
-    data = field.data
-    train = da.from_array((field.split == "train").values[:, None, None], chunks=(data.chunks[0], 1, 1))
-    blocks = da.map_blocks(_block_sums, data, train, transform, dtype=np.float64, new_axis=1,
-                           chunks=((1,) * data.numblocks[0], (len(SUMS),)) + data.chunks[1:])
-    # combine partial results a few chunks at a time, so memory does not grow with the input
-    totals = blocks[:, :8].sum(axis=0, split_every=4)
-    return {**{name: totals[i] for i, name in enumerate(SUMS[:8])},
-            "min": blocks[:, 8].min(axis=0, split_every=4), "max": blocks[:, 9].max(axis=0, split_every=4)}
+class CellSums:
+    """Per-cell statistics of one field, accumulated from its chunks as they are written.
+
+    Called by dask on every chunk of the field (map_blocks) just before the chunk goes to the
+    store, it returns the chunk unchanged and keeps the chunk's `_block_sums`. A separate dask
+    reduction would read the source a second time: dask's store optimises the written graph on
+    its own and shares no reads with other computations (measured). Partial sums are combined
+    along a fixed binary tree over the chunk index (a chunk meets its sibling as soon as both
+    are done), so the result is bit-identical whatever order the threads finish in, and only
+    O(log n) partial sums wait in memory even when dask does the first chunk last."""
+
+    def __init__(self, time_chunks: tuple[int, ...], is_train: np.ndarray, transform: str):
+        self.starts = np.cumsum((0,) + tuple(time_chunks))
+        self.count = len(time_chunks)
+        self.is_train = is_train
+        self.transform = transform
+        self.lock = threading.Lock()
+        self.nodes: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
+        i = block_info[0]["chunk-location"][0]
+        train = self.is_train[self.starts[i]:self.starts[i + 1]]
+        part = _block_sums(block, train, self.transform)[0]
+        with self.lock:
+            self._insert(0, i, part)
+        return block
+
+    def _width(self, level: int) -> int:
+        return -(-self.count // 2**level)  # nodes at this level of the tree
+
+    def _insert(self, level: int, index: int, part: np.ndarray) -> None:
+        while self._width(level) > 1:
+            sibling = index ^ 1
+            if sibling < self._width(level):
+                other = self.nodes.pop((level, sibling), None)
+                if other is None:
+                    self.nodes[(level, index)] = part
+                    return
+                first, second = (part, other) if index < sibling else (other, part)
+                first[:8] += second[:8]
+                np.fmin(first[8], second[8], out=first[8])
+                np.fmax(first[9], second[9], out=first[9])
+                part = first
+            level, index = level + 1, index // 2
+        self.nodes[(level, 0)] = part
+
+    def result(self) -> dict[str, np.ndarray]:
+        top = max((key for key in self.nodes), default=None)
+        if top is None or self._width(top[0]) != 1 or len(self.nodes) != 1:
+            raise RuntimeError(f"statistics of {self.count} chunks are incomplete")
+        total = self.nodes[top]
+        return {name: total[i] for i, name in enumerate(SUMS)}
 
 
 def _first_cell(where_true: np.ndarray, physical: xr.Dataset) -> str:
@@ -391,7 +484,7 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
         std = float(np.sqrt(max(s["s2"].sum() / n - mean**2, 0.0)))
         physical_mean = s["p1"].sum() / n
         physical_std = float(np.sqrt(max(s["p2"].sum() / n - physical_mean**2, 0.0)))
-        if std == 0 or std < 1e-12 * max(abs(mean), 1.0):
+        if std == 0 or std < 1e-7 * max(abs(mean), 1.0):  # one-pass variance: noise ~ sqrt(eps) |mean|
             raise IngestError(f"{where}: variable '{v}' is constant over the train split")
         vmin, vmax = float(s["min"].min()), float(s["max"].max())
         tails = meta[v]["tails"]

@@ -11,7 +11,9 @@ is loaded: the arrays are dask arrays, read chunk by chunk when the store is wri
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,15 +57,34 @@ def is_remote(source: str) -> bool:
 def open_zarr(source: str, storage_options: dict | None = None) -> xr.Dataset:
     """A zarr store (local or remote) opened lazily with its own chunks; metadata only."""
     try:
-        # chunks=None: lazily indexed arrays, no dask graph over the whole store (ARCO has one
-        # chunk per hour since 1940); dask chunks come after the time range is selected
-        ds = xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
+        with _quiet("gcsfs", "fsspec", "google", "aiohttp"):  # retries log tracebacks; our error says it
+            ds = _open_zarr_quietly(source, storage_options)
     except ImportError as exc:
         raise IngestError(f"{source}: opening it needs the package '{exc.name}' "
                           f"(pip install gcsfs for gs:// stores)") from None
     except Exception as exc:  # fsspec/zarr raise many types: missing store, auth, bad metadata
         raise IngestError(f"{source}: cannot be opened as zarr ({type(exc).__name__}: {exc})") from None
     return normalise_layout(ds, source)
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _open_zarr_quietly(source: str, storage_options: dict | None) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*consolidated metadata.*", category=RuntimeWarning)
+        # chunks=None: lazily indexed arrays, no dask graph over the whole store (ARCO has one
+        # chunk per hour since 1940); dask chunks come after the time range is selected
+        return xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
 
 
 def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = 64e6) -> xr.Dataset:

@@ -37,6 +37,8 @@ def test_default_file_matches_schema_defaults():
 @pytest.mark.parametrize("raw,message", [
     ({"trainig": {}}, "unknown key 'trainig'"),
     ({"training": {"stepz": 3}}, "unknown key 'training.stepz'"),
+    ({"data": {"variables": {"t@@850": {}}}}, "data.variables: invalid variable name 't@@850'"),
+    ({"data": {"region": {"lat": [45, 100]}}}, "data.region.lat.1: 100 is greater than the maximum of 90"),
     ({"models": {"tedm": {"family": "edm", "nu": 2}}}, "models.tedm.nu: must be a number > 2"),
     ({"models": {"tedm": {"family": "edm", "nu": 1.5}}}, "models.tedm.nu"),
     ({"models": {"tedm": {"family": "edm", "nu": {"t2m": 5, "w": 2, "tp": 5}}}}, "models.tedm.nu.w"),

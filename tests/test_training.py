@@ -85,3 +85,15 @@ def test_truth_ensemble_matches_store_grid(store, tmp_path):
     stored = xr.open_zarr(root / "store.zarr")
     np.testing.assert_array_equal(ds.latitude.values, stored.latitude.values)
     assert set(ds.data_vars) == {"t2m", "w", "tp"}
+
+
+def test_masked_loss_is_the_mean_over_real_cells():
+    """With a land-sea mask the training loss averages the real cells only: what the network
+    outputs over masked cells does not matter."""
+    mask = np.zeros((4, 5), dtype=bool)
+    mask[1:3, 1:4] = True
+    weight = torch.from_numpy(mask / mask.mean()).float()
+    per_element = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    loss = train.masked_loss(lambda model, x0: per_element, weight)(None, None).mean()
+    assert float(loss) == pytest.approx(float(per_element[:, :, torch.from_numpy(mask)].mean()), rel=1e-6)
+    assert train.masked_loss(len, None) is len

@@ -71,7 +71,8 @@ def _one_line(error: jsonschema.ValidationError) -> str:
                 f"nu/(nu-2) only for nu > 2) or 'inf', got {value!r}")
     if "propertyNames" in error.schema_path:
         if where.endswith("variables"):
-            return f"{where}: invalid variable name {error.instance!r} (a name such as t2m, or NAME@LEVEL such as t@850)"
+            return (f"{where}: invalid variable name {error.instance!r} "
+                    f"(a name such as t2m, or NAME@LEVEL such as t@850)")
         return f"{where}: invalid name {error.instance!r} (lower-case letters, digits, '_'; not 'truth' or 'data')"
     message = error.message.replace("\n", " ")
     return f"{where}: {message}"

@@ -128,11 +128,15 @@ def coarsen(ds: xr.Dataset, resolution: float | None, where: str) -> xr.Dataset:
     return out
 
 
+def splits_span(splits: dict) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last time of the train/validation/test splits."""
+    return (min(pd.Timestamp(splits[s][0]) for s in SPLITS), max(pd.Timestamp(splits[s][1]) for s in SPLITS))
+
+
 def time_axis(time: pd.DatetimeIndex, splits: dict, gaps: str, where: str) -> float | None:
     """Check the time steps inside the span of the splits for gaps; return the step in hours
     (None for calendar steps such as months). A gap is a step longer than the usual one."""
-    lo = min(pd.Timestamp(splits[s][0]) for s in SPLITS)
-    hi = max(pd.Timestamp(splits[s][1]) for s in SPLITS)
+    lo, hi = splits_span(splits)
     span = time[(time >= lo) & (time <= hi)]
     if len(span) < 2:
         return None
@@ -255,8 +259,7 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     data = config["data"]
     variables = data["variables"]
     where = sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)"
-    span = (min(pd.Timestamp(data["splits"][s][0]) for s in SPLITS),
-            max(pd.Timestamp(data["splits"][s][1]) for s in SPLITS))
+    span = splits_span(data["splits"])
     if data["resample"]:  # a resampled period may reach one period beyond the splits
         try:
             period = pd.tseries.frequencies.to_offset(data["resample"])
@@ -362,28 +365,28 @@ SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "mi
 def _block_sums(block: np.ndarray, train: np.ndarray, transform: str) -> np.ndarray:
     """Per-cell reductions over the time steps of one chunk, in one sweep (float64): missing
     and infinite counts over all times; over train times, count, sum and sum of squares of
-    the transformed (s) and physical (p) values; min and max. Shape (1, len(SUMS), ny, nx)."""
+    the transformed (s) and physical (p) values; min and max. Shape (len(SUMS), ny, nx)."""
     x = block.astype(np.float64)
-    out = np.empty((1, len(SUMS)) + x.shape[1:])
-    out[0, 0] = np.isnan(x).sum(0)
-    out[0, 1] = np.isinf(x).sum(0)
+    out = np.empty((len(SUMS),) + x.shape[1:])
+    out[0] = np.isnan(x).sum(0)
+    out[1] = np.isinf(x).sum(0)
     xt = x[train.ravel()]
     tr = transforms.forward(transform, xt) if transform != "identity" else xt
     ok = np.isfinite(tr)
     clean = bool(ok.all())
-    out[0, 2] = 0 if clean else (~ok & ~np.isnan(xt)).sum(0)
-    out[0, 3] = ok.sum(0)
+    out[2] = 0 if clean else (~ok & ~np.isnan(xt)).sum(0)
+    out[3] = ok.sum(0)
     tr = tr if clean else np.where(ok, tr, 0.0)
-    out[0, 4] = tr.sum(0)
-    out[0, 5] = np.einsum("tij,tij->ij", tr, tr)
+    out[4] = tr.sum(0)
+    out[5] = np.einsum("tij,tij->ij", tr, tr)
     if transform == "identity":
-        out[0, 6:8] = out[0, 4:6]
+        out[6:8] = out[4:6]
     else:
         xt = xt if clean else np.where(ok, xt, 0.0)
-        out[0, 6] = xt.sum(0)
-        out[0, 7] = np.einsum("tij,tij->ij", xt, xt)
-    out[0, 8] = np.nanmin(x, axis=0)
-    out[0, 9] = np.nanmax(x, axis=0)
+        out[6] = xt.sum(0)
+        out[7] = np.einsum("tij,tij->ij", xt, xt)
+    out[8] = np.nanmin(x, axis=0)
+    out[9] = np.nanmax(x, axis=0)
     return out
 
 
@@ -409,7 +412,7 @@ class CellSums:
     def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
         i = block_info[0]["chunk-location"][0]
         train = self.is_train[self.starts[i]:self.starts[i + 1]]
-        part = _block_sums(block, train, self.transform)[0]
+        part = _block_sums(block, train, self.transform)
         with self.lock:
             self._insert(0, i, part)
         return block

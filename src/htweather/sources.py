@@ -243,10 +243,10 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
         if not present and (len(files) > 1 or not require_all):
             raise IngestError(f"{path}: none of the variables {', '.join(variables)} "
                               f"(file has: {', '.join(map(str, ds.data_vars))})")
+        if present:
+            check_time(pd.DatetimeIndex(ds.time.values), path)
         for name in present:
-            da = variable(ds, name, path, variables[name].get("source_name"))
-            check_time(pd.DatetimeIndex(da.time.values), path)
-            by_name.setdefault(name, []).append((path, da))
+            by_name.setdefault(name, []).append((path, variable(ds, name, path, variables[name].get("source_name"))))
     missing = [n for n in variables if n not in by_name]
     if missing and require_all:
         if len(files) == 1:

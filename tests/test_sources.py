@@ -457,3 +457,32 @@ def test_chunk_statistics_do_not_depend_on_completion_order():
     np.testing.assert_allclose(results[0]["s2"], (train**2).sum(0), rtol=1e-12)
     np.testing.assert_array_equal(results[0]["max"], field.max(0))
     assert (results[0]["n"] == 40).all() and (results[0]["missing"] == 0).all()
+
+
+def test_time_chunks_line_up_with_the_store():
+    """Every task writes whole zarr chunks; sources already aligned keep their chunks."""
+    assert ingest.plan_time_chunks((200, 200, 200, 120, 200, 200, 200, 120), 8, 200) == (200, 200, 200, 120) * 2
+    assert ingest.plan_time_chunks((1,) * 50, 8, 16) == (16, 16, 16, 2)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        chunks = tuple(int(c) for c in rng.integers(1, 60, size=rng.integers(1, 12)))
+        planned = ingest.plan_time_chunks(chunks, 8, int(rng.integers(8, 100)))
+        assert sum(planned) == sum(chunks) and min(planned) > 0
+        assert all(b % 8 == 0 for b in np.cumsum(planned)[:-1])
+
+
+def test_remote_open_failure_is_one_line_and_quiet(monkeypatch, caplog):
+    """fsspec/gcsfs log tracebacks on every retry; the user gets one line naming the store."""
+    import logging
+
+    def failing(*args, **kwargs):
+        logging.getLogger("gcsfs").error("retrying\nTraceback (most recent call last): ...")
+        raise OSError("Cannot connect to host storage.googleapis.com:443")
+
+    monkeypatch.setattr(xr, "open_zarr", failing)
+    with pytest.raises(IngestError) as info, caplog.at_level(logging.DEBUG):
+        sources.open_zarr("gs://bucket/store.zarr", {"token": "anon"})
+    assert str(info.value) == ("gs://bucket/store.zarr: cannot be opened as zarr "
+                               "(OSError: Cannot connect to host storage.googleapis.com:443)")
+    assert not [r for r in caplog.records if r.name == "gcsfs"]
+    assert logging.getLogger("gcsfs").level == logging.NOTSET

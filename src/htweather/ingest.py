@@ -36,7 +36,7 @@ from dask.diagnostics import ProgressBar
 from . import catalog, transforms
 from .config import SPLITS
 from .runtime import atomic_path
-from .sources import IngestError, is_zarr, open_source  # noqa: F401 (IngestError is public here)
+from .sources import TASK_BYTES, IngestError, is_zarr, open_source
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def plan_time_chunks(chunks: tuple[int, ...], multiple: int, target: int) -> tup
     return tuple(merged)
 
 
-def processing_chunk(store_chunk: int, cells: int, target_bytes: float = 64e6) -> int:
+def processing_chunk(store_chunk: int, cells: int, target_bytes: float = TASK_BYTES) -> int:
     """Time steps per dask task: a multiple of the store's chunk (so each task writes whole zarr
     chunks) holding about `target_bytes` of float64 per variable. Computing with the small
     training chunks instead would spend the time in task overhead."""

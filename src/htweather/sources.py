@@ -37,6 +37,11 @@ _DIM_NAMES = {
 }
 
 
+# float64 bytes per dask task along time: large enough to keep task overhead small, small
+# enough that a few tasks per core fit in memory whatever the input size
+TASK_BYTES = 64e6
+
+
 class IngestError(HtweatherError):
     pass
 
@@ -87,7 +92,7 @@ def _open_zarr_quietly(source: str, storage_options: dict | None) -> xr.Dataset:
         return xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
 
 
-def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = 64e6) -> xr.Dataset:
+def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
     """One NetCDF or GRIB file, lazily, chunked along time into pieces of about
     `time_chunk_bytes` (float64), so that no task reads a whole large file at once, and of a
     multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking."""
@@ -103,7 +108,7 @@ def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = 64e6)
     return time_chunked(normalise_layout(ds, path), time_multiple, time_chunk_bytes)
 
 
-def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = 64e6) -> xr.Dataset:
+def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
     """Dask chunks along time of about `time_chunk_bytes` (float64 fields of the whole grid)
     and a multiple of `time_multiple` steps."""
     cells = int(np.prod([ds.sizes[d] for d in ("latitude", "longitude", "level") if d in ds.dims]))

@@ -68,7 +68,7 @@ def _one_line(error: jsonschema.ValidationError) -> str:
             if bad:
                 where, value = f"{where}.{bad[0]}", value[bad[0]]
         return (f"{where}: must be a number > 2 (Student-t noise has finite variance "
-                f"nu/(nu-2) only for nu > 2) or 'inf', got {value!r}")
+                f"nu/(nu-2) only for nu > 2), 'inf' or 'auto', got {value!r}")
     if "propertyNames" in error.schema_path:
         if where.endswith("variables"):
             return (f"{where}: invalid variable name {error.instance!r} "
@@ -80,18 +80,22 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 
 def _valid_nu(value: Any) -> bool:
     if isinstance(value, str):
-        return value in ("inf", "infinity", "gaussian")
+        return value in ("inf", "infinity", "gaussian", "auto")
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 2
 
 
 def parse_nu(value: Any) -> float:
+    """A config nu as a float: math.inf for Gaussian, NaN for `auto` (resolved from the training
+    data when the model is trained, see models.resolve)."""
+    if value == "auto":
+        return math.nan
     if isinstance(value, str):
         return math.inf
     return float(value)
 
 
 def nu_per_variable(model: dict, variables: list[str]) -> list[float]:
-    """The model's nu as one float per variable (math.inf for Gaussian)."""
+    """The model's nu as one float per variable (math.inf for Gaussian, NaN for auto)."""
     spec = model["nu"]
     if isinstance(spec, dict):
         return [parse_nu(spec[v]) for v in variables]
@@ -118,8 +122,37 @@ def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = Tru
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]))
+    expand_nu_sweep(config)
     _check_semantics(config, check_paths=check_paths)
     return config
+
+
+def sweep_model_name(model: str, value: Any) -> str:
+    return f"{model}_nu{str(value).replace('.', 'p')}"
+
+
+def expand_nu_sweep(config: dict) -> None:
+    """`nu_sweep: {model: M, values: [...], variables: [...]}` adds one model per value: M's entry
+    with nu set to the value for the swept variables (all by default); the others keep M's nu."""
+    sweep = config.get("nu_sweep")
+    if not sweep:
+        return
+    base_name = sweep["model"]
+    if base_name not in config["models"]:
+        raise ConfigError(f"nu_sweep.model: '{base_name}' is not a model in models")
+    variables = list(config["data"]["variables"])
+    swept = sweep["variables"] or variables
+    unknown = [v for v in swept if v not in variables]
+    if unknown:
+        raise ConfigError(f"nu_sweep.variables: '{unknown[0]}' is not a variable in data.variables")
+    base = config["models"][base_name]
+    base_nu = base["nu"] if isinstance(base["nu"], dict) else {v: base["nu"] for v in variables}
+    for value in sweep["values"]:
+        name = sweep_model_name(base_name, value)
+        if name in config["models"]:
+            raise ConfigError(f"nu_sweep: model name '{name}' is already taken in models")
+        config["models"][name] = {**copy.deepcopy(base), "nu": {v: (value if v in swept else base_nu[v])
+                                                                 for v in variables}}
 
 
 def _check_semantics(config: dict, *, check_paths: bool) -> None:
@@ -175,6 +208,16 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
             if not ((times >= lo) & (times <= hi)).any():
                 raise ConfigError(f"data.splits.{split}: selects no time of the synthetic data "
                                   f"({syn['start']} .. {syn['end']})")
+
+    forecasters = [m for m, e in config["models"].items() if e["condition_steps"] > 0]
+    if forecasters and data["source"] == "synthetic":
+        needed = max(config["models"][m]["condition_steps"] for m in forecasters) + config["forecast"]["lead_steps"]
+        syn = data["synthetic"]
+        test_lo, test_hi = bounds["test"]
+        n_test = int(((times >= test_lo) & (times <= test_hi)).sum())
+        if n_test < needed:
+            raise ConfigError(f"forecast.lead_steps: the test split has {n_test} time steps, fewer than the "
+                              f"{needed} that a forecast needs (history + lead steps)")
 
     if len(config["architecture"]["channel_mult"]) > 6:
         raise ConfigError("architecture.channel_mult: at most 6 resolution levels")

@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import metrics
+from . import extremes, metrics
 from .ingest import grid_mask, load_stats
 from .runtime import atomic_path, derived_seed
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "variable", "metric", "value", "ci_low", "ci_high"]
+# metrics.csv: the rows above, plus the lead time (in steps) of forecast scores, empty otherwise
+TABLE_COLUMNS = ["model", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
 EXCEEDANCE = {"exceedance_ratio_p99": 0.99, "exceedance_ratio_p999": 0.999}
 
 
@@ -170,15 +172,144 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
-    """Concatenate per-model tables into the one tidy metrics table."""
+    """Concatenate per-model tables into the one tidy metrics table (TABLE_COLUMNS)."""
     frame = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    frame = frame.reindex(columns=TABLE_COLUMNS)
+    frame["lead"] = frame["lead"].astype("Int64")
     write_table(frame, path)
     return frame
 
 
-def best_models(frame: pd.DataFrame) -> pd.DataFrame:
-    """For each (variable, metric), the best generative model (truth excluded)."""
-    candidates = frame[frame.model != "truth"].copy()
+def best_models(frame: pd.DataFrame, keys: tuple[str, ...] = ("variable", "metric")) -> pd.DataFrame:
+    """For each group of `keys` (e.g. variable, metric), the best generative model (truth and the
+    data excluded; metrics with no notion of best, such as return levels, skipped)."""
+    candidates = frame[~frame.model.isin(["truth", "data"])].copy()
     candidates["distance"] = [metrics.distance_from_perfect(m, v) for m, v in zip(candidates.metric, candidates.value)]
-    idx = candidates.groupby(["variable", "metric"])["distance"].idxmin()
-    return candidates.loc[idx.dropna(), ["variable", "metric", "model"]]
+    candidates = candidates[np.isfinite(candidates.distance)]
+    if candidates.empty:
+        return pd.DataFrame(columns=[*keys, "model"])
+    idx = candidates.groupby(list(keys))["distance"].idxmin()
+    return candidates.loc[idx.dropna(), [*keys, "model"]]
+
+
+# --- Extremes of sequences: GEV return levels; per-grid-point quantile maps -------------------
+
+def return_period_name(period: float) -> str:
+    return f"return_level_{period:g}"
+
+
+def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarray | None) -> np.ndarray:
+    """Block maxima of every real grid cell, (blocks, cells): each sequence (time, lat, lon) is
+    cut into blocks of `block` steps; the cells of one block stay together in a row, so that a
+    bootstrap over rows keeps their spatial dependence."""
+    rows = []
+    for series in sequences:
+        maxima = extremes.block_maxima(series, block)  # (blocks, lat, lon)
+        rows.append(maxima[:, mask] if mask is not None else maxima.reshape(len(maxima), -1))
+    return np.concatenate(rows)
+
+
+def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.ndarray]], stats: dict,
+                      rng: np.random.Generator) -> list[dict]:
+    """GEV return levels (periods in blocks) of the pooled per-cell block maxima, with percentile
+    bootstrap intervals over whole blocks. Pooling cells assumes their maxima share one
+    distribution (true for the homogeneous synthetic default; the quantile maps show where a
+    real region is not homogeneous)."""
+    opts = config["evaluation"]
+    periods = np.asarray(opts["return_periods"], dtype=float)
+    mask = grid_mask(stats)
+    rows = []
+    for name, series in sequences.items():
+        maxima = pooled_block_maxima(series, opts["block_steps"], mask)
+        fit = extremes.return_levels_with_ci(maxima, periods, opts["gev_bootstrap"], opts["confidence"], rng,
+                                             rows=True)
+        c = fit["params"][0]
+        log.info("%s / %s: GEV on %d blocks x %d cells, shape xi = %.3f, return levels %s", source, name,
+                 maxima.shape[0], maxima.shape[1], -c, np.round(fit["level"], 4))
+        rows.append({"model": source, "variable": name, "metric": "gev_shape_xi", "value": -c,
+                     "ci_low": np.nan, "ci_high": np.nan})
+        levels, intervals = fit["level"], (fit["ci_low"], fit["ci_high"])
+        for period, level, low, high in zip(periods, levels, intervals[0], intervals[1]):
+            rows.append({"model": source, "variable": name, "metric": return_period_name(period), "value": level,
+                         "ci_low": low, "ci_high": high})
+    return rows
+
+
+def sequence_fields(path: str | Path, variables: list[str]) -> dict[str, list[np.ndarray]]:
+    """The sequences of a (chain, step, lat, lon) store, as a list of (step, lat, lon) per variable."""
+    ds = xr.open_zarr(path)
+    return {v: list(ds[v].values.astype(np.float64)) for v in variables}
+
+
+def data_quantile_name(p: float) -> str:
+    return f"quantile_{p:g}"
+
+
+def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, rng: np.random.Generator) -> list[dict]:
+    """The test data's own tail quantiles with moving-block bootstrap intervals: the estimates
+    that the true quantiles (known for the synthetic data) should lie within."""
+    opts = config["evaluation"]
+    mask = grid_mask(stats)
+    alpha = (1 - opts["confidence"]) / 2
+    rows = []
+    for name in stats["channels"]:
+        fields = data[name][:, mask] if mask is not None else data[name]
+        probs = tail_probabilities(opts["quantiles"], stats["variables"][name]["tails"])
+        units = SortedUnits(fields)
+        value = units.quantiles(units.cumulative(), probs)
+        draws = [units.quantiles(units.cumulative(np.bincount(block_indices(units.units, opts["block_length"], rng),
+                                                              minlength=units.units)), probs)
+                 for _ in range(opts["bootstrap"])]
+        low, high = (np.quantile(draws, [alpha, 1 - alpha], axis=0) if draws
+                     else np.full((2, len(probs)), np.nan))
+        rows += [{"model": "data", "variable": name, "metric": data_quantile_name(p), "value": v, "ci_low": lo,
+                  "ci_high": hi} for p, v, lo, hi in zip(probs, value, low, high)]
+    return rows
+
+
+def extremes_table(config: dict, store: str | Path, stats_path: str | Path,
+                   sequences: dict[str, str | Path]) -> pd.DataFrame:
+    """The test data's tail quantiles, and the return levels of the test data and of every sequence
+    source (forecast models' free-running sequences, the true process), in the tidy layout."""
+    stats = load_stats(stats_path)
+    data = test_fields(store)
+    rng = np.random.default_rng(derived_seed(config["seed"], "extremes", "data"))
+    rows = data_quantile_rows(config, data, stats, rng)
+    rows += return_level_rows(config, "data", {v: [data[v]] for v in stats["channels"]}, stats, rng)
+    for source, path in sequences.items():
+        rows += return_level_rows(config, source, sequence_fields(path, stats["channels"]), stats,
+                                  np.random.default_rng(derived_seed(config["seed"], "extremes", source)))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
+                  sequences: dict[str, str | Path]) -> xr.Dataset:
+    """Per-grid-point `map_quantile` of the test data and of every ensemble (over members) and
+    sequence source (over all steps), with each source's bias against the data."""
+    stats = load_stats(stats_path)
+    q = config["evaluation"]["map_quantile"]
+    data = test_fields(store)
+    sources = {"data": {v: data[v] for v in stats["channels"]}}
+    for name, path in ensembles.items():
+        ds = xr.open_zarr(path)
+        sources[name] = {v: ds[v].values.astype(np.float64) for v in stats["channels"]}
+    for name, path in sequences.items():
+        ds = xr.open_zarr(path)
+        sources[f"{name} (sequences)" if name in ensembles else name] = {
+            v: ds[v].values.astype(np.float64).reshape(-1, *ds[v].shape[-2:]) for v in stats["channels"]}
+    names = list(sources)
+    out = {}
+    for v in stats["channels"]:
+        maps = np.stack([np.quantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
+        out[f"{v}_quantile"] = (("source", "latitude", "longitude"), maps, {"units": stats["variables"][v]["units"]})
+        out[f"{v}_bias"] = (("source", "latitude", "longitude"), maps - maps[0], {"units": stats["variables"][v]["units"]})
+    return xr.Dataset(out, coords={"source": names, "latitude": stats["grid"]["latitude"],
+                                   "longitude": stats["grid"]["longitude"]},
+                      attrs={"quantile": q, "description": "per-grid-point quantile; bias = source - data"})
+
+
+def combine_plain(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
+    """Concatenate tables of one layout (e.g. rank-histogram counts) into one file."""
+    frame = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    write_table(frame, path)
+    return frame

@@ -555,6 +555,12 @@ def load_split(store: str | Path, split: str) -> np.ndarray:
     return fields.sel(time=fields.split == split).values
 
 
+def load_split_times(store: str | Path, split: str) -> pd.DatetimeIndex:
+    """The time stamps of one split, in order (the rows of `load_split`)."""
+    ds = xr.open_zarr(store)
+    return pd.DatetimeIndex(ds.time.values[ds.split.values == split])
+
+
 def load_mask(store: str | Path) -> np.ndarray | None:
     """The store's (latitude, longitude) mask of real cells; None when every cell is real."""
     ds = xr.open_zarr(store)

@@ -106,26 +106,32 @@ def crps_fast_path() -> bool:
 
 
 # How each metric is judged: "zero" -> best is the smallest |value|; "one" -> best is the
-# value closest to 1 in ratio (|log value|); "min" -> best is the smallest value.
+# value closest to 1 in ratio (|log value|); "min" -> best is the smallest value. Metrics not
+# listed (return levels, the spread alone, the data's own quantiles) have no "best".
 ORIENTATION = {
     "kurtosis_ratio": "zero", "skewness_ratio": "zero", "ks": "zero",
     "tail_ks": "zero", "tail_ks_upper": "zero", "tail_ks_lower": "zero",
     "exceedance_ratio_p99": "one", "exceedance_ratio_p999": "one",
-    "crps": "min",
+    "crps": "min", "fair_crps": "min", "rmse": "min", "spread_skill": "one", "rank_flatness": "zero",
 }
 
 
-def orientation(metric: str) -> str:
+def orientation(metric: str) -> str | None:
     if metric.startswith("quantile_rel_error"):
         return "zero"
-    return ORIENTATION[metric]
+    if metric.startswith("brier_"):
+        return "min"
+    return ORIENTATION.get(metric)
 
 
 def distance_from_perfect(metric: str, value: float) -> float:
-    """A non-negative score, smaller is better, for ranking models on one metric."""
+    """A non-negative score, smaller is better, for ranking models on one metric (NaN for a
+    metric with no notion of best)."""
+    kind = orientation(metric)
+    if kind is None:
+        return np.nan
     if not np.isfinite(value):
         return np.inf
-    kind = orientation(metric)
     if kind == "zero":
         return abs(value)
     if kind == "one":

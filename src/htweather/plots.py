@@ -162,3 +162,152 @@ def loss_curves(logs: dict[str, str | Path], families: dict[str, str], out: str 
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
+
+
+def _errorbar(ax, x, frame: pd.DataFrame, **style) -> None:
+    """Points with their bootstrap intervals where the table has them."""
+    y = frame["value"].to_numpy(dtype=float)
+    low, high = frame["ci_low"].to_numpy(dtype=float), frame["ci_high"].to_numpy(dtype=float)
+    err = np.vstack([np.where(np.isfinite(low), y - low, 0), np.where(np.isfinite(high), high - y, 0)])
+    ax.errorbar(x, y, yerr=np.maximum(err, 0), capsize=3, **style)
+
+
+def forecast_skill(metrics: pd.DataFrame, forecasters: list[str], variables: dict, out: str | Path) -> None:
+    """Rows: CRPS, spread/skill; columns: variables; x: lead time. One line per forecast model."""
+    names = list(variables)
+    colors = model_colors(forecasters)
+    fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 7), squeeze=False)
+    for col, name in enumerate(names):
+        for model in forecasters:
+            sub = metrics[(metrics.model == model) & (metrics.variable == name)]
+            for row, metric in enumerate(["crps", "spread_skill"]):
+                part = sub[sub.metric == metric].sort_values("lead")
+                offset = 0.04 * (forecasters.index(model) - (len(forecasters) - 1) / 2)
+                _errorbar(axes[row][col], part["lead"].to_numpy(dtype=float) + offset, part, marker="o",
+                          color=colors[model], label=model)
+        axes[0][col].set_title(name)
+        axes[0][col].set_ylabel(f"CRPS [{variables[name].get('units', '')}]")
+        axes[1][col].axhline(1.0, color="0.6", lw=0.8, zorder=0)
+        axes[1][col].set_ylabel("spread / skill")
+        axes[1][col].set_xlabel("lead [steps]")
+        for ax in axes[:, col]:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def rank_histograms(ranks: pd.DataFrame, forecasters: list[str], variables: list[str], out: str | Path) -> None:
+    """Rows: forecast models; columns: variables. Relative frequency of the observation's rank
+    among the members at each lead; flat (dashed line) = calibrated."""
+    fig, axes = plt.subplots(len(forecasters), len(variables), figsize=(3.8 * len(variables), 2.6 * len(forecasters)),
+                             squeeze=False)
+    for r, model in enumerate(forecasters):
+        for c, name in enumerate(variables):
+            ax = axes[r][c]
+            sub = ranks[(ranks.model == model) & (ranks.variable == name)]
+            for lead, part in sub.groupby("lead"):
+                freq = part["count"].to_numpy(dtype=float)
+                ax.step(part["rank"], freq / freq.sum(), where="mid", label=f"lead {lead}")
+                ax.axhline(1 / len(freq), color="0.5", ls="--", lw=0.8)
+            ax.set_title(f"{model}: {name}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel("frequency")
+            if r == len(forecasters) - 1:
+                ax.set_xlabel("rank of the observation")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def return_levels(metrics: pd.DataFrame, sources: list[str], variables: dict, out: str | Path) -> None:
+    """Return level against return period (in blocks), with bootstrap intervals: the data (grey
+    band), the true process where known (black) and each forecast model's free-running sequences."""
+    names = list(variables)
+    colors = model_colors(sources)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        sub = metrics[(metrics.variable == name) & metrics.metric.str.startswith("return_level_")].copy()
+        sub["period"] = sub.metric.str.rsplit("_", n=1).str[1].astype(float)
+        data = sub[sub.model == "data"].sort_values("period")
+        ax.fill_between(data.period, data.ci_low, data.ci_high, **DATA_STYLE, label="data (95 % interval)")
+        ax.plot(data.period, data.value, color="0.35", lw=1.5)
+        for i, source in enumerate(sources):
+            part = sub[sub.model == source].sort_values("period")
+            ls = "--" if source == "truth" else "-"
+            _errorbar(ax, part.period * (1 + 0.03 * i), part, marker="o", ms=4, ls=ls, color=colors[source],
+                      label=source)
+        ax.set_xscale("log")
+        ax.set_xlabel("return period [blocks]")
+        ax.set_ylabel(_label(name, variables[name]))
+        ax.set_title(name)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def quantile_maps(maps, variables: dict, out: str | Path) -> None:
+    """Rows: variables. First column: the data's per-point quantile; then each source's bias
+    (source - data) on one diverging scale per variable."""
+    sources = [s for s in maps.source.values if s != "data"]
+    names = list(variables)
+    fig, axes = plt.subplots(len(names), 1 + len(sources), figsize=(2.1 * (1 + len(sources)) + 1.5, 2.2 * len(names)),
+                             squeeze=False, layout="constrained")
+    lat, lon = maps.latitude.values, maps.longitude.values
+    extent = [lon.min(), lon.max(), lat.min(), lat.max()]
+    for r, name in enumerate(names):
+        q = maps[f"{name}_quantile"]
+        im = axes[r][0].imshow(q.sel(source="data"), origin="upper", extent=extent, aspect="auto", cmap="viridis")
+        fig.colorbar(im, ax=axes[r][0], shrink=0.8)
+        bias = maps[f"{name}_bias"]
+        limit = float(np.nanquantile(np.abs(bias.sel(source=sources).values), 0.98)) if sources else 1.0
+        for c, source in enumerate(sources, start=1):
+            im = axes[r][c].imshow(bias.sel(source=source), origin="upper", extent=extent, aspect="auto",
+                                   cmap="RdBu_r", vmin=-limit, vmax=limit)
+        if sources:
+            fig.colorbar(im, ax=axes[r][1:], shrink=0.8, label=f"bias [{variables[name].get('units', '')}]")
+        axes[r][0].set_ylabel(name)
+        for c, title in enumerate(["data"] + sources):
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+            if r == 0:
+                axes[r][c].set_title(title, fontsize=8)
+    fig.suptitle(f"per-grid-point {maps.attrs['quantile']:g} quantile: data, and each source's bias")
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def nu_sweep(metrics: pd.DataFrame, points: dict[str, dict[str, float]], variables: list[str],
+             metric_names: list[str], out: str | Path) -> None:
+    """Tail metrics against nu, one panel per (metric, variable). points: model -> {variable: nu}
+    (inf is drawn at the right edge, labelled Gaussian)."""
+    finite = [v for p in points.values() for v in p.values() if np.isfinite(v)]
+    inf_x = (max(finite) if finite else 10) * 2.0
+    fig, axes = plt.subplots(len(metric_names), len(variables), figsize=(4.2 * len(variables), 3.0 * len(metric_names)),
+                             squeeze=False)
+    for r, metric in enumerate(metric_names):
+        for c, name in enumerate(variables):
+            ax = axes[r][c]
+            found = []
+            for model, nus in points.items():
+                row = metrics[(metrics.model == model) & (metrics.variable == name) & (metrics.metric == metric)]
+                if not row.empty:
+                    found.append((nus[name] if np.isfinite(nus[name]) else inf_x, model, row.iloc[[0]]))
+            found.sort(key=lambda item: item[0])
+            if found:
+                xs = np.array([x for x, _, _ in found])
+                _errorbar(ax, xs, pd.concat([f for _, _, f in found]), marker="o", color="C0")
+                for x, model, _ in found:
+                    ax.annotate(model, (x, 0.02), xycoords=("data", "axes fraction"), fontsize=6, rotation=90,
+                                va="bottom", ha="center", color="0.4")
+            ax.axhline(1.0 if metric.startswith("exceedance") else 0.0, color="0.6", lw=0.8, zorder=0)
+            ax.set_xscale("log")
+            ax.set_title(f"{name}: {metric}", fontsize=9)
+            if r == len(metric_names) - 1:
+                ax.set_xlabel(f"nu (Gaussian at {inf_x:g})")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

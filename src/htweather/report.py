@@ -45,10 +45,43 @@ def _load_ensembles(paths: dict[str, str | Path], variables: list[str]) -> dict[
     return out
 
 
+def nu_sweep_points(config: dict, nu_values: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """The models of the nu sweep, with the nu each used per variable: the swept model, its sweep
+    copies and the Gaussian unconditional model(s) of its family (the nu = inf end)."""
+    sweep = config.get("nu_sweep")
+    if not sweep:
+        return {}
+    base = sweep["model"]
+    family = config["models"][base]["family"]
+    swept = [m for m in config["models"] if m == base or m.startswith(f"{base}_nu")]
+    gaussian = [m for m, e in config["models"].items()
+                if e["family"] == family and e["condition_steps"] == 0 and e["normalisation"] == "standard"
+                and e["sigma_data"] == 1.0 and _is_gaussian(e["nu"])]
+    return {m: {v: float(x) for v, x in nu_values[m].items()} for m in gaussian + swept if m in nu_values}
+
+
+def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
+    """{model: {variable: nu}} as each ensemble or forecast store records it (auto resolved)."""
+    out = {}
+    for model, path in paths.items():
+        attrs = xr.open_zarr(path).attrs
+        if "nu_by_variable" in attrs:
+            out[model] = json.loads(attrs["nu_by_variable"])
+    return out
+
+
+SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
+
+
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
-                 train_logs: dict[str, str | Path], out: dict[str, str | Path]) -> None:
-    """out: keys "histograms", "qq", "loss", and "maps_<variable>" for each variable."""
+                 train_logs: dict[str, str | Path], out: dict[str, str | Path], metrics_csv: str | Path,
+                 ranks_csv: str | Path | None = None, maps_nc: str | Path | None = None,
+                 forecasts: dict[str, str | Path] | None = None) -> None:
+    """out: keys "histograms", "qq", "loss", "quantile_maps", "maps_<variable>" for each variable,
+    and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels"."""
     stats = load_stats(stats_path)
+    frame = pd.read_csv(metrics_csv)
+    forecasts = forecasts or {}
     variables = stats["variables"]
     data = evaluate.test_fields(store)
     fields = _load_ensembles(ensembles, stats["channels"])
@@ -61,6 +94,17 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     for v in stats["channels"]:
         plots.sample_maps(data, fields, v, variables[v], lat, lon, out[f"maps_{v}"],
                           members=config["report"]["map_members"])
+    with xr.open_dataset(maps_nc) as maps:
+        plots.quantile_maps(maps.load(), variables, out["quantile_maps"])
+    if "nu_sweep" in out:
+        points = nu_sweep_points(config, nu_values(ensembles))
+        plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])
+    if forecasts:
+        forecasters = list(forecasts)
+        plots.forecast_skill(frame, forecasters, variables, out["forecast_skill"])
+        plots.rank_histograms(pd.read_csv(ranks_csv), forecasters, stats["channels"], out["rank_histograms"])
+        sources = forecasters + (["truth"] if "truth" in set(frame.model) else [])
+        plots.return_levels(frame, sources, variables, out["return_levels"])
 
 
 def _git(workdir: Path, *args: str) -> str | None:
@@ -82,9 +126,12 @@ def provenance(config: dict, workflow_dir: str | Path, benchmarks_dir: str | Pat
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    seeds = {"master": config["seed"], "synthetic data": config["seed"], "truth ensemble": derived_seed(config["seed"], "sample", "truth")}
-    for m in config["models"]:
-        for step in ("train", "sample", "evaluate"):
+    seeds = {"master": config["seed"], "synthetic data": config["seed"],
+             "truth ensemble": derived_seed(config["seed"], "sample", "truth"),
+             "truth sequences": derived_seed(config["seed"], "sample", "truth_sequences")}
+    for m, entry in config["models"].items():
+        steps = ("train", "forecast", "verify") if entry["condition_steps"] else ("train", "sample", "evaluate")
+        for step in steps:
             seeds[f"{step} {m}"] = derived_seed(config["seed"], step, m)
     timings = []
     for path in sorted(glob.glob(str(Path(benchmarks_dir) / "*.tsv"))):
@@ -128,11 +175,15 @@ def _fmt(value: float) -> str:
     return f"{value:.2e}"
 
 
-def metrics_table(frame: pd.DataFrame, model_order: list[str]) -> list[dict]:
-    """Rows (variable, metric) with one cell per model, the best generative model flagged."""
-    best = {(r.variable, r.metric): r.model for r in evaluate.best_models(frame).itertuples()}
+def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = False) -> list[dict]:
+    """Rows (variable, metric[, lead]) with one cell per model, the best generative model flagged."""
+    if frame.empty:
+        return []
+    keys = ["variable", "metric"] + (["lead"] if by_lead else [])
+    best = {tuple(r[:-1]): r[-1] for r in evaluate.best_models(frame, tuple(keys)).itertuples(index=False)}
     rows = []
-    for (variable, metric), group in frame.groupby(["variable", "metric"], sort=False):
+    for key, group in frame.groupby(keys, sort=False):
+        variable, metric = key[0], key[1]
         by_model = {r.model: r for r in group.itertuples()}
         cells = []
         for model in model_order:
@@ -141,9 +192,9 @@ def metrics_table(frame: pd.DataFrame, model_order: list[str]) -> list[dict]:
                 cells.append({"text": "", "ci": "", "best": False, "truth": model == "truth"})
                 continue
             ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else ""
-            cells.append({"text": _fmt(r.value), "ci": ci, "best": best.get((variable, metric)) == model,
+            cells.append({"text": _fmt(r.value), "ci": ci, "best": best.get(key) == model,
                           "truth": model == "truth"})
-        rows.append({"variable": variable, "metric": metric, "cells": cells})
+        rows.append({"variable": variable, "metric": metric, "lead": key[2] if by_lead else "", "cells": cells})
     return rows
 
 
@@ -209,28 +260,77 @@ def describe_closed_form(dist) -> dict:
             "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": float("nan")}
 
 
+FORECAST_METRICS = ["crps", "fair_crps", "spread_skill", "rmse", "spread", "rank_flatness"]
+
+
+def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
+    """Synthetic data only: the data's estimates (tail quantiles, return levels) with their 95 %
+    intervals beside the true values (closed-form quantiles; return levels of the true process'
+    long simulation), and whether each interval covers the truth."""
+    if truth is None:
+        return []
+    rows = []
+    data = frame[frame.model == "data"]
+    for r in data.itertuples():
+        if r.metric.startswith("quantile_"):
+            p = float(r.metric.split("_")[1])
+            true, kind = float(truth[r.variable].ppf(p)), "closed form"
+        elif r.metric.startswith("return_level_"):
+            match = frame[(frame.model == "truth") & (frame.variable == r.variable) & (frame.metric == r.metric)]
+            if match.empty:
+                continue
+            true, kind = float(match.value.iloc[0]), "simulated, truth rows"
+        else:
+            continue
+        covered = bool(r.ci_low <= true <= r.ci_high) if pd.notna(r.ci_low) else None
+        rows.append({"variable": r.variable, "statistic": r.metric, "estimate": _fmt(r.value),
+                     "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", "true": _fmt(true), "kind": kind,
+                     "covered": "yes" if covered else ("no" if covered is not None else "")})
+    return rows
+
+
+def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
+    """What nu: auto chose: per model and variable, the Hill estimate, the Gaussian reference and nu."""
+    rows = []
+    for model, a in attrs.items():
+        for variable, t in json.loads(a.get("tail_index", "{}") or "{}").items():
+            rows.append({"model": model, "variable": variable, "alpha": _fmt(t["alpha"]),
+                         "alpha_gaussian": _fmt(t["alpha_gaussian"]), "k": t["k"], "n": t["n"],
+                         "heavy": "yes" if t["heavy"] else "no",
+                         "nu": "inf" if math.isinf(t["nu"]) else _fmt(t["nu"])})
+    return rows
+
+
 def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path], provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
-           train_logs: dict[str, str | Path], out: str | Path) -> None:
+           train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None) -> None:
+    forecasts = forecasts or {}
     frame = pd.read_csv(metrics_csv)
     stats = load_stats(stats_path)
     prov = json.loads(Path(provenance_json).read_text())
-    model_order = [m for m in config["models"]] + (["truth"] if "truth" in set(frame.model) else [])
+    generators = [m for m in config["models"] if m not in forecasts]
+    model_order = generators + (["truth"] if "truth" in ensembles else [])
+    forecasters = list(forecasts)
 
     data = evaluate.test_fields(store)
     fields = _load_ensembles(ensembles, stats["channels"])
     truth = closed_form_marginals(config, stats)
-    model_meta = {}
-    for m, path in ensembles.items():
-        ensemble = xr.open_zarr(path)
-        attrs = ensemble.attrs
+    model_meta, attrs_by_model = {}, {}
+    for m, path in {**ensembles, **forecasts}.items():
+        ds = xr.open_zarr(path)
+        attrs = attrs_by_model[m] = dict(ds.attrs)
         log = pd.read_csv(train_logs[m]) if m in train_logs else None
-        model_meta[m] = {"family": attrs.get("family", ""), "nu": attrs.get("nu", ""),
+        entry = config["models"].get(m, {})
+        nu = attrs.get("nu_by_variable")
+        model_meta[m] = {"family": attrs.get("family", ""),
+                         "nu": ", ".join(str(_fmt(x) if not isinstance(x, str) else x)
+                                         for x in json.loads(nu).values()) if nu else "",
+                         "variant": _variant(entry),
                          "steps": attrs.get("training_steps", ""),
                          "train_s": _fmt(float(log.elapsed_s.iloc[-1])) if log is not None else "",
                          "final_val_loss": _fmt(float(log.val_loss.dropna().iloc[-1])) if log is not None else "",
-                         "nfe": attrs.get("network_evaluations_per_member", ""),
-                         "members": ensemble.sizes["member"],
+                         "nfe": attrs.get("network_evaluations_per_member", attrs.get("network_evaluations_per_field", "")),
+                         "members": ds.sizes.get("member", ""),
                          "sample_s": attrs.get("sampling_seconds", "")}
     summaries = []
     for v in stats["channels"]:
@@ -241,16 +341,43 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
         summaries.append({"variable": v, "units": stats["variables"][v]["units"],
                           "rows": [{k: (_fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
 
+    unconditional = frame[frame.model.isin(model_order) & frame["lead"].isna()]
+    forecast_rows = frame[frame.model.isin(forecasters) & frame.metric.isin(
+        FORECAST_METRICS + [m for m in frame.metric.unique() if m.startswith("brier_")])]
+    level_sources = ["data"] + (["truth"] if "truth" in set(frame.model) else []) + forecasters
+    levels = frame[frame.metric.str.startswith(("return_level_", "gev_shape")) & frame.model.isin(level_sources)]
+    sweep = nu_sweep_points(config, {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items()
+                                     if "nu_by_variable" in a})
+    sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
+
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
         title="Heavy-tailed weather generation: report",
         created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
-        config=config, stats=stats, models=model_order, model_meta=model_meta,
-        table=metrics_table(frame, model_order), comparisons=heavy_vs_gaussian(frame, config),
+        config=config, stats=stats, models=model_order, forecasters=forecasters,
+        all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
+        table=metrics_table(unconditional, model_order), comparisons=heavy_vs_gaussian(unconditional, config),
+        forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
+        level_table=metrics_table(levels, level_sources), level_sources=level_sources,
+        truth_checks=truth_checks(frame, config, stats, truth),
+        tail_index=tail_index_rows(attrs_by_model), sweep=sweep,
+        sweep_table=metrics_table(sweep_frame, list(sweep)),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
         figure_keys=sorted(figures), prov=prov,
         config_yaml=yaml.safe_dump(config, sort_keys=False),
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)
+
+
+def _variant(entry: dict) -> str:
+    """The entry's departures from a plain unconditional model, in words."""
+    parts = []
+    if entry.get("normalisation") == "inc":
+        parts.append("INC (inverse-CDF normalisation)")
+    if entry.get("sigma_data") == "per_channel":
+        parts.append("PCP (per-channel sigma_data)")
+    if entry.get("condition_steps"):
+        parts.append(f"forecast from {entry['condition_steps']} previous state(s)")
+    return ", ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -42,6 +43,9 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
     set_threads(threads or opts["threads"])
     device = select_device(config["training"]["device"])
     model, spec, ckpt = load_model(model_path, device)
+    if spec.condition_steps:
+        raise ValueError(f"model {spec.name} is a forecast model (condition_steps {spec.condition_steps}): "
+                         "its ensembles come from htweather.forecast")
     seed = derived_seed(config["seed"], "sample", spec.name)
     torch.manual_seed(seed)
     shape = (len(stats["grid"]["latitude"]), len(stats["grid"]["longitude"]))
@@ -64,9 +68,13 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
     normalised = np.concatenate(chunks)
     if not np.isfinite(normalised).all():
         raise FloatingPointError(f"model {spec.name}: sampler produced non-finite values")
+    if ckpt["input_map"] is not None:  # INC: Gaussian scores back to standardised values
+        normalised = ckpt["input_map"].inverse(normalised)
     attrs = {"model": spec.name, "family": spec.family, "nu": str(["inf" if math.isinf(v) else v for v in spec.nu]),
              "network_evaluations_per_member": nfe, "seed": seed, "sampling_seconds": round(seconds, 3),
-             "training_steps": int(ckpt["steps"])}
+             "training_steps": int(ckpt["steps"]), "sigma_data": str(spec.sigma_data),
+             "normalisation": spec.normalisation, "tail_index": json.dumps(ckpt.get("tail_index") or {}),
+             "nu_by_variable": json.dumps(spec.nu_by_variable())}
     write_ensemble(ensemble_dataset(denormalise(normalised, stats), stats, attrs), out)
     log.info("wrote %s in %.1f s (%.1f members/s)", out, seconds, members / seconds)
     return Path(out)
@@ -85,4 +93,23 @@ def sample_truth(config: dict, stats_path: str | Path, out: str | Path) -> Path:
     ds = ensemble_dataset({v: ds[v].values for v in stats["channels"]}, stats,
                           {"model": "truth", "seed": seed, "family": "closed-form generator"})
     write_ensemble(ds, out)
+    return Path(out)
+
+
+def truth_sequences(config: dict, store: str | Path, stats_path: str | Path, out: str | Path) -> Path:
+    """Independent sequences of the synthetic data's true process, each as long as the test split."""
+    if config["data"]["source"] != "synthetic":
+        raise ValueError("true sequences exist only for the synthetic source")
+    from .ingest import load_split_times
+
+    stats = load_stats(stats_path)
+    steps = len(load_split_times(store, "test"))
+    chains = config["evaluation"]["truth_sequences"]
+    seed = derived_seed(config["seed"], "sample", "truth_sequences")
+    ds = synthetic.truth_sequences(config["data"]["synthetic"], config["data"]["variables"], chains, steps, seed)
+    ds = ds.sel(latitude=stats["grid"]["latitude"], longitude=stats["grid"]["longitude"], method="nearest")
+    ds = ds.assign_coords(step=np.arange(1, steps + 1))
+    with atomic_path(out) as tmp:
+        ds.chunk({"chain": 1}).to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+    log.info("wrote %d true sequences of %d steps to %s", chains, steps, out)
     return Path(out)

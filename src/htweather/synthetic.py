@@ -201,18 +201,34 @@ def write_netcdf(spec: dict, out_dir: str | Path, seed: int) -> list[Path]:
     return written
 
 
-def truth_ensemble(spec: dict, variables: dict, members: int, seed: int) -> xr.Dataset:
-    """`members` independent fields from the true distribution, in the ingested units (the
-    `units` of each entry of data.variables): a perfect model, for the "truth" rows."""
+def _dataset(fields: dict[str, np.ndarray], spec: dict, variables: dict, dims: tuple[str, ...],
+             attrs: dict) -> xr.Dataset:
+    """Physical fields as the files hold them -> a dataset in the ingested units (the `units` of
+    each entry of data.variables)."""
     lat, lon = grid(spec)
-    rng = np.random.default_rng(seed)
-    fields = to_physical(latent_independent(spec, members, rng), spec)
     data_vars = {}
     for name, opts in variables.items():
         scale, offset = transforms.unit_conversion(ATTRS[name]["units"], opts.get("units"), where=f"data.variables.{name}.units")
         units = opts.get("units") or ATTRS[name]["units"]
-        data_vars[name] = (("member", "latitude", "longitude"),
-                           (fields[name] * scale + offset).astype(np.float32),
+        data_vars[name] = (dims + ("latitude", "longitude"), (fields[name] * scale + offset).astype(np.float32),
                            {"units": units, "long_name": ATTRS[name]["long_name"]})
-    return xr.Dataset(data_vars, coords={"member": np.arange(members), "latitude": lat, "longitude": lon},
-                      attrs={"model": "truth", "seed": seed})
+    shape = next(iter(fields.values())).shape
+    coords = {d: np.arange(n) for d, n in zip(dims, shape)}
+    return xr.Dataset(data_vars, coords={**coords, "latitude": lat, "longitude": lon}, attrs=attrs)
+
+
+def truth_ensemble(spec: dict, variables: dict, members: int, seed: int) -> xr.Dataset:
+    """`members` independent fields from the true distribution: a perfect model, for the "truth" rows."""
+    rng = np.random.default_rng(seed)
+    fields = to_physical(latent_independent(spec, members, rng), spec)
+    return _dataset(fields, spec, variables, ("member",), {"model": "truth", "seed": seed})
+
+
+def truth_sequences(spec: dict, variables: dict, chains: int, steps: int, seed: int) -> xr.Dataset:
+    """`chains` independent sequences of `steps` time steps of the true process (each from its
+    stationary start), dims (chain, step, latitude, longitude): the reference for statistics of
+    sequences such as block maxima, which independent fields cannot give."""
+    rng = np.random.default_rng(seed)
+    fields = [to_physical(latent_sequence(spec, steps, rng), spec) for _ in range(chains)]
+    stacked = {v: np.stack([f[v] for f in fields]) for v in fields[0]}
+    return _dataset(stacked, spec, variables, ("chain", "step"), {"model": "truth", "seed": seed})

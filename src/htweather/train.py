@@ -1,7 +1,9 @@
 """Training: AdamW with warm-up, EMA weights, periodic checkpoints, a loss log and progress.
 
 Writes, in the model's directory:
-- ``model.pt``: the EMA weights and the model's spec (what sampling needs);
+- ``model.pt``: the EMA weights, the model's spec with its data-dependent settings resolved
+  (``nu: auto``, per-channel sigma_data), the INC table if any and the tail-index estimates
+  (what sampling needs);
 - ``train_log.csv``: step, mean training loss since the last row, learning rate, elapsed
   seconds, and the validation loss at checkpoint steps;
 - ``checkpoint.pt``: the full training state (model, EMA, optimiser, scheduler, step, random
@@ -19,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from . import models
-from .ingest import load_mask, load_split
+from . import forecast, input_maps, models
+from .ingest import load_mask, load_split, load_split_times, load_stats
 from .devices import autocast, select_device, set_threads
 from .runtime import atomic_path, derived_seed, progress
 
@@ -43,21 +45,46 @@ def masked_loss(loss_fn, weight: torch.Tensor | None):
     signal and must not pull the network towards the fill value."""
     if weight is None:
         return loss_fn
-    return lambda model, x0: loss_fn(model, x0) * weight
+    return lambda model, x0, cond=None: loss_fn(model, x0, cond) * weight
+
+
+class Examples:
+    """Training examples of one split: a field, and for a forecast model (h = condition_steps > 0)
+    the h states before it, only where those are consecutive time steps."""
+
+    def __init__(self, fields: torch.Tensor, times, history: int):
+        self.fields = fields
+        self.history = history
+        self.targets = torch.from_numpy(forecast.regular_windows(times, before=history, after=0))
+        if len(self.targets) == 0:
+            raise ValueError(f"no {history + 1} consecutive time steps in the split to train a forecast model on")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batch(self, positions: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        index = self.targets[positions]
+        x0 = self.fields[index].to(device, non_blocking=True)
+        if self.history == 0:
+            return x0, None
+        cond = forecast.stack_history(self.fields, index, self.history)
+        return x0, cond.to(device, non_blocking=True)
 
 
 @torch.no_grad()
-def validation_loss(model, loss_fn, fields: torch.Tensor, device, seed: int, batch: int = 64) -> float:
-    """Loss on a fixed set of validation fields with fixed noise, so values are comparable
+def validation_loss(model, loss_fn, examples: Examples, device, seed: int, batch: int = 64,
+                    limit: int = 256) -> float:
+    """Loss on a fixed set of validation examples with fixed noise, so values are comparable
     between checkpoints; the training random stream is left untouched."""
     devices = [device] if device.type == "cuda" else []
+    positions = torch.arange(min(limit, len(examples)))
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         total, count = 0.0, 0
-        for start in range(0, len(fields), batch):
-            x0 = fields[start:start + batch].to(device)
+        for start in range(0, len(positions), batch):
+            x0, cond = examples.batch(positions[start:start + batch], device)
             with autocast(device):
-                total += float(loss_fn(model, x0).float().sum())
+                total += float(loss_fn(model, x0, cond).float().sum())
             count += x0.numel()
     return total / count
 
@@ -72,7 +99,8 @@ def _state(model, ema, opt, sched, step, data_gen, identity) -> dict:
     }
 
 
-def train(config: dict, name: str, store: str | Path, out_dir: str | Path, threads: int | None = None) -> Path:
+def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
+          threads: int | None = None) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opts = config["training"]
@@ -82,12 +110,26 @@ def train(config: dict, name: str, store: str | Path, out_dir: str | Path, threa
     device = select_device(opts["device"])
     torch.manual_seed(seed)
 
-    train_fields = torch.from_numpy(load_split(store, "train"))
-    val_fields = torch.from_numpy(load_split(store, "validation"))[:256]
-    log.info("model %s: family %s, nu %s; %d train fields %s on %s",
-             name, spec.family, spec.nu, len(train_fields), tuple(train_fields.shape[1:]), device)
-
     mask = load_mask(store)
+    train_np, val_np = load_split(store, "train"), load_split(store, "validation")
+    tails = {v: info["tails"] for v, info in load_stats(stats_path)["variables"].items()}
+    spec, input_map, tail_index = models.resolve(spec, train_np, mask, tails)
+    for variable, chosen in tail_index.items():
+        log.info("nu auto, %s: Hill tail index %.2f from the top %d of %d values (a Gaussian gives %.2f) "
+                 "-> nu = %s", variable, chosen["alpha"], chosen["k"], chosen["n"], chosen["alpha_gaussian"],
+                 chosen["nu"])
+    if input_map is not None:
+        log.info("inverse-CDF normalisation (INC) fitted on the training data")
+        train_np, val_np = input_map.forward(train_np), input_map.forward(val_np)
+    if spec.sigma_data != 1.0:
+        log.info("sigma_data %s", spec.sigma_data)
+    train_set = Examples(torch.from_numpy(train_np), load_split_times(store, "train"), spec.condition_steps)
+    val_set = Examples(torch.from_numpy(val_np), load_split_times(store, "validation"), spec.condition_steps)
+    del train_np, val_np
+    log.info("model %s: family %s, nu %s, %s; %d training examples %s on %s", name, spec.family, spec.nu,
+             f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",
+             len(train_set), tuple(train_set.fields.shape[1:]), device)
+
     weight = None
     if mask is not None:
         weight = torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
@@ -139,10 +181,10 @@ def train(config: dict, name: str, store: str | Path, out_dir: str | Path, threa
     bar = progress(opts["steps"], f"train {name}", initial=start_step)
     model.train()
     for step in range(start_step, opts["steps"]):
-        idx = torch.randint(len(train_fields), (opts["batch_size"],), generator=data_gen)
-        x0 = train_fields[idx].to(device, non_blocking=True)
+        positions = torch.randint(len(train_set), (opts["batch_size"],), generator=data_gen)
+        x0, cond = train_set.batch(positions, device)
         with autocast(device):
-            loss = loss_fn(model, x0).float().mean()
+            loss = loss_fn(model, x0, cond).float().mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"model {name}: training loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -160,7 +202,7 @@ def train(config: dict, name: str, store: str | Path, out_dir: str | Path, threa
                    "elapsed_s": round(time.perf_counter() - t0, 3), "val_loss": ""}
             running, running_n = 0.0, 0
             if at_checkpoint:
-                row["val_loss"] = validation_loss(ema, loss_fn, val_fields, device, seed + 2)
+                row["val_loss"] = validation_loss(ema, loss_fn, val_set, device, seed + 2)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_loss']:.4f}")
             rows.append(row)
         if at_checkpoint:
@@ -173,15 +215,19 @@ def train(config: dict, name: str, store: str | Path, out_dir: str | Path, threa
     model_path = out_dir / "model.pt"
     with atomic_path(model_path) as tmp:
         torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": opts["steps"],
-                    "seed": seed, "parameters": n_params}, tmp)
+                    "seed": seed, "parameters": n_params, "tail_index": tail_index,
+                    "input_map": input_map.state() if input_map is not None else None}, tmp)
     log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path
 
 
 def load_model(path: str | Path, device) -> tuple[torch.nn.Module, models.ModelSpec, dict]:
-    """The EMA model from `model.pt`, in eval mode, with its spec and metadata."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
+    becomes an InverseCDF, or None)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     spec = models.ModelSpec.from_dict(ckpt["spec"])
     model = models.build(spec).to(device)
     model.load_state_dict(ckpt["ema"])
+    if ckpt.get("input_map") is not None:
+        ckpt["input_map"] = input_maps.InverseCDF.from_state(ckpt["input_map"])
     return model.eval().requires_grad_(False), spec, ckpt

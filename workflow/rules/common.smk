@@ -32,12 +32,20 @@ except HtweatherError as _error:
     sys.exit(f"htweather: config error: {_error}")
 
 MODELS = list(CFG["models"])
+# Unconditional generators sample ensembles; forecast models (condition_steps > 0) forecast.
+GENERATORS = [m for m in MODELS if CFG["models"][m]["condition_steps"] == 0]
+FORECASTERS = [m for m in MODELS if CFG["models"][m]["condition_steps"] > 0]
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
-ENSEMBLES = MODELS + (["truth"] if SYNTHETIC else [])
+ENSEMBLES = GENERATORS + (["truth"] if SYNTHETIC else [])
+# Sequences whose block maxima are fitted (GEV): the forecast models' free-running sequences,
+# and the true process's where it is known.
+SEQUENCES = FORECASTERS + (["truth"] if SYNTHETIC else [])
 VARIABLES = list(CFG["data"]["variables"])
 
 wildcard_constraints:
     model="|".join(MODELS),
+    generator="|".join(GENERATORS) or "^$",
+    forecaster="|".join(FORECASTERS) or "^$",
     ensemble="|".join(ENSEMBLES),
 
 
@@ -60,10 +68,25 @@ def model_section(wildcards):
             "models": {wildcards.model: CFG["models"][wildcards.model]}}
 
 
+def forecaster_section(wildcards):
+    return {**section("seed", "sampling", "forecast", "training.device"),
+            "models": {wildcards.forecaster: CFG["models"][wildcards.forecaster]}}
+
+
 FIGURES = {
     "histograms": "results/figures/tail_histograms.png",
     "qq": "results/figures/qq.png",
     "loss": "results/figures/loss_curves.png",
+    "quantile_maps": "results/figures/quantile_maps.png",
     **{f"maps_{v}": f"results/figures/maps_{v}.png" for v in VARIABLES},
 }
+if CFG["nu_sweep"]:
+    FIGURES["nu_sweep"] = "results/figures/nu_sweep.png"
+if FORECASTERS:
+    FIGURES.update({
+        "forecast_skill": "results/figures/forecast_skill.png",
+        "rank_histograms": "results/figures/rank_histograms.png",
+        "return_levels": "results/figures/return_levels.png",
+    })
+
 

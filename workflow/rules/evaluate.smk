@@ -1,4 +1,5 @@
-# Evaluation: each ensemble against the test split, then one tidy table.
+# Evaluation: each ensemble against the test split; forecast skill and calibration; return levels
+# and quantile maps; then one tidy table.
 
 
 rule evaluate:
@@ -20,9 +21,54 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+rule verify_forecasts:
+    input:
+        forecasts="results/forecasts/{forecaster}.zarr",
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+    output:
+        scores="results/evaluation/per_model/{forecaster}.csv",
+        ranks="results/evaluation/rank_histograms/{forecaster}.csv",
+    params:
+        config=section("seed", "evaluation"),
+    log:
+        "results/logs/verify_forecasts_{forecaster}.log",
+    benchmark:
+        "results/benchmarks/verify_forecasts_{forecaster}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/verify_forecasts.py"
+
+
+rule extremes:
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+        ensembles=expand("results/samples/{ensemble}.zarr", ensemble=ENSEMBLES),
+        sequences=expand("results/sequences/{source}.zarr", source=SEQUENCES),
+    output:
+        levels="results/evaluation/per_model/return_levels.csv",
+        maps=report("results/evaluation/quantile_maps.nc", caption="../report/quantile_maps_file.rst",
+                    category="Extremes"),
+    params:
+        config=section("seed", "evaluation"),
+        ensembles=ENSEMBLES,
+        sequences=SEQUENCES,
+    log:
+        "results/logs/extremes.log",
+    benchmark:
+        "results/benchmarks/extremes.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/extremes.py"
+
+
 rule metrics_table:
     input:
-        expand("results/evaluation/per_model/{ensemble}.csv", ensemble=ENSEMBLES),
+        expand("results/evaluation/per_model/{model}.csv", model=ENSEMBLES + FORECASTERS),
+        "results/evaluation/per_model/return_levels.csv",
     output:
         report("results/evaluation/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
     log:
@@ -31,3 +77,16 @@ rule metrics_table:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/metrics_table.py"
+
+
+rule rank_histograms:
+    input:
+        expand("results/evaluation/rank_histograms/{forecaster}.csv", forecaster=FORECASTERS),
+    output:
+        "results/evaluation/rank_histograms.csv",
+    log:
+        "results/logs/rank_histograms.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/rank_histograms.py"

@@ -3,21 +3,38 @@
 report: "../report/workflow.rst"
 
 
+# The figures that exist only for some configs (a nu sweep, forecast models), with their captions.
+_OPTIONAL_FIGURES = {
+    "nu_sweep": ("../report/nu_sweep.rst", "How nu matters"),
+    "forecast_skill": ("../report/forecast_skill.rst", "Forecasts"),
+    "rank_histograms": ("../report/rank_histograms.rst", "Forecasts"),
+    "return_levels": ("../report/return_levels.rst", "Tails"),
+}
+
+
 rule figures:
     input:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
         ensembles=expand("results/samples/{ensemble}.zarr", ensemble=ENSEMBLES),
+        forecasts=expand("results/forecasts/{forecaster}.zarr", forecaster=FORECASTERS),
         train_logs=expand("results/models/{model}/train_log.csv", model=MODELS),
+        metrics="results/evaluation/metrics.csv",
+        ranks="results/evaluation/rank_histograms.csv",
+        maps="results/evaluation/quantile_maps.nc",
     output:
         histograms=report(FIGURES["histograms"], caption="../report/tail_histograms.rst", category="Tails"),
         qq=report(FIGURES["qq"], caption="../report/qq.rst", category="Tails"),
+        quantile_maps=report(FIGURES["quantile_maps"], caption="../report/quantile_maps.rst", category="Tails"),
         loss=report(FIGURES["loss"], caption="../report/loss_curves.rst", category="Training"),
         maps=[report(FIGURES[f"maps_{v}"], caption="../report/maps.rst", category="Sample maps",
                      labels={"variable": v}) for v in VARIABLES],
+        optional=[report(FIGURES[k], caption=caption, category=category)
+                  for k, (caption, category) in _OPTIONAL_FIGURES.items() if k in FIGURES],
     params:
-        config=section("data.source", "data.synthetic", "models", "report"),
+        config=section("data.source", "data.synthetic", "models", "nu_sweep", "report"),
         ensembles=ENSEMBLES,
+        forecasters=FORECASTERS,
         models=MODELS,
         figures=FIGURES,
     log:
@@ -55,12 +72,14 @@ rule report:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
         ensembles=expand("results/samples/{ensemble}.zarr", ensemble=ENSEMBLES),
+        forecasts=expand("results/forecasts/{forecaster}.zarr", forecaster=FORECASTERS),
         train_logs=expand("results/models/{model}/train_log.csv", model=MODELS),
     output:
         "results/report.html",
     params:
         config=CFG,
         ensembles=ENSEMBLES,
+        forecasters=FORECASTERS,
         models=MODELS,
         figures=FIGURES,
     log:

@@ -1,19 +1,20 @@
-# Sampling: ensembles in physical units; the truth ensemble when the data are synthetic.
+# Sampling: ensembles in physical units; forecasts and free-running sequences of the forecast
+# models; the truth ensemble and sequences when the data are synthetic.
 
 
 rule sample:
     input:
-        model="results/models/{model}/model.pt",
+        model="results/models/{generator}/model.pt",
         stats="results/data/stats.json",
     output:
-        directory("results/samples/{model}.zarr"),
+        directory("results/samples/{generator}.zarr"),
     params:
         config=section("seed", "sampling", "training.device"),
     threads: CFG["sampling"]["threads"]
     log:
-        "results/logs/sample_{model}.log",
+        "results/logs/sample_{generator}.log",
     benchmark:
-        "results/benchmarks/sample_{model}.tsv"
+        "results/benchmarks/sample_{generator}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -35,3 +36,42 @@ rule sample_truth:
         "../../envs/data.yaml"
     script:
         "../scripts/sample_truth.py"
+
+
+rule forecast:
+    input:
+        model="results/models/{forecaster}/model.pt",
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+    output:
+        forecasts=directory("results/forecasts/{forecaster}.zarr"),
+        sequences=directory("results/sequences/{forecaster}.zarr"),
+    params:
+        config=forecaster_section,
+    threads: CFG["sampling"]["threads"]
+    log:
+        "results/logs/forecast_{forecaster}.log",
+    benchmark:
+        "results/benchmarks/forecast_{forecaster}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/forecast.py"
+
+
+rule truth_sequences:
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+    output:
+        directory("results/sequences/truth.zarr"),
+    params:
+        config=section("seed", "data.source", "data.synthetic", "data.variables", "evaluation.truth_sequences"),
+    log:
+        "results/logs/truth_sequences.log",
+    benchmark:
+        "results/benchmarks/truth_sequences.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/truth_sequences.py"

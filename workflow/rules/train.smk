@@ -4,6 +4,7 @@
 rule train:
     input:
         store="results/data/store.zarr",
+        stats="results/data/stats.json",
     output:
         model="results/models/{model}/model.pt",
         train_log="results/models/{model}/train_log.csv",

@@ -1,9 +1,10 @@
 from htweather import report
 from htweather.workflow import run_step
 
-p = snakemake.params
+p, i = snakemake.params, snakemake.input
 run_step(snakemake, lambda: report.make_figures(
-    p.config, snakemake.input.store, snakemake.input.stats,
-    ensembles=dict(zip(p.ensembles, snakemake.input.ensembles)),
-    train_logs=dict(zip(p.models, snakemake.input.train_logs)),
-    out=p.figures))
+    p.config, i.store, i.stats,
+    ensembles=dict(zip(p.ensembles, i.ensembles)),
+    train_logs=dict(zip(p.models, i.train_logs)),
+    out=p.figures, metrics_csv=i.metrics, ranks_csv=i.ranks, maps_nc=i.maps,
+    forecasts=dict(zip(p.forecasters, i.forecasts))))

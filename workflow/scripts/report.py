@@ -5,4 +5,4 @@ p, i = snakemake.params, snakemake.input
 run_step(snakemake, lambda: report.render(
     p.config, i.metrics, p.figures, i.provenance, i.store, i.stats,
     ensembles=dict(zip(p.ensembles, i.ensembles)), train_logs=dict(zip(p.models, i.train_logs)),
-    out=snakemake.output[0]))
+    forecasts=dict(zip(p.forecasters, i.forecasts)), out=snakemake.output[0]))

@@ -1,5 +1,6 @@
 """Samplers: integrate the probability-flow ODE from noise to data. State in float64 as in
-EDM; the only heavy-tailed change is the Student-t initial state."""
+EDM; the only heavy-tailed change is the Student-t initial state. `cond` (previous states, for
+forecasts) is held fixed along the trajectory."""
 
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ def edm_sigma_steps(num_steps: int = 18, sigma_min: float = 0.002, sigma_max: fl
 
 @torch.no_grad()
 def edm_heun_sampler(denoiser: EDMPrecond, noise: torch.Tensor, num_steps: int = 18,
-                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+                     sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                     cond: torch.Tensor | None = None) -> torch.Tensor:
     """EDM's deterministic Heun sampler for dx/dsigma = (x - D(x, sigma)) / sigma, starting at
     x = sigma_max * noise. 2 N - 1 network evaluations."""
     sigmas = edm_sigma_steps(num_steps, sigma_min, sigma_max, rho, device=noise.device)
     x = noise.to(torch.float64) * sigmas[0]
     for sigma_cur, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-        d_cur = (x - denoiser(x, sigma_cur).to(torch.float64)) / sigma_cur
+        d_cur = (x - denoiser(x, sigma_cur, cond).to(torch.float64)) / sigma_cur
         x_next = x + (sigma_next - sigma_cur) * d_cur
         if sigma_next > 0:  # second-order correction, except on the last step
-            d_next = (x_next - denoiser(x_next, sigma_next).to(torch.float64)) / sigma_next
+            d_next = (x_next - denoiser(x_next, sigma_next, cond).to(torch.float64)) / sigma_next
             x_next = x + (sigma_next - sigma_cur) * (0.5 * d_cur + 0.5 * d_next)
         x = x_next
     return x
@@ -35,7 +37,7 @@ def edm_heun_sampler(denoiser: EDMPrecond, noise: torch.Tensor, num_steps: int =
 
 @torch.no_grad()
 def flow_sampler(model: FlowPrecond, noise: torch.Tensor, num_steps: int = 18,
-                 solver: str = "heun") -> torch.Tensor:
+                 solver: str = "heun", cond: torch.Tensor | None = None) -> torch.Tensor:
     """Integrate dx/dt = v(x, t) from t = 1 (x = noise) to t = 0 on a uniform grid. Euler: N
     network evaluations; Heun: 2 N - 1 (its correction is skipped on the last step, matching
     the EDM sampler's budget)."""
@@ -44,10 +46,10 @@ def flow_sampler(model: FlowPrecond, noise: torch.Tensor, num_steps: int = 18,
     ts = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64, device=noise.device)
     x = noise.to(torch.float64)
     for t_cur, t_next in zip(ts[:-1], ts[1:]):
-        v_cur = model.velocity(x, t_cur).to(torch.float64)
+        v_cur = model.velocity(x, t_cur, cond).to(torch.float64)
         x_next = x + (t_next - t_cur) * v_cur
         if solver == "heun" and t_next > 0:
-            v_next = model.velocity(x_next, t_next).to(torch.float64)
+            v_next = model.velocity(x_next, t_next, cond).to(torch.float64)
             x_next = x + (t_next - t_cur) * (0.5 * v_cur + 0.5 * v_next)
         x = x_next
     return x

@@ -1,0 +1,187 @@
+"""Ensemble forecasts and free-running sequences from a conditional model.
+
+A forecast model with h = condition_steps sees the states x_{t-h+1} .. x_t (normalised) and
+generates x_{t+1}. From each start time of the test split it makes an ensemble of `members`
+forecasts; leads beyond one step are autoregressive: every member continues from its own
+generated state. Free-running sequences ("rollouts") continue the same way for many steps
+without looking at data again; their block maxima are what the GEV fits compare with the data's.
+
+Trajectories are kept in standardised units with masked cells at 0, exactly as the training
+examples were (for an INC model, each generated state is mapped back before it conditions the
+next step), so a rollout never feeds the network anything it was not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from . import models
+from .devices import autocast, select_device, set_threads
+from .ingest import denormalise, load_mask, load_split, load_split_times, load_stats
+from .runtime import atomic_path, derived_seed, progress
+
+log = logging.getLogger(__name__)
+
+
+def time_step(times: pd.DatetimeIndex) -> pd.Timedelta:
+    """The series' regular step: the most common spacing."""
+    diffs = pd.Series(np.diff(times.values))
+    return pd.Timedelta(diffs.mode().iloc[0])
+
+
+def regular_windows(times: pd.DatetimeIndex, before: int, after: int) -> np.ndarray:
+    """Indices t whose window t-before .. t+after lies inside the series with every step equal
+    to the regular step (a gap or the split's edge breaks a window)."""
+    n = len(times)
+    if n < before + after + 1:
+        return np.zeros(0, dtype=np.int64)
+    regular = np.diff(times.values) == time_step(times).to_timedelta64()  # step i -> i+1 regular
+    width = before + after
+    ok = np.ones(n - width, dtype=bool)  # window starting at s = t - before
+    for j in range(width):
+        ok &= regular[j:j + n - width]
+    return np.flatnonzero(ok).astype(np.int64) + before
+
+
+def stack_history(fields: torch.Tensor, index: torch.Tensor, history: int) -> torch.Tensor:
+    """The `history` states before each index, oldest first, as channels: (B, history * C, H, W)."""
+    steps = [fields[index - history + j] for j in range(history)]
+    return torch.cat(steps, dim=1)
+
+
+def start_indices(times: pd.DatetimeIndex, history: int, lead: int, count: int) -> np.ndarray:
+    """`count` start times evenly spread over the split, each with `history` observed states up to
+    it and `lead` observed steps after it (to verify against)."""
+    valid = regular_windows(times, before=history - 1, after=lead)
+    if len(valid) == 0:
+        raise ValueError(f"the test split has no {history + lead} consecutive time steps for a forecast")
+    picks = np.unique(np.round(np.linspace(0, len(valid) - 1, min(count, len(valid)))).astype(int))
+    return valid[picks]
+
+
+class Stepper:
+    """One forecast step for a batch of states: standardised history in, next standardised state out."""
+
+    def __init__(self, model, spec: models.ModelSpec, input_map, mask, sampling: dict, device):
+        self.model, self.spec, self.input_map = model, spec, input_map
+        self.mask = None if mask is None else torch.from_numpy(mask)
+        self.sampling, self.device = sampling, device
+        self.channels = len(spec.variables)
+
+    def to_model(self, standardised: torch.Tensor) -> torch.Tensor:
+        if self.input_map is None:
+            return standardised
+        return torch.from_numpy(self.input_map.forward(standardised.numpy()))
+
+    def __call__(self, history: torch.Tensor) -> torch.Tensor:
+        """history (B, h, C, H, W) standardised -> next state (B, C, H, W) standardised, float32."""
+        b, h, c, height, width = history.shape
+        cond = self.to_model(history.reshape(b * h, c, height, width)).reshape(b, h * c, height, width)
+        with autocast(self.device):
+            x = models.generate(self.model, self.spec, b, (height, width), self.sampling, self.device,
+                                cond=cond.to(self.device)).cpu().numpy()
+        if self.input_map is not None:
+            x = self.input_map.inverse(x)
+        x = torch.from_numpy(x.astype(np.float32))
+        if self.mask is not None:
+            x = torch.where(self.mask, x, torch.zeros((), dtype=x.dtype))
+        return x
+
+
+def run_trajectories(stepper: Stepper, history: torch.Tensor, steps: int, batch: int, bar) -> np.ndarray:
+    """Advance every trajectory `steps` times, `batch` trajectories per network call.
+    history (N, h, C, H, W) -> generated states (N, steps, C, H, W) standardised."""
+    out = np.empty((history.shape[0], steps, *history.shape[2:]), dtype=np.float32)
+    for start in range(0, history.shape[0], batch):
+        state = history[start:start + batch].clone()
+        for step in range(steps):
+            new = stepper(state)
+            out[start:start + batch, step] = new.numpy()
+            state = torch.cat([state[:, 1:], new[:, None]], dim=1)
+            bar.update(len(new))
+    return out
+
+
+def _physical(standardised: np.ndarray, stats: dict, dims: tuple[str, ...], coords: dict, attrs: dict) -> xr.Dataset:
+    fields = denormalise(standardised.astype(np.float64), stats)
+    data_vars = {v: (dims + ("latitude", "longitude"), fields[v].astype(np.float32),
+                     {"units": stats["variables"][v]["units"]}) for v in stats["channels"]}
+    coords = {**coords, "latitude": stats["grid"]["latitude"], "longitude": stats["grid"]["longitude"]}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _write(ds: xr.Dataset, path: str | Path, chunk_dim: str) -> None:
+    with atomic_path(path) as tmp:
+        (ds.chunk({chunk_dim: 1}) if ds.sizes[chunk_dim] else ds).to_zarr(tmp, mode="w", consolidated=True,
+                                                                           zarr_format=2)
+
+
+def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path,
+             forecasts_out: str | Path, rollouts_out: str | Path, threads: int | None = None) -> None:
+    """Ensemble forecasts from evenly spaced test start times, and free-running sequences."""
+    from .train import load_model
+
+    opts, sampling = config["forecast"], config["sampling"]
+    stats = load_stats(stats_path)
+    set_threads(threads or sampling["threads"])
+    device = select_device(config["training"]["device"])
+    model, spec, ckpt = load_model(model_path, device)
+    if spec.condition_steps == 0:
+        raise ValueError(f"model {spec.name} is unconditional (condition_steps 0): it cannot forecast")
+    h, lead, members = spec.condition_steps, opts["lead_steps"], opts["members"]
+    seed = derived_seed(config["seed"], "forecast", spec.name)
+    torch.manual_seed(seed)
+    stepper = Stepper(model, spec, ckpt["input_map"], load_mask(store), sampling, device)
+
+    fields = torch.from_numpy(load_split(store, "test"))
+    times = load_split_times(store, "test")
+    step = time_step(times)
+    starts = start_indices(times, h, lead, opts["init_times"])
+    history = torch.stack([fields[i - h + 1:i + 1] for i in starts])  # (N, h, C, H, W)
+    chains, length = opts["rollout_chains"], opts["rollout_steps"]
+    total = len(starts) * members * lead + chains * length
+    log.info("%s: %d-member forecasts from %d start times, %d lead steps (%s each); %d free-running "
+             "sequences of %d steps; %d network evaluations per field", spec.name, members, len(starts), lead,
+             step, chains, length, models.evaluations_per_sample(spec, sampling))
+
+    bar = progress(total, f"forecast {spec.name}")
+    t0 = time.perf_counter()
+    ensemble_history = history.repeat_interleave(members, dim=0)
+    generated = run_trajectories(stepper, ensemble_history, lead, sampling["batch_size"], bar)
+    seconds = time.perf_counter() - t0
+    generated = generated.reshape(len(starts), members, lead, *generated.shape[2:]).transpose(0, 2, 1, 3, 4, 5)
+    attrs = {"model": spec.name, "family": spec.family, "condition_steps": h, "seed": seed,
+             "nu": str(["inf" if np.isinf(v) else v for v in spec.nu]), "time_step": str(step),
+             "network_evaluations_per_field": models.evaluations_per_sample(spec, sampling),
+             "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"]),
+             "sigma_data": str(spec.sigma_data), "normalisation": spec.normalisation,
+             "tail_index": json.dumps(ckpt.get("tail_index") or {}), "nu_by_variable": json.dumps(spec.nu_by_variable())}
+    init_times = times[starts]
+    leads = np.arange(1, lead + 1)
+    coords = {"init_time": init_times.values, "lead": leads, "member": np.arange(members),
+              "valid_time": (("init_time", "lead"), (init_times.values[:, None] + leads[None, :] * step.to_timedelta64()))}
+    _write(_physical(generated, stats, ("init_time", "lead", "member"), coords, attrs), forecasts_out, "init_time")
+
+    # Free-running sequences start from test states chosen with the forecast's seed.
+    rng = np.random.default_rng(seed)
+    valid = regular_windows(times, before=h - 1, after=0)
+    chain_starts = rng.choice(valid, size=chains, replace=len(valid) < chains) if chains else np.zeros(0, int)
+    rollout_history = (torch.stack([fields[i - h + 1:i + 1] for i in chain_starts]) if chains
+                       else torch.zeros((0, h, *fields.shape[1:])))
+    t0 = time.perf_counter()
+    sequences = run_trajectories(stepper, rollout_history, length, sampling["batch_size"], bar)
+    bar.close()
+    coords = {"chain": np.arange(chains), "step": np.arange(1, length + 1)}
+    _write(_physical(sequences, stats, ("chain", "step"), coords,
+                     {**attrs, "sampling_seconds": round(time.perf_counter() - t0, 3),
+                      "start_times": [str(t) for t in times[chain_starts]]}),
+           rollouts_out, "chain")
+    log.info("wrote %s and %s", forecasts_out, rollouts_out)

@@ -1,0 +1,85 @@
+"""How a model sees the (standardised) data: the baselines of REFERENCE.md section 4 that change
+the data or the preconditioning rather than the noise.
+
+- `InverseCDF` (EDM + INC): each variable through its empirical CDF on the training data, then
+  the standard-normal quantile function, z = Phi^-1(F(x)); inverted after sampling,
+  x = F^-1(Phi(z)). Every variable becomes Gaussian, so a Gaussian diffusion model suffices in
+  the bulk; but F^-1 cannot go beyond the training extremes, which caps the generated tails.
+- `robust_sigma_data` (EDM + PCP): one sigma_data per channel. After per-variable
+  standardisation every channel's standard deviation is 1, so taking sigma_data = std would give
+  EDM back exactly. For a heavy-tailed channel the standard deviation is inflated by rare
+  extremes while the bulk of the field varies much less; PCP here sets each channel's sigma_data
+  to the spread of its bulk, IQR / 1.349 (the standard deviation of a Gaussian with that
+  interquartile range), so EDM's c_skip / c_out / c_in match what most pixels look like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import special
+
+KNOTS = 2**14 + 1  # quantile-table resolution of the inverse CDF (about 0.006 % in probability)
+
+
+def _real_values(fields: np.ndarray, channel: int, mask: np.ndarray | None) -> np.ndarray:
+    values = fields[:, channel]
+    return (values[:, mask] if mask is not None else values).ravel().astype(np.float64)
+
+
+class InverseCDF:
+    """Per-channel empirical-CDF Gaussianisation, z = Phi^-1(F(x)), with its exact inverse on a
+    quantile table (linear between knots; the table's ends are the training minimum and maximum)."""
+
+    def __init__(self, table: np.ndarray, count: int):
+        self.table = np.asarray(table, dtype=np.float64)  # (channels, KNOTS)
+        self.count = int(count)
+        self.probs = np.linspace(0.0, 1.0, self.table.shape[1])
+
+    @classmethod
+    def fit(cls, fields: np.ndarray, mask: np.ndarray | None = None, knots: int = KNOTS) -> "InverseCDF":
+        """fields: (time, channel, lat, lon) training data; masked cells do not count."""
+        probs = np.linspace(0.0, 1.0, knots)
+        table = [np.quantile(_real_values(fields, c, mask), probs) for c in range(fields.shape[1])]
+        count = fields.shape[0] * (int(mask.sum()) if mask is not None else fields[0, 0].size)
+        return cls(np.stack(table), count)
+
+    def _cdf(self, x: np.ndarray, channel: int) -> np.ndarray:
+        # Tied knots (the dry mass of precipitation) share one value: map it to the middle of
+        # its probability block, the mid-rank convention, rather than to either end.
+        values, first, counts = np.unique(self.table[channel], return_index=True, return_counts=True)
+        mid = self.probs[first] + (counts - 1) / 2 / (len(self.probs) - 1)
+        u = np.interp(x, values, mid)
+        half = 0.5 / self.count  # the empirical CDF of n values never reaches 0 or 1
+        return np.clip(u, half, 1 - half)
+
+    def forward(self, fields: np.ndarray) -> np.ndarray:
+        """(..., channel, lat, lon) standardised values -> Gaussian scores, float32."""
+        out = np.empty(fields.shape, dtype=np.float32)
+        for c in range(fields.shape[-3]):
+            out[..., c, :, :] = special.ndtri(self._cdf(fields[..., c, :, :], c))
+        return out
+
+    def inverse(self, scores: np.ndarray) -> np.ndarray:
+        """Gaussian scores -> standardised values (float64), capped at the training extremes."""
+        out = np.empty(scores.shape, dtype=np.float64)
+        for c in range(scores.shape[-3]):
+            out[..., c, :, :] = np.interp(special.ndtr(scores[..., c, :, :]), self.probs, self.table[c])
+        return out
+
+    def state(self) -> dict:
+        return {"table": torch.from_numpy(self.table), "count": self.count}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "InverseCDF":
+        return cls(state["table"].numpy(), state["count"])
+
+
+def robust_sigma_data(fields: np.ndarray, mask: np.ndarray | None = None, floor: float = 0.05) -> list[float]:
+    """Per-channel IQR / 1.349 of the training data (see the module docstring), floored so a
+    channel whose bulk is constant (e.g. mostly dry) keeps a usable scale."""
+    out = []
+    for c in range(fields.shape[1]):
+        q25, q75 = np.quantile(_real_values(fields, c, mask), [0.25, 0.75])
+        out.append(max(float(q75 - q25) / 1.349, floor))
+    return out

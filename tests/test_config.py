@@ -25,13 +25,16 @@ def test_shipped_configs_are_valid(path):
 
 def test_default_file_matches_schema_defaults():
     """config/config.yaml spells out the schema's defaults: keep the two from drifting apart.
-    Only `models` differs: the file gives per-variable nu for its own variables, the schema a
-    scalar nu that fits any variable set."""
+    Only the models differ: the file runs the full comparison (baselines, forecast models, a nu
+    sweep), the schema's default is the paper's four models with a scalar nu that fits any
+    variable set."""
     shipped = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     defaults = load_config({})
-    assert {k: v for k, v in shipped.items() if k != "models"} == {k: v for k, v in defaults.items() if k != "models"}
-    assert shipped["models"]["tedm"]["nu"] == {"t2m": "inf", "w": 5, "tp": 5}
-    assert defaults["models"]["tedm"]["nu"] == 5
+    differ = ("models", "nu_sweep")
+    same = {k: v for k, v in shipped.items() if k not in differ}
+    assert same == {k: v for k, v in defaults.items() if k not in differ}
+    assert shipped["models"]["tedm"]["nu"] == "auto"
+    assert defaults["models"]["tedm"]["nu"] == 5 and defaults["nu_sweep"] is None
 
 
 @pytest.mark.parametrize("raw,message", [
@@ -51,6 +54,16 @@ def test_default_file_matches_schema_defaults():
     ({"data": {"splits": {"test": ["2005-12-31", "2005-07-01"]}}}, "data.splits.test: start"),
     ({"data": {"splits": {"test": ["2010-01-01", "2010-02-01"]}}}, "selects no time"),
     ({"sampling": {"members": 1}}, "sampling.members"),
+    ({"models": {"m": {"family": "edm", "nu": "heavy"}}}, "models.m.nu: must be a number > 2"),
+    ({"models": {"m": {"family": "edm", "sigma_data": "per_variable"}}}, "models.m.sigma_data"),
+    ({"models": {"m": {"family": "edm", "normalisation": "quantile"}}}, "models.m.normalisation"),
+    ({"models": {"m": {"family": "edm", "condition_steps": -1}}}, "models.m.condition_steps"),
+    ({"nu_sweep": {"model": "nope", "values": [3]}}, "nu_sweep.model: 'nope' is not a model"),
+    ({"nu_sweep": {"model": "tedm", "values": [3], "variables": ["q"]}}, "nu_sweep.variables: 'q'"),
+    ({"nu_sweep": {"model": "tedm", "values": [2]}}, "nu_sweep.values.0"),
+    ({"models": {"m": {"family": "edm", "condition_steps": 1}},
+      "data": {"splits": {"test": ["2005-12-31T12:00", "2005-12-31T18:00"]}}, "forecast": {"lead_steps": 2}},
+     "forecast.lead_steps: the test split has 2 time steps"),
 ])
 def test_errors_are_one_line_and_name_the_key(raw, message):
     with pytest.raises(ConfigError) as info:
@@ -66,6 +79,21 @@ def test_nu_forms():
     assert nu_per_variable({"nu": {"b": 3, "a": "inf"}}, ["a", "b"]) == [math.inf, 3.0]
     cfg = load_config({"models": {"m": {"family": "flow", "nu": float("inf")}}})
     assert cfg["models"]["m"]["nu"] == math.inf
+
+
+def test_nu_auto_and_sweep_expansion():
+    assert math.isnan(nu_per_variable({"nu": {"a": "auto", "b": 3}}, ["a", "b"])[0])
+    cfg = load_config({"models": {"tedm": {"family": "edm", "nu": {"t2m": "inf", "w": "auto", "tp": 5}}},
+                       "nu_sweep": {"model": "tedm", "values": [3, 7.5], "variables": ["w", "tp"]}})
+    assert list(cfg["models"]) == ["tedm", "tedm_nu3", "tedm_nu7p5"]
+    assert cfg["models"]["tedm_nu3"]["nu"] == {"t2m": "inf", "w": 3, "tp": 3}
+    assert cfg["models"]["tedm_nu7p5"]["family"] == "edm"
+    # every variable by default, and a name that is taken is an error
+    cfg = load_config({"models": {"m": {"family": "flow", "nu": "auto"}}, "nu_sweep": {"model": "m", "values": [4]}})
+    assert cfg["models"]["m_nu4"]["nu"] == {"t2m": 4, "w": 4, "tp": 4}
+    with pytest.raises(ConfigError, match="already taken"):
+        load_config({"models": {"m": {"family": "edm"}, "m_nu4": {"family": "edm"}},
+                     "nu_sweep": {"model": "m", "values": [4]}})
 
 
 def test_merge_configs_overrides_leaves():

@@ -222,3 +222,35 @@ def test_choose_nu_errors():
         extremes.choose_nu(np.full(50, np.nan), tails="both")
     with pytest.raises(ValueError, match="tails"):
         extremes.choose_nu(np.arange(1000.0), tails="lower")
+
+
+def test_return_levels_with_an_atom_at_the_lower_bound():
+    """Block maxima of rain: a fraction p0 of dry blocks (maximum 0), the rest GEV. The levels
+    solve p0 + (1 - p0) G(z) = 1 - 1/T; periods with 1 - 1/T <= p0 give the bound itself."""
+    rng = np.random.default_rng(11)
+    p0, c, loc, scale = 0.3, -0.1, 5.0, 1.5
+    n = 4000
+    wet = stats.genextreme.rvs(c, loc=loc, scale=scale, size=n, random_state=rng)
+    maxima = np.where(rng.uniform(size=n) < p0, 0.0, wet)
+    periods = np.array([1.2, 10.0, 50.0])
+    fit = extremes.return_levels_with_ci(maxima, periods, replicates=30, rng=rng, lower_bound=0.0)
+    true = stats.genextreme.ppf((1 - 1 / periods[1:] - p0) / (1 - p0), c, loc=loc, scale=scale)
+    assert fit["atom"] == pytest.approx(p0, abs=0.02)
+    assert fit["level"][0] == 0.0
+    np.testing.assert_allclose(fit["level"][1:], true, rtol=0.06)  # 2800 wet maxima: a few % of noise
+    assert np.all(fit["ci_low"][1:] <= fit["level"][1:]) and np.all(fit["level"][1:] <= fit["ci_high"][1:])
+
+
+def test_return_levels_bootstrap_by_rows_keeps_blocks_together():
+    """rows=True resamples whole blocks: with cells that are copies of each other (complete
+    spatial dependence) the interval is as wide as for one cell, not sqrt(cells) narrower."""
+    rng = np.random.default_rng(12)
+    one = stats.genextreme.rvs(-0.1, loc=0, scale=1, size=(200, 1), random_state=rng)
+    copies = np.repeat(one, 20, axis=1)
+    by_rows = extremes.return_levels_with_ci(copies, [50], replicates=60, rng=1, rows=True)
+    by_values = extremes.return_levels_with_ci(copies, [50], replicates=60, rng=1)
+    single = extremes.return_levels_with_ci(one, [50], replicates=60, rng=1)
+    width = {k: float(v["ci_high"][0] - v["ci_low"][0]) for k, v in
+             {"rows": by_rows, "values": by_values, "single": single}.items()}
+    assert width["rows"] > 2 * width["values"]
+    assert width["rows"] == pytest.approx(width["single"], rel=0.5)

@@ -82,7 +82,13 @@ def test_crps_climatology_matches_properscoring_loop(rng):
     obs = rng.gamma(2.0, size=(7, 3, 4))
     expected = np.mean([properscoring.crps_ensemble(obs[t, i, j], ensemble[:, i, j])
                         for t in range(7) for i in range(3) for j in range(4)])
-    assert metrics.crps_climatology(ensemble, obs, chunk=3) == pytest.approx(expected, rel=1e-12)
+    assert metrics.crps_climatology(ensemble, obs) == pytest.approx(expected, rel=1e-12)
+    # ties: observations equal to members, and repeated members (dry precipitation)
+    dry = np.where(ensemble < 1.0, 0.0, ensemble)
+    obs_dry = np.where(obs < 1.5, 0.0, np.round(obs, 1))
+    expected = np.mean([properscoring.crps_ensemble(obs_dry[t, i, j], dry[:, i, j])
+                        for t in range(7) for i in range(3) for j in range(4)])
+    assert metrics.crps_climatology(dry, obs_dry) == pytest.approx(expected, rel=1e-12)
 
 
 def test_crps_of_normal_ensemble_matches_analytic(rng):

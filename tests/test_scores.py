@@ -195,6 +195,16 @@ def test_brier_score_closed_forms(rng):
     assert scores.brier_score(observations, ensemble, 0.0) == pytest.approx(np.mean(squared[10:]), rel=1e-12)
 
 
+def test_crps_against_sorted_equals_crps_ensemble():
+    rng = np.random.default_rng(9)
+    members = np.sort(np.round(rng.normal(size=17), 1))
+    obs = np.concatenate([np.round(rng.normal(size=300) * 1.5, 1), members[:3], [-10.0, 10.0]])
+    for fair in (False, True):
+        expected = scores.crps_ensemble(obs, np.broadcast_to(members, (obs.size, members.size)), fair=fair)
+        np.testing.assert_allclose(scores.crps_against_sorted(obs, members, fair=fair), expected, rtol=1e-12,
+                                   atol=1e-15)
+
+
 def test_latitude_weights():
     latitude = np.array([90.0, 60.0, 30.0, 0.0, -30.0, -60.0, -90.0])
     weights = scores.latitude_weights(latitude)

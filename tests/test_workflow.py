@@ -31,28 +31,50 @@ def tiny_run(tmp_path_factory):
 def test_end_to_end_outputs(tiny_run):
     results = tiny_run / "results"
     metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
-    assert list(metrics.columns) == ["model", "variable", "metric", "value", "ci_low", "ci_high"]
-    assert set(metrics.model) == {"edm", "tedm", "flow", "tflow", "truth"}
+    assert list(metrics.columns) == ["model", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
+    generators = {"edm", "tedm", "tflow", "edm_inc", "edm_pcp", "tedm_nu3"}
+    forecasters = {"fc_tedm", "fc_flow"}
+    assert set(metrics.model) == generators | forecasters | {"truth", "data"}
     assert set(metrics.variable) == {"t2m", "w", "tp"}
-    expected = {"kurtosis_ratio", "skewness_ratio", "ks", "tail_ks", "exceedance_ratio_p99",
-                "exceedance_ratio_p999", "quantile_rel_error_0.99", "quantile_rel_error_0.999",
-                "quantile_rel_error_0.9999", "crps"}
+    unconditional = {"kurtosis_ratio", "skewness_ratio", "ks", "tail_ks", "exceedance_ratio_p99",
+                     "exceedance_ratio_p999", "quantile_rel_error_0.99", "quantile_rel_error_0.999",
+                     "quantile_rel_error_0.9999", "crps"}
+    forecast = {"crps", "fair_crps", "spread_skill", "rmse", "spread", "brier_p99", "brier_p999", "rank_flatness"}
+    levels = {"gev_shape_xi", "return_level_2", "return_level_10", "return_level_50"}
     for (model, variable), group in metrics.groupby(["model", "variable"]):
-        assert expected <= set(group.metric), (model, variable)
+        if model in generators | {"truth"}:
+            assert unconditional <= set(group.metric), (model, variable)
+            assert group["lead"].isna().all()
+        if model in forecasters:
+            scored = group[group["lead"].notna()]
+            assert set(scored["lead"]) == {1, 2}
+            for lead, part in scored.groupby("lead"):
+                assert forecast <= set(part.metric), (model, variable, lead)
+        if model in forecasters | {"truth", "data"}:
+            assert levels <= set(group.metric), (model, variable)
     assert metrics.value.notna().all()
-    with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio"))]
+    with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio", "return_level",
+                                                     "crps", "spread_skill"))]
     assert with_ci.ci_low.notna().all() and (with_ci.ci_low <= with_ci.ci_high).all()
+    ranks = pd.read_csv(results / "evaluation" / "rank_histograms.csv")
+    assert set(ranks.model) == forecasters and ranks["rank"].max() == 4  # 4 members: ranks 0..4
+    maps = xr.open_dataset(results / "evaluation" / "quantile_maps.nc")
+    assert {"data", "edm", "truth", "fc_tedm"} <= set(maps.source.values) and "tp_bias" in maps
 
     html = (results / "report.html").read_text()
-    for section in ("Are the tails right?", "All metrics", "Sample maps", "Training", "Provenance",
-                    "Time per job", "Seeds"):
-        assert section in html
-    assert html.count("data:image/png;base64,") == 3 + 3  # histograms, QQ, loss; a map figure per variable
+    for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
+                    "Is the forecast skilful and calibrated?", "How does nu matter?",
+                    "What <code>nu: auto</code> chose",
+                    "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds"):
+        assert section in html, section
+    # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
+    assert html.count("data:image/png;base64,") == 4 + 3 + 4
     assert 'class="best"' in html
 
     ds = xr.open_zarr(results / "samples" / "tedm.zarr")
     assert ds.tp.attrs["units"] == "mm" and ds.sizes["member"] == 8
-    for log in ("synthetic_data", "ingest", "train_tedm", "sample_tflow", "evaluate_truth", "figures", "report"):
+    for log in ("synthetic_data", "ingest", "train_tedm", "sample_tflow", "evaluate_truth", "forecast_fc_flow",
+                "verify_forecasts_fc_tedm", "truth_sequences", "extremes", "figures", "report"):
         assert (results / "logs" / f"{log}.log").exists(), log
 
 
@@ -116,8 +138,8 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
                        str(REPO / "config" / "test.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
-    for rule in ("synthetic_data", "ingest", "train", "sample", "sample_truth", "evaluate", "metrics_table",
-                 "figures", "provenance", "report", "all"):
+    for rule in ("synthetic_data", "ingest", "train", "sample", "sample_truth", "forecast", "truth_sequences",
+                 "evaluate", "verify_forecasts", "extremes", "metrics_table", "figures", "provenance", "report", "all"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
 
@@ -157,9 +179,11 @@ architecture: {{base_channels: 8, channel_mult: [1, 2], embedding_dim: 16}}
 models:
   edm: {{family: edm, nu: inf}}
   tedm: {{family: edm, nu: {{pr: 5, t@850: inf}}}}
+  fc: {{family: edm, nu: auto, condition_steps: 1}}
+forecast: {{init_times: 2, members: 4, lead_steps: 2, rollout_chains: 1, rollout_steps: 56}}
 training: {{steps: 10, batch_size: 4, checkpoint_every: 10, log_every: 5, warmup_steps: 2}}
 sampling: {{members: 8, batch_size: 8, edm: {{steps: 4}}}}
-evaluation: {{bootstrap: 5}}
+evaluation: {{bootstrap: 5, gev_bootstrap: 5}}
 report: {{map_members: 2}}
 """)
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
@@ -172,7 +196,12 @@ report: {{map_members: 2}}
     assert np.isnan(sample.pr.values[:, sea[::-1]]).all() and np.isfinite(sample.pr.values[:, ~sea[::-1]]).all()
     assert np.isnan(sample["t@850"].values[:, sea[::-1]]).all()
     metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
-    assert set(metrics.model) == {"edm", "tedm"} and set(metrics.variable) == {"pr", "t@850"}
+    assert set(metrics.model) == {"edm", "tedm", "fc", "data"} and set(metrics.variable) == {"pr", "t@850"}
     assert metrics.value.notna().all()
+    forecasts = xr.open_zarr(results / "forecasts" / "fc.zarr")
+    land = ~sea[::-1]
+    assert np.isnan(forecasts.pr.values[..., ~land]).all() and np.isfinite(forecasts.pr.values[..., land]).all()
+    sequences = xr.open_zarr(results / "sequences" / "fc.zarr")
+    assert np.isfinite(sequences["t@850"].values[..., ~sea[::-1]]).all()
     assert "maps_t@850" in " ".join(p.name for p in (results / "figures").iterdir())
     assert (results / "report.html").stat().st_size > 10_000

@@ -212,7 +212,6 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
     forecasters = [m for m, e in config["models"].items() if e["condition_steps"] > 0]
     if forecasters and data["source"] == "synthetic":
         needed = max(config["models"][m]["condition_steps"] for m in forecasters) + config["forecast"]["lead_steps"]
-        syn = data["synthetic"]
         test_lo, test_hi = bounds["test"]
         n_test = int(((times >= test_lo) & (times <= test_hi)).sum())
         if n_test < needed:

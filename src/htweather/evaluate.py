@@ -198,14 +198,16 @@ def return_period_name(period: float) -> str:
     return f"return_level_{period:g}"
 
 
-def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarray | None) -> np.ndarray:
-    """Block maxima of every real grid cell, (blocks, cells): each sequence (time, lat, lon) is
-    cut into blocks of `block` steps; the cells of one block stay together in a row, so that a
-    bootstrap over rows keeps their spatial dependence."""
+def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarray | None,
+                        stride: int = 1) -> np.ndarray:
+    """Block maxima of the real grid cells (every `stride`-th in each direction), (blocks, cells):
+    each sequence (time, lat, lon) is cut into blocks of `block` steps; the cells of one block
+    stay together in a row, so that a bootstrap over rows keeps their spatial dependence."""
     rows = []
     for series in sequences:
-        maxima = extremes.block_maxima(series, block)  # (blocks, lat, lon)
-        rows.append(maxima[:, mask] if mask is not None else maxima.reshape(len(maxima), -1))
+        maxima = extremes.block_maxima(series, block)[:, ::stride, ::stride]  # (blocks, lat, lon)
+        keep = mask[::stride, ::stride] if mask is not None else None
+        rows.append(maxima[:, keep] if keep is not None else maxima.reshape(len(maxima), -1))
     return np.concatenate(rows)
 
 
@@ -220,14 +222,17 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
     mask = grid_mask(stats)
     rows = []
     for name, series in sequences.items():
-        maxima = pooled_block_maxima(series, opts["block_steps"], mask)
+        maxima = pooled_block_maxima(series, opts["block_steps"], mask, opts["gev_cell_stride"])
         fit = extremes.return_levels_with_ci(maxima, periods, opts["gev_bootstrap"], opts["confidence"], rng,
-                                             rows=True)
+                                             rows=True, lower_bound=stats["variables"][name]["lower_bound"])
         c = fit["params"][0]
         log.info("%s / %s: GEV on %d blocks x %d cells, shape xi = %.3f, return levels %s", source, name,
                  maxima.shape[0], maxima.shape[1], -c, np.round(fit["level"], 4))
         rows.append({"model": source, "variable": name, "metric": "gev_shape_xi", "value": -c,
                      "ci_low": np.nan, "ci_high": np.nan})
+        if fit["atom"] > 0:  # e.g. blocks without rain: their maxima sit at the lower bound
+            rows.append({"model": source, "variable": name, "metric": "block_maxima_at_bound", "value": fit["atom"],
+                         "ci_low": np.nan, "ci_high": np.nan})
         levels, intervals = fit["level"], (fit["ci_low"], fit["ci_high"])
         for period, level, low, high in zip(periods, levels, intervals[0], intervals[1]):
             rows.append({"model": source, "variable": name, "metric": return_period_name(period), "value": level,
@@ -301,8 +306,9 @@ def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensem
     out = {}
     for v in stats["channels"]:
         maps = np.stack([np.quantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
-        out[f"{v}_quantile"] = (("source", "latitude", "longitude"), maps, {"units": stats["variables"][v]["units"]})
-        out[f"{v}_bias"] = (("source", "latitude", "longitude"), maps - maps[0], {"units": stats["variables"][v]["units"]})
+        units = {"units": stats["variables"][v]["units"]}
+        out[f"{v}_quantile"] = (("source", "latitude", "longitude"), maps, units)
+        out[f"{v}_bias"] = (("source", "latitude", "longitude"), maps - maps[0], units)
     return xr.Dataset(out, coords={"source": names, "latitude": stats["grid"]["latitude"],
                                    "longitude": stats["grid"]["longitude"]},
                       attrs={"quantile": q, "description": "per-grid-point quantile; bias = source - data"})

@@ -131,13 +131,22 @@ def _refit(z: np.ndarray, start: np.ndarray) -> np.ndarray:
     return res.x if np.isfinite(res.fun) else np.full(3, np.nan)
 
 
+def _mixture_levels(t: np.ndarray, p0, c, loc, scale, lower_bound) -> np.ndarray:
+    """Return levels when a fraction p0 of the maxima sit at the lower bound (e.g. dry blocks of
+    precipitation) and the rest follow GEV(c, loc, scale): solve p0 + (1 - p0) G(z) = 1 - 1/T,
+    i.e. z = G^-1((1 - 1/T - p0) / (1 - p0)), and z = the bound where 1 - 1/T <= p0."""
+    q = (1.0 - 1.0 / t - p0) / (1.0 - p0)
+    levels = stats.genextreme.ppf(np.clip(q, 0.0, 1.0), c, loc=loc, scale=scale)
+    return np.where(q > 0, levels, lower_bound if lower_bound is not None else np.nan)
+
+
 def return_levels_with_ci(maxima, periods, replicates: int = 200, confidence: float = 0.95,
-                          rng=None, rows: bool = False) -> dict:
+                          rng=None, rows: bool = False, lower_bound: float | None = None) -> dict:
     """Return levels of a GEV fit with percentile-bootstrap confidence intervals.
 
-    ``level = return_levels(fit_gev(maxima), periods)``. For ``b = 1..replicates`` the finite
-    maxima are resampled with replacement, the GEV refitted by maximum likelihood (started at
-    the full-sample estimate, which keeps it to a few milliseconds) and ``z_T^(b)`` computed;
+    ``level = return_levels(fit_gev(maxima), periods)``. For ``b = 1..replicates`` the maxima
+    are resampled with replacement, the GEV refitted by maximum likelihood (started at the
+    full-sample estimate, which keeps it to a few milliseconds) and ``z_T^(b)`` computed;
     ``ci_low`` / ``ci_high`` are the ``(1 -/+ confidence) / 2`` quantiles of the ``z_T^(b)``.
     Replicates whose refit fails are dropped. ``replicates == 0`` gives NaN intervals.
 
@@ -145,8 +154,13 @@ def return_levels_with_ci(maxima, periods, replicates: int = 200, confidence: fl
     bootstrap resamples whole rows, so that the cells of one block (spatially dependent) stay
     together; the fit uses every finite value.
 
-    Returns a dict with ``level``, ``ci_low``, ``ci_high`` (arrays over periods) and ``params``
-    ``(c, loc, scale)``. ``rng`` is a ``numpy.random.Generator`` or a seed.
+    ``lower_bound``: maxima at or below it form an atom (a block with no rain has maximum 0) that
+    no continuous GEV can fit; the GEV is fitted to the maxima above it and the levels come from
+    the mixture (see `_mixture_levels`). ``params`` then describe the part above the bound and
+    ``atom`` is its probability.
+
+    Returns a dict with ``level``, ``ci_low``, ``ci_high`` (arrays over periods), ``params``
+    ``(c, loc, scale)`` and ``atom``. ``rng`` is a ``numpy.random.Generator`` or a seed.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -154,35 +168,40 @@ def return_levels_with_ci(maxima, periods, replicates: int = 200, confidence: fl
         raise ValueError(f"replicates must be >= 0, got {replicates!r}")
     t = _periods(periods)
     table = np.asarray(maxima, dtype=float)
-    if rows:
-        table = table.reshape(len(table), -1)
-    else:
-        table = table.reshape(-1, 1)
-    m = _finite_maxima(table)
+    table = table.reshape(len(table), -1) if rows else table.reshape(-1, 1)
+
+    def split(values: np.ndarray) -> tuple[np.ndarray, float]:
+        finite = values[np.isfinite(values)]
+        if lower_bound is None:
+            return finite, 0.0
+        above = finite[finite > lower_bound]
+        return above, 1.0 - above.size / max(finite.size, 1)
+
+    m, atom = split(table.ravel())
+    m = _finite_maxima(m)
     params = fit_gev(m)
-    level = return_levels(params, t)
+    level = _mixture_levels(t, atom, *params, lower_bound)
     ci_low = np.full(t.shape, np.nan)
     ci_high = np.full(t.shape, np.nan)
     if replicates > 0:
         rng = np.random.default_rng(rng)
         # refit in the units fit_gev standardises to, for the same reason
         loc0, scale0 = _gumbel_moments(m)
-        z = (table - loc0) / scale0
         c, loc, scale = params
         start = np.array([c, (loc - loc0) / scale0, math.log(scale / scale0)])
-
-        def resample() -> np.ndarray:
-            picked = z[rng.integers(0, len(z), len(z))].ravel()
-            return picked[np.isfinite(picked)]
-
-        fits = np.array([_refit(resample(), start) for _ in range(replicates)])
-        fits = fits[np.all(np.isfinite(fits), axis=1)]
-        if len(fits):
-            boot = stats.genextreme.ppf(1.0 - 1.0 / t, fits[:, :1], loc=loc0 + scale0 * fits[:, 1:2],
-                                        scale=scale0 * np.exp(fits[:, 2:3]))
+        boot = []
+        for _ in range(replicates):
+            above, p0 = split(table[rng.integers(0, len(table), len(table))].ravel())
+            if above.size < MIN_MAXIMA:
+                continue
+            fit = _refit((above - loc0) / scale0, start)
+            if np.all(np.isfinite(fit)):
+                boot.append(_mixture_levels(t, p0, fit[0], loc0 + scale0 * fit[1], scale0 * math.exp(fit[2]),
+                                            lower_bound))
+        if boot:
             tail = (1.0 - confidence) / 2.0
-            ci_low, ci_high = np.quantile(boot, [tail, 1.0 - tail], axis=0)
-    return {"level": level, "ci_low": ci_low, "ci_high": ci_high, "params": params}
+            ci_low, ci_high = np.quantile(np.array(boot), [tail, 1.0 - tail], axis=0)
+    return {"level": level, "ci_low": ci_low, "ci_high": ci_high, "params": params, "atom": atom}
 
 
 def hill_estimator(values, k: int) -> float:

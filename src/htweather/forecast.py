@@ -24,6 +24,7 @@ import torch
 import xarray as xr
 
 from . import models
+from .config import ConfigError
 from .devices import autocast, select_device, set_threads
 from .ingest import denormalise, load_mask, load_split, load_split_times, load_stats
 from .runtime import atomic_path, derived_seed, progress
@@ -62,7 +63,8 @@ def start_indices(times: pd.DatetimeIndex, history: int, lead: int, count: int) 
     it and `lead` observed steps after it (to verify against)."""
     valid = regular_windows(times, before=history - 1, after=lead)
     if len(valid) == 0:
-        raise ValueError(f"the test split has no {history + lead} consecutive time steps for a forecast")
+        raise ConfigError(f"forecast.lead_steps: the test split has no {history + lead} consecutive time steps "
+                          f"({history} to start from, {lead} to verify)")
     picks = np.unique(np.round(np.linspace(0, len(valid) - 1, min(count, len(valid)))).astype(int))
     return valid[picks]
 
@@ -163,11 +165,13 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
              "network_evaluations_per_field": models.evaluations_per_sample(spec, sampling),
              "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"]),
              "sigma_data": str(spec.sigma_data), "normalisation": spec.normalisation,
-             "tail_index": json.dumps(ckpt.get("tail_index") or {}), "nu_by_variable": json.dumps(spec.nu_by_variable())}
+             "tail_index": json.dumps(ckpt.get("tail_index") or {}),
+             "nu_by_variable": json.dumps(spec.nu_by_variable())}
     init_times = times[starts]
     leads = np.arange(1, lead + 1)
+    valid_times = init_times.values[:, None] + leads[None, :] * step.to_timedelta64()
     coords = {"init_time": init_times.values, "lead": leads, "member": np.arange(members),
-              "valid_time": (("init_time", "lead"), (init_times.values[:, None] + leads[None, :] * step.to_timedelta64()))}
+              "valid_time": (("init_time", "lead"), valid_times)}
     _write(_physical(generated, stats, ("init_time", "lead", "member"), coords, attrs), forecasts_out, "init_time")
 
     # Free-running sequences start from test states chosen with the forecast's seed.

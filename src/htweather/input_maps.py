@@ -28,30 +28,35 @@ def _real_values(fields: np.ndarray, channel: int, mask: np.ndarray | None) -> n
 
 
 class InverseCDF:
-    """Per-channel empirical-CDF Gaussianisation, z = Phi^-1(F(x)), with its exact inverse on a
-    quantile table (linear between knots; the table's ends are the training minimum and maximum)."""
+    """Per-channel empirical-CDF Gaussianisation, z = Phi^-1(F(x)), and its inverse, both by linear
+    interpolation on one quantile table: knot k holds the training quantile at the plotting
+    position p_k = (k + 1/2) / K, except that the first and last knots hold the training minimum
+    and maximum. The two directions are therefore exact inverses at the knots, the extremes map
+    to finite scores (|z| <= Phi^-1(1 - 1/(2K)), about 4), and F^-1 stops at the training range."""
 
-    def __init__(self, table: np.ndarray, count: int):
-        self.table = np.asarray(table, dtype=np.float64)  # (channels, KNOTS)
-        self.count = int(count)
-        self.probs = np.linspace(0.0, 1.0, self.table.shape[1])
+    def __init__(self, table: np.ndarray):
+        self.table = np.asarray(table, dtype=np.float64)  # (channels, K)
+        knots = self.table.shape[1]
+        self.probs = (np.arange(knots) + 0.5) / knots
 
     @classmethod
     def fit(cls, fields: np.ndarray, mask: np.ndarray | None = None, knots: int = KNOTS) -> "InverseCDF":
         """fields: (time, channel, lat, lon) training data; masked cells do not count."""
-        probs = np.linspace(0.0, 1.0, knots)
-        table = [np.quantile(_real_values(fields, c, mask), probs) for c in range(fields.shape[1])]
-        count = fields.shape[0] * (int(mask.sum()) if mask is not None else fields[0, 0].size)
-        return cls(np.stack(table), count)
+        probs = (np.arange(knots) + 0.5) / knots
+        table = []
+        for c in range(fields.shape[1]):
+            values = _real_values(fields, c, mask)
+            row = np.quantile(values, probs)
+            row[0], row[-1] = values.min(), values.max()
+            table.append(row)
+        return cls(np.stack(table))
 
     def _cdf(self, x: np.ndarray, channel: int) -> np.ndarray:
         # Tied knots (the dry mass of precipitation) share one value: map it to the middle of
         # its probability block, the mid-rank convention, rather than to either end.
         values, first, counts = np.unique(self.table[channel], return_index=True, return_counts=True)
-        mid = self.probs[first] + (counts - 1) / 2 / (len(self.probs) - 1)
-        u = np.interp(x, values, mid)
-        half = 0.5 / self.count  # the empirical CDF of n values never reaches 0 or 1
-        return np.clip(u, half, 1 - half)
+        mid = (self.probs[first] + self.probs[first + counts - 1]) / 2
+        return np.interp(x, values, mid)
 
     def forward(self, fields: np.ndarray) -> np.ndarray:
         """(..., channel, lat, lon) standardised values -> Gaussian scores, float32."""
@@ -68,11 +73,11 @@ class InverseCDF:
         return out
 
     def state(self) -> dict:
-        return {"table": torch.from_numpy(self.table), "count": self.count}
+        return {"table": torch.from_numpy(self.table)}
 
     @classmethod
     def from_state(cls, state: dict) -> "InverseCDF":
-        return cls(state["table"].numpy(), state["count"])
+        return cls(state["table"].numpy())
 
 
 def robust_sigma_data(fields: np.ndarray, mask: np.ndarray | None = None, floor: float = 0.05) -> list[float]:

@@ -329,7 +329,8 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
                          "steps": attrs.get("training_steps", ""),
                          "train_s": _fmt(float(log.elapsed_s.iloc[-1])) if log is not None else "",
                          "final_val_loss": _fmt(float(log.val_loss.dropna().iloc[-1])) if log is not None else "",
-                         "nfe": attrs.get("network_evaluations_per_member", attrs.get("network_evaluations_per_field", "")),
+                         "nfe": attrs.get("network_evaluations_per_member",
+                                          attrs.get("network_evaluations_per_field", "")),
                          "members": ds.sizes.get("member", ""),
                          "sample_s": attrs.get("sampling_seconds", "")}
     summaries = []

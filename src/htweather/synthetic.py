@@ -208,7 +208,8 @@ def _dataset(fields: dict[str, np.ndarray], spec: dict, variables: dict, dims: t
     lat, lon = grid(spec)
     data_vars = {}
     for name, opts in variables.items():
-        scale, offset = transforms.unit_conversion(ATTRS[name]["units"], opts.get("units"), where=f"data.variables.{name}.units")
+        scale, offset = transforms.unit_conversion(ATTRS[name]["units"], opts.get("units"),
+                                                   where=f"data.variables.{name}.units")
         units = opts.get("units") or ATTRS[name]["units"]
         data_vars[name] = (dims + ("latitude", "longitude"), (fields[name] * scale + offset).astype(np.float32),
                            {"units": units, "long_name": ATTRS[name]["long_name"]})

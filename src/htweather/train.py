@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import forecast, input_maps, models
+from .config import ConfigError
 from .ingest import load_mask, load_split, load_split_times, load_stats
 from .devices import autocast, select_device, set_threads
 from .runtime import atomic_path, derived_seed, progress
@@ -52,12 +53,12 @@ class Examples:
     """Training examples of one split: a field, and for a forecast model (h = condition_steps > 0)
     the h states before it, only where those are consecutive time steps."""
 
-    def __init__(self, fields: torch.Tensor, times, history: int):
+    def __init__(self, fields: torch.Tensor, times, history: int, where: str):
         self.fields = fields
         self.history = history
         self.targets = torch.from_numpy(forecast.regular_windows(times, before=history, after=0))
         if len(self.targets) == 0:
-            raise ValueError(f"no {history + 1} consecutive time steps in the split to train a forecast model on")
+            raise ConfigError(f"{where}: the split has no {history + 1} consecutive time steps to train on")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -123,8 +124,9 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
         train_np, val_np = input_map.forward(train_np), input_map.forward(val_np)
     if spec.sigma_data != 1.0:
         log.info("sigma_data %s", spec.sigma_data)
-    train_set = Examples(torch.from_numpy(train_np), load_split_times(store, "train"), spec.condition_steps)
-    val_set = Examples(torch.from_numpy(val_np), load_split_times(store, "validation"), spec.condition_steps)
+    where = f"models.{name}.condition_steps"
+    train_set = Examples(torch.from_numpy(train_np), load_split_times(store, "train"), spec.condition_steps, where)
+    val_set = Examples(torch.from_numpy(val_np), load_split_times(store, "validation"), spec.condition_steps, where)
     del train_np, val_np
     log.info("model %s: family %s, nu %s, %s; %d training examples %s on %s", name, spec.family, spec.nu,
              f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",

@@ -237,6 +237,12 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
         for period, level, low, high in zip(periods, levels, intervals[0], intervals[1]):
             rows.append({"model": source, "variable": name, "metric": return_period_name(period), "value": level,
                          "ci_low": low, "ci_high": high})
+        # The same levels without the GEV: empirical quantiles of the pooled maxima. From a long
+        # simulation of the true process they are the true return levels, free of model error.
+        finite = maxima[np.isfinite(maxima)]
+        for period, level in zip(periods, np.quantile(finite, 1 - 1 / periods, method="inverted_cdf")):
+            rows.append({"model": source, "variable": name, "metric": f"empirical_{return_period_name(period)}",
+                         "value": level, "ci_low": np.nan, "ci_high": np.nan})
     return rows
 
 
@@ -272,18 +278,20 @@ def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, r
     return rows
 
 
-def extremes_table(config: dict, store: str | Path, stats_path: str | Path,
-                   sequences: dict[str, str | Path]) -> pd.DataFrame:
-    """The test data's tail quantiles, and the return levels of the test data and of every sequence
-    source (forecast models' free-running sequences, the true process), in the tidy layout."""
+def extremes_table(config: dict, source: str, store: str | Path, stats_path: str | Path,
+                   sequences: str | Path | None = None) -> pd.DataFrame:
+    """Return levels of one source in the tidy layout: source "data" = the test split (with its
+    tail quantiles), else the (chain, step, lat, lon) store `sequences` (a forecast model's
+    free-running sequences, or the true process)."""
     stats = load_stats(stats_path)
-    data = test_fields(store)
-    rng = np.random.default_rng(derived_seed(config["seed"], "extremes", "data"))
-    rows = data_quantile_rows(config, data, stats, rng)
-    rows += return_level_rows(config, "data", {v: [data[v]] for v in stats["channels"]}, stats, rng)
-    for source, path in sequences.items():
-        rows += return_level_rows(config, source, sequence_fields(path, stats["channels"]), stats,
-                                  np.random.default_rng(derived_seed(config["seed"], "extremes", source)))
+    rng = np.random.default_rng(derived_seed(config["seed"], "extremes", source))
+    if source == "data":
+        data = test_fields(store)
+        rows = data_quantile_rows(config, data, stats, rng)
+        series = {v: [data[v]] for v in stats["channels"]}
+    else:
+        rows, series = [], sequence_fields(sequences, stats["channels"])
+    rows += return_level_rows(config, source, series, stats, rng)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

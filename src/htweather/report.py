@@ -276,10 +276,11 @@ def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | N
             p = float(r.metric.split("_")[1])
             true, kind = float(truth[r.variable].ppf(p)), "closed form"
         elif r.metric.startswith("return_level_"):
-            match = frame[(frame.model == "truth") & (frame.variable == r.variable) & (frame.metric == r.metric)]
+            match = frame[(frame.model == "truth") & (frame.variable == r.variable)
+                          & (frame.metric == f"empirical_{r.metric}")]
             if match.empty:
                 continue
-            true, kind = float(match.value.iloc[0]), "simulated, truth rows"
+            true, kind = float(match.value.iloc[0]), "long simulation of the true process (empirical)"
         else:
             continue
         covered = bool(r.ci_low <= true <= r.ci_high) if pd.notna(r.ci_low) else None
@@ -346,7 +347,8 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
     forecast_rows = frame[frame.model.isin(forecasters) & frame.metric.isin(
         FORECAST_METRICS + [m for m in frame.metric.unique() if m.startswith("brier_")])]
     level_sources = ["data"] + (["truth"] if "truth" in set(frame.model) else []) + forecasters
-    levels = frame[frame.metric.str.startswith(("return_level_", "gev_shape")) & frame.model.isin(level_sources)]
+    levels = frame[frame.metric.str.startswith(("return_level_", "empirical_return_level_", "gev_shape",
+                                                "block_maxima_at_bound")) & frame.model.isin(level_sources)]
     sweep = nu_sweep_points(config, {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items()
                                      if "nu_by_variable" in a})
     sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]

@@ -47,6 +47,7 @@ wildcard_constraints:
     generator="|".join(GENERATORS) or "^$",
     forecaster="|".join(FORECASTERS) or "^$",
     ensemble="|".join(ENSEMBLES),
+    source="|".join(["data"] + SEQUENCES),
 
 
 def section(*keys):
@@ -66,6 +67,11 @@ def section(*keys):
 def model_section(wildcards):
     return {**section("seed", "architecture", "training", "data.variables"),
             "models": {wildcards.model: CFG["models"][wildcards.model]}}
+
+
+def source_sequences(wildcards):
+    """The sequences whose block maxima a return_levels job fits: none for the test data itself."""
+    return [] if wildcards.source == "data" else [f"results/sequences/{wildcards.source}.zarr"]
 
 
 def forecaster_section(wildcards):

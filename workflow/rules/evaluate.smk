@@ -41,34 +41,51 @@ rule verify_forecasts:
         "../scripts/verify_forecasts.py"
 
 
-rule extremes:
+rule return_levels:
     input:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
-        ensembles=expand("results/samples/{ensemble}.zarr", ensemble=ENSEMBLES),
-        sequences=expand("results/sequences/{source}.zarr", source=SEQUENCES),
+        sequences=source_sequences,
     output:
-        levels="results/evaluation/per_model/return_levels.csv",
-        maps=report("results/evaluation/quantile_maps.nc", caption="../report/quantile_maps_file.rst",
-                    category="Extremes"),
+        "results/evaluation/per_model/return_levels_{source}.csv",
     params:
         config=section("seed", "evaluation"),
-        ensembles=ENSEMBLES,
-        sequences=SEQUENCES,
     log:
-        "results/logs/extremes.log",
+        "results/logs/return_levels_{source}.log",
     benchmark:
-        "results/benchmarks/extremes.tsv"
+        "results/benchmarks/return_levels_{source}.tsv"
     conda:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/extremes.py"
 
 
+rule quantile_maps:
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+        ensembles=expand("results/samples/{ensemble}.zarr", ensemble=ENSEMBLES),
+        sequences=expand("results/sequences/{source}.zarr", source=SEQUENCES),
+    output:
+        report("results/evaluation/quantile_maps.nc", caption="../report/quantile_maps_file.rst", category="Extremes"),
+    params:
+        config=section("seed", "evaluation"),
+        ensembles=ENSEMBLES,
+        sequences=SEQUENCES,
+    log:
+        "results/logs/quantile_maps.log",
+    benchmark:
+        "results/benchmarks/quantile_maps.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/quantile_maps.py"
+
+
 rule metrics_table:
     input:
         expand("results/evaluation/per_model/{model}.csv", model=ENSEMBLES + FORECASTERS),
-        "results/evaluation/per_model/return_levels.csv",
+        expand("results/evaluation/per_model/return_levels_{source}.csv", source=["data"] + SEQUENCES),
     output:
         report("results/evaluation/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
     log:

@@ -88,6 +88,7 @@ def test_start_indices_spread_over_the_split():
     starts = forecast.start_indices(times, history=2, lead=3, count=5)
     assert starts[0] == 1 and starts[-1] == 96 and len(starts) == 5
     assert np.all(np.diff(starts) > 20)
+    np.testing.assert_array_equal(forecast.start_indices(times, history=2, lead=3, count="all"), np.arange(1, 97))
     with pytest.raises(ConfigError, match="forecast.lead_steps: the test split has no 5 consecutive"):
         forecast.start_indices(times[:3], history=2, lead=3, count=5)
 

@@ -58,14 +58,16 @@ def stack_history(fields: torch.Tensor, index: torch.Tensor, history: int) -> to
     return torch.cat(steps, dim=1)
 
 
-def start_indices(times: pd.DatetimeIndex, history: int, lead: int, count: int) -> np.ndarray:
-    """`count` start times evenly spread over the split, each with `history` observed states up to
-    it and `lead` observed steps after it (to verify against)."""
+def start_indices(times: pd.DatetimeIndex, history: int, lead: int, count: int | str) -> np.ndarray:
+    """`count` start times evenly spread over the split ("all": every one), each with `history`
+    observed states up to it and `lead` observed steps after it (to verify against)."""
     valid = regular_windows(times, before=history - 1, after=lead)
     if len(valid) == 0:
         raise ConfigError(f"forecast.lead_steps: the test split has no {history + lead} consecutive time steps "
                           f"({history} to start from, {lead} to verify)")
-    picks = np.unique(np.round(np.linspace(0, len(valid) - 1, min(count, len(valid)))).astype(int))
+    if count == "all" or count >= len(valid):
+        return valid
+    picks = np.unique(np.round(np.linspace(0, len(valid) - 1, count)).astype(int))
     return valid[picks]
 
 

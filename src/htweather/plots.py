@@ -240,6 +240,8 @@ def return_levels(metrics: pd.DataFrame, sources: list[str], variables: dict, ou
             _errorbar(ax, part.period * (1 + 0.03 * i), part, marker="o", ms=4, ls=ls, color=colors[source],
                       label=source)
         ax.set_xscale("log")
+        ax.set_xticks(sorted(data.period), [f"{p:g}" for p in sorted(data.period)])
+        ax.minorticks_off()
         ax.set_xlabel("return period [blocks]")
         ax.set_ylabel(_label(name, variables[name]))
         ax.set_title(name)

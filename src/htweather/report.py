@@ -55,8 +55,7 @@ def nu_sweep_points(config: dict, nu_values: dict[str, dict]) -> dict[str, dict[
     family = config["models"][base]["family"]
     swept = [m for m in config["models"] if m == base or m.startswith(f"{base}_nu")]
     gaussian = [m for m, e in config["models"].items()
-                if e["family"] == family and e["condition_steps"] == 0 and e["normalisation"] == "standard"
-                and e["sigma_data"] == 1.0 and _is_gaussian(e["nu"])]
+                if e["family"] == family and _plain(e) and _is_gaussian(e["nu"])]
     return {m: {v: float(x) for v, x in nu_values[m].items()} for m in gaussian + swept if m in nu_values}
 
 
@@ -203,7 +202,7 @@ def heavy_vs_gaussian(frame: pd.DataFrame, config: dict) -> list[dict]:
     tail metrics: which is closer to perfect, per variable."""
     out = []
     for family in ("edm", "flow"):
-        members = [m for m, e in config["models"].items() if e["family"] == family]
+        members = [m for m, e in config["models"].items() if e["family"] == family and _plain(e)]
         gaussian = [m for m in members if _is_gaussian(config["models"][m]["nu"])]
         heavy = [m for m in members if m not in gaussian]
         for g in gaussian:
@@ -237,8 +236,15 @@ def _quantile_metrics_in_order(names) -> list[str]:
 
 
 def _is_gaussian(nu) -> bool:
+    """Gaussian noise for every variable as configured ("auto" counts as Student-t: it is
+    resolved per variable from the data)."""
     values = nu.values() if isinstance(nu, dict) else [nu]
-    return all(isinstance(v, str) or math.isinf(float(v)) for v in values)
+    return all(v in ("inf", "infinity", "gaussian") if isinstance(v, str) else math.isinf(float(v)) for v in values)
+
+
+def _plain(entry: dict) -> bool:
+    """An unconditional model with the standard data and preconditioning (no INC, PCP)."""
+    return entry["condition_steps"] == 0 and entry["normalisation"] == "standard" and entry["sigma_data"] == 1.0
 
 
 def describe(values: np.ndarray) -> dict:
@@ -275,12 +281,13 @@ def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | N
         if r.metric.startswith("quantile_"):
             p = float(r.metric.split("_")[1])
             true, kind = float(truth[r.variable].ppf(p)), "closed form"
-        elif r.metric.startswith("return_level_"):
+        elif r.metric.startswith(("return_level_", "empirical_return_level_")):
+            period = r.metric.rsplit("_", 1)[1]
             match = frame[(frame.model == "truth") & (frame.variable == r.variable)
-                          & (frame.metric == f"empirical_{r.metric}")]
+                          & (frame.metric == f"empirical_return_level_{period}")]
             if match.empty:
                 continue
-            true, kind = float(match.value.iloc[0]), "long simulation of the true process (empirical)"
+            true, kind = float(match.value.iloc[0]), "true process, long simulation (empirical)"
         else:
             continue
         covered = bool(r.ci_low <= true <= r.ci_high) if pd.notna(r.ci_low) else None
@@ -288,6 +295,15 @@ def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | N
                      "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", "true": _fmt(true), "kind": kind,
                      "covered": "yes" if covered else ("no" if covered is not None else "")})
     return rows
+
+
+def _coverage_summary(checks: list[dict]) -> str:
+    """"n of m covered" per kind of statistic, for the caption."""
+    groups = {"tail quantiles": [c for c in checks if c["statistic"].startswith("quantile_")],
+              "GEV return levels": [c for c in checks if c["statistic"].startswith("return_level_")],
+              "empirical return levels": [c for c in checks if c["statistic"].startswith("empirical_")]}
+    parts = [f"{sum(c['covered'] == 'yes' for c in rows)} of {len(rows)} {name}" for name, rows in groups.items() if rows]
+    return ("Covered: " + ", ".join(parts) + ".") if parts else ""
 
 
 def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
@@ -353,6 +369,7 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
                                      if "nu_by_variable" in a})
     sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
 
+    checks = truth_checks(frame, config, stats, truth)
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
@@ -363,7 +380,7 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
         table=metrics_table(unconditional, model_order), comparisons=heavy_vs_gaussian(unconditional, config),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
-        truth_checks=truth_checks(frame, config, stats, truth),
+        truth_checks=checks, truth_summary=_coverage_summary(checks),
         tail_index=tail_index_rows(attrs_by_model), sweep=sweep,
         sweep_table=metrics_table(sweep_frame, list(sweep)),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},

@@ -49,6 +49,8 @@ rule forecast:
     params:
         config=forecaster_section,
     threads: CFG["sampling"]["threads"]
+    # the longest chain (train -> forecast -> verify / return levels): start it as soon as it can
+    priority: 10
     log:
         "results/logs/forecast_{forecaster}.log",
     benchmark:

@@ -145,7 +145,7 @@ class GaussianDataEDM(nn.Module):
 
     noise = StudentTNoise(math.inf, 1)
 
-    def forward(self, x, sigma):
+    def forward(self, x, sigma, cond=None):
         sigma = sigma.reshape(-1, 1, 1, 1).to(torch.float64)
         return SD**2 * x / (SD**2 + sigma**2)
 
@@ -169,7 +169,7 @@ class GaussianDataFlow(nn.Module):
 
     noise = StudentTNoise(math.inf, 1)
 
-    def velocity(self, x, t):
+    def velocity(self, x, t, cond=None):
         t = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1, 1, 1)
         return (t - (1 - t) * SD**2) / ((1 - t) ** 2 * SD**2 + t**2) * x
 
@@ -217,7 +217,7 @@ def test_t_flow_sampler_starts_from_student_t_noise():
     class Still(nn.Module):
         noise = StudentTNoise(3.0, 1)
 
-        def velocity(self, x, t):
+        def velocity(self, x, t, cond=None):
             return torch.zeros_like(x)
 
     torch.manual_seed(10)

@@ -54,7 +54,8 @@ def test_end_to_end_outputs(tiny_run):
             assert levels <= set(group.metric), (model, variable)
     assert metrics.value.notna().all()
     with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio", "return_level",
-                                                     "crps", "spread_skill"))]
+                                                     "empirical_return_level"))
+                      | (metrics["lead"].notna() & metrics.metric.isin(["crps", "fair_crps", "spread_skill"]))]
     assert with_ci.ci_low.notna().all() and (with_ci.ci_low <= with_ci.ci_high).all()
     ranks = pd.read_csv(results / "evaluation" / "rank_histograms.csv")
     assert set(ranks.model) == forecasters and ranks["rank"].max() == 4  # 4 members: ranks 0..4
@@ -74,7 +75,8 @@ def test_end_to_end_outputs(tiny_run):
     ds = xr.open_zarr(results / "samples" / "tedm.zarr")
     assert ds.tp.attrs["units"] == "mm" and ds.sizes["member"] == 8
     for log in ("synthetic_data", "ingest", "train_tedm", "sample_tflow", "evaluate_truth", "forecast_fc_flow",
-                "verify_forecasts_fc_tedm", "truth_sequences", "extremes", "figures", "report"):
+                "verify_forecasts_fc_tedm", "truth_sequences", "return_levels_truth", "quantile_maps", "figures",
+                "report"):
         assert (results / "logs" / f"{log}.log").exists(), log
 
 
@@ -139,7 +141,8 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     for rule in ("synthetic_data", "ingest", "train", "sample", "sample_truth", "forecast", "truth_sequences",
-                 "evaluate", "verify_forecasts", "extremes", "metrics_table", "figures", "provenance", "report", "all"):
+                 "evaluate", "verify_forecasts", "return_levels", "quantile_maps", "metrics_table", "figures", "provenance",
+                 "report", "all"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
 

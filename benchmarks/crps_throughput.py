@@ -12,6 +12,12 @@ repeats:
   `_crps_ensemble_core` falls back to when numba is missing. It is O(M^2) in time and memory
   per point, so it runs on the first `--slow-points` points only; its throughput is per point.
 
+A second table does the same for the climatological case of the evaluation step (one ensemble
+per grid cell scoring every observed time): `htweather.metrics.crps_climatology`, which sorts
+each cell's ensemble once and binary-searches each observation
+(`htweather.scores.crps_against_sorted`), against properscoring with the ensemble repeated
+for every time.
+
 It prints points/s, the ratio to properscoring + numba and the largest relative difference to
 htweather on the same points, and exits non-zero if any difference exceeds 1e-9. Not a test:
 run it by hand.
@@ -30,7 +36,8 @@ import numpy as np
 import properscoring
 from properscoring import _crps
 
-from htweather.scores import crps_ensemble
+from htweather.metrics import crps_climatology
+from htweather.scores import crps_against_sorted, crps_ensemble
 
 TOLERANCE = 1e-9
 
@@ -59,6 +66,9 @@ def main() -> None:
     parser.add_argument("--slow-points", type=int, default=5_000,
                         help="points given to the O(M^2) no-numba path (at most --points)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clim-times", type=int, default=2196, help="climatological case: observed times")
+    parser.add_argument("--clim-cells", type=int, default=256, help="climatological case: grid cells")
+    parser.add_argument("--clim-members", type=int, default=256, help="climatological case: members")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -91,6 +101,30 @@ def main() -> None:
         rate = points / seconds
         print(f"{name:<46} {points:8d} {seconds:9.4f} {rate:11.3e} {rate / reference:8.2f} {difference:13.2e}")
     worst = max(difference for *_, difference in rows)
+
+    # Climatological CRPS: `cells` ensembles of `clim_members`, each scoring `times` observations.
+    times, cells, clim_members = args.clim_times, args.clim_cells, args.clim_members
+    ensemble = rng.gamma(2.0, size=(clim_members, cells))
+    observed = np.round(rng.gamma(2.0, size=(times, cells)), 2)
+    t_clim, clim = best_time(lambda: crps_climatology(ensemble, observed), args.repeats)
+    sorted_members = np.sort(ensemble, axis=0).T
+    per_point = np.stack([crps_against_sorted(observed[:, c], sorted_members[c]) for c in range(cells)], axis=1)
+
+    def properscoring_climatology():
+        forecast = np.ascontiguousarray(np.broadcast_to(ensemble.T, (times, cells, clim_members)))
+        return properscoring.crps_ensemble(observed, forecast)
+
+    t_ps, ps = best_time(properscoring_climatology, args.repeats)
+    points = times * cells
+    print(f"\nclimatological: {cells} cells x {clim_members} members, each scoring {times} times ({points} points)")
+    print(f"{'path':<46} {'points':>8} {'best s':>9} {'points/s':>11} {'x numba':>8} {'max rel diff':>13}")
+    for name, seconds, difference in [("htweather.metrics.crps_climatology", t_clim,
+                                       abs(clim - ps.mean()) / ps.mean()),
+                                      (f"properscoring + numba ({core})", t_ps,
+                                       max_relative_difference(ps, per_point))]:
+        rate = points / seconds
+        print(f"{name:<46} {points:8d} {seconds:9.4f} {rate:11.3e} {rate / (points / t_ps):8.2f} {difference:13.2e}")
+        worst = max(worst, difference)
     if worst > TOLERANCE:
         sys.exit(f"disagreement: max relative difference {worst:.2e} > {TOLERANCE:g}")
 

@@ -141,8 +141,8 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout + result.stderr
     for rule in ("synthetic_data", "ingest", "train", "sample", "sample_truth", "forecast", "truth_sequences",
-                 "evaluate", "verify_forecasts", "return_levels", "quantile_maps", "metrics_table", "figures", "provenance",
-                 "report", "all"):
+                 "evaluate", "verify_forecasts", "return_levels", "quantile_maps", "metrics_table", "figures",
+                 "provenance", "report", "all"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import properscoring
 from scipy import stats
 
 from . import scores

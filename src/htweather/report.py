@@ -302,7 +302,8 @@ def _coverage_summary(checks: list[dict]) -> str:
     groups = {"tail quantiles": [c for c in checks if c["statistic"].startswith("quantile_")],
               "GEV return levels": [c for c in checks if c["statistic"].startswith("return_level_")],
               "empirical return levels": [c for c in checks if c["statistic"].startswith("empirical_")]}
-    parts = [f"{sum(c['covered'] == 'yes' for c in rows)} of {len(rows)} {name}" for name, rows in groups.items() if rows]
+    parts = [f"{sum(c['covered'] == 'yes' for c in rows)} of {len(rows)} {name}"
+             for name, rows in groups.items() if rows]
     return ("Covered: " + ", ".join(parts) + ".") if parts else ""
 
 

@@ -107,3 +107,20 @@ def test_truth_ensemble_in_ingested_units(spec, tiny_config):
     # mm, not m: the wet-day median is of order the GPD scale in mm
     wet = ds.tp.values[ds.tp.values > 0]
     assert 0.1 < np.median(wet) < 2.0
+
+
+def test_truth_sequences_have_the_closed_form_marginals_and_persist(spec, tiny_config):
+    """The true process' sequences (the reference for return levels): independent chains, each a
+    persistent series whose values follow the closed-form marginals in the ingested units."""
+    variables = tiny_config["data"]["variables"]
+    ds = synthetic.truth_sequences(spec, variables, chains=3, steps=400, seed=5)
+    assert ds.w.dims == ("chain", "step", "latitude", "longitude") and ds.tp.attrs["units"] == "mm"
+    w = ds.w.values
+    assert stats.kstest(w.ravel(), synthetic.marginal(spec, "w").cdf).statistic < 0.03
+    tp = ds.tp.values.ravel()
+    assert np.mean(tp == 0) == pytest.approx(spec["tp"]["dry_fraction"], abs=0.03)
+    # lag-one autocorrelation at a fixed cell is far from 0 (persistent), chains are independent
+    z = (w - w.mean()) / w.std()
+    lag1 = np.mean(z[:, 1:] * z[:, :-1])
+    assert lag1 > 0.3
+    assert abs(np.mean(z[0] * z[1])) < 0.1

@@ -78,7 +78,6 @@ class Stepper:
         self.model, self.spec, self.input_map = model, spec, input_map
         self.mask = None if mask is None else torch.from_numpy(mask)
         self.sampling, self.device = sampling, device
-        self.channels = len(spec.variables)
 
     def to_model(self, standardised: torch.Tensor) -> torch.Tensor:
         if self.input_map is None:

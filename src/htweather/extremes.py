@@ -72,7 +72,7 @@ def _fmin(func, x0, args=(), disp=0):
     return optimize.fmin(func, x0, args=args, disp=disp, initial_simplex=_simplex(x0), xtol=1e-6, ftol=1e-9)
 
 
-def fit_gev(maxima, start=None) -> tuple[float, float, float]:
+def fit_gev(maxima) -> tuple[float, float, float]:
     """Maximum-likelihood GEV fit ``(c, loc, scale)`` (SciPy convention, ``c = -xi``).
 
     ``scipy.stats.genextreme.fit`` on the finite maxima, started at the Gumbel moment estimates
@@ -80,15 +80,12 @@ def fit_gev(maxima, start=None) -> tuple[float, float, float]:
     standardised by ``(loc0, scale0)`` before fitting (and the estimates mapped back:
     ``loc = loc0 + scale0 * loc_z``, ``scale = scale0 * scale_z``) because the optimiser's
     tolerances are absolute: maxima in metres of precipitation would otherwise stop far from
-    the optimum. ``start = (c, loc, scale)``, e.g. the full-sample estimate when refitting a
-    bootstrap resample, replaces the Gumbel start. Raises ValueError with fewer than 10 finite
-    maxima.
+    the optimum. Raises ValueError with fewer than 10 finite maxima. (Bootstrap refits start at
+    the full-sample estimate instead: see `return_levels_with_ci`.)
     """
     m = _finite_maxima(maxima)
     loc0, scale0 = _gumbel_moments(m)
-    c_s, loc_s, scale_s = (0.0, 0.0, 1.0) if start is None else (
-        start[0], (start[1] - loc0) / scale0, start[2] / scale0)
-    c, loc_z, scale_z = stats.genextreme.fit((m - loc0) / scale0, c_s, loc=loc_s, scale=scale_s, optimizer=_fmin)
+    c, loc_z, scale_z = stats.genextreme.fit((m - loc0) / scale0, 0.0, loc=0.0, scale=1.0, optimizer=_fmin)
     return float(c), loc0 + scale0 * float(loc_z), scale0 * float(scale_z)
 
 

@@ -216,8 +216,3 @@ def brier_points(observations, ensemble, threshold: float) -> np.ndarray:
 def brier_score(observations, ensemble, threshold: float, weights=None) -> float:
     """Brier score of the exceedance of ``threshold``: weighted mean of `brier_points`."""
     return weighted_mean(brier_points(observations, ensemble, threshold), weights)
-
-
-def crps_summary(observations, ensemble, weights=None, fair: bool = False) -> float:
-    """Weighted mean over points (NaN observations left out) of `crps_ensemble`."""
-    return weighted_mean(crps_ensemble(observations, ensemble, fair=fair), weights)

@@ -130,13 +130,11 @@ def _write(ds: xr.Dataset, path: str | Path, chunk_dim: str) -> None:
 def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path,
              forecasts_out: str | Path, rollouts_out: str | Path, threads: int | None = None) -> None:
     """Ensemble forecasts from evenly spaced test start times, and free-running sequences."""
-    from .train import load_model
-
     opts, sampling = config["forecast"], config["sampling"]
     stats = load_stats(stats_path)
     set_threads(threads or sampling["threads"])
     device = select_device(config["training"]["device"])
-    model, spec, ckpt = load_model(model_path, device)
+    model, spec, ckpt = models.load_model(model_path, device)
     if spec.condition_steps == 0:
         raise ValueError(f"model {spec.name} is unconditional (condition_steps 0): it cannot forecast")
     h, lead, members = spec.condition_steps, opts["lead_steps"], opts["members"]

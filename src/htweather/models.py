@@ -11,6 +11,7 @@ table) are resolved once, by `resolve`, when training starts, and saved with the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -115,3 +116,15 @@ def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
     if spec.family == "edm":
         return network_evaluations("edm", sampling["edm"]["steps"])
     return network_evaluations("flow", sampling["flow"]["steps"], sampling["flow"]["solver"])
+
+
+def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, dict]:
+    """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
+    becomes an InverseCDF, or None)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    spec = ModelSpec.from_dict(ckpt["spec"])
+    model = build(spec).to(device)
+    model.load_state_dict(ckpt["ema"])
+    if ckpt.get("input_map") is not None:
+        ckpt["input_map"] = input_maps.InverseCDF.from_state(ckpt["input_map"])
+    return model.eval().requires_grad_(False), spec, ckpt

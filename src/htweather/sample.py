@@ -16,7 +16,6 @@ from . import models, synthetic
 from .ingest import denormalise, load_stats
 from .devices import autocast, select_device, set_threads
 from .runtime import atomic_path, derived_seed, progress
-from .train import load_model
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
     stats = load_stats(stats_path)
     set_threads(threads or opts["threads"])
     device = select_device(config["training"]["device"])
-    model, spec, ckpt = load_model(model_path, device)
+    model, spec, ckpt = models.load_model(model_path, device)
     if spec.condition_steps:
         raise ValueError(f"model {spec.name} is a forecast model (condition_steps {spec.condition_steps}): "
                          "its ensembles come from htweather.forecast")

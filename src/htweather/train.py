@@ -21,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from . import forecast, input_maps, models
+from . import forecast, models
 from .config import ConfigError
+from .models import load_model  # noqa: F401  (the trained model's loader, also reached as train.load_model)
 from .ingest import load_mask, load_split, load_split_times, load_stats
 from .devices import autocast, select_device, set_threads
 from .runtime import atomic_path, derived_seed, progress
@@ -221,15 +222,3 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
                     "input_map": input_map.state() if input_map is not None else None}, tmp)
     log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path
-
-
-def load_model(path: str | Path, device) -> tuple[torch.nn.Module, models.ModelSpec, dict]:
-    """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
-    becomes an InverseCDF, or None)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    spec = models.ModelSpec.from_dict(ckpt["spec"])
-    model = models.build(spec).to(device)
-    model.load_state_dict(ckpt["ema"])
-    if ckpt.get("input_map") is not None:
-        ckpt["input_map"] = input_maps.InverseCDF.from_state(ckpt["input_map"])
-    return model.eval().requires_grad_(False), spec, ckpt

@@ -79,6 +79,44 @@ def test_sampling_writes_physical_ensemble(store, tmp_path):
     np.testing.assert_array_equal(xr.open_zarr(again).w.values, ds.w.values)
 
 
+def test_killed_sampling_resumes_without_redoing_finished_members(store, tmp_path, monkeypatch):
+    cfg, root = store
+    cfg = {**cfg, "sampling": {**cfg["sampling"], "members": 12, "batch_size": 4}}
+    model_path = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "tedm")
+    straight = sample.sample(cfg, model_path, root / "stats.json", tmp_path / "straight.zarr")
+
+    from htweather import models
+    real_generate, calls = models.generate, []
+
+    def killed_in_third_batch(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(models, "generate", killed_in_third_batch)
+    out = tmp_path / "resumed.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        sample.sample(cfg, model_path, root / "stats.json", out)
+    assert not out.exists() and len(list((tmp_path / ".resumed.zarr.chunks").glob("*.npy"))) == 2
+    calls.clear()
+    sample.sample(cfg, model_path, root / "stats.json", out)
+    assert calls == [4]  # only the unfinished batch
+    assert not (tmp_path / ".resumed.zarr.chunks").exists()
+    for v in ("t2m", "w", "tp"):
+        np.testing.assert_array_equal(xr.open_zarr(out)[v].values, xr.open_zarr(straight)[v].values)
+    # other weights: finished batches of the old model are not reused
+    other = train.train({**cfg, "seed": 8}, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "other")
+    monkeypatch.setattr(models, "generate", killed_in_third_batch)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        sample.sample(cfg, model_path, root / "stats.json", out.with_name("again.zarr"))
+    calls.clear()
+    monkeypatch.setattr(models, "generate", lambda *a, **k: (calls.append(a[2]), real_generate(*a, **k))[1])
+    sample.sample(cfg, other, root / "stats.json", out.with_name("again.zarr"))
+    assert calls == [4, 4, 4]
+
+
 def test_truth_ensemble_matches_store_grid(store, tmp_path):
     cfg, root = store
     ds = xr.open_zarr(sample.sample_truth(cfg, root / "stats.json", tmp_path / "truth.zarr"))
@@ -94,7 +132,7 @@ def test_masked_loss_is_the_mean_over_real_cells():
     mask[1:3, 1:4] = True
     weight = torch.from_numpy(mask / mask.mean()).float()
     per_element = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
-    loss = train.masked_loss(lambda model, x0, cond: per_element, weight)(None, None).mean()
+    loss = train.masked_loss(lambda model, x0, cond, draws: per_element, weight)(None, None).mean()
     assert float(loss) == pytest.approx(float(per_element[:, :, torch.from_numpy(mask)].mean()), rel=1e-6)
     assert train.masked_loss(len, None) is len
 

@@ -61,6 +61,11 @@ class ModelSpec:
                    condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"])
 
 
+def needs_training_data(spec: ModelSpec) -> bool:
+    """Whether `resolve` has settings to fit from the training fields."""
+    return spec.normalisation == "inc" or spec.sigma_data is None or any(math.isnan(v) for v in spec.nu)
+
+
 def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
     """Fill in the data-dependent settings from the training fields (time, C, H, W, standardised).
 

@@ -4,6 +4,8 @@ so data and evaluation steps run without it; see `devices` for the torch side)."
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -12,6 +14,7 @@ import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 
@@ -59,11 +62,55 @@ def _remove_stale(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def progress(total: int, desc: str, initial: int = 0) -> tqdm:
+class FinishedChunks:
+    """Finished pieces of a long job (e.g. batches of ensemble members), kept in a hidden
+    directory beside its output until the output is written, so that a killed or preempted job
+    redoes only the piece it was on. Pieces of another setup (`identity` differs) are discarded."""
+
+    def __init__(self, out: str | Path, identity: dict):
+        out = Path(out)
+        self.root = out.with_name(f".{out.name}.chunks")
+        manifest = self.root / "identity.json"
+        text = json.dumps(identity, sort_keys=True, default=str)
+        if self.root.exists() and (not manifest.exists() or manifest.read_text() != text):
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not manifest.exists():
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(text)
+
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.npy"
+
+    def get(self, key: str):
+        path = self._path(key)
+        return np.load(path) if path.exists() else None
+
+    def put(self, key: str, array) -> None:
+        with atomic_path(self._path(key)) as tmp, tmp.open("wb") as f:
+            np.save(f, array)
+
+    def count(self) -> int:
+        return len(list(self.root.glob("*.npy")))
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file (e.g. the weights a piece of work was made with)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def progress(total: int, desc: str, initial: int = 0, enabled: bool = True) -> tqdm:
     """A progress bar on stderr that also reads well in a log file (plain ASCII, throttled)."""
     interactive = sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, ascii=not interactive,
-                mininterval=0.5 if interactive else 15.0, dynamic_ncols=interactive)
+                mininterval=0.5 if interactive else 15.0, dynamic_ncols=interactive, disable=not enabled)
 
 
 def setup_logging() -> None:

@@ -16,21 +16,29 @@ from __future__ import annotations
 import copy
 import csv
 import logging
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
+import dask
+import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
-from . import forecast, models
-from .config import ConfigError
+from . import distributed, forecast, models
+from .config import ConfigError, HtweatherError
+from .distributed import Group
 from .models import load_model  # noqa: F401  (the trained model's loader, also reached as train.load_model)
-from .ingest import load_mask, load_split, load_split_times, load_stats
-from .devices import autocast, select_device, set_threads
+from .ingest import load_mask, load_split, load_split_times, load_stats, normalised
+from .devices import autocast, set_threads
 from .runtime import atomic_path, derived_seed, progress
 
 log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s", "val_loss"]
+VALIDATION_EXAMPLES = 256  # validated at every checkpoint, with fixed noise
 
 
 @torch.no_grad()
@@ -47,35 +55,94 @@ def masked_loss(loss_fn, weight: torch.Tensor | None):
     signal and must not pull the network towards the fill value."""
     if weight is None:
         return loss_fn
-    return lambda model, x0, cond=None: loss_fn(model, x0, cond) * weight
+    return lambda model, x0, cond=None, draws=None: loss_fn(model, x0, cond, draws) * weight
+
+
+class SplitFields:
+    """The normalised fields of one split (time, C, H, W) float32, read by row: held in memory,
+    or (`in_memory=False`, for data-loader workers) read from the zarr store chunk by chunk at
+    each request, so that a split larger than memory trains. `input_map` (INC) is applied on read."""
+
+    def __init__(self, store: str | Path, split: str, input_map=None, in_memory: bool = True,
+                 rows: int | None = None, values: np.ndarray | None = None):
+        self.store, self.split, self.input_map = str(store), split, input_map
+        self.times = load_split_times(store, split)[:rows]
+        self._lazy, self._array = None, None
+        if in_memory:  # `values`: the split, already read (normalised, before the input map)
+            self._array = self._read(slice(0, len(self.times)), values)
+
+    def _read(self, rows, values: np.ndarray | None = None) -> np.ndarray:
+        if values is None:
+            if self._lazy is None:
+                fields = normalised(self.store)
+                self._lazy = fields.isel(time=np.flatnonzero(fields.split.values == self.split))
+            with dask.config.set(scheduler="synchronous"):  # one thread per reader process
+                values = self._lazy.isel(time=rows).values
+        return self.input_map.forward(values) if self.input_map is not None else values
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getstate__(self):  # workers reopen the store themselves
+        return {**self.__dict__, "_lazy": None}
+
+    def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
+        if self._array is not None:
+            return torch.from_numpy(self._array[rows])
+        unique, inverse = np.unique(rows, return_inverse=True)  # each time step read once
+        return torch.from_numpy(self._read(unique)[inverse.reshape(-1)])
 
 
 class Examples:
     """Training examples of one split: a field, and for a forecast model (h = condition_steps > 0)
     the h states before it, only where those are consecutive time steps."""
 
-    def __init__(self, fields: torch.Tensor, times, history: int, where: str):
+    def __init__(self, fields: SplitFields, history: int, where: str):
         self.fields = fields
         self.history = history
-        self.targets = torch.from_numpy(forecast.regular_windows(times, before=history, after=0))
+        self.targets = forecast.regular_windows(fields.times, before=history, after=0)
         if len(self.targets) == 0:
             raise ConfigError(f"{where}: the split has no {history + 1} consecutive time steps to train on")
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def batch(self, positions: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        index = self.targets[positions]
-        x0 = self.fields[index].to(device, non_blocking=True)
+    def read(self, positions) -> tuple[torch.Tensor, ...]:
+        """(x0,) or (x0, cond) for the examples at `positions`."""
+        index = self.targets[np.asarray(positions)]
         if self.history == 0:
-            return x0, None
-        cond = forecast.stack_history(self.fields, index, self.history)
-        return x0, cond.to(device, non_blocking=True)
+            return (self.fields[index],)
+        rows = np.stack([index - self.history + j for j in range(self.history)] + [index])  # oldest first
+        flat = self.fields[rows.reshape(-1)]
+        states = flat.reshape(self.history + 1, len(index), *flat.shape[1:])
+        return states[-1], torch.cat(list(states[:-1]), dim=1)
+
+    def batch(self, positions, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tensors = [t.to(device, non_blocking=True) for t in self.read(positions)]
+        return tensors[0], (tensors[1] if len(tensors) > 1 else None)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step`: this rank's share of the global batch of that step. The examples of a step
+    are a function of (seed, step) alone, so a resumed run, a run with data-loader workers
+    reading ahead and a run on N ranks all train on the same examples."""
+
+    def __init__(self, examples: Examples, global_batch: int, seed: int, group: Group):
+        self.examples, self.global_batch, self.seed = examples, global_batch, seed
+        self.share = slice(group.rank * global_batch // group.world, (group.rank + 1) * global_batch // group.world)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, "batch", str(step)))
+        positions = torch.randint(len(self.examples), (self.global_batch,), generator=generator)
+        return self.examples.read(positions[self.share].numpy())
 
 
 @torch.no_grad()
 def validation_loss(model, loss_fn, examples: Examples, device, seed: int, batch: int = 64,
-                    limit: int = 256) -> float:
+                    limit: int = VALIDATION_EXAMPLES) -> float:
     """Loss on a fixed set of validation examples with fixed noise, so values are comparable
     between checkpoints; the training random stream is left untouched."""
     devices = [device] if device.type == "cuda" else []
@@ -91,30 +158,81 @@ def validation_loss(model, loss_fn, examples: Examples, device, seed: int, batch
     return total / count
 
 
-def _state(model, ema, opt, sched, step, data_gen, identity) -> dict:
+def _state(model, ema, opt, sched, step, rows, identity) -> dict:
     return {
-        "identity": identity, "step": step,
-        "model": model.state_dict(), "ema": ema.state_dict(),
+        "identity": identity, "step": step, "log_rows": rows,
+        "model": _plain(model.state_dict()), "ema": ema.state_dict(),
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "rng_cpu": torch.get_rng_state(), "rng_data": data_gen.get_state(),
+        "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
+def _plain(state: dict) -> dict:
+    """State-dict keys without the wrappers' prefixes (DDP's `module.`, torch.compile's `_orig_mod.`)."""
+    return {k.replace("net.module.", "net.").replace("net._orig_mod.", "net."): v for k, v in state.items()}
+
+
+class StopSignals:
+    """SIGTERM (SLURM preemption, scancel, time limit) and SIGUSR1 (`sbatch --signal=USR1@SECONDS`)
+    are noted, not fatal: training finishes its step, writes a checkpoint and stops, so that a
+    requeue or a retry resumes from there."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class Interrupted(HtweatherError):
+    """Training stopped on a signal after writing its checkpoint."""
+
+
 def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
-          threads: int | None = None) -> Path:
+          threads: int | None = None, processes: int = 1) -> Path:
+    """Train model `name` of `config` on the store; `processes` > 1: data-parallel in that many
+    processes (one per GPU; gloo on CPU), launched here with torchrun."""
+    world = processes if processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))
+    if config["training"]["batch_size"] % world:
+        raise ConfigError(f"training.batch_size: {config['training']['batch_size']} does not split evenly over "
+                          f"{world} data-parallel processes")
+    if processes > 1 and not distributed.under_torchrun():
+        return distributed.launch({"config": config, "name": name, "store": str(store), "stats_path": str(stats_path),
+                                   "out_dir": str(out_dir), "threads": threads}, processes)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opts = config["training"]
     spec = models.ModelSpec.from_config(config, name)
     seed = derived_seed(config["seed"], "train", name)
-    set_threads(threads or opts["threads"])
-    device = select_device(opts["device"])
-    torch.manual_seed(seed)
+    group, device = distributed.join(opts["device"])
+    try:
+        set_threads(max(1, (threads or opts["threads"]) // group.world))
+        with StopSignals() as signals:
+            return _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals)
+    finally:
+        distributed.leave(group)
 
+
+def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals) -> Path:
+    torch.manual_seed(seed)
+    workers = opts["data_workers"]
     mask = load_mask(store)
-    train_np, val_np = load_split(store, "train"), load_split(store, "validation")
     tails = {v: info["tails"] for v, info in load_stats(stats_path)["variables"].items()}
+    train_np = load_split(store, "train") if models.needs_training_data(spec) or workers == 0 else None
     spec, input_map, tail_index = models.resolve(spec, train_np, mask, tails)
     for variable, chosen in tail_index.items():
         log.info("nu auto, %s: Hill tail index %.2f from the top %d of %d values (a Gaussian gives %.2f) "
@@ -122,16 +240,18 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
                  chosen["nu"])
     if input_map is not None:
         log.info("inverse-CDF normalisation (INC) fitted on the training data")
-        train_np, val_np = input_map.forward(train_np), input_map.forward(val_np)
     if spec.sigma_data != 1.0:
         log.info("sigma_data %s", spec.sigma_data)
     where = f"models.{name}.condition_steps"
-    train_set = Examples(torch.from_numpy(train_np), load_split_times(store, "train"), spec.condition_steps, where)
-    val_set = Examples(torch.from_numpy(val_np), load_split_times(store, "validation"), spec.condition_steps, where)
-    del train_np, val_np
-    log.info("model %s: family %s, nu %s, %s; %d training examples %s on %s", name, spec.family, spec.nu,
+    train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0, values=train_np),
+                         spec.condition_steps, where)
+    del train_np
+    val_set = Examples(SplitFields(store, "validation", input_map, rows=VALIDATION_EXAMPLES + spec.condition_steps),
+                       spec.condition_steps, where)
+    log.info("model %s: family %s, nu %s, %s; %d training examples on %s%s; data %s", name, spec.family, spec.nu,
              f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",
-             len(train_set), tuple(train_set.fields.shape[1:]), device)
+             len(train_set), device, f", {group.world} data-parallel processes" if group.distributed else "",
+             f"read from the store by {workers} loader processes" if workers else "held in memory")
 
     weight = None
     if mask is not None:
@@ -140,17 +260,18 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
 
     model = models.build(spec).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    loss_fn = masked_loss(models.loss_fn(spec, opts), weight)
+    objective = models.loss_fn(spec, opts)
+    loss_fn = masked_loss(objective, weight)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
     warmup = max(1, opts["warmup_steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
-    data_gen = torch.Generator().manual_seed(seed + 1)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("U-Net with %.3f M parameters", n_params / 1e6)
 
-    # Resume only a checkpoint of this exact model and training setup.
-    identity = {"spec": spec.to_dict(), "training": {k: v for k, v in opts.items() if k not in ("threads", "device")},
-                "seed": seed}
+    # Resume only a checkpoint of this exact model and training setup (threads, device, worker
+    # and process counts change how, not what, it computes).
+    identity = {"spec": spec.to_dict(), "seed": seed,
+                "training": {k: v for k, v in opts.items() if k not in ("threads", "device", "data_workers", "compile")}}
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
     start_step, rows = 0, []
@@ -161,14 +282,10 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
             ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng_cpu"])
-            data_gen.set_state(state["rng_data"])
+            torch.set_rng_state(state["rng_cpu"].cpu())
             if state["rng_cuda"] and device.type == "cuda":
-                torch.cuda.set_rng_state_all(state["rng_cuda"])
-            start_step = state["step"]
-            if log_path.exists():
-                with log_path.open() as f:
-                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+            start_step, rows = state["step"], list(state["log_rows"])
             log.info("resuming from %s at step %d", checkpoint_path, start_step)
         else:
             log.info("ignoring %s: it belongs to other settings", checkpoint_path)
@@ -179,15 +296,38 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
             writer.writeheader()
             writer.writerows(rows)
 
+    def write_checkpoint(done):
+        if group.main:
+            write_log()
+            with atomic_path(checkpoint_path) as tmp:
+                torch.save(_state(model, ema, opt, sched, done, rows, identity), tmp)
+
+    if opts["compile"] and device.type == "cuda":
+        model.net = torch.compile(model.net)
+        log.info("network compiled with torch.compile")
+    if group.distributed:
+        model.net = DistributedDataParallel(model.net, device_ids=[device] if device.type == "cuda" else None)
+    batches = torch.utils.data.DataLoader(
+        StepBatches(train_set, opts["batch_size"], seed, group), batch_size=None,
+        sampler=range(start_step, opts["steps"]), num_workers=workers, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        # spawned, not forked: a fork copies zarr's event-loop thread's locks mid-use and hangs
+        multiprocessing_context="spawn" if workers else None)
+    shape = (opts["batch_size"], *val_set.read([0])[0].shape[1:])  # the global batch's (B, C, H, W)
+
     t0 = time.perf_counter()
     running, running_n = 0.0, 0
-    bar = progress(opts["steps"], f"train {name}", initial=start_step)
+    bar = progress(opts["steps"], f"train {name}", initial=start_step, enabled=group.main)
     model.train()
-    for step in range(start_step, opts["steps"]):
-        positions = torch.randint(len(train_set), (opts["batch_size"],), generator=data_gen)
-        x0, cond = train_set.batch(positions, device)
+    for step, tensors in zip(range(start_step, opts["steps"]), batches):
+        x0 = tensors[0].to(device, non_blocking=True)
+        cond = tensors[1].to(device, non_blocking=True) if len(tensors) > 1 else None
+        # The noise of the whole global batch from a per-step seed; this rank keeps its share.
+        torch.manual_seed(derived_seed(seed, "noise", str(step)))
+        draws = tuple(d[batches.dataset.share] for d in objective.draw(model, shape, device))
+        torch.manual_seed(derived_seed(seed, "rank", str(step), str(group.rank)))  # dropout
         with autocast(device):
-            loss = loss_fn(model, x0, cond).float().mean()
+            loss = loss_fn(model, x0, cond, draws).float().mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"model {name}: training loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -195,30 +335,35 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
         opt.step()
         sched.step()
         update_ema(ema, model, opts["ema_decay"], step)
-        running += loss.item()
+        running += distributed.mean_over_ranks(loss, group).item()
         running_n += 1
         bar.update(1)
         done = step + 1
         at_checkpoint = done % opts["checkpoint_every"] == 0 or done == opts["steps"]
-        if done % opts["log_every"] == 0 or at_checkpoint:
+        stopping = distributed.any_rank(signals.received is not None, group, device)
+        if done % opts["log_every"] == 0 or at_checkpoint or stopping:
             row = {"step": done, "loss": running / running_n, "lr": sched.get_last_lr()[0],
                    "elapsed_s": round(time.perf_counter() - t0, 3), "val_loss": ""}
             running, running_n = 0.0, 0
-            if at_checkpoint:
+            if at_checkpoint and group.main:
                 row["val_loss"] = validation_loss(ema, loss_fn, val_set, device, seed + 2)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_loss']:.4f}")
             rows.append(row)
-        if at_checkpoint:
-            write_log()
-            with atomic_path(checkpoint_path) as tmp:
-                torch.save(_state(model, ema, opt, sched, done, data_gen, identity), tmp)
+        if at_checkpoint or stopping:
+            write_checkpoint(done)
+        if stopping and done < opts["steps"]:
+            bar.close()
+            what = signal.Signals(signals.received).name if signals.received else "a signal on another rank"
+            raise Interrupted(f"model {name}: stopped by {what} at step {done} of {opts['steps']}; "
+                              f"checkpoint written to {checkpoint_path}, a rerun resumes from it")
     bar.close()
-    write_log()
 
     model_path = out_dir / "model.pt"
-    with atomic_path(model_path) as tmp:
-        torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": opts["steps"],
-                    "seed": seed, "parameters": n_params, "tail_index": tail_index,
-                    "input_map": input_map.state() if input_map is not None else None}, tmp)
-    log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
+    if group.main:
+        write_log()
+        with atomic_path(model_path) as tmp:
+            torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": opts["steps"],
+                        "seed": seed, "parameters": n_params, "tail_index": tail_index,
+                        "input_map": input_map.state() if input_map is not None else None}, tmp)
+        log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path

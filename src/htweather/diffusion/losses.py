@@ -1,5 +1,9 @@
 """Training objectives. Each returns the per-element loss; the caller averages. `cond` (the
-previous states, for a forecast model) is passed through to the network unchanged."""
+previous states, for a forecast model) is passed through to the network unchanged.
+
+`draw` makes the random part of the loss (noise level and noise) for a batch shape; passing a
+slice of one draw as `draws` lets data-parallel ranks use exactly the noise that one process
+would give the same examples of the combined batch."""
 
 from __future__ import annotations
 
@@ -16,10 +20,15 @@ class EDMLoss:
         self.P_mean = P_mean
         self.P_std = P_std
 
-    def __call__(self, precond: EDMPrecond, x0: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        rnd_normal = torch.randn([x0.shape[0], 1, 1, 1], device=x0.device)
+    def draw(self, precond: EDMPrecond, shape, device=None, dtype=torch.float32):
+        """(sigma, n): sigma (B, 1, 1, 1) and Student-t noise n of `shape`."""
+        rnd_normal = torch.randn([shape[0], 1, 1, 1], device=device)
         sigma = (rnd_normal * self.P_std + self.P_mean).exp()
-        n = precond.noise.sample(x0.shape, device=x0.device, dtype=x0.dtype)
+        return sigma, precond.noise.sample(shape, device=device, dtype=dtype)
+
+    def __call__(self, precond: EDMPrecond, x0: torch.Tensor, cond: torch.Tensor | None = None,
+                 draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        sigma, n = draws if draws is not None else self.draw(precond, x0.shape, x0.device, x0.dtype)
         denoised = precond(x0 + sigma * n, sigma, cond)
         s, sd = precond.scale(sigma), precond.sigma_data
         weight = (s**2 + sd**2) / (s * sd) ** 2
@@ -29,8 +38,13 @@ class EDMLoss:
 class FlowMatchingLoss:
     """t-Flow loss: t ~ U(0, 1), x_t = (1 - t) x0 + t n, loss = |v(x_t, t) - (n - x0)|^2."""
 
-    def __call__(self, precond: FlowPrecond, x0: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        t = torch.rand([x0.shape[0], 1, 1, 1], device=x0.device)
-        n = precond.noise.sample(x0.shape, device=x0.device, dtype=x0.dtype)
+    def draw(self, precond: FlowPrecond, shape, device=None, dtype=torch.float32):
+        """(t, n): t (B, 1, 1, 1) and Student-t noise n of `shape`."""
+        t = torch.rand([shape[0], 1, 1, 1], device=device)
+        return t, precond.noise.sample(shape, device=device, dtype=dtype)
+
+    def __call__(self, precond: FlowPrecond, x0: torch.Tensor, cond: torch.Tensor | None = None,
+                 draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        t, n = draws if draws is not None else self.draw(precond, x0.shape, x0.device, x0.dtype)
         x_t = (1 - t) * x0 + t * n
         return (precond.velocity(x_t, t, cond) - (n - x0)) ** 2

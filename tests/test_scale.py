@@ -1,0 +1,93 @@
+"""Training at scale on CPU: data-parallel processes (gloo), loader workers, stop signals."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from htweather import train
+
+from test_training import store  # noqa: F401  (the tiny store fixture)
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["ema"]
+
+
+def test_two_processes_equal_one_with_the_combined_batch(store, tmp_path):  # noqa: F811
+    cfg, root = store
+    cfg = {**cfg, "training": {**cfg["training"], "batch_size": 8}}
+    one = train.train(cfg, "fc_tedm", root / "store.zarr", root / "stats.json", tmp_path / "one")
+    two = train.train(cfg, "fc_tedm", root / "store.zarr", root / "stats.json", tmp_path / "two", processes=2)
+    reference, parallel = weights(one), weights(two)
+    assert reference.keys() == parallel.keys()
+    for key in reference:
+        torch.testing.assert_close(parallel[key], reference[key], rtol=1e-4, atol=1e-5, msg=key)
+    # the rows of the two logs are the same steps, with the same (rank-averaged) losses
+    log_one = (tmp_path / "one" / "train_log.csv").read_text().splitlines()
+    log_two = (tmp_path / "two" / "train_log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log_one] == [r.split(",")[0] for r in log_two]
+    assert json.loads((tmp_path / "two" / "launch.json").read_text())["name"] == "fc_tedm"
+
+
+def test_an_uneven_split_of_the_batch_is_refused(store, tmp_path):  # noqa: F811
+    cfg, root = store
+    cfg = {**cfg, "training": {**cfg["training"], "batch_size": 5}}
+    with pytest.raises(Exception, match="batch_size: 5 does not split evenly over 2"):
+        train.train(cfg, "edm", root / "store.zarr", root / "stats.json", tmp_path / "m", processes=2)
+
+
+def test_loader_workers_train_on_the_same_batches(store, tmp_path):  # noqa: F811
+    cfg, root = store
+    in_memory = train.train(cfg, "fc_tedm", root / "store.zarr", root / "stats.json", tmp_path / "memory")
+    cfg = {**cfg, "training": {**cfg["training"], "data_workers": 2}}
+    from_store = train.train(cfg, "fc_tedm", root / "store.zarr", root / "stats.json", tmp_path / "workers")
+    reference, streamed = weights(in_memory), weights(from_store)
+    for key in reference:
+        assert torch.equal(reference[key], streamed[key]), key
+
+
+TRAIN_IN_CHILD = """
+import json, sys
+from htweather import train
+from htweather.config import HtweatherError
+from htweather.runtime import setup_logging
+setup_logging()
+cfg, root, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+try:
+    train.train(cfg, "tedm", root + "/store.zarr", root + "/stats.json", out)
+except HtweatherError as error:
+    print(error, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, signum):  # noqa: F811
+    cfg, root = store
+    cfg = {**cfg, "training": {**cfg["training"], "steps": 400, "checkpoint_every": 100}}
+    out = tmp_path / "stopped"
+    child = subprocess.Popen([sys.executable, "-c", TRAIN_IN_CHILD, json.dumps(cfg), str(root), str(out)],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signum)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 3, stderr[-3000:]
+    assert f"stopped by {signal.Signals(signum).name} at step" in stderr
+    stopped_at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 100 <= stopped_at < 400 and not (out / "model.pt").exists()
+    assert not list(out.glob("*.tmp-*"))
+
+    resumed = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", out)
+    straight = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "straight")
+    reference, after_stop = weights(straight), weights(resumed)
+    for key in reference:
+        assert torch.equal(reference[key], after_stop[key]), key
+    rows = (out / "train_log.csv").read_text().splitlines()
+    assert rows[-1].startswith("400,") and len(rows) == len(set(rows))

@@ -27,7 +27,7 @@ from . import models
 from .config import ConfigError
 from .devices import autocast, select_device, set_threads
 from .ingest import denormalise, load_mask, load_split, load_split_times, load_stats
-from .runtime import atomic_path, derived_seed, progress
+from .runtime import FinishedChunks, atomic_path, derived_seed, file_digest, progress
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,30 @@ class Stepper:
         return x
 
 
-def run_trajectories(stepper: Stepper, history: torch.Tensor, steps: int, batch: int, bar) -> np.ndarray:
+def run_trajectories(stepper: Stepper, history: torch.Tensor, steps: int, batch: int, bar, seed: int,
+                     finished: FinishedChunks | None = None, key: str = "trajectories") -> np.ndarray:
     """Advance every trajectory `steps` times, `batch` trajectories per network call.
-    history (N, h, C, H, W) -> generated states (N, steps, C, H, W) standardised."""
+    history (N, h, C, H, W) -> generated states (N, steps, C, H, W) standardised.
+
+    Each batch draws from its own seed (derived from `seed` and its first trajectory) and, with
+    `finished`, is kept on disk once done, so a killed job redoes only the batch it was on."""
     out = np.empty((history.shape[0], steps, *history.shape[2:]), dtype=np.float32)
     for start in range(0, history.shape[0], batch):
-        state = history[start:start + batch].clone()
-        for step in range(steps):
-            new = stepper(state)
-            out[start:start + batch, step] = new.numpy()
-            state = torch.cat([state[:, 1:], new[:, None]], dim=1)
-            bar.update(len(new))
+        part = finished.get(f"{key}-{start:09d}") if finished is not None else None
+        if part is None:
+            torch.manual_seed(derived_seed(seed, key, str(start)))
+            state = history[start:start + batch].clone()
+            part = np.empty((len(state), steps, *history.shape[2:]), dtype=np.float32)
+            for step in range(steps):
+                new = stepper(state)
+                part[:, step] = new.numpy()
+                state = torch.cat([state[:, 1:], new[:, None]], dim=1)
+                bar.update(len(new))
+            if finished is not None:
+                finished.put(f"{key}-{start:09d}", part)
+        else:
+            bar.update(part.shape[0] * steps)
+        out[start:start + batch] = part
     return out
 
 
@@ -139,7 +152,8 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
         raise ValueError(f"model {spec.name} is unconditional (condition_steps 0): it cannot forecast")
     h, lead, members = spec.condition_steps, opts["lead_steps"], opts["members"]
     seed = derived_seed(config["seed"], "forecast", spec.name)
-    torch.manual_seed(seed)
+    finished = FinishedChunks(forecasts_out, {"model": file_digest(model_path), "seed": seed, "forecast": opts,
+                                              "sampling": sampling})
     stepper = Stepper(model, spec, ckpt["input_map"], load_mask(store), sampling, device)
 
     fields = torch.from_numpy(load_split(store, "test"))
@@ -156,7 +170,8 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
     bar = progress(total, f"forecast {spec.name}")
     t0 = time.perf_counter()
     ensemble_history = history.repeat_interleave(members, dim=0)
-    generated = run_trajectories(stepper, ensemble_history, lead, sampling["batch_size"], bar)
+    generated = run_trajectories(stepper, ensemble_history, lead, sampling["batch_size"], bar, seed, finished,
+                                 "forecasts")
     seconds = time.perf_counter() - t0
     generated = generated.reshape(len(starts), members, lead, *generated.shape[2:]).transpose(0, 2, 1, 3, 4, 5)
     attrs = {"model": spec.name, "family": spec.family, "condition_steps": h, "seed": seed,
@@ -180,11 +195,13 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
     rollout_history = (torch.stack([fields[i - h + 1:i + 1] for i in chain_starts]) if chains
                        else torch.zeros((0, h, *fields.shape[1:])))
     t0 = time.perf_counter()
-    sequences = run_trajectories(stepper, rollout_history, length, sampling["batch_size"], bar)
+    sequences = run_trajectories(stepper, rollout_history, length, sampling["batch_size"], bar, seed, finished,
+                                 "sequences")
     bar.close()
     coords = {"chain": np.arange(chains), "step": np.arange(1, length + 1)}
     _write(_physical(sequences, stats, ("chain", "step"), coords,
                      {**attrs, "sampling_seconds": round(time.perf_counter() - t0, 3),
                       "start_times": [str(t) for t in times[chain_starts]]}),
            rollouts_out, "chain")
+    finished.clear()
     log.info("wrote %s and %s", forecasts_out, rollouts_out)

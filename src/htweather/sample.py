@@ -15,7 +15,7 @@ import xarray as xr
 from . import models, synthetic
 from .ingest import denormalise, load_stats
 from .devices import autocast, select_device, set_threads
-from .runtime import atomic_path, derived_seed, progress
+from .runtime import FinishedChunks, atomic_path, derived_seed, file_digest, progress
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,30 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
         raise ValueError(f"model {spec.name} is a forecast model (condition_steps {spec.condition_steps}): "
                          "its ensembles come from htweather.forecast")
     seed = derived_seed(config["seed"], "sample", spec.name)
-    torch.manual_seed(seed)
     shape = (len(stats["grid"]["latitude"]), len(stats["grid"]["longitude"]))
     members, batch = opts["members"], opts["batch_size"]
     nfe = models.evaluations_per_sample(spec, opts)
-    log.info("sampling %d members of %s (%s, nu %s) on %s: %d network evaluations each",
-             members, spec.name, spec.family, spec.nu, device, nfe)
+    # Each batch of members is a function of (seed, its first member) and is kept on disk once
+    # made, so a killed job resumes where it stopped; the same weights and settings are required.
+    finished = FinishedChunks(out, {"model": file_digest(model_path), "seed": seed, "members": members,
+                                    "batch_size": batch, "sampling": {k: opts[k] for k in (spec.family,)}})
+    log.info("sampling %d members of %s (%s, nu %s) on %s: %d network evaluations each%s",
+             members, spec.name, spec.family, spec.nu, device, nfe,
+             f"; {finished.count()} finished batches found in {finished.root}" if finished.count() else "")
 
     chunks = []
     t0 = time.perf_counter()
     bar = progress(members, f"sample {spec.name}")
     for start in range(0, members, batch):
         n = min(batch, members - start)
-        with autocast(device):
-            x = models.generate(model, spec, n, shape, opts, device)
-        chunks.append(x.cpu().numpy())
+        key = f"members-{start:09d}"
+        x = finished.get(key)
+        if x is None:
+            torch.manual_seed(derived_seed(seed, "members", str(start)))
+            with autocast(device):
+                x = models.generate(model, spec, n, shape, opts, device).cpu().numpy()
+            finished.put(key, x)
+        chunks.append(x)
         bar.update(n)
     bar.close()
     seconds = time.perf_counter() - t0
@@ -75,6 +84,7 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
              "normalisation": spec.normalisation, "tail_index": json.dumps(ckpt.get("tail_index") or {}),
              "nu_by_variable": json.dumps(spec.nu_by_variable())}
     write_ensemble(ensemble_dataset(denormalise(normalised, stats), stats, attrs), out)
+    finished.clear()
     log.info("wrote %s in %.1f s (%.1f members/s)", out, seconds, members / seconds)
     return Path(out)
 

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +25,21 @@ def tiny_config() -> dict:
     from htweather.config import load_config
 
     return load_config(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
+
+
+def snakemake(workdir, *args, timeout=900):
+    """Run the workflow in `workdir` (a fresh process, as a user would)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "--directory", str(workdir), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole workflow on the tiny config, run locally on 2 cores (shared by the workflow
+    tests and by the SLURM test that compares its outputs with this run's)."""
+    workdir = tmp_path_factory.mktemp("run")
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir

@@ -1,31 +1,15 @@
 """The Snakemake workflow end to end on the tiny config, its errors, lint and the cluster profile."""
 
 import os
-import subprocess
-import sys
+import re
 
 import pandas as pd
 import pytest
 import xarray as xr
 
-from conftest import REPO
+from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir, *args, timeout=900):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                           "--directory", str(workdir), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    result = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
 
 
 def test_end_to_end_outputs(tiny_run):
@@ -208,3 +192,49 @@ report: {{map_members: 2}}
     assert np.isfinite(sequences["t@850"].values[..., ~sea[::-1]]).all()
     assert "maps_t@850" in " ".join(p.name for p in (results / "figures").iterdir())
     assert (results / "report.html").stat().st_size > 10_000
+
+
+def test_workflow_killed_during_training_resumes_to_identical_weights(tmp_path, tiny_config):
+    """kill -9 the whole workflow (Snakemake and the training job) once training has written
+    a checkpoint; `--unlock`, then rerun with `--rerun-incomplete`: training resumes from the
+    checkpoint and ends with exactly the weights of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    import yaml
+
+    from htweather import train
+    from htweather.config import load_config
+
+    longer = {"steps": 600, "batch_size": 4, "checkpoint_every": 100, "log_every": 50, "warmup_steps": 5}
+    extra = tmp_path / "longer.yaml"
+    extra.write_text(yaml.safe_dump({"training": longer}))
+    args = ["results/models/tedm/model.pt", "--cores", "1", "--configfile", str(REPO / "config" / "test.yaml"),
+            str(extra)]
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                            str(tmp_path / "run"), *args], start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    model_dir = tmp_path / "run" / "results" / "models" / "tedm"
+    deadline = time.time() + 300
+    while not (model_dir / "checkpoint.pt").exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (model_dir / "model.pt").exists(), "training finished before the kill: make it longer"
+
+    assert snakemake(tmp_path / "run", "--unlock", *args).returncode == 0
+    result = snakemake(tmp_path / "run", "--rerun-incomplete", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "run" / "results" / "logs" / "train_tedm.log").read_text()
+    resumed_at = re.search(r"resuming from \S+checkpoint\.pt at step (\d+)", log)
+    assert resumed_at and 100 <= int(resumed_at.group(1)) < 600, log[-2000:]
+
+    cfg = load_config({**yaml.safe_load((REPO / "config" / "test.yaml").read_text()), "training": longer})
+    data = tmp_path / "run" / "results" / "data"
+    straight = train.train(cfg, "tedm", data / "store.zarr", data / "stats.json", tmp_path / "straight")
+    reference = torch.load(straight, weights_only=True)["ema"]
+    resumed = torch.load(model_dir / "model.pt", weights_only=True)["ema"]
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)

@@ -7,6 +7,7 @@ with a non-zero exit (Snakemake then removes the job's outputs)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -25,6 +26,9 @@ def run_step(snakemake, step: Callable[[], object]) -> None:
         os.dup2(log_fd, 2)
         os.close(log_fd)
     setup_logging()
+    if "SLURM_JOB_ID" in os.environ:  # provenance, and how the tests see that a rule ran as a SLURM job
+        logging.getLogger("htweather").info("SLURM job %s on node %s", os.environ["SLURM_JOB_ID"],
+                                            os.environ.get("SLURMD_NODENAME", "?"))
     try:
         step()
     except HtweatherError as exc:

@@ -1,6 +1,7 @@
 """Training at scale on CPU: data-parallel processes (gloo), loader workers, stop signals."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -66,17 +67,18 @@ except HtweatherError as error:
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, signum):  # noqa: F811
+@pytest.mark.parametrize("signum,workers", [(signal.SIGTERM, 0), (signal.SIGUSR1, 2)])
+def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, signum, workers):  # noqa: F811
+    """The signal goes to the whole process group, loader workers included, as SLURM sends it."""
     cfg, root = store
-    cfg = {**cfg, "training": {**cfg["training"], "steps": 400, "checkpoint_every": 100}}
+    cfg = {**cfg, "training": {**cfg["training"], "steps": 400, "checkpoint_every": 100, "data_workers": workers}}
     out = tmp_path / "stopped"
     child = subprocess.Popen([sys.executable, "-c", TRAIN_IN_CHILD, json.dumps(cfg), str(root), str(out)],
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and child.poll() is None:
         time.sleep(0.02)
-    child.send_signal(signum)
+    os.killpg(child.pid, signum)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 3, stderr[-3000:]
     assert f"stopped by {signal.Signals(signum).name} at step" in stderr

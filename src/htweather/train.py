@@ -198,6 +198,13 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers outlive a stop signal sent to the whole job, so that training can finish
+    its step and write its checkpoint; they end with the training process."""
+    for signum in StopSignals.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 class Interrupted(HtweatherError):
     """Training stopped on a signal after writing its checkpoint."""
 
@@ -312,7 +319,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         sampler=range(start_step, opts["steps"]), num_workers=workers, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None,
         # spawned, not forked: a fork copies zarr's event-loop thread's locks mid-use and hangs
-        multiprocessing_context="spawn" if workers else None)
+        multiprocessing_context="spawn" if workers else None, worker_init_fn=_ignore_stop_signals)
     shape = (opts["batch_size"], *val_set.read([0])[0].shape[1:])  # the global batch's (B, C, H, W)
 
     t0 = time.perf_counter()

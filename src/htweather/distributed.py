@@ -25,9 +25,11 @@ import torch.distributed as dist
 
 from .config import HtweatherError
 from .devices import select_device
-from .runtime import atomic_path, setup_logging
+from .runtime import StopSignals, atomic_path, setup_logging
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 120  # torchrun's grace period for the ranks after a stop signal
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ def any_rank(flag: bool, group: Group, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def barrier(group: Group) -> None:
+    if group.distributed:
+        dist.barrier()
+
+
 def mean_over_ranks(value: torch.Tensor, group: Group) -> torch.Tensor:
     if group.distributed:
         value = value.detach().clone()
@@ -89,12 +96,16 @@ def launch(job: dict, processes: int) -> Path:
     job_file = out_dir / "launch.json"
     with atomic_path(job_file) as tmp:
         tmp.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in job.items()}))
+    # torchrun passes SLURM's stop signals (preemption: SIGTERM; `--signal=USR1@...`: SIGUSR1) on to
+    # the ranks and gives them time to write their checkpoint before it kills them
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-               f"--nproc-per-node={processes}", "-m", "htweather.distributed", str(job_file)]
+               f"--nproc-per-node={processes}", "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
+               f"--shutdown-timeout={SHUTDOWN_SECONDS}", "-m", "htweather.distributed", str(job_file)]
     log.info("data-parallel training in %d processes: %s", processes, " ".join(command))
     sys.stdout.flush()
     sys.stderr.flush()
-    result = subprocess.run(command)
+    with StopSignals():  # this launcher waits for torchrun through a stop signal, not dies on it
+        result = subprocess.run(command)
     if result.returncode != 0:
         raise HtweatherError(f"model {job['name']}: data-parallel training exited with status "
                              f"{result.returncode} (the log above has each rank's error); "

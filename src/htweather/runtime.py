@@ -9,7 +9,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,6 +106,31 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class StopSignals:
+    """SIGTERM (SLURM preemption, scancel, time limit) and SIGUSR1 (`sbatch --signal=USR1@SECONDS`)
+    are noted, not fatal: training finishes its step, writes a checkpoint and stops, so that a
+    requeue or a retry resumes from there."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def progress(total: int, desc: str, initial: int = 0, enabled: bool = True) -> tqdm:

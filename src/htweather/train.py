@@ -17,8 +17,8 @@ import copy
 import csv
 import logging
 import os
+import re
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from .distributed import Group
 from .models import load_model  # noqa: F401  (the trained model's loader, also reached as train.load_model)
 from .ingest import load_mask, load_split, load_split_times, load_stats, normalised
 from .devices import autocast, set_threads
-from .runtime import atomic_path, derived_seed, progress
+from .runtime import StopSignals, atomic_path, derived_seed, progress
 
 log = logging.getLogger(__name__)
 
@@ -170,32 +170,7 @@ def _state(model, ema, opt, sched, step, rows, identity) -> dict:
 
 def _plain(state: dict) -> dict:
     """State-dict keys without the wrappers' prefixes (DDP's `module.`, torch.compile's `_orig_mod.`)."""
-    return {k.replace("net.module.", "net.").replace("net._orig_mod.", "net."): v for k, v in state.items()}
-
-
-class StopSignals:
-    """SIGTERM (SLURM preemption, scancel, time limit) and SIGUSR1 (`sbatch --signal=USR1@SECONDS`)
-    are noted, not fatal: training finishes its step, writes a checkpoint and stops, so that a
-    requeue or a retry resumes from there."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._note)
-        return self
-
-    def _note(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+    return {re.sub(r"^net\.(?:(?:module|_orig_mod)\.)+", "net.", k): v for k, v in state.items()}
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -253,8 +228,10 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0, values=train_np),
                          spec.condition_steps, where)
     del train_np
-    val_set = Examples(SplitFields(store, "validation", input_map, rows=VALIDATION_EXAMPLES + spec.condition_steps),
-                       spec.condition_steps, where)
+    # validation uses the split's first VALIDATION_EXAMPLES windows: read only the rows they need
+    windows = forecast.regular_windows(load_split_times(store, "validation"), before=spec.condition_steps, after=0)
+    rows = int(windows[min(VALIDATION_EXAMPLES, len(windows)) - 1]) + 1 if len(windows) else None
+    val_set = Examples(SplitFields(store, "validation", input_map, rows=rows), spec.condition_steps, where)
     log.info("model %s: family %s, nu %s, %s; %d training examples on %s%s; data %s", name, spec.family, spec.nu,
              f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",
              len(train_set), device, f", {group.world} data-parallel processes" if group.distributed else "",
@@ -309,11 +286,11 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             with atomic_path(checkpoint_path) as tmp:
                 torch.save(_state(model, ema, opt, sched, done, rows, identity), tmp)
 
-    if opts["compile"] and device.type == "cuda":
-        model.net = torch.compile(model.net)
-        log.info("network compiled with torch.compile")
     if group.distributed:
         model.net = DistributedDataParallel(model.net, device_ids=[device] if device.type == "cuda" else None)
+    if opts["compile"] and device.type == "cuda":  # after DDP, so the compiler sees its gradient buckets
+        model.net = torch.compile(model.net)
+        log.info("network compiled with torch.compile")
     batches = torch.utils.data.DataLoader(
         StepBatches(train_set, opts["batch_size"], seed, group), batch_size=None,
         sampler=range(start_step, opts["steps"]), num_workers=workers, pin_memory=device.type == "cuda",
@@ -335,14 +312,15 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         torch.manual_seed(derived_seed(seed, "rank", str(step), str(group.rank)))  # dropout
         with autocast(device):
             loss = loss_fn(model, x0, cond, draws).float().mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"model {name}: training loss is {loss.item()} at step {step}")
+        mean_loss = distributed.mean_over_ranks(loss, group)  # every rank sees a non-finite loss together
+        if not torch.isfinite(mean_loss):
+            raise FloatingPointError(f"model {name}: training loss is {mean_loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         update_ema(ema, model, opts["ema_decay"], step)
-        running += distributed.mean_over_ranks(loss, group).item()
+        running += mean_loss.item()
         running_n += 1
         bar.update(1)
         done = step + 1
@@ -359,6 +337,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         if at_checkpoint or stopping:
             write_checkpoint(done)
         if stopping and done < opts["steps"]:
+            distributed.barrier(group)  # no rank exits (and gets the group torn down) before the checkpoint is written
             bar.close()
             what = signal.Signals(signals.received).name if signals.received else "a signal on another rank"
             raise Interrupted(f"model {name}: stopped by {what} at step {done} of {opts['steps']}; "

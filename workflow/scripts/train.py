@@ -3,7 +3,9 @@ from htweather.workflow import run_step
 
 # One process per GPU the job was given (resources: gpu, e.g. from the cluster profile);
 # more than one runs data-parallel under torchrun inside this job.
-processes = max(1, int(snakemake.resources.get("gpu", 0) or 0))
-run_step(snakemake, lambda: train.train(snakemake.params.config, snakemake.wildcards.model, snakemake.input.store,
-                                        snakemake.input.stats, snakemake.output.model.rsplit("/", 1)[0],
-                                        threads=snakemake.threads, processes=processes))
+# The guard: data-loader workers are spawned, and a spawned process re-imports this file.
+if __name__ == "__main__":
+    processes = max(1, int(snakemake.resources.get("gpu", 0) or 0))
+    run_step(snakemake, lambda: train.train(snakemake.params.config, snakemake.wildcards.model, snakemake.input.store,
+                                            snakemake.input.stats, snakemake.output.model.rsplit("/", 1)[0],
+                                            threads=snakemake.threads, processes=processes))

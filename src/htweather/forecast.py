@@ -13,6 +13,7 @@ next step), so a rollout never feeds the network anything it was not trained on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -152,8 +153,6 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
         raise ValueError(f"model {spec.name} is unconditional (condition_steps 0): it cannot forecast")
     h, lead, members = spec.condition_steps, opts["lead_steps"], opts["members"]
     seed = derived_seed(config["seed"], "forecast", spec.name)
-    finished = FinishedChunks(forecasts_out, {"model": file_digest(model_path), "seed": seed, "forecast": opts,
-                                              "sampling": sampling})
     stepper = Stepper(model, spec, ckpt["input_map"], load_mask(store), sampling, device)
 
     fields = torch.from_numpy(load_split(store, "test"))
@@ -161,6 +160,10 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
     step = time_step(times)
     starts = start_indices(times, h, lead, opts["init_times"])
     history = torch.stack([fields[i - h + 1:i + 1] for i in starts])  # (N, h, C, H, W)
+    # finished batches are reused only for the same weights, settings and test data
+    finished = FinishedChunks(forecasts_out, {"model": file_digest(model_path), "seed": seed, "forecast": opts,
+                                              "sampling": sampling, "starts": [str(t) for t in times[starts]],
+                                              "test_fields": hashlib.sha256(fields.numpy().tobytes()).hexdigest()})
     chains, length = opts["rollout_chains"], opts["rollout_steps"]
     total = len(starts) * members * lead + chains * length
     log.info("%s: %d-member forecasts from %d start times, %d lead steps (%s each); %d free-running "

@@ -58,22 +58,26 @@ from htweather import train
 from htweather.config import HtweatherError
 from htweather.runtime import setup_logging
 setup_logging()
-cfg, root, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+cfg, root, out, processes = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 try:
-    train.train(cfg, "tedm", root + "/store.zarr", root + "/stats.json", out)
+    train.train(cfg, "tedm", root + "/store.zarr", root + "/stats.json", out, processes=processes)
 except HtweatherError as error:
     print(error, file=sys.stderr)
     sys.exit(3)
 """
 
 
-@pytest.mark.parametrize("signum,workers", [(signal.SIGTERM, 0), (signal.SIGUSR1, 2)])
-def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, signum, workers):  # noqa: F811
-    """The signal goes to the whole process group, loader workers included, as SLURM sends it."""
+@pytest.mark.parametrize("signum,workers,processes", [(signal.SIGTERM, 0, 1), (signal.SIGUSR1, 2, 1),
+                                                      (signal.SIGUSR1, 0, 2)])
+def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, signum, workers,  # noqa: F811
+                                                               processes):
+    """The signal goes to the whole process group (loader workers, torchrun and its ranks
+    included), as SLURM sends it."""
     cfg, root = store
     cfg = {**cfg, "training": {**cfg["training"], "steps": 400, "checkpoint_every": 100, "data_workers": workers}}
     out = tmp_path / "stopped"
-    child = subprocess.Popen([sys.executable, "-c", TRAIN_IN_CHILD, json.dumps(cfg), str(root), str(out)],
+    child = subprocess.Popen([sys.executable, "-c", TRAIN_IN_CHILD, json.dumps(cfg), str(root), str(out),
+                              str(processes)],
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline and child.poll() is None:
@@ -81,13 +85,14 @@ def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, 
     os.killpg(child.pid, signum)
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 3, stderr[-3000:]
-    assert f"stopped by {signal.Signals(signum).name} at step" in stderr
+    assert f"stopped by {signal.Signals(signum).name} at step" in stderr, stderr[-3000:]
     stopped_at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert 100 <= stopped_at < 400 and not (out / "model.pt").exists()
     assert not list(out.glob("*.tmp-*"))
 
-    resumed = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", out)
-    straight = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "straight")
+    resumed = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", out, processes=processes)
+    straight = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "straight",
+                           processes=processes)
     reference, after_stop = weights(straight), weights(resumed)
     for key in reference:
         assert torch.equal(reference[key], after_stop[key]), key

@@ -97,10 +97,12 @@ def test_slurm_outputs_match_the_local_run(slurm_run, tiny_run):
     assert (slurm_run / "results" / "report.html").stat().st_size > 10_000
 
 
-def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
-    """scancel a training job mid-run: it checkpoints on SIGTERM, Snakemake resubmits it
-    (`retries: 1` in the cluster profile), the retry resumes from the checkpoint, and the
-    workflow completes with no partial outputs left behind."""
+@pytest.mark.parametrize("signal_name", ["TERM", "USR1"])
+def test_signalled_training_job_is_retried_and_resumes(cluster, tmp_path, signal_name):
+    """Signal a training job mid-run as SLURM does: plain `scancel` (SIGTERM, as a preemption)
+    or `scancel --signal=USR1` (what `--signal=USR1@300` sends before the time limit). It
+    checkpoints and exits, Snakemake resubmits it (`retries: 1` in the cluster profile), the
+    retry resumes from the checkpoint, and the workflow completes with no partial outputs."""
     target = "results/models/tedm/model.pt"
     longer = tmp_path / "longer.yaml"
     longer.write_text("training: {steps: 1000, batch_size: 4, checkpoint_every: 100, log_every: 50, warmup_steps: 5}\n")
@@ -111,7 +113,7 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
         time.sleep(0.2)
     assert checkpoint.exists(), (tmp_path / "snakemake.out").read_text()[-5000:]
     first = submitted((tmp_path / "snakemake.out").read_text())["train"][0]
-    subprocess.run(["scancel", first], check=True)
+    subprocess.run(["scancel", first] if signal_name == "TERM" else ["scancel", "--signal=USR1", first], check=True)
     try:
         assert run.wait(timeout=900) == 0, (tmp_path / "snakemake.out").read_text()[-5000:]
     finally:
@@ -126,7 +128,7 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
     resumed_at = int(re.search(r"resuming from .*checkpoint\.pt at step (\d+)", log).group(1))
     assert 100 <= resumed_at < 1000
     first_log = next((tmp_path / ".snakemake" / "slurm_logs").glob(f"rule_train/**/{first}.log")).read_text()
-    assert "stopped by SIGTERM" in first_log, first_log[-3000:]
+    assert f"stopped by SIG{signal_name}" in first_log, first_log[-3000:]
     model = torch.load(tmp_path / target, weights_only=True)
     assert model["steps"] == 1000
     steps = [int(line.split(",")[0]) for line in

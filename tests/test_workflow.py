@@ -209,7 +209,9 @@ def test_workflow_killed_during_training_resumes_to_identical_weights(tmp_path, 
     from htweather import train
     from htweather.config import load_config
 
-    longer = {"steps": 600, "batch_size": 4, "checkpoint_every": 100, "log_every": 50, "warmup_steps": 5}
+    # with loader workers: spawned workers re-import the rule's script, which must not rerun the job
+    longer = {"steps": 600, "batch_size": 4, "checkpoint_every": 100, "log_every": 50, "warmup_steps": 5,
+              "data_workers": 2}
     extra = tmp_path / "longer.yaml"
     extra.write_text(yaml.safe_dump({"training": longer}))
     args = ["results/models/tedm/model.pt", "--cores", "1", "--configfile", str(REPO / "config" / "test.yaml"),

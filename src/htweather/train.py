@@ -7,8 +7,12 @@ Writes, in the model's directory:
 - ``train_log.csv``: step, mean training loss since the last row, learning rate, elapsed
   seconds, and the validation loss at checkpoint steps;
 - ``checkpoint.pt``: the full training state (model, EMA, optimiser, scheduler, step, random
-  states), rewritten atomically every ``checkpoint_every`` steps. A rerun that finds one for
-  the same model and training settings resumes from it.
+  states, the log so far), rewritten atomically every ``checkpoint_every`` steps and when a
+  stop signal (SIGTERM, SIGUSR1) arrives. A rerun that finds one for the same model and
+  training settings resumes from it.
+
+The examples and the noise of step s are functions of (seed, s) alone, so a resumed run, a run
+with loader workers and a data-parallel run (see `distributed`) make the same updates.
 """
 
 from __future__ import annotations

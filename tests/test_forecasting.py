@@ -9,7 +9,7 @@ import properscoring
 import pytest
 import torch
 
-from htweather import forecast, scores, verification
+from htweather import forecast, scores, train, verification
 from htweather.config import ConfigError
 from htweather.diffusion import EDMLoss, EDMPrecond, FlowPrecond, StudentTNoise, edm_heun_sampler
 from htweather.networks import UNet
@@ -76,9 +76,18 @@ def test_regular_windows_skip_gaps_and_edges():
     assert forecast.regular_windows(times[:2], before=2, after=1).size == 0
 
 
-def test_stack_history_is_oldest_first():
-    fields = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1).expand(6, 2, 1, 1)
-    stacked = forecast.stack_history(fields, torch.tensor([3, 5]), history=2)
+def test_training_history_is_oldest_first():
+    class Fields:  # what train.Examples reads from: times, and rows by index
+        times = pd.date_range("2000-01-01", periods=6, freq="6h")
+        values = np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1).repeat(2, axis=1)
+
+        def __getitem__(self, rows):
+            return torch.from_numpy(self.values[rows])
+
+    examples = train.Examples(Fields(), history=2, where="test")
+    np.testing.assert_array_equal(examples.targets, [2, 3, 4, 5])
+    x0, stacked = examples.read([1, 3])  # targets 3 and 5
+    np.testing.assert_array_equal(x0[:, 0, 0, 0].numpy(), [3, 5])
     # channels: [t-2 (both variables), t-1 (both variables)]
     np.testing.assert_array_equal(stacked[:, :, 0, 0].numpy(), [[1, 1, 2, 2], [3, 3, 4, 4]])
 

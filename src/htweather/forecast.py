@@ -53,12 +53,6 @@ def regular_windows(times: pd.DatetimeIndex, before: int, after: int) -> np.ndar
     return np.flatnonzero(ok).astype(np.int64) + before
 
 
-def stack_history(fields: torch.Tensor, index: torch.Tensor, history: int) -> torch.Tensor:
-    """The `history` states before each index, oldest first, as channels: (B, history * C, H, W)."""
-    steps = [fields[index - history + j] for j in range(history)]
-    return torch.cat(steps, dim=1)
-
-
 def start_indices(times: pd.DatetimeIndex, history: int, lead: int, count: int | str) -> np.ndarray:
     """`count` start times evenly spread over the split ("all": every one), each with `history`
     observed states up to it and `lead` observed steps after it (to verify against)."""
@@ -101,16 +95,15 @@ class Stepper:
 
 
 def run_trajectories(stepper: Stepper, history: torch.Tensor, steps: int, batch: int, bar, seed: int,
-                     finished: FinishedChunks | None = None, key: str = "trajectories") -> np.ndarray:
+                     finished: FinishedChunks, key: str) -> np.ndarray:
     """Advance every trajectory `steps` times, `batch` trajectories per network call.
     history (N, h, C, H, W) -> generated states (N, steps, C, H, W) standardised.
 
-    Each batch draws from its own seed (derived from `seed` and its first trajectory) and, with
-    `finished`, is kept on disk once done, so a killed job redoes only the batch it was on."""
+    Each batch draws from its own seed (derived from `seed` and its first trajectory) and is
+    kept in `finished` once done, so a killed job redoes only the batch it was on."""
     out = np.empty((history.shape[0], steps, *history.shape[2:]), dtype=np.float32)
     for start in range(0, history.shape[0], batch):
-        part = finished.get(f"{key}-{start:09d}") if finished is not None else None
-        if part is None:
+        def make(start=start):  # called at once, in this iteration
             torch.manual_seed(derived_seed(seed, key, str(start)))
             state = history[start:start + batch].clone()
             part = np.empty((len(state), steps, *history.shape[2:]), dtype=np.float32)
@@ -119,9 +112,10 @@ def run_trajectories(stepper: Stepper, history: torch.Tensor, steps: int, batch:
                 part[:, step] = new.numpy()
                 state = torch.cat([state[:, 1:], new[:, None]], dim=1)
                 bar.update(len(new))
-            if finished is not None:
-                finished.put(f"{key}-{start:09d}", part)
-        else:
+            return part
+
+        part, made = finished.get_or_make(f"{key}-{start:09d}", make)
+        if not made:
             bar.update(part.shape[0] * steps)
         out[start:start + batch] = part
     return out

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,16 +82,16 @@ class FinishedChunks:
             with atomic_path(manifest) as tmp:
                 tmp.write_text(text)
 
-    def _path(self, key: str) -> Path:
-        return self.root / f"{key}.npy"
-
-    def get(self, key: str):
-        path = self._path(key)
-        return np.load(path) if path.exists() else None
-
-    def put(self, key: str, array) -> None:
-        with atomic_path(self._path(key)) as tmp, tmp.open("wb") as f:
-            np.save(f, array)
+    def get_or_make(self, key: str, make: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+        """The piece `key`: read back if finished before, else made by `make()` and kept.
+        Returns (piece, made now)."""
+        path = self.root / f"{key}.npy"
+        if path.exists():
+            return np.load(path), False
+        piece = make()
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            np.save(f, piece)
+        return piece, True
 
     def count(self) -> int:
         return len(list(self.root.glob("*.npy")))

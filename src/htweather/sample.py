@@ -52,7 +52,7 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
     # Each batch of members is a function of (seed, its first member) and is kept on disk once
     # made, so a killed job resumes where it stopped; the same weights and settings are required.
     finished = FinishedChunks(out, {"model": file_digest(model_path), "seed": seed, "members": members,
-                                    "batch_size": batch, "sampling": {k: opts[k] for k in (spec.family,)}})
+                                    "batch_size": batch, "sampling": opts[spec.family]})
     log.info("sampling %d members of %s (%s, nu %s) on %s: %d network evaluations each%s",
              members, spec.name, spec.family, spec.nu, device, nfe,
              f"; {finished.count()} finished batches found in {finished.root}" if finished.count() else "")
@@ -62,14 +62,12 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
     bar = progress(members, f"sample {spec.name}")
     for start in range(0, members, batch):
         n = min(batch, members - start)
-        key = f"members-{start:09d}"
-        x = finished.get(key)
-        if x is None:
+        def make(start=start, n=n):  # called at once, in this iteration
             torch.manual_seed(derived_seed(seed, "members", str(start)))
             with autocast(device):
-                x = models.generate(model, spec, n, shape, opts, device).cpu().numpy()
-            finished.put(key, x)
-        chunks.append(x)
+                return models.generate(model, spec, n, shape, opts, device).cpu().numpy()
+
+        chunks.append(finished.get_or_make(f"members-{start:09d}", make)[0])
         bar.update(n)
     bar.close()
     seconds = time.perf_counter() - t0

@@ -1,10 +1,10 @@
-"""Ensemble CRPS throughput: htweather.scores against properscoring with and without numba.
+"""Ensemble CRPS throughput: htweather.evaluation.scores against properscoring with and without numba.
 
 Builds one set of arrays (fixed seed; observations and members normal, rounded to 0.01 so
 that there are ties, float64, members on the last axis, unsorted), then times, best of a few
 repeats:
 
-- htweather: `htweather.scores.crps_ensemble` (sort-based, O(M log M) per point, chunked);
+- htweather: `htweather.evaluation.scores.crps_ensemble` (sort-based, O(M log M) per point, chunked);
 - properscoring + numba: `properscoring.crps_ensemble`, its default path when numba imports
   (a numba gufunc after np.sort; the path taken is named by
   `properscoring._crps._crps_ensemble_core.__name__`);
@@ -13,9 +13,9 @@ repeats:
   per point, so it runs on the first `--slow-points` points only; its throughput is per point.
 
 A second table does the same for the climatological case of the evaluation step (one ensemble
-per grid cell scoring every observed time): `htweather.metrics.crps_climatology`, which sorts
+per grid cell scoring every observed time): `htweather.evaluation.scores.crps_climatology`, which sorts
 each cell's ensemble once and binary-searches each observation
-(`htweather.scores.crps_against_sorted`), against properscoring with the ensemble repeated
+(`htweather.evaluation.scores.crps_against_sorted`), against properscoring with the ensemble repeated
 for every time.
 
 It prints points/s, the ratio to properscoring + numba and the largest relative difference to
@@ -36,8 +36,7 @@ import numpy as np
 import properscoring
 from properscoring import _crps
 
-from htweather.metrics import crps_climatology
-from htweather.scores import crps_against_sorted, crps_ensemble
+from htweather.evaluation.scores import crps_against_sorted, crps_climatology, crps_ensemble
 
 TOLERANCE = 1e-9
 
@@ -91,7 +90,7 @@ def main() -> None:
         lambda: _crps._crps_ensemble_vectorized(observations[:slow], forecasts[:slow], weights), args.repeats)
 
     rows = [  # (name, points timed, seconds, max relative difference to htweather)
-        ("htweather.scores", args.points, t_ours, 0.0),
+        ("htweather.evaluation.scores", args.points, t_ours, 0.0),
         (f"properscoring + numba ({core})", args.points, t_numba, max_relative_difference(numba, ours)),
         ("properscoring, no numba (vectorized)", slow, t_slow, max_relative_difference(plain, ours[:slow])),
     ]
@@ -118,7 +117,7 @@ def main() -> None:
     points = times * cells
     print(f"\nclimatological: {cells} cells x {clim_members} members, each scoring {times} times ({points} points)")
     print(f"{'path':<46} {'points':>8} {'best s':>9} {'points/s':>11} {'x numba':>8} {'max rel diff':>13}")
-    for name, seconds, difference in [("htweather.metrics.crps_climatology", t_clim,
+    for name, seconds, difference in [("htweather.evaluation.scores.crps_climatology", t_clim,
                                        abs(clim - ps.mean()) / ps.mean()),
                                       (f"properscoring + numba ({core})", t_ps,
                                        max_relative_difference(ps, per_point))]:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, sys, torch
-from htweather import train
+from htweather.training import train
 job = json.loads(sys.argv[1])
 if torch.cuda.is_available():
     torch.cuda.reset_peak_memory_stats()
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
-    from htweather import ingest, synthetic
+    from htweather.data import ingest, synthetic
     from htweather.config import load_config
 
     import torch

@@ -17,14 +17,31 @@ def samples_dir() -> Path:
     return SHARED_SAMPLES
 
 
-@pytest.fixture
-def tiny_config() -> dict:
+def load_tiny_config() -> dict:
     """A validated tiny config (12 x 12 grid, two months of 6-hourly data)."""
     import yaml
 
     from htweather.config import load_config
 
     return load_config(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    return load_tiny_config()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """The tiny config's synthetic data ingested into a store, once per test module:
+    (config, folder holding store.zarr and stats.json)."""
+    from htweather.data import ingest, synthetic
+
+    cfg = load_tiny_config()
+    root = tmp_path_factory.mktemp("store")
+    files = synthetic.write_netcdf(cfg["data"]["synthetic"], root / "raw", seed=cfg["seed"])
+    ingest.ingest(cfg, [str(f) for f in files], root / "store.zarr", root / "stats.json")
+    return cfg, root
 
 
 def snakemake(workdir, *args, timeout=900):

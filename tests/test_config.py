@@ -5,7 +5,8 @@ import math
 import pytest
 import yaml
 
-from htweather.config import ConfigError, load_config, merge_configs, nu_per_variable
+from htweather.config import load_config, merge_configs, nu_per_variable
+from htweather.errors import ConfigError
 from conftest import REPO
 
 

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import HtweatherError, load_config
+from .config import load_config
+from .errors import HtweatherError
 from .runtime import setup_logging
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     setup_logging()
-    from . import ingest
+    from .data import ingest  # the command line is an entry point: it calls the data stage
 
     try:
         config = load_config(args.config)

@@ -16,16 +16,28 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from .errors import ConfigError
+
 SYNTHETIC_VARIABLES = ("t2m", "w", "tp")
 SPLITS = ("train", "validation", "test")
 
 
-class HtweatherError(Exception):
-    """An error in the user's input; its message is one line and names the key or file at fault."""
+# The forms `data.source` takes besides "synthetic": a remote store (by URL scheme), a local zarr
+# store, or a path or glob of NetCDF/GRIB files.
+REMOTE_SCHEMES = ("gs://", "gcs://", "s3://", "http://", "https://", "az://", "abfs://")
 
 
-class ConfigError(HtweatherError):
-    pass
+def is_remote(source: str) -> bool:
+    return source.startswith(REMOTE_SCHEMES)
+
+
+def is_zarr(source: str) -> bool:
+    """A remote URL, a path ending in .zarr (ARCO's ``.zarr-v3`` too), or a zarr directory."""
+    if is_remote(source):
+        return True
+    path = Path(source)
+    return ".zarr" in path.name or (path.is_dir() and any(
+        (path / marker).exists() for marker in (".zgroup", ".zmetadata", "zarr.json")))
 
 
 def schema() -> dict:
@@ -86,7 +98,7 @@ def _valid_nu(value: Any) -> bool:
 
 def parse_nu(value: Any) -> float:
     """A config nu as a float: math.inf for Gaussian, NaN for `auto` (resolved from the training
-    data when the model is trained, see models.resolve)."""
+    data when the model is trained, see models.assemble.resolve)."""
     if value == "auto":
         return math.nan
     if isinstance(value, str):
@@ -165,8 +177,6 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
                 f"data.variables.{unknown[0]}: the synthetic source provides only "
                 f"{', '.join(SYNTHETIC_VARIABLES)}")
     elif check_paths:
-        from .sources import is_remote, is_zarr
-
         source = data["source"]
         if is_zarr(source):
             if not is_remote(source) and not Path(source).exists():
@@ -225,8 +235,6 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
 def input_files(config: dict) -> list[str]:
     """The local inputs named by data.source: the files of a path or glob, sorted, or the
     directory of a local zarr store; none for a remote store."""
-    from .sources import is_remote, is_zarr
-
     source = config["data"]["source"]
     if is_zarr(source):
         return [] if is_remote(source) else [source]

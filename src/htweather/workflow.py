@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .config import HtweatherError
+from .errors import HtweatherError
 from .runtime import setup_logging
 
 

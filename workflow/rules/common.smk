@@ -11,8 +11,9 @@ SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
-from htweather.config import HtweatherError, input_files, load_config, merge_configs  # noqa: E402
-from htweather.ingest import check_first_file  # noqa: E402
+from htweather.config import input_files, load_config, merge_configs  # noqa: E402
+from htweather.errors import HtweatherError  # noqa: E402
+from htweather.data.ingest import check_first_file  # noqa: E402
 
 
 # Snakemake deep-merges --configfile into a `configfile:` default, which would graft the default

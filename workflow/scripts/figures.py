@@ -1,8 +1,8 @@
-from htweather import report
+from htweather.report import figures
 from htweather.workflow import run_step
 
 p, i = snakemake.params, snakemake.input
-run_step(snakemake, lambda: report.make_figures(
+run_step(snakemake, lambda: figures.make_figures(
     p.config, i.store, i.stats,
     ensembles=dict(zip(p.ensembles, i.ensembles)),
     train_logs=dict(zip(p.models, i.train_logs)),

@@ -1,4 +1,4 @@
-from htweather import forecast
+from htweather.generation import forecast
 from htweather.workflow import run_step
 
 run_step(snakemake, lambda: forecast.forecast(snakemake.params.config, snakemake.input.model, snakemake.input.store,

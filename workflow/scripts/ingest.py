@@ -1,4 +1,4 @@
-from htweather import ingest
+from htweather.data import ingest
 from htweather.config import load_config
 from htweather.workflow import run_step
 

@@ -1,11 +1,11 @@
-from htweather import evaluate
+from htweather.evaluation import extremes
 from htweather.runtime import atomic_path
 from htweather.workflow import run_step
 
 
 def step():
     p, i = snakemake.params, snakemake.input
-    maps = evaluate.quantile_maps(p.config, i.store, i.stats, dict(zip(p.ensembles, i.ensembles)),
+    maps = extremes.quantile_maps(p.config, i.store, i.stats, dict(zip(p.ensembles, i.ensembles)),
                                   dict(zip(p.sequences, i.sequences)))
     with atomic_path(snakemake.output[0]) as tmp:
         maps.to_netcdf(tmp)

@@ -1,4 +1,4 @@
-from htweather import sample
+from htweather.generation import sample
 from htweather.workflow import run_step
 
 run_step(snakemake, lambda: sample.sample(snakemake.params.config, snakemake.input.model, snakemake.input.stats,

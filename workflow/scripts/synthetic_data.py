@@ -1,4 +1,4 @@
-from htweather import synthetic
+from htweather.data import synthetic
 from htweather.workflow import run_step
 
 cfg = snakemake.params.config

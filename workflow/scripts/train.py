@@ -1,4 +1,4 @@
-from htweather import train
+from htweather.training import train
 from htweather.workflow import run_step
 
 # One process per GPU the job was given (resources: gpu, e.g. from the cluster profile);

@@ -1,5 +1,5 @@
-from htweather import sample
+from htweather.generation import truth
 from htweather.workflow import run_step
 
-run_step(snakemake, lambda: sample.truth_sequences(snakemake.params.config, snakemake.input.store,
-                                                   snakemake.input.stats, snakemake.output[0]))
+run_step(snakemake, lambda: truth.truth_sequences(snakemake.params.config, snakemake.input.store,
+                                                  snakemake.input.stats, snakemake.output[0]))

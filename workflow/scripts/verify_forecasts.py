@@ -1,12 +1,12 @@
-from htweather import evaluate, verification
+from htweather.evaluation import forecasts, tables
 from htweather.workflow import run_step
 
 
 def step():
-    scores, ranks = verification.verify(snakemake.params.config, snakemake.wildcards.forecaster,
-                                        snakemake.input.forecasts, snakemake.input.store, snakemake.input.stats)
-    evaluate.write_table(scores, snakemake.output.scores)
-    evaluate.write_table(ranks, snakemake.output.ranks)
+    scores, ranks = forecasts.verify(snakemake.params.config, snakemake.wildcards.forecaster,
+                                     snakemake.input.forecasts, snakemake.input.store, snakemake.input.stats)
+    tables.write_table(scores, snakemake.output.scores)
+    tables.write_table(ranks, snakemake.output.ranks)
 
 
 run_step(snakemake, step)

@@ -1,0 +1,10 @@
+"""Stage 1, data: sources in the forms reanalysis comes in -> the analysis-ready zarr store.
+
+- `catalog`: ERA5 variable names across products; `sources`: opening NetCDF, GRIB and zarr in
+  one layout; `transforms`: per-variable transforms and unit conversions;
+- `synthetic`: the embedded default data with closed-form marginals;
+- `ingest`: writing the store and its statistics; `store`: reading it back;
+- `windows`: runs of consecutive time steps.
+
+Nothing here imports torch.
+"""

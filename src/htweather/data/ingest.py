@@ -1,0 +1,512 @@
+"""Ingestion: reanalysis (files or zarr, local or remote) -> analysis-ready, chunked zarr store
+with its normalisation, out of core.
+
+Steps, all lazy (dask) until the store is written:
+1. open the source in one layout (`sources`) and pick the config's variables (canonical
+   names, pressure levels);
+2. check the time axis (order, duplicates, gaps within the splits' span);
+3. crop to the region (longitudes in either convention, boxes across the dateline or
+   Greenwich), latitude descending (ERA5 order), optional coarsening to a target resolution;
+4. convert units, optionally resample in time (amounts summed, states averaged), keep the
+   times of the train/validation/test splits;
+5. read the source ONCE: write the physical fields and, from the same chunks, per-cell
+   counts and sums, which give the mask of real cells (e.g. land-only products with NaN over
+   sea) and the normalisation statistics from the TRAIN split over real cells only;
+6. add the mask, the statistics and provenance attributes; consolidate the metadata.
+
+The later stages read the store through `store` (`normalised(store)`: the per-variable transform
+standardised with those statistics, 0 at masked cells, computed lazily from the physical
+fields). The store is written
+under a temporary name and renamed at the end, so a failure leaves no half-written store;
+memory is bounded by the chunk size, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from dask.diagnostics import ProgressBar
+
+from ..config import SPLITS, input_files, is_zarr
+from ..errors import IngestError
+from ..runtime import atomic_path
+from . import catalog, transforms
+from .sources import TASK_BYTES, open_source
+
+log = logging.getLogger(__name__)
+
+
+def source_list(config: dict, files: list[str] | None = None) -> list[str]:
+    """The inputs to read: the given files, else the config's files, local or remote store."""
+    if files:
+        return list(files)
+    source = config["data"]["source"]
+    return input_files(config) or ([source] if is_zarr(source) else [])
+
+
+def check_first_file(config: dict) -> None:
+    """Cheap up-front check (metadata only) that the source has the variables, levels and
+    dimensions the config asks for, so a bad config fails before any job runs."""
+    data = config["data"]
+    sources = source_list(config)
+    opened = open_source(sources[:1], data["variables"], data["storage_options"], require_all=len(sources) == 1)
+    opened.close()
+
+
+def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset:
+    """Crop to region = {lat: [south, north], lon: [west, east]} and order latitude descending.
+
+    The lon box runs EAST from `west` to `east` in either convention (-180..180 or 0..360),
+    whatever the source's: [-10, 5] crosses Greenwich, [170, -170] the dateline. Output
+    longitudes are west + ((lon - west) mod 360), increasing and contiguous (they may pass
+    180). Without a lon box the source's longitudes are kept, sorted."""
+    lat = np.asarray(ds.latitude.values, dtype=float)
+    lon = np.asarray(ds.longitude.values, dtype=float)
+    # float32 coordinates (old CDS files) miss box edges by ~1e-6: allow a tenth of a cell
+    spacing = np.abs(np.diff(np.sort(lon))).min() if lon.size > 1 else 1.0
+    tol = 0.1 * min(spacing, np.abs(np.diff(np.sort(lat))).min() if lat.size > 1 else 1.0)
+    lat_keep = np.arange(lat.size)
+    lon_keep, new_lon = np.argsort(lon, kind="stable"), np.sort(lon)
+    region = region or {}
+    if region.get("lat") is not None:
+        south, north = sorted(region["lat"])
+        lat_keep = np.flatnonzero((lat >= south - tol) & (lat <= north + tol))
+    if region.get("lon") is not None:
+        west, east = region["lon"]
+        if east - west > 360:
+            raise IngestError(f"data.region.lon: [{west:g}, {east:g}] spans more than 360 degrees")
+        width = east - west if 0 < east - west <= 360 else (east - west) % 360
+        offset = np.mod(lon - west, 360.0)
+        offset = np.where(offset > 360.0 - tol, offset - 360.0, offset)  # a hair west of `west`
+        inside = np.flatnonzero(offset <= width + tol)
+        inside = inside[np.argsort(offset[inside], kind="stable")]
+        # a cyclic column (both 0 and 360, or -180 and 180) would appear twice: keep the first
+        wrapped = np.round(np.mod(lon[inside], 360.0) / tol).astype(np.int64) % int(round(360 / tol))
+        _, first = np.unique(wrapped, return_index=True)
+        lon_keep = inside[np.sort(first)]
+        new_lon = west + offset[lon_keep]
+    if lat_keep.size == 0 or lon_keep.size == 0:
+        raise IngestError(f"{where}: data.region {region} selects no grid cell (source latitude "
+                          f"{lat.min():g}..{lat.max():g}, longitude {lon.min():g}..{lon.max():g})")
+    lat_keep = lat_keep[np.argsort(-lat[lat_keep], kind="stable")]
+    ds = ds.isel(latitude=lat_keep, longitude=lon_keep)
+    return ds.assign_coords(longitude=("longitude", new_lon, ds.longitude.attrs))
+
+
+def coarsen(ds: xr.Dataset, resolution: float | None, where: str) -> xr.Dataset:
+    """Block means over k x k cells, k = resolution / grid spacing (must be a whole number).
+    A coarse cell is missing where fewer than half of its fine cells have data."""
+    if not resolution:
+        return ds
+    spacing = {d: np.abs(np.diff(ds[d].values.astype(float))) for d in ("latitude", "longitude")}
+    factors = {}
+    for dim, steps in spacing.items():
+        if steps.size == 0 or not np.allclose(steps, steps[0], rtol=1e-4):
+            raise IngestError(f"{where}: data.resolution needs a regular {dim} spacing")
+        factor = resolution / steps[0]
+        if abs(factor - round(factor)) > 1e-3 or round(factor) < 1:
+            raise IngestError(f"data.resolution: {resolution:g} is not a whole multiple of the {dim} "
+                              f"spacing {steps[0]:g} of {where}")
+        factors[dim] = int(round(factor))
+    if all(f == 1 for f in factors.values()):
+        return ds
+    if any(ds.sizes[d] < f for d, f in factors.items()):
+        raise IngestError(f"data.resolution: {resolution:g} is coarser than the selected region of {where}")
+    blocks = ds.coarsen(factors, boundary="trim", coord_func="mean")
+    counts = ds.notnull().coarsen(factors, boundary="trim").sum()
+    full = factors["latitude"] * factors["longitude"]
+    out = blocks.mean().where(2 * counts >= full)  # mean skips NaN
+    for name in out.data_vars:
+        out[name].attrs = ds[name].attrs
+    return out
+
+
+def splits_span(splits: dict) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last time of the train/validation/test splits."""
+    return (min(pd.Timestamp(splits[s][0]) for s in SPLITS), max(pd.Timestamp(splits[s][1]) for s in SPLITS))
+
+
+def time_axis(time: pd.DatetimeIndex, splits: dict, gaps: str, where: str) -> float | None:
+    """Check the time steps inside the span of the splits for gaps; return the step in hours
+    (None for calendar steps such as months). A gap is a step longer than the usual one."""
+    lo, hi = splits_span(splits)
+    span = time[(time >= lo) & (time <= hi)]
+    if len(span) < 2:
+        return None
+    steps = np.diff(span.asi8)
+    values, counts = np.unique(steps, return_counts=True)
+    usual = values[np.argmax(counts)]
+    monthly = usual >= 28 * 86400e9  # calendar months vary between 28 and 31 days
+    gap = np.flatnonzero(steps > 32 * 86400e9 if monthly else steps > usual)
+    if gap.size and gaps == "error":
+        i = int(gap[0])
+        raise IngestError(f"{where}: {gap.size} gap(s) in time, the first after {span[i]} "
+                          f"(next {span[i + 1]}, usual step {pd.Timedelta(int(usual))}); "
+                          f"set data.gaps: allow to ingest anyway")
+    if gap.size:
+        log.warning("%s: %d gap(s) in time, the first after %s", where, gap.size, span[int(gap[0])])
+    if monthly:  # no fixed step in hours
+        return None
+    return float(usual) / 3600e9
+
+
+AMOUNT_UNITS = ("mm", "m")  # per time step: summed when resampling
+RATE_UNITS = ("kg m-2 s-1", "mm h-1", "mm day-1")
+
+
+def aggregation(name: str, units: str, source_units: str | None, how: str = "auto") -> str:
+    """How resampling aggregates a variable: "auto" sums amounts per time step (tp in m or mm,
+    or a flux stored as mm per step) and averages everything else, rates included."""
+    if how != "auto":
+        return how
+    stored, source = transforms.canonical_units(units), transforms.canonical_units(source_units)
+    if stored in AMOUNT_UNITS and (catalog.kind(name) == "amount" or source in RATE_UNITS):
+        return "sum"
+    return "mean"
+
+
+def resample(ds: xr.Dataset, freq: str | None, variables: dict, step_hours: float | None, where: str) -> xr.Dataset:
+    """Aggregate to `freq`, labelled by the period start: amounts summed and other variables
+    (rates included) averaged, over the steps stamped [start, end), or (start, end] for ERA5
+    accumulations such as tp, which are stamped at the end of their hour. Periods at the ends
+    of the data that are not complete are dropped (a day with 23 of its 24 hours would be a
+    wrong daily total)."""
+    if not freq:
+        return ds
+    try:
+        period = pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        raise IngestError(f"data.resample: bad frequency {freq!r}") from None
+    out, complete = {}, None
+    for name, field in ds.data_vars.items():
+        how = aggregation(name, field.attrs["units"], field.attrs.get("source_units"), variables[name]["aggregation"])
+        # ERA5 accumulations (tp) are stamped at the END of their step, whatever units they get
+        closed = "right" if catalog.kind(name) == "amount" else "left"
+        agg = field.resample(time=freq, closed=closed, label="left")
+        agg = agg.sum(min_count=1) if how == "sum" else getattr(agg, how)()
+        agg.attrs = dict(field.attrs, aggregation=f"{how} over {freq}")
+        out[name] = agg
+        if step_hours:  # which periods hold all their steps
+            steps = pd.Series(1, index=pd.DatetimeIndex(field.time.values)).resample(
+                freq, closed=closed, label="left").count()
+            expected = np.round((steps.index + period - steps.index) / pd.Timedelta(hours=step_hours))
+            full = set(steps.index[steps.values == expected.astype(int)])
+            complete = full if complete is None else complete & full
+    result = xr.Dataset(out)
+    if complete is not None:
+        labels = pd.DatetimeIndex(result.time.values)
+        inside = np.flatnonzero(labels.isin(sorted(complete)))
+        keep = np.arange(inside[0], inside[-1] + 1) if inside.size else np.arange(0)
+        if len(keep) < len(labels):
+            log.warning("%s: dropped %d incomplete %s period(s) at the ends of the data", where,
+                        len(labels) - len(keep), freq)
+        result = result.isel(time=keep)
+    return result
+
+
+def select_splits(ds: xr.Dataset, splits: dict, where: str) -> xr.Dataset:
+    time = pd.DatetimeIndex(ds.time.values)
+    label = np.full(len(time), "", dtype=object)
+    for split in SPLITS:
+        start, end = (pd.Timestamp(t) for t in splits[split])
+        inside = (time >= start) & (time <= end)
+        if not inside.any():
+            raise IngestError(f"data.splits.{split}: {start} .. {end} selects no time of {where} "
+                              f"({time[0]} .. {time[-1]})")
+        label[inside] = split
+    keep = label != ""
+    return ds.isel(time=np.flatnonzero(keep)).assign_coords(split=("time", label[keep].astype(str)))
+
+
+def plan_time_chunks(chunks: tuple[int, ...], multiple: int, target: int) -> tuple[int, ...]:
+    """Dask chunks along time for writing: boundaries of the source's chunks moved to the
+    nearest multiple of the store's chunk (each task must write whole zarr chunks), then
+    neighbours merged up to `target` steps. Sources already aligned (files chunked by
+    `sources.open_file`, whose lengths are multiples of the store chunk) keep their chunks:
+    splitting chunks across old boundaries would make dask hold pieces of many of them at once,
+    and memory would grow with the input (measured)."""
+    total = int(sum(chunks))
+    bounds = np.cumsum(chunks)[:-1]
+    snapped = sorted({int(round(b / multiple)) * multiple for b in bounds} - {0} - {total})
+    sizes = np.diff([0, *[b for b in snapped if b < total], total]).tolist()
+    merged = [sizes[0]]
+    for size in sizes[1:]:
+        if merged[-1] + size <= target:
+            merged[-1] += size
+        else:
+            merged.append(size)
+    return tuple(merged)
+
+
+def processing_chunk(store_chunk: int, cells: int, target_bytes: float = TASK_BYTES) -> int:
+    """Time steps per dask task: a multiple of the store's chunk (so each task writes whole zarr
+    chunks) holding about `target_bytes` of float64 per variable. Computing with the small
+    training chunks instead would spend the time in task overhead."""
+    steps = max(1, int(target_bytes // (8 * cells)))
+    return store_chunk * max(1, steps // store_chunk)
+
+
+def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
+    """The lazy physical dataset (config names, target units, split labels), the per-variable
+    metadata and the provenance of the selection."""
+    data = config["data"]
+    variables = data["variables"]
+    where = sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)"
+    span = splits_span(data["splits"])
+    if data["resample"]:  # a resampled period may reach one period beyond the splits
+        try:
+            period = pd.tseries.frequencies.to_offset(data["resample"])
+        except ValueError:
+            raise IngestError(f"data.resample: bad frequency {data['resample']!r}") from None
+        span = (span[0] - period, span[1] + 2 * period)
+    ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
+    step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
+    ds = select_region(ds, data["region"], where)
+    ds = coarsen(ds, data["resolution"], where)
+
+    physical, meta = {}, {}
+    for name, opts in variables.items():
+        field = ds[name]
+        source_units = field.attrs.get("units")
+        target = opts["units"] or catalog.default_units(name)
+        if target and source_units is None:
+            log.warning("%s: variable '%s' has no units attribute; kept as is", where, name)
+            target = None
+        scale, offset = transforms.unit_conversion(source_units, target, where=f"data.variables.{name}.units",
+                                                   step_hours=step_hours)
+        converted = field.astype(np.float64)
+        if (scale, offset) != (1.0, 0.0):
+            converted = converted * scale + offset
+        converted.attrs = {"units": target or source_units or "1", "long_name": field.attrs.get("long_name", name),
+                           "source_name": field.attrs.get("source_name", name), "source_units": str(source_units)}
+        physical[name] = converted
+    out = resample(xr.Dataset(physical), data["resample"], variables, step_hours, where)
+    out = select_splits(out, data["splits"], where)
+    for name, opts in variables.items():
+        meta[name] = {"transform": opts["transform"], "units": out[name].attrs["units"],
+                      "source_units": out[name].attrs["source_units"], "source_name": out[name].attrs["source_name"],
+                      "lower_bound": opts["lower_bound"], "tails": opts["tails"]}
+    provenance = {"sources": sources if len(sources) <= 50 else sources[:50] + [f"... {len(sources) - 50} more"],
+                  "region": data["region"], "resolution": data["resolution"], "resample": data["resample"],
+                  "splits": data["splits"], "source_time_step_hours": step_hours,
+                  "expver_merged": next((ds[v].attrs["expver_merged"] for v in variables
+                                         if "expver_merged" in ds[v].attrs), None),
+                  "variables": {n: {k: meta[n][k] for k in ("source_name", "source_units", "units", "transform")}
+                                for n in variables}}
+    return out, meta, provenance
+
+
+def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path: str | Path) -> dict:
+    """Build the training store and its statistics file; returns the statistics. `files`
+    None (or empty) reads the config's data.source."""
+    data = config["data"]
+    variables = list(data["variables"])
+    sources = source_list(config, files)
+    if not sources:
+        raise IngestError(f"data.source: no file matches '{data['source']}'")
+    store, stats_path = Path(store), Path(stats_path)
+    ds, meta, provenance = prepare(config, sources)
+    where = provenance["sources"][0]
+    ny, nx = ds.sizes["latitude"], ds.sizes["longitude"]
+    log.info("selected %s time steps x %s x %s grid cells, variables %s", ds.sizes["time"], ny, nx, variables)
+
+    chunk = data["time_chunk"]
+    work = processing_chunk(chunk, ny * nx)
+    first = ds[variables[0]]
+    time_chunks = plan_time_chunks(first.chunksizes["time"] if first.chunks else (ds.sizes["time"],), chunk, work)
+    # the source's encodings (zarr v3 codecs, NetCDF compression, fill values) do not apply here
+    physical = xr.Dataset({v: ds[v].astype(np.float32) for v in variables}).drop_encoding().chunk(
+        {"time": time_chunks, "latitude": -1, "longitude": -1})
+    physical = physical.assign_coords(split=physical.split.compute())  # a small label array, not a dask one
+    is_train = physical.split.values == "train"
+    accumulators = {}
+    for v in variables:
+        # statistics accumulate as the chunks go to the store: the source is read once
+        accumulators[v] = CellSums(physical[v].data.chunks[0], is_train, meta[v]["transform"])
+        physical[v] = physical[v].copy(data=physical[v].data.map_blocks(
+            accumulators[v], dtype=np.float32, meta=np.array((), dtype=np.float32)))
+        physical[v].attrs = ds[v].attrs
+        physical[v].encoding = {"chunks": (chunk, ny, nx)}
+    physical.attrs = {"created_by": "htweather.data.ingest", "provenance": json.dumps(provenance, default=str)}
+
+    with atomic_path(store) as tmp, atomic_path(stats_path) as stats_tmp:
+        log.info("reading the source once: writing the fields and per-cell statistics")
+        with ProgressBar(dt=1.0), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # masked cells
+            try:
+                physical.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)
+            except Exception as exc:  # backend read errors surface here, inside dask
+                message = str(exc).splitlines()[0] if str(exc) else ""
+                raise IngestError(f"{where}: reading the data failed ({type(exc).__name__}: {message})") from None
+        sums = {v: accumulators[v].result() for v in variables}
+        mask = _mask(sums, variables, ds.sizes["time"], physical, where)
+        stats = _statistics(sums, mask, meta, physical, where)
+        stats["provenance"] = provenance
+        normalisation = {v: {k: stats["variables"][v][k] for k in ("transform", "mean", "std")} for v in variables}
+        extra = xr.Dataset(
+            {"mask": xr.DataArray(mask.astype(np.uint8), dims=("latitude", "longitude"),
+                                  attrs={"description": "1 where the cell has data (real), 0 where masked"})},
+            attrs={**physical.attrs, "channels": json.dumps(variables), "normalisation": json.dumps(normalisation)})
+        extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)  # append rewrites the group's attrs
+        stats_tmp.write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "min", "max")
+
+
+def _block_sums(block: np.ndarray, train: np.ndarray, transform: str) -> np.ndarray:
+    """Per-cell reductions over the time steps of one chunk, in one sweep (float64): missing
+    and infinite counts over all times; over train times, count, sum and sum of squares of
+    the transformed (s) and physical (p) values; min and max. Shape (len(SUMS), ny, nx)."""
+    x = block.astype(np.float64)
+    out = np.empty((len(SUMS),) + x.shape[1:])
+    out[0] = np.isnan(x).sum(0)
+    out[1] = np.isinf(x).sum(0)
+    xt = x[train.ravel()]
+    tr = transforms.forward(transform, xt) if transform != "identity" else xt
+    ok = np.isfinite(tr)
+    clean = bool(ok.all())
+    out[2] = 0 if clean else (~ok & ~np.isnan(xt)).sum(0)
+    out[3] = ok.sum(0)
+    tr = tr if clean else np.where(ok, tr, 0.0)
+    out[4] = tr.sum(0)
+    out[5] = np.einsum("tij,tij->ij", tr, tr)
+    if transform == "identity":
+        out[6:8] = out[4:6]
+    else:
+        xt = xt if clean else np.where(ok, xt, 0.0)
+        out[6] = xt.sum(0)
+        out[7] = np.einsum("tij,tij->ij", xt, xt)
+    out[8] = np.nanmin(x, axis=0)
+    out[9] = np.nanmax(x, axis=0)
+    return out
+
+
+class CellSums:
+    """Per-cell statistics of one field, accumulated from its chunks as they are written.
+
+    Called by dask on every chunk of the field (map_blocks) just before the chunk goes to the
+    store, it returns the chunk unchanged and keeps the chunk's `_block_sums`. A separate dask
+    reduction would read the source a second time: dask's store optimises the written graph on
+    its own and shares no reads with other computations (measured). Partial sums are combined
+    along a fixed binary tree over the chunk index (a chunk meets its sibling as soon as both
+    are done), so the result is bit-identical whatever order the threads finish in, and only
+    O(log n) partial sums wait in memory even when dask does the first chunk last."""
+
+    def __init__(self, time_chunks: tuple[int, ...], is_train: np.ndarray, transform: str):
+        self.starts = np.cumsum((0,) + tuple(time_chunks))
+        self.count = len(time_chunks)
+        self.is_train = is_train
+        self.transform = transform
+        self.lock = threading.Lock()
+        self.nodes: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
+        i = block_info[0]["chunk-location"][0]
+        train = self.is_train[self.starts[i]:self.starts[i + 1]]
+        part = _block_sums(block, train, self.transform)
+        with self.lock:
+            self._insert(0, i, part)
+        return block
+
+    def _width(self, level: int) -> int:
+        return -(-self.count // 2**level)  # nodes at this level of the tree
+
+    def _insert(self, level: int, index: int, part: np.ndarray) -> None:
+        while self._width(level) > 1:
+            sibling = index ^ 1
+            if sibling < self._width(level):
+                other = self.nodes.pop((level, sibling), None)
+                if other is None:
+                    self.nodes[(level, index)] = part
+                    return
+                first, second = (part, other) if index < sibling else (other, part)
+                first[:8] += second[:8]
+                np.fmin(first[8], second[8], out=first[8])
+                np.fmax(first[9], second[9], out=first[9])
+                part = first
+            level, index = level + 1, index // 2
+        self.nodes[(level, 0)] = part
+
+    def result(self) -> dict[str, np.ndarray]:
+        top = max((key for key in self.nodes), default=None)
+        if top is None or self._width(top[0]) != 1 or len(self.nodes) != 1:
+            raise RuntimeError(f"statistics of {self.count} chunks are incomplete")
+        total = self.nodes[top]
+        return {name: total[i] for i, name in enumerate(SUMS)}
+
+
+def _first_cell(where_true: np.ndarray, physical: xr.Dataset) -> str:
+    i, j = np.argwhere(where_true)[0]
+    return f"lat {float(physical.latitude[i]):g}, lon {float(physical.longitude[j]):g}"
+
+
+def _mask(sums: dict, variables: list[str], n_times: int, physical: xr.Dataset, where: str) -> np.ndarray:
+    """Real cells: those with data at every time in every variable. A cell missing at only some
+    times is an error: masks that change in time are not supported."""
+    mask = np.ones((physical.sizes["latitude"], physical.sizes["longitude"]), dtype=bool)
+    for v in variables:
+        missing, infinite = sums[v]["missing"], sums[v]["infinite"]
+        if infinite.any():
+            raise IngestError(f"{where}: variable '{v}' has {int(infinite.sum())} infinite values "
+                              f"(first at {_first_cell(infinite > 0, physical)})")
+        if (missing == n_times).all():
+            raise IngestError(f"{where}: variable '{v}' is missing (NaN) everywhere in the selected region and times")
+        partial = (missing > 0) & (missing < n_times)
+        if partial.any():
+            raise IngestError(f"{where}: variable '{v}' is missing at some times only in {int(partial.sum())} grid "
+                              f"cell(s) (first at {_first_cell(partial, physical)}: {int(missing[partial][0])} of "
+                              f"{n_times} times); masks that change in time are not supported")
+        mask &= missing == 0
+    if not mask.any():
+        raise IngestError(f"{where}: no grid cell has data in all of {', '.join(variables)}")
+    if not mask.all():
+        log.info("mask: %d of %d grid cells have data", int(mask.sum()), mask.size)
+    return mask
+
+
+def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, where: str) -> dict:
+    """Mean and std of each transformed variable over the train split and the real cells."""
+    variables = list(meta)
+    result = {"channels": variables, "variables": {}, "splits": {}}
+    for v in variables:
+        s = {k: np.asarray(a, dtype=np.float64)[mask] for k, a in sums[v].items()}
+        if s["bad_transform"].any():
+            raise IngestError(f"{where}: variable '{v}' gives non-finite values after its "
+                              f"'{meta[v]['transform']}' transform")
+        n = s["n"].sum()
+        mean = s["s1"].sum() / n
+        std = float(np.sqrt(max(s["s2"].sum() / n - mean**2, 0.0)))
+        physical_mean = s["p1"].sum() / n
+        physical_std = float(np.sqrt(max(s["p2"].sum() / n - physical_mean**2, 0.0)))
+        if std == 0 or std < 1e-7 * max(abs(mean), 1.0):  # one-pass variance: noise ~ sqrt(eps) |mean|
+            raise IngestError(f"{where}: variable '{v}' is constant over the train split")
+        vmin, vmax = float(s["min"].min()), float(s["max"].max())
+        tails = meta[v]["tails"]
+        if tails == "auto":
+            tails = auto_tails(vmin, physical_mean, physical_std)
+        result["variables"][v] = {**meta[v], "tails": tails, "mean": float(mean), "std": std,
+                                  "min": vmin, "max": vmax}
+    split = physical.split.values
+    for name in SPLITS:
+        times = physical.time.values[split == name]
+        result["splits"][name] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times))}
+    result["grid"] = {"latitude": physical.latitude.values.tolist(), "longitude": physical.longitude.values.tolist(),
+                      "valid_cells": int(mask.sum()),
+                      "mask": None if mask.all() else mask.astype(int).tolist()}
+    return result
+
+
+def auto_tails(minimum: float, mean: float, std: float) -> str:
+    """Which tails the tail metrics examine: "upper" for variables bounded below at zero within a
+    few standard deviations of their mean (precipitation, wind speed), "both" otherwise
+    (vertical velocity, temperature in K or degC, pressure)."""
+    return "upper" if minimum >= 0 and mean < 3 * std else "both"

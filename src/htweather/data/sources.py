@@ -1,0 +1,294 @@
+"""Opening reanalysis in the forms it comes in, lazily, into one layout.
+
+Sources: NetCDF as the CDS writes it (old layout: ``time``, ``level``, maybe an ``expver``
+dimension; new layout: ``valid_time``, ``pressure_level``, ``number`` and ``expver`` as
+coordinates), GRIB through cfgrib, CF-style products (``lat``/``lon``), and zarr stores,
+local or remote (``gs://...`` with ``storage_options={"token": "anon"}`` for the public
+ARCO-ERA5 and WeatherBench2 stores). Every source comes out with dimensions ``time``,
+optionally ``level`` (hPa), ``latitude``, ``longitude`` and only those as coordinates; nothing
+is loaded: the arrays are dask arrays, read chunk by chunk when the store is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..config import is_zarr
+from ..errors import IngestError
+from . import catalog
+
+log = logging.getLogger(__name__)
+
+GRIB_SUFFIXES = (".grib", ".grb", ".grib1", ".grib2", ".grb2")
+
+# Names products use for the canonical dimensions (checked in order).
+_DIM_NAMES = {
+    "time": ("time", "valid_time"),
+    "level": ("level", "pressure_level", "isobaricInhPa", "plev", "lev"),
+    "latitude": ("latitude", "lat"),
+    "longitude": ("longitude", "lon"),
+}
+
+
+# float64 bytes per dask task along time: large enough to keep task overhead small, small
+# enough that a few tasks per core fit in memory whatever the input size
+TASK_BYTES = 64e6
+
+
+def open_zarr(source: str, storage_options: dict | None = None) -> xr.Dataset:
+    """A zarr store (local or remote) opened lazily with its own chunks; metadata only."""
+    try:
+        with _quiet("gcsfs", "fsspec", "google", "aiohttp"):  # retries log tracebacks; our error says it
+            ds = _open_zarr_quietly(source, storage_options)
+    except ImportError as exc:
+        raise IngestError(f"{source}: opening it needs the package '{exc.name}' "
+                          f"(pip install gcsfs for gs:// stores)") from None
+    except Exception as exc:  # fsspec/zarr raise many types: missing store, auth, bad metadata
+        raise IngestError(f"{source}: cannot be opened as zarr ({type(exc).__name__}: {exc})") from None
+    return normalise_layout(ds, source)
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _open_zarr_quietly(source: str, storage_options: dict | None) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*consolidated metadata.*", category=RuntimeWarning)
+        # chunks=None: lazily indexed arrays, no dask graph over the whole store (ARCO has one
+        # chunk per hour since 1940); dask chunks come after the time range is selected
+        return xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
+
+
+def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
+    """One NetCDF or GRIB file, lazily, chunked along time into pieces of about
+    `time_chunk_bytes` (float64), so that no task reads a whole large file at once, and of a
+    multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking."""
+    try:
+        if path.lower().endswith(GRIB_SUFFIXES):
+            # indexpath "": no .idx file next to the input (input folders may be read-only)
+            ds = xr.open_dataset(path, engine="cfgrib", chunks=None, cache=False,
+                                 backend_kwargs={"indexpath": ""}, decode_timedelta=True)
+        else:
+            ds = xr.open_dataset(path, engine="netcdf4", chunks=None, cache=False, decode_timedelta=True)
+    except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
+        raise IngestError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    return time_chunked(normalise_layout(ds, path), time_multiple, time_chunk_bytes)
+
+
+def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
+    """Dask chunks along time of about `time_chunk_bytes` (float64 fields of the whole grid)
+    and a multiple of `time_multiple` steps."""
+    cells = int(np.prod([ds.sizes[d] for d in ("latitude", "longitude", "level") if d in ds.dims]))
+    steps = max(1, int(time_chunk_bytes // (8 * cells)))
+    return ds.chunk({"time": max(time_multiple, steps - steps % time_multiple)})
+
+
+def _rename_dims(ds: xr.Dataset, where: str) -> xr.Dataset:
+    for canonical, names in _DIM_NAMES.items():
+        present = [n for n in names if n in ds.dims]
+        if canonical in ds.dims or not present:
+            continue
+        name = present[0]
+        if canonical in ds.variables:  # e.g. cfgrib's scalar `time` beside a `valid_time` dimension
+            ds = ds.drop_vars(canonical)
+        ds = ds.rename({name: canonical})
+    return ds
+
+
+def _stack_steps(ds: xr.Dataset) -> xr.Dataset:
+    """cfgrib puts accumulations on (time, step) with a 2-D valid_time; make one time axis of
+    the valid times that have data."""
+    if "step" not in ds.dims:
+        return ds
+    if ds.sizes["step"] == 1:
+        valid = ds["valid_time"].values.reshape(-1) if "valid_time" in ds.variables else None
+        ds = ds.isel(step=0)
+        if valid is not None and "time" in ds.dims:
+            ds = ds.assign_coords(time=("time", valid))
+        return ds
+    stacked = ds.stack(_valid=("time", "step"))
+    valid = stacked["valid_time"].values
+    stacked = stacked.drop_vars(["_valid", "time", "step", "valid_time"], errors="ignore")
+    stacked = stacked.assign_coords(_valid=valid).rename({"_valid": "time"})
+    keep = ~pd.isna(valid)
+    return stacked.isel(time=np.flatnonzero(keep))
+
+
+def _merge_expver(ds: xr.Dataset, where: str) -> xr.Dataset:
+    """Old CDS files hold ERA5 (expver 1) and ERA5T (expver 5) as two halves of one series,
+    each NaN where the other has data: take, at every point, the first non-missing value in
+    expver order (final ERA5 before the preliminary ERA5T)."""
+    if "expver" not in ds.dims:
+        return ds.drop_vars("expver", errors="ignore")  # new CDS: a label per time step
+    order = np.argsort([str(v) for v in ds.expver.values])
+    parts = [ds.isel(expver=int(i)).drop_vars("expver") for i in order]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.fillna(part)
+    label = ",".join(str(ds.expver.values[i]) for i in order)
+    for name in merged.data_vars:
+        if "expver" in ds[name].dims:
+            merged[name].attrs = dict(ds[name].attrs, expver_merged=label)
+    log.info("%s: merged the expver dimension (%s)", where, label)
+    return merged
+
+
+def normalise_layout(ds: xr.Dataset, where: str) -> xr.Dataset:
+    """Canonical dimension names, one time axis, expver merged, ensemble/number dropped, only
+    dimension coordinates kept, level in hPa."""
+    ds = _stack_steps(ds)
+    ds = _rename_dims(ds, where)
+    ds = _merge_expver(ds, where)
+    if "number" in ds.dims:
+        if ds.sizes["number"] != 1:
+            raise IngestError(f"{where}: has {ds.sizes['number']} ensemble members ('number'); "
+                              f"ingest one member at a time")
+        ds = ds.isel(number=0)
+    for dim in ("time", "latitude", "longitude"):
+        if dim not in ds.dims:
+            raise IngestError(f"{where}: no '{dim}' dimension (dims: {', '.join(map(str, ds.dims))})")
+    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+    if "level" in ds.dims and str(ds.level.attrs.get("units", "")).lower() == "pa":
+        ds = ds.assign_coords(level=ds.level / 100.0)  # CF `plev` is in Pa
+    return ds
+
+
+def variable(ds: xr.Dataset, name: str, where: str, source_name: str | None = None) -> xr.DataArray:
+    """Config variable `name` (e.g. ``t2m``, ``t@850``) from a canonical-layout dataset,
+    as (time, latitude, longitude), with the source's attributes."""
+    found = catalog.resolve(name, ds.data_vars, source_name)
+    if found is None:
+        tried = ", ".join(catalog.candidates(name, source_name))
+        raise IngestError(f"{where}: variable '{name}' not found (looked for {tried}; "
+                          f"source has: {', '.join(map(str, ds.data_vars))})")
+    da = ds[found]
+    _, level = catalog.parse_name(name)
+    if level is not None:
+        if "level" not in da.dims:
+            raise IngestError(f"{where}: variable '{name}' asks for level {level:g} but '{found}' has no "
+                              f"pressure levels (dims: {', '.join(map(str, da.dims))})")
+        levels = np.asarray(da.level.values, dtype=float)
+        match = np.flatnonzero(np.isclose(levels, level))
+        if match.size == 0:
+            raise IngestError(f"{where}: variable '{name}': level {level:g} hPa not in the source "
+                              f"(levels: {', '.join(f'{v:g}' for v in levels)})")
+        da = da.isel(level=int(match[0]), drop=True)
+    elif "level" in da.dims:
+        if da.sizes["level"] != 1:
+            raise IngestError(f"{where}: variable '{name}' ('{found}') has {da.sizes['level']} pressure levels; "
+                              f"name one, e.g. '{name}@850'")
+        da = da.isel(level=0, drop=True)
+    extra = [d for d in da.dims if d not in ("time", "latitude", "longitude")]
+    if extra:
+        raise IngestError(f"{where}: variable '{name}' ('{found}') has unexpected dimension(s) "
+                          f"{', '.join(map(str, extra))}")
+    da = da.transpose("time", "latitude", "longitude")  # WeatherBench2 stores may be (time, lon, lat)
+    da.attrs = dict(da.attrs, source_name=found)
+    return da.rename(name)
+
+
+def open_files(files: list[str], variables: dict[str, dict], require_all: bool = True,
+               time_multiple: int = 8) -> xr.Dataset:
+    """NetCDF/GRIB files -> one dataset of the config's variables (named as in the config).
+
+    Variables may be spread over files (one file per variable, as the CDS often delivers) and
+    time over many files; every file must be on the same grid, and files holding the same
+    variables must not overlap in time. Errors name the file and variable at fault. With
+    require_all=False, variables absent from every file are not an error (used to check a
+    first file of many)."""
+    if not files:
+        raise IngestError("no input files")
+    by_name: dict[str, list[tuple[str, xr.DataArray]]] = {}
+    grid = None
+    for path in files:
+        ds = open_file(path, time_multiple)
+        # one orientation for all files (products differ: ERA5 north to south, CF south to north)
+        ds = ds.isel(latitude=np.argsort(-ds.latitude.values, kind="stable"),
+                     longitude=np.argsort(ds.longitude.values, kind="stable"))
+        if grid is None:
+            grid = (path, ds.latitude.values, ds.longitude.values)
+        else:
+            _check_same_grid(path, ds, *grid)
+            # equal within 1e-6 deg: take the first file's values (float32 vs float64 coordinates)
+            ds = ds.assign_coords(latitude=grid[1], longitude=grid[2])
+        present = [n for n, o in variables.items() if catalog.resolve(n, ds.data_vars, o.get("source_name"))]
+        if not present and (len(files) > 1 or not require_all):
+            raise IngestError(f"{path}: none of the variables {', '.join(variables)} "
+                              f"(file has: {', '.join(map(str, ds.data_vars))})")
+        if present:
+            check_time(pd.DatetimeIndex(ds.time.values), path)
+        for name in present:
+            by_name.setdefault(name, []).append((path, variable(ds, name, path, variables[name].get("source_name"))))
+    missing = [n for n in variables if n not in by_name]
+    if missing and require_all:
+        if len(files) == 1:
+            variable(open_file(files[0]), missing[0], files[0], variables[missing[0]].get("source_name"))
+        raise IngestError(f"variable '{missing[0]}' not found in {files[0]} or the {len(files) - 1} "
+                          f"other input file(s)")
+    arrays = {}
+    for name, parts in by_name.items():
+        parts.sort(key=lambda p: p[1].time.values[0])
+        for (path_a, a), (path_b, b) in zip(parts, parts[1:]):
+            if b.time.values[0] <= a.time.values[-1]:
+                raise IngestError(f"{path_b}: variable '{name}' overlaps in time with {path_a} "
+                                  f"(duplicated times from {pd.Timestamp(b.time.values[0])})")
+        arrays[name] = xr.concat([p[1] for p in parts], dim="time") if len(parts) > 1 else parts[0][1]
+    try:
+        return xr.merge(list(arrays.values()), join="exact", combine_attrs="drop_conflicts")
+    except ValueError:
+        spans = {n: f"{pd.Timestamp(a.time.values[0])}..{pd.Timestamp(a.time.values[-1])} ({a.sizes['time']} steps)"
+                 for n, a in arrays.items()}
+        raise IngestError(f"{files[0]} and the other {len(files) - 1} file(s): the variables cover different times: "
+                          + "; ".join(f"{n} {s}" for n, s in spans.items())) from None
+
+
+def _check_same_grid(path: str, ds: xr.Dataset, first: str, lat: np.ndarray, lon: np.ndarray) -> None:
+    for dim, ref in (("latitude", lat), ("longitude", lon)):
+        values = ds[dim].values
+        if values.shape != ref.shape:
+            raise IngestError(f"{path}: grid differs from {first} ({values.size} {dim} values vs {ref.size})")
+        if not np.allclose(values, ref, rtol=0, atol=1e-6):
+            i = int(np.flatnonzero(~np.isclose(values, ref, rtol=0, atol=1e-6))[0])
+            raise IngestError(f"{path}: grid differs from {first} ({dim} {values[i]:g} vs {ref[i]:g})")
+
+
+def open_source(sources: list[str], variables: dict[str, dict], storage_options: dict | None = None,
+                require_all: bool = True, time_multiple: int = 8, time_range: tuple | None = None) -> xr.Dataset:
+    """The config's variables from files or one zarr store, lazily, in the canonical layout.
+    For a store, only `time_range` (first, last) is kept before any dask array is made."""
+    if len(sources) == 1 and is_zarr(sources[0]):
+        ds = open_zarr(sources[0], storage_options)
+        check_time(pd.DatetimeIndex(ds.time.values), sources[0])
+        if time_range is not None:
+            ds = ds.sel(time=slice(*time_range))
+            if ds.sizes["time"] == 0:
+                raise IngestError(f"{sources[0]}: no time between {time_range[0]} and {time_range[1]}")
+        arrays = [variable(ds, name, sources[0], opts.get("source_name")) for name, opts in variables.items()]
+        return time_chunked(xr.merge(arrays, combine_attrs="drop_conflicts"), time_multiple)
+    return open_files(sources, variables, require_all=require_all, time_multiple=time_multiple)
+
+
+def check_time(time: pd.DatetimeIndex, where: str) -> None:
+    """Time must be strictly increasing: name the first duplicate or step backwards."""
+    steps = np.diff(time.asi8)
+    if (steps == 0).any():
+        i = int(np.flatnonzero(steps == 0)[0])
+        raise IngestError(f"{where}: duplicated time {time[i + 1]}")
+    if (steps < 0).any():
+        i = int(np.flatnonzero(steps < 0)[0])
+        raise IngestError(f"{where}: time is not increasing ({time[i]} is followed by {time[i + 1]})")

@@ -1,0 +1,149 @@
+"""Extremes of sequences and of the test data: GEV and empirical return levels of block maxima
+with whole-block bootstrap intervals (the data, the forecast models' free-running sequences,
+the true process), the data's own tail quantiles, and per-grid-point quantile maps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..data.store import grid_mask, load_stats, test_fields
+from ..runtime import derived_seed
+from . import gev
+from .bootstrap import SortedUnits, block_indices
+from .tables import COLUMNS
+from .tails import tail_probabilities
+
+log = logging.getLogger(__name__)
+
+
+def return_period_name(period: float) -> str:
+    return f"return_level_{period:g}"
+
+def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarray | None,
+                        stride: int = 1) -> np.ndarray:
+    """Block maxima of the real grid cells (every `stride`-th in each direction), (blocks, cells):
+    each sequence (time, lat, lon) is cut into blocks of `block` steps; the cells of one block
+    stay together in a row, so that a bootstrap over rows keeps their spatial dependence."""
+    rows = []
+    for series in sequences:
+        maxima = gev.block_maxima(series, block)[:, ::stride, ::stride]  # (blocks, lat, lon)
+        keep = mask[::stride, ::stride] if mask is not None else None
+        rows.append(maxima[:, keep] if keep is not None else maxima.reshape(len(maxima), -1))
+    return np.concatenate(rows)
+
+def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.ndarray]], stats: dict,
+                      rng: np.random.Generator) -> list[dict]:
+    """GEV return levels (periods in blocks) of the pooled per-cell block maxima, with percentile
+    bootstrap intervals over whole blocks. Pooling cells assumes their maxima share one
+    distribution (true for the homogeneous synthetic default; the quantile maps show where a
+    real region is not homogeneous)."""
+    opts = config["evaluation"]
+    periods = np.asarray(opts["return_periods"], dtype=float)
+    mask = grid_mask(stats)
+    alpha = (1 - opts["confidence"]) / 2
+    rows = []
+    for name, series in sequences.items():
+        maxima = pooled_block_maxima(series, opts["block_steps"], mask, opts["gev_cell_stride"])
+        fit = gev.return_levels_with_ci(maxima, periods, opts["gev_bootstrap"], opts["confidence"], rng,
+                                             rows=True, lower_bound=stats["variables"][name]["lower_bound"])
+        c = fit["params"][0]
+        log.info("%s / %s: GEV on %d blocks x %d cells, shape xi = %.3f, return levels %s", source, name,
+                 maxima.shape[0], maxima.shape[1], -c, np.round(fit["level"], 4))
+        rows.append({"model": source, "variable": name, "metric": "gev_shape_xi", "value": -c,
+                     "ci_low": np.nan, "ci_high": np.nan})
+        if fit["atom"] > 0:  # e.g. blocks without rain: their maxima sit at the lower bound
+            rows.append({"model": source, "variable": name, "metric": "block_maxima_at_bound", "value": fit["atom"],
+                         "ci_low": np.nan, "ci_high": np.nan})
+        levels, intervals = fit["level"], (fit["ci_low"], fit["ci_high"])
+        for period, level, low, high in zip(periods, levels, intervals[0], intervals[1]):
+            rows.append({"model": source, "variable": name, "metric": return_period_name(period), "value": level,
+                         "ci_low": low, "ci_high": high})
+        # The same levels without the GEV: empirical quantiles of the pooled maxima, with the same
+        # whole-block bootstrap. From a long simulation of the true process they are the true
+        # return levels, free of the GEV's model error; within the range of the data they show
+        # how far the three-parameter fit is from the maxima it was fitted to.
+        def empirical(table: np.ndarray) -> np.ndarray:
+            return np.quantile(table[np.isfinite(table)], 1 - 1 / periods, method="inverted_cdf")
+
+        draws = [empirical(maxima[rng.integers(0, len(maxima), len(maxima))]) for _ in range(opts["gev_bootstrap"])]
+        low, high = (np.quantile(draws, [alpha, 1 - alpha], axis=0) if draws else np.full((2, len(periods)), np.nan))
+        for period, level, lo, hi in zip(periods, empirical(maxima), low, high):
+            rows.append({"model": source, "variable": name, "metric": f"empirical_{return_period_name(period)}",
+                         "value": level, "ci_low": lo, "ci_high": hi})
+    return rows
+
+def sequence_fields(path: str | Path, variables: list[str]) -> dict[str, list[np.ndarray]]:
+    """The sequences of a (chain, step, lat, lon) store, as a list of (step, lat, lon) per variable."""
+    ds = xr.open_zarr(path)
+    return {v: list(ds[v].values.astype(np.float64)) for v in variables}
+
+def data_quantile_name(p: float) -> str:
+    return f"quantile_{p:g}"
+
+def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, rng: np.random.Generator) -> list[dict]:
+    """The test data's own tail quantiles with moving-block bootstrap intervals: the estimates
+    that the true quantiles (known for the synthetic data) should lie within."""
+    opts = config["evaluation"]
+    mask = grid_mask(stats)
+    alpha = (1 - opts["confidence"]) / 2
+    rows = []
+    for name in stats["channels"]:
+        fields = data[name][:, mask] if mask is not None else data[name]
+        probs = tail_probabilities(opts["quantiles"], stats["variables"][name]["tails"])
+        units = SortedUnits(fields)
+        value = units.quantiles(units.cumulative(), probs)
+        draws = [units.quantiles(units.cumulative(np.bincount(block_indices(units.units, opts["block_length"], rng),
+                                                              minlength=units.units)), probs)
+                 for _ in range(opts["bootstrap"])]
+        low, high = (np.quantile(draws, [alpha, 1 - alpha], axis=0) if draws
+                     else np.full((2, len(probs)), np.nan))
+        rows += [{"model": "data", "variable": name, "metric": data_quantile_name(p), "value": v, "ci_low": lo,
+                  "ci_high": hi} for p, v, lo, hi in zip(probs, value, low, high)]
+    return rows
+
+def extremes_table(config: dict, source: str, store: str | Path, stats_path: str | Path,
+                   sequences: str | Path | None = None) -> pd.DataFrame:
+    """Return levels of one source in the tidy layout: source "data" = the test split (with its
+    tail quantiles), else the (chain, step, lat, lon) store `sequences` (a forecast model's
+    free-running sequences, or the true process)."""
+    stats = load_stats(stats_path)
+    rng = np.random.default_rng(derived_seed(config["seed"], "extremes", source))
+    if source == "data":
+        data = test_fields(store)
+        rows = data_quantile_rows(config, data, stats, rng)
+        series = {v: [data[v]] for v in stats["channels"]}
+    else:
+        rows, series = [], sequence_fields(sequences, stats["channels"])
+    rows += return_level_rows(config, source, series, stats, rng)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
+                  sequences: dict[str, str | Path]) -> xr.Dataset:
+    """Per-grid-point `map_quantile` of the test data and of every ensemble (over members) and
+    sequence source (over all steps), with each source's bias against the data."""
+    stats = load_stats(stats_path)
+    q = config["evaluation"]["map_quantile"]
+    data = test_fields(store)
+    sources = {"data": {v: data[v] for v in stats["channels"]}}
+    for name, path in ensembles.items():
+        ds = xr.open_zarr(path)
+        sources[name] = {v: ds[v].values.astype(np.float64) for v in stats["channels"]}
+    for name, path in sequences.items():
+        ds = xr.open_zarr(path)
+        sources[f"{name} (sequences)" if name in ensembles else name] = {
+            v: ds[v].values.astype(np.float64).reshape(-1, *ds[v].shape[-2:]) for v in stats["channels"]}
+    names = list(sources)
+    out = {}
+    for v in stats["channels"]:
+        maps = np.stack([np.quantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
+        units = {"units": stats["variables"][v]["units"]}
+        out[f"{v}_quantile"] = (("source", "latitude", "longitude"), maps, units)
+        out[f"{v}_bias"] = (("source", "latitude", "longitude"), maps - maps[0], units)
+    return xr.Dataset(out, coords={"source": names, "latitude": stats["grid"]["latitude"],
+                                   "longitude": stats["grid"]["longitude"]},
+                      attrs={"quantile": q, "description": "per-grid-point quantile; bias = source - data"})

@@ -1,0 +1,123 @@
+"""Verification of ensemble forecasts against the test split: skill, calibration and extremes.
+
+Per variable and lead time, over the forecast start times:
+
+- CRPS (and the fair CRPS, unbiased for small ensembles), latitude-weighted on a lat/lon grid;
+- the spread/skill ratio with the finite-ensemble correction (1 = calibrated);
+- Brier scores for exceeding the test data's high quantiles (the upper tail);
+- rank histograms (counts in a separate file) and their distance from flat.
+
+Intervals are percentile bootstrap intervals over start times: the scores of one start time
+are averaged over the grid first, so the grid's spatial correlation is respected.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..data.store import load_split_times, load_stats, test_fields
+from ..runtime import derived_seed
+from . import scores
+
+log = logging.getLogger(__name__)
+
+RANK_COLUMNS = ["model", "variable", "lead", "rank", "count"]
+
+
+def latitude_weights(stats: dict, latitude_weighting: bool) -> np.ndarray:
+    """(lat,) weights: cos(latitude), normalised to mean 1, or all ones."""
+    lat = np.asarray(stats["grid"]["latitude"])
+    return scores.latitude_weights(lat) if latitude_weighting else np.ones(len(lat))
+
+
+def per_start(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted grid mean of each start time's field of point scores (start, lat, lon) -> (start,);
+    NaN cells (masked) carry no weight."""
+    return np.array([scores.weighted_mean(v, weights) for v in values])
+
+
+def brier_name(p: float) -> str:
+    return f"brier_p{f'{p:g}'.split('.')[1]}"
+
+
+def lead_statistics(obs: np.ndarray, ens: np.ndarray, weights: np.ndarray, thresholds: dict[str, float]) -> dict:
+    """Per-start components of every score for one variable and lead: obs (start, lat, lon),
+    ens (start, lat, lon, member). Ratios are formed after averaging (see `summarise`)."""
+    variance, squared_error = scores.variance_and_squared_error(obs, ens)
+    out = {
+        "crps": per_start(scores.crps_ensemble(obs, ens), weights),
+        "fair_crps": per_start(scores.crps_ensemble(obs, ens, fair=True), weights),
+        "variance": per_start(variance, weights),
+        "squared_error": per_start(squared_error, weights),
+    }
+    for name, threshold in thresholds.items():
+        out[name] = per_start(scores.brier_points(obs, ens, threshold), weights)
+    out["members"] = ens.shape[-1]
+    return out
+
+
+def summarise(components: dict, counts: np.ndarray | None = None) -> dict[str, float]:
+    """The scores from per-start components, with start times weighted by `counts` (a bootstrap
+    resample; None = each once)."""
+    n = len(components["crps"])
+    c = np.ones(n) if counts is None else counts
+    mean = {k: float(np.sum(v * c) / c.sum()) for k, v in components.items() if isinstance(v, np.ndarray)}
+    m = components["members"]
+    out = {k: v for k, v in mean.items() if k not in ("variance", "squared_error")}
+    out["spread_skill"] = scores.spread_skill_ratio(mean["variance"], mean["squared_error"], m)
+    out["rmse"] = float(np.sqrt(mean["squared_error"]))
+    out["spread"] = float(np.sqrt(mean["variance"]))
+    return out
+
+
+def rank_flatness(counts: np.ndarray) -> float:
+    """Total-variation distance of a rank histogram from flat: 0 = flat, towards 1 = every
+    observation in one bin."""
+    f = counts / counts.sum()
+    return float(0.5 * np.abs(f - 1 / len(f)).sum())
+
+
+def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Path,
+           stats_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows (model, variable, metric, lead, value, ci_low, ci_high) and rank-histogram counts."""
+    opts = config["evaluation"]
+    stats = load_stats(stats_path)
+    ds = xr.open_zarr(forecasts_path)
+    data = test_fields(store)
+    times = load_split_times(store, "test")
+    position = {t: i for i, t in enumerate(times.values)}
+    weights = latitude_weights(stats, opts["latitude_weighting"])
+    rng = np.random.default_rng(derived_seed(config["seed"], "verify", model))
+    n_starts = ds.sizes["init_time"]
+    resamples = [np.bincount(rng.integers(0, n_starts, n_starts), minlength=n_starts)
+                 for _ in range(opts["bootstrap"])]
+    alpha = (1 - opts["confidence"]) / 2
+    rows, ranks = [], []
+    for name in stats["channels"]:
+        pooled = data[name][np.isfinite(data[name])]
+        thresholds = {brier_name(p): float(np.quantile(pooled, p)) for p in opts["brier_probabilities"]}
+        for lead in ds.lead.values:
+            valid = ds.valid_time.sel(lead=lead).values
+            obs = data[name][[position[t] for t in valid]]  # (start, lat, lon)
+            ens = np.moveaxis(ds[name].sel(lead=lead).values.astype(np.float64), 1, -1)  # (start, lat, lon, M)
+            components = lead_statistics(obs, ens, weights, thresholds)
+            point = summarise(components)
+            boot = [summarise(components, c) for c in resamples]
+            hist = scores.rank_histogram(obs, ens, rng)
+            point["rank_flatness"] = rank_flatness(hist)
+            ranks += [{"model": model, "variable": name, "lead": int(lead), "rank": r, "count": int(k)}
+                      for r, k in enumerate(hist)]
+            for metric, value in point.items():
+                low = high = np.nan
+                if boot and metric in boot[0]:
+                    low, high = np.quantile([b[metric] for b in boot], [alpha, 1 - alpha])
+                rows.append({"model": model, "variable": name, "metric": metric, "lead": int(lead),
+                             "value": value, "ci_low": low, "ci_high": high})
+            log.info("%s / %s, lead %d: CRPS %.4g, spread/skill %.3f", model, name, lead, point["crps"],
+                     point["spread_skill"])
+    return pd.DataFrame(rows), pd.DataFrame(ranks, columns=RANK_COLUMNS)

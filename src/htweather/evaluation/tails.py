@@ -1,0 +1,161 @@
+"""Do an ensemble's tails match the data's? Tail and distribution metrics of generated values
+`gen` against reference values `data` (flattened samples), and the `evaluate` step: one
+ensemble against the test split -> tidy rows (model, variable, metric, value, ci_low, ci_high).
+
+Definitions follow ../shared/REFERENCE.md section 6. Conventions this module fixes:
+
+- kurtosis is Pearson's (normal = 3), so the kurtosis ratio has a denominator >= 1 even for
+  light-tailed variables; skewness is the usual moment ratio (scipy.stats.skew).
+- ``tails="upper"`` looks at the upper tail only (positive variables such as precipitation),
+  ``tails="both"`` at both tails (symmetric variables): `tail_ks` is then the larger of the two
+  tails' statistics and the exceedance ratio pools the two tails' mass.
+- A generated set with no value beyond the tail threshold has `tail_ks` = 1, the largest
+  possible KS distance: it has no tail at all.
+- Quantiles are inverted-CDF quantiles (the smallest sample value whose empirical CDF reaches
+  p): no interpolation between the sparse values of a far tail.
+
+Intervals (see `bootstrap`) come from resampling generated members whole and the test split in
+blocks of consecutive time steps, which respects the data's dependence.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from ..data.store import grid_mask, load_stats, test_fields
+from ..runtime import derived_seed
+from .bootstrap import SortedUnits, bootstrap_intervals
+from .scores import crps_climatology
+from .tables import COLUMNS
+
+log = logging.getLogger(__name__)
+
+EXCEEDANCE = {"exceedance_ratio_p99": 0.99, "exceedance_ratio_p999": 0.999}
+
+
+def _quantile(x: np.ndarray, q):
+    return np.quantile(x, q, method="inverted_cdf")
+
+def kurtosis_ratio(gen: np.ndarray, data: np.ndarray) -> float:
+    """|K_gen - K_data| / K_data with K the (Pearson) kurtosis."""
+    k_gen = stats.kurtosis(gen, fisher=False)
+    k_data = stats.kurtosis(data, fisher=False)
+    return float(abs(k_gen - k_data) / k_data)
+
+def skewness_ratio(gen: np.ndarray, data: np.ndarray) -> float:
+    """|S_gen - S_data| / |S_data|; ill-conditioned for symmetric variables (S_data ~ 0)."""
+    s_gen, s_data = stats.skew(gen), stats.skew(data)
+    return float(abs(s_gen - s_data) / abs(s_data))
+
+def ks(gen: np.ndarray, data: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic over the whole distribution."""
+    return float(stats.ks_2samp(gen, data).statistic)
+
+def _tail_ks_one_side(gen_tail: np.ndarray, data_tail: np.ndarray) -> float:
+    if gen_tail.size == 0:
+        return 1.0
+    return float(stats.ks_2samp(gen_tail, data_tail).statistic)
+
+def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "upper") -> dict[str, float]:
+    """KS statistic between the values beyond the data's p-quantile (and, for two tails, below
+    its (1-p)-quantile) in the generated set and in the data: the SHAPE of the tail.
+
+    Returns {"tail_ks": ...} and, for two tails, also "tail_ks_upper" and "tail_ks_lower"."""
+    hi = _quantile(data, p)
+    upper = _tail_ks_one_side(gen[gen > hi], data[data > hi])
+    if tails == "upper":
+        return {"tail_ks": upper}
+    lo = _quantile(data, 1 - p)
+    lower = _tail_ks_one_side(gen[gen < lo], data[data < lo])
+    return {"tail_ks": max(upper, lower), "tail_ks_upper": upper, "tail_ks_lower": lower}
+
+def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "upper") -> float:
+    """P_gen(X > q_p) / (1 - p), q_p the data's p-quantile (the MASS in the tail; 1 is perfect).
+    Two tails: (P_gen(X > q_p) + P_gen(X < q_(1-p))) / (2 (1 - p))."""
+    upper = np.mean(gen > _quantile(data, p))
+    if tails == "upper":
+        return float(upper / (1 - p))
+    lower = np.mean(gen < _quantile(data, 1 - p))
+    return float((upper + lower) / (2 * (1 - p)))
+
+def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
+    """(Q_gen(q) - Q_data(q)) / |Q_data(q)|: signed, so its sign says over- or under-estimate."""
+    q_gen, q_data = _quantile(gen, q), _quantile(data, q)
+    return (q_gen - q_data) / np.abs(q_data)
+
+
+def quantile_metric_name(q: float) -> str:
+    return f"quantile_rel_error_{q:g}"
+
+def tail_probabilities(quantiles: list[float], tails: str) -> list[float]:
+    """The probabilities at which quantile errors are reported: the upper quantiles, plus
+    their mirror images (1 - q) for two-tailed variables."""
+    probs = list(quantiles)
+    if tails == "both":
+        probs += [round(1 - q, 10) for q in quantiles]
+    return probs
+
+def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float], tails: str,
+                     gen_counts=None, data_counts=None) -> dict[str, float]:
+    """Quantile errors and exceedance ratios (the statistics that get bootstrap intervals) of
+    one resample; counts None means the samples as they are."""
+    probs = tail_probabilities(quantiles, tails)
+    cg, cd = gen.cumulative(gen_counts), data.cumulative(data_counts)
+    q_data = data.quantiles(cd, probs)
+    q_gen = gen.quantiles(cg, probs)
+    out = {quantile_metric_name(q): float((g - d) / abs(d)) for q, g, d in zip(probs, q_gen, q_data)}
+    for name, p in EXCEEDANCE.items():
+        upper = gen.fraction_above(cg, data.quantiles(cd, [p])[0])
+        if tails == "upper":
+            out[name] = upper / (1 - p)
+        else:
+            lower = gen.fraction_below(cg, data.quantiles(cd, [1 - p])[0])
+            out[name] = (upper + lower) / (2 * (1 - p))
+    return out
+
+def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store: str | Path,
+                      stats_path: str | Path) -> pd.DataFrame:
+    """Every tail metric of one ensemble against the test split, with bootstrap intervals for
+    the quantile errors and exceedance ratios."""
+    opts = config["evaluation"]
+    stats = load_stats(stats_path)
+    data = test_fields(store)
+    ensemble = xr.open_zarr(ensemble_path)
+    rng = np.random.default_rng(derived_seed(config["seed"], "evaluate", model))
+    mask = grid_mask(stats)
+    rows = []
+    for name in stats["channels"]:
+        tails = stats["variables"][name]["tails"]
+        gen_fields = ensemble[name].values.astype(np.float64)
+        data_fields = data[name]
+        if mask is not None:  # real cells only: (members or times, cells)
+            gen_fields, data_fields = gen_fields[:, mask], data_fields[:, mask]
+        g, d = gen_fields.ravel(), data_fields.ravel()
+        log.info("%s / %s: %d generated vs %d test values (%s tails)", model, name, g.size, d.size, tails)
+
+        point = {
+            "kurtosis_ratio": kurtosis_ratio(g, d),
+            "skewness_ratio": skewness_ratio(g, d),
+            "ks": ks(g, d),
+            **tail_ks(g, d, opts["tail_probability"], tails),
+        }
+        gen_sorted, data_sorted = SortedUnits(gen_fields), SortedUnits(data_fields)
+
+        def statistic(gen_counts=None, data_counts=None, _tails=tails, _g=gen_sorted, _d=data_sorted):
+            return quantile_metrics(_g, _d, opts["quantiles"], _tails, gen_counts, data_counts)
+
+        point.update(statistic())
+        intervals = bootstrap_intervals(gen_sorted.units, data_sorted.units, statistic, opts["bootstrap"],
+                                        opts["block_length"], opts["confidence"], rng)
+        point["crps"] = crps_climatology(gen_fields, data_fields)
+        for metric, value in point.items():
+            low, high = intervals.get(metric, (np.nan, np.nan))
+            rows.append({"model": model, "variable": name, "metric": metric, "value": value,
+                         "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,135 @@
+"""Assemble a model from its config entry: network + noise + preconditioner + loss + sampler.
+
+Models differ only in their entry: `family` (edm | flow) and `nu` (EDM and Gaussian flow
+matching are the nu = inf case of the same code), `sigma_data` (one number, or per channel:
+PCP), `normalisation` (standard, or inc: inverse-CDF) and `condition_steps` (0: unconditional;
+h > 0: a forecast of the next state from the h previous ones).
+
+Settings that depend on the training data (`nu: auto`, `sigma_data: per_channel`, the INC
+table) are resolved once, by `resolve`, when training starts, and saved with the weights."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import nu_per_variable
+from . import input_maps, tail_index
+from .diffusion import (EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise,
+                        edm_heun_sampler, flow_sampler)
+from .diffusion.samplers import network_evaluations
+from .networks import UNet
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a trained model; saved next to its weights."""
+
+    name: str
+    family: str
+    nu: list[float]
+    sigma_data: float | list[float]
+    variables: list[str]
+    architecture: dict
+    condition_steps: int = 0
+    normalisation: str = "standard"
+
+    def to_dict(self) -> dict:
+        # inf is stored as a string so that checkpoints stay plain data
+        return {**self.__dict__, "nu": ["inf" if math.isinf(v) else v for v in self.nu]}
+
+    def nu_by_variable(self) -> dict:
+        """{variable: nu}, "inf" for Gaussian (plain data, e.g. for ensemble attributes)."""
+        return {v: ("inf" if math.isinf(nu) else nu) for v, nu in zip(self.variables, self.nu)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        return cls(**{**d, "nu": [math.inf if v == "inf" else float(v) for v in d["nu"]]})
+
+    @classmethod
+    def from_config(cls, config: dict, name: str) -> "ModelSpec":
+        """The spec as configured; `nu: auto` entries are NaN and `sigma_data: per_channel` is
+        None until `resolve` fills them in from the training data."""
+        entry = config["models"][name]
+        variables = list(config["data"]["variables"])
+        sigma_data = None if entry["sigma_data"] == "per_channel" else float(entry["sigma_data"])
+        return cls(name=name, family=entry["family"], nu=nu_per_variable(entry, variables),
+                   sigma_data=sigma_data, variables=variables, architecture=dict(config["architecture"]),
+                   condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"])
+
+
+def needs_training_data(spec: ModelSpec) -> bool:
+    """Whether `resolve` has settings to fit from the training fields."""
+    return spec.normalisation == "inc" or spec.sigma_data is None or any(math.isnan(v) for v in spec.nu)
+
+
+def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
+    """Fill in the data-dependent settings from the training fields (time, C, H, W, standardised).
+
+    Returns (spec, input_map or None, tail_indices): per variable whose nu was `auto`, the Hill
+    estimate and the value chosen (tail_index.choose_nu)."""
+    input_map = input_maps.InverseCDF.fit(fields, mask) if spec.normalisation == "inc" else None
+    model_fields = input_map.forward(fields) if input_map is not None else fields
+    nu, tail_indices = list(spec.nu), {}
+    for c, name in enumerate(spec.variables):
+        if math.isnan(nu[c]):
+            values = model_fields[:, c][:, mask] if mask is not None else model_fields[:, c]
+            tail_indices[name] = tail_index.choose_nu(values.ravel(), tails[name])
+            nu[c] = tail_indices[name]["nu"]
+    sigma_data = spec.sigma_data
+    if sigma_data is None:
+        sigma_data = input_maps.robust_sigma_data(model_fields, mask)
+    resolved = ModelSpec(**{**spec.__dict__, "nu": nu, "sigma_data": sigma_data})
+    return resolved, input_map, tail_indices
+
+
+def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
+    channels = len(spec.variables)
+    arch = spec.architecture
+    net = UNet(channels * (1 + spec.condition_steps), channels, base_channels=arch["base_channels"],
+               channel_mult=tuple(arch["channel_mult"]), num_blocks=arch["num_blocks"],
+               embedding_dim=arch["embedding_dim"], dropout=arch["dropout"])
+    noise = StudentTNoise(spec.nu, channels)
+    precond = EDMPrecond if spec.family == "edm" else FlowPrecond
+    return precond(net, noise, sigma_data=spec.sigma_data)
+
+
+def loss_fn(spec: ModelSpec, training: dict):
+    if spec.family == "edm":
+        return EDMLoss(P_mean=training["P_mean"], P_std=training["P_std"])
+    return FlowMatchingLoss()
+
+
+@torch.no_grad()
+def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tuple[int, int],
+             sampling: dict, device, cond: torch.Tensor | None = None) -> torch.Tensor:
+    """n fields (n, C, H, W) in the model's units, float64, from Student-t (or Gaussian) noise;
+    `cond` (n, C * condition_steps, H, W): the previous states, for a forecast."""
+    noise = model.noise.sample((n, len(spec.variables), *shape), device=device, dtype=torch.float64)
+    if spec.family == "edm":
+        opts = sampling["edm"]
+        return edm_heun_sampler(model, noise, num_steps=opts["steps"], sigma_min=opts["sigma_min"],
+                                sigma_max=opts["sigma_max"], rho=opts["rho"], cond=cond)
+    opts = sampling["flow"]
+    return flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond)
+
+
+def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
+    if spec.family == "edm":
+        return network_evaluations("edm", sampling["edm"]["steps"])
+    return network_evaluations("flow", sampling["flow"]["steps"], sampling["flow"]["solver"])
+
+
+def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, dict]:
+    """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
+    becomes an InverseCDF, or None)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    spec = ModelSpec.from_dict(ckpt["spec"])
+    model = build(spec).to(device)
+    model.load_state_dict(ckpt["ema"])
+    if ckpt.get("input_map") is not None:
+        ckpt["input_map"] = input_maps.InverseCDF.from_state(ckpt["input_map"])
+    return model.eval().requires_grad_(False), spec, ckpt

@@ -1,0 +1,98 @@
+"""Which figure comes from which result: the report's figures from the test data, the
+ensembles, the training logs and the metrics table (drawn by `plots`), and what they share with
+the page (the closed-form marginals, the ensembles' values, the models of a nu sweep)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..data import synthetic
+from ..data.store import load_stats, test_fields
+from . import plots
+
+
+def closed_form_marginals(config: dict, stats: dict) -> dict | None:
+    if config["data"]["source"] != "synthetic":
+        return None
+    spec = config["data"]["synthetic"]
+    return {v: synthetic.marginal(spec, v, stats["variables"][v]["units"]) for v in stats["channels"]}
+
+def load_ensembles(paths: dict[str, str | Path], variables: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for name, path in paths.items():
+        ds = xr.open_zarr(path)
+        out[name] = {v: ds[v].values.astype(np.float64) for v in variables}
+    return out
+
+def nu_sweep_points(config: dict, nu_values: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """The models of the nu sweep, with the nu each used per variable: the swept model, its sweep
+    copies and the Gaussian unconditional model(s) of its family (the nu = inf end)."""
+    sweep = config.get("nu_sweep")
+    if not sweep:
+        return {}
+    base = sweep["model"]
+    family = config["models"][base]["family"]
+    swept = [m for m in config["models"] if m == base or m.startswith(f"{base}_nu")]
+    gaussian = [m for m, e in config["models"].items()
+                if e["family"] == family and is_plain(e) and is_gaussian(e["nu"])]
+    return {m: {v: float(x) for v, x in nu_values[m].items()} for m in gaussian + swept if m in nu_values}
+
+def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
+    """{model: {variable: nu}} as each ensemble or forecast store records it (auto resolved)."""
+    out = {}
+    for model, path in paths.items():
+        attrs = xr.open_zarr(path).attrs
+        if "nu_by_variable" in attrs:
+            out[model] = json.loads(attrs["nu_by_variable"])
+    return out
+
+SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
+
+def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
+                 train_logs: dict[str, str | Path], out: dict[str, str | Path], metrics_csv: str | Path,
+                 ranks_csv: str | Path | None = None, maps_nc: str | Path | None = None,
+                 forecasts: dict[str, str | Path] | None = None) -> None:
+    """out: keys "histograms", "qq", "loss", "quantile_maps", "maps_<variable>" for each variable,
+    and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels"."""
+    stats = load_stats(stats_path)
+    frame = pd.read_csv(metrics_csv)
+    forecasts = forecasts or {}
+    variables = stats["variables"]
+    data = test_fields(store)
+    fields = load_ensembles(ensembles, stats["channels"])
+    truth = closed_form_marginals(config, stats)
+    plots.tail_histograms(data, fields, variables, out["histograms"], closed_form=truth)
+    plots.qq_plots(data, fields, variables, out["qq"], closed_form=truth)
+    families = {m: config["models"][m]["family"] for m in train_logs}
+    plots.loss_curves(train_logs, families, out["loss"])
+    lat, lon = np.array(stats["grid"]["latitude"]), np.array(stats["grid"]["longitude"])
+    for v in stats["channels"]:
+        plots.sample_maps(data, fields, v, variables[v], lat, lon, out[f"maps_{v}"],
+                          members=config["report"]["map_members"])
+    with xr.open_dataset(maps_nc) as maps:
+        plots.quantile_maps(maps.load(), variables, out["quantile_maps"])
+    if "nu_sweep" in out:
+        points = nu_sweep_points(config, nu_values(ensembles))
+        plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])
+    if forecasts:
+        forecasters = list(forecasts)
+        plots.forecast_skill(frame, forecasters, variables, out["forecast_skill"])
+        plots.rank_histograms(pd.read_csv(ranks_csv), forecasters, stats["channels"], out["rank_histograms"])
+        sources = forecasters + (["truth"] if "truth" in set(frame.model) else [])
+        plots.return_levels(frame, sources, variables, out["return_levels"])
+
+def is_gaussian(nu) -> bool:
+    """Gaussian noise for every variable as configured ("auto" counts as Student-t: it is
+    resolved per variable from the data)."""
+    values = nu.values() if isinstance(nu, dict) else [nu]
+    return all(v in ("inf", "infinity", "gaussian") if isinstance(v, str) else math.isinf(float(v)) for v in values)
+
+def is_plain(entry: dict) -> bool:
+    """An unconditional model with the standard data and preconditioning (no INC, PCP)."""
+    return entry["condition_steps"] == 0 and entry["normalisation"] == "standard" and entry["sigma_data"] == 1.0

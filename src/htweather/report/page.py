@@ -1,0 +1,245 @@
+"""The report: one self-contained HTML page (results/report.html), organised by the questions a
+scientist asks, with the figures embedded, the metrics tables (best model flagged), the
+Student-t against Gaussian comparison, checks against the truth where it is known, and the
+provenance."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+from scipy import stats as sstats
+
+from ..data import synthetic
+from ..data.store import load_stats, test_fields
+from ..evaluation.ranking import best_models, distance_from_perfect
+from ..runtime import atomic_path
+from . import plots
+from .figures import SWEEP_METRICS, closed_form_marginals, is_gaussian, is_plain, load_ensembles, nu_sweep_points
+
+TAIL_METRICS = ["tail_ks", "exceedance_ratio_p99", "exceedance_ratio_p999"]
+
+
+def _image(path: str | Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.4g}"
+    return f"{value:.2e}"
+
+def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = False) -> list[dict]:
+    """Rows (variable, metric[, lead]) with one cell per model, the best generative model flagged."""
+    if frame.empty:
+        return []
+    keys = ["variable", "metric"] + (["lead"] if by_lead else [])
+    best = {tuple(r[:-1]): r[-1] for r in best_models(frame, tuple(keys)).itertuples(index=False)}
+    rows = []
+    for key, group in frame.groupby(keys, sort=False):
+        variable, metric = key[0], key[1]
+        by_model = {r.model: r for r in group.itertuples()}
+        cells = []
+        for model in model_order:
+            r = by_model.get(model)
+            if r is None:
+                cells.append({"text": "", "ci": "", "best": False, "truth": model == "truth"})
+                continue
+            ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else ""
+            cells.append({"text": _fmt(r.value), "ci": ci, "best": best.get(key) == model,
+                          "truth": model == "truth"})
+        rows.append({"variable": variable, "metric": metric, "lead": key[2] if by_lead else "", "cells": cells})
+    return rows
+
+def heavy_vs_gaussian(frame: pd.DataFrame, config: dict) -> list[dict]:
+    """For each family, each Student-t model against the Gaussian model(s) of that family on the
+    tail metrics: which is closer to perfect, per variable."""
+    out = []
+    for family in ("edm", "flow"):
+        members = [m for m, e in config["models"].items() if e["family"] == family and is_plain(e)]
+        gaussian = [m for m in members if is_gaussian(config["models"][m]["nu"])]
+        heavy = [m for m in members if m not in gaussian]
+        for g in gaussian:
+            for h in heavy:
+                for variable in frame.variable.unique():
+                    sub = frame[frame.variable == variable]
+                    rows = []
+                    for metric in TAIL_METRICS + _quantile_metrics_in_order(sub.metric.unique()):
+                        value = {m: sub[(sub.model == m) & (sub.metric == metric)].value for m in (g, h, "truth")}
+                        if value[g].empty or value[h].empty:
+                            continue
+                        dg = distance_from_perfect(metric, float(value[g].iloc[0]))
+                        dh = distance_from_perfect(metric, float(value[h].iloc[0]))
+                        rows.append({"metric": metric, "gaussian": _fmt(float(value[g].iloc[0])),
+                                     "heavy": _fmt(float(value[h].iloc[0])),
+                                     "truth": _fmt(float(value["truth"].iloc[0])) if not value["truth"].empty else "",
+                                     "winner": h if dh < dg else (g if dg < dh else "tie")})
+                    wins = sum(r["winner"] == h for r in rows)
+                    out.append({"gaussian": g, "heavy": h, "variable": variable, "rows": rows,
+                                "summary": f"{h} closer to the data than {g} on {wins} of {len(rows)} tail metrics"})
+    return out
+
+def _quantile_metrics_in_order(names) -> list[str]:
+    """Upper-tail quantile errors outward (0.99, 0.999, ...), then lower-tail ones outward."""
+    quantile = [n for n in names if n.startswith("quantile_rel_error_")]
+    level = {n: float(n.rsplit("_", 1)[1]) for n in quantile}
+    upper = sorted((n for n in quantile if level[n] > 0.5), key=lambda n: level[n])
+    lower = sorted((n for n in quantile if level[n] < 0.5), key=lambda n: -level[n])
+    return upper + lower
+
+def describe(values: np.ndarray) -> dict:
+    v = plots.finite(values)
+    q = np.quantile(v, [0.99, 0.999, 0.9999])
+    return {"mean": v.mean(), "std": v.std(), "skewness": sstats.skew(v), "excess kurtosis": sstats.kurtosis(v),
+            "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": v.max()}
+
+def describe_closed_form(dist) -> dict:
+    if isinstance(dist, synthetic.ZeroInflatedGPD):
+        m = dist.moment_summary()
+        mean, std, skew, kurt = m["mean"], math.sqrt(m["var"]), m["skewness"], m["kurtosis"] - 3
+    else:
+        mean, var, skew, kurt = (float(x) for x in dist.stats(moments="mvsk"))
+        std = math.sqrt(var)
+    q = dist.ppf([0.99, 0.999, 0.9999])
+    return {"mean": mean, "std": std, "skewness": skew, "excess kurtosis": kurt,
+            "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": float("nan")}
+
+FORECAST_METRICS = ["crps", "fair_crps", "spread_skill", "rmse", "spread", "rank_flatness"]
+
+def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
+    """Synthetic data only: the data's estimates (tail quantiles, return levels) with their 95 %
+    intervals beside the true values (closed-form quantiles; return levels of the true process'
+    long simulation), and whether each interval covers the truth."""
+    if truth is None:
+        return []
+    rows = []
+    data = frame[frame.model == "data"]
+    for r in data.itertuples():
+        if r.metric.startswith("quantile_"):
+            p = float(r.metric.split("_")[1])
+            true, kind = float(truth[r.variable].ppf(p)), "closed form"
+        elif r.metric.startswith(("return_level_", "empirical_return_level_")):
+            period = r.metric.rsplit("_", 1)[1]
+            match = frame[(frame.model == "truth") & (frame.variable == r.variable)
+                          & (frame.metric == f"empirical_return_level_{period}")]
+            if match.empty:
+                continue
+            true, kind = float(match.value.iloc[0]), "true process, long simulation (empirical)"
+        else:
+            continue
+        covered = bool(r.ci_low <= true <= r.ci_high) if pd.notna(r.ci_low) else None
+        rows.append({"variable": r.variable, "statistic": r.metric, "estimate": _fmt(r.value),
+                     "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", "true": _fmt(true), "kind": kind,
+                     "covered": "yes" if covered else ("no" if covered is not None else "")})
+    return rows
+
+def _coverage_summary(checks: list[dict]) -> str:
+    """"n of m covered" per kind of statistic, for the caption."""
+    groups = {"tail quantiles": [c for c in checks if c["statistic"].startswith("quantile_")],
+              "GEV return levels": [c for c in checks if c["statistic"].startswith("return_level_")],
+              "empirical return levels": [c for c in checks if c["statistic"].startswith("empirical_")]}
+    parts = [f"{sum(c['covered'] == 'yes' for c in rows)} of {len(rows)} {name}"
+             for name, rows in groups.items() if rows]
+    return ("Covered: " + ", ".join(parts) + ".") if parts else ""
+
+def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
+    """What nu: auto chose: per model and variable, the Hill estimate, the Gaussian reference and nu."""
+    rows = []
+    for model, a in attrs.items():
+        for variable, t in json.loads(a.get("tail_index", "{}") or "{}").items():
+            rows.append({"model": model, "variable": variable, "alpha": _fmt(t["alpha"]),
+                         "alpha_gaussian": _fmt(t["alpha_gaussian"]), "k": t["k"], "n": t["n"],
+                         "heavy": "yes" if t["heavy"] else "no",
+                         "nu": "inf" if math.isinf(t["nu"]) else _fmt(t["nu"])})
+    return rows
+
+def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path], provenance_json: str | Path,
+           store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
+           train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None) -> None:
+    forecasts = forecasts or {}
+    frame = pd.read_csv(metrics_csv)
+    stats = load_stats(stats_path)
+    prov = json.loads(Path(provenance_json).read_text())
+    generators = [m for m in config["models"] if m not in forecasts]
+    model_order = generators + (["truth"] if "truth" in ensembles else [])
+    forecasters = list(forecasts)
+
+    data = test_fields(store)
+    fields = load_ensembles(ensembles, stats["channels"])
+    truth = closed_form_marginals(config, stats)
+    model_meta, attrs_by_model = {}, {}
+    for m, path in {**ensembles, **forecasts}.items():
+        ds = xr.open_zarr(path)
+        attrs = attrs_by_model[m] = dict(ds.attrs)
+        log = pd.read_csv(train_logs[m]) if m in train_logs else None
+        entry = config["models"].get(m, {})
+        nu = attrs.get("nu_by_variable")
+        model_meta[m] = {"family": attrs.get("family", ""),
+                         "nu": ", ".join(str(_fmt(x) if not isinstance(x, str) else x)
+                                         for x in json.loads(nu).values()) if nu else "",
+                         "variant": _variant(entry),
+                         "steps": attrs.get("training_steps", ""),
+                         "train_s": _fmt(float(log.elapsed_s.iloc[-1])) if log is not None else "",
+                         "final_val_loss": _fmt(float(log.val_loss.dropna().iloc[-1])) if log is not None else "",
+                         "nfe": attrs.get("network_evaluations_per_member",
+                                          attrs.get("network_evaluations_per_field", "")),
+                         "members": ds.sizes.get("member", ""),
+                         "sample_s": attrs.get("sampling_seconds", "")}
+    summaries = []
+    for v in stats["channels"]:
+        rows = [{"source": "data (test)", **describe(data[v])}]
+        if truth:
+            rows.append({"source": "true distribution (closed form)", **describe_closed_form(truth[v])})
+        rows += [{"source": m, **describe(fields[m][v])} for m in fields]
+        summaries.append({"variable": v, "units": stats["variables"][v]["units"],
+                          "rows": [{k: (_fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
+
+    unconditional = frame[frame.model.isin(model_order) & frame["lead"].isna()]
+    forecast_rows = frame[frame.model.isin(forecasters) & frame.metric.isin(
+        FORECAST_METRICS + [m for m in frame.metric.unique() if m.startswith("brier_")])]
+    level_sources = ["data"] + (["truth"] if "truth" in set(frame.model) else []) + forecasters
+    levels = frame[frame.metric.str.startswith(("return_level_", "empirical_return_level_", "gev_shape",
+                                                "block_maxima_at_bound")) & frame.model.isin(level_sources)]
+    sweep = nu_sweep_points(config, {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items()
+                                     if "nu_by_variable" in a})
+    sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
+
+    checks = truth_checks(frame, config, stats, truth)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    page = env.get_template("report.html.j2").render(
+        title="Heavy-tailed weather generation: report",
+        created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
+        config=config, stats=stats, models=model_order, forecasters=forecasters,
+        all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
+        table=metrics_table(unconditional, model_order), comparisons=heavy_vs_gaussian(unconditional, config),
+        forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
+        level_table=metrics_table(levels, level_sources), level_sources=level_sources,
+        truth_checks=checks, truth_summary=_coverage_summary(checks),
+        tail_index=tail_index_rows(attrs_by_model), sweep=sweep,
+        sweep_table=metrics_table(sweep_frame, list(sweep)),
+        summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
+        figure_keys=sorted(figures), prov=prov,
+        config_yaml=yaml.safe_dump(config, sort_keys=False),
+    )
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)
+
+def _variant(entry: dict) -> str:
+    """The entry's departures from a plain unconditional model, in words."""
+    parts = []
+    if entry.get("normalisation") == "inc":
+        parts.append("INC (inverse-CDF normalisation)")
+    if entry.get("sigma_data") == "per_channel":
+        parts.append("PCP (per-channel sigma_data)")
+    if entry.get("condition_steps"):
+        parts.append(f"forecast from {entry['condition_steps']} previous state(s)")
+    return ", ".join(parts)

@@ -1,0 +1,245 @@
+"""Training: AdamW with warm-up, EMA weights, periodic checkpoints, a loss log and progress.
+
+Writes, in the model's directory:
+- ``model.pt``: the EMA weights, the model's spec with its data-dependent settings resolved
+  (``nu: auto``, per-channel sigma_data), the INC table if any and the tail-index estimates
+  (what sampling needs);
+- ``train_log.csv``: step, mean training loss since the last row, learning rate, elapsed
+  seconds, and the validation loss at checkpoint steps;
+- ``checkpoint.pt``: the full training state (model, EMA, optimiser, scheduler, step, random
+  states, the log so far), rewritten atomically every ``checkpoint_every`` steps and when a
+  stop signal (SIGTERM, SIGUSR1) arrives. A rerun that finds one for the same model and
+  training settings resumes from it.
+
+The examples and the noise of step s are functions of (seed, s) alone, so a resumed run, a run
+with loader workers and a data-parallel run (see `distributed`) make the same updates.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data.store import load_mask, load_split, load_split_times, load_stats
+from ..data.windows import regular_windows
+from ..errors import ConfigError, HtweatherError
+from ..models import assemble
+from ..models.devices import autocast, set_threads
+from ..runtime import StopSignals, atomic_path, derived_seed, progress
+from . import checkpoints, distributed
+from .examples import Examples, SplitFields, StepBatches
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s", "val_loss"]
+VALIDATION_EXAMPLES = 256  # validated at every checkpoint, with fixed noise
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """EMA with the usual warm-up: the effective decay grows from 0.1 towards `decay`."""
+    beta = min(decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1 - beta)
+
+
+def masked_loss(loss_fn, weight: torch.Tensor | None):
+    """The per-element loss, weighted so that its mean is the mean over real cells only
+    (weight = mask / mean(mask)); masked cells (e.g. sea in a land-only product) carry no
+    signal and must not pull the network towards the fill value."""
+    if weight is None:
+        return loss_fn
+    return lambda model, x0, cond=None, draws=None: loss_fn(model, x0, cond, draws) * weight
+
+
+@torch.no_grad()
+def validation_loss(model, loss_fn, examples: Examples, device, seed: int, batch: int = 64,
+                    limit: int = VALIDATION_EXAMPLES) -> float:
+    """Loss on a fixed set of validation examples with fixed noise, so values are comparable
+    between checkpoints; the training random stream is left untouched."""
+    devices = [device] if device.type == "cuda" else []
+    positions = torch.arange(min(limit, len(examples)))
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        total, count = 0.0, 0
+        for start in range(0, len(positions), batch):
+            x0, cond = examples.batch(positions[start:start + batch], device)
+            with autocast(device):
+                total += float(loss_fn(model, x0, cond).float().sum())
+            count += x0.numel()
+    return total / count
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers outlive a stop signal sent to the whole job, so that training can finish
+    its step and write its checkpoint; they end with the training process."""
+    for signum in StopSignals.SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+class Interrupted(HtweatherError):
+    """Training stopped on a signal after writing its checkpoint."""
+
+
+def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
+          threads: int | None = None, processes: int = 1) -> Path:
+    """Train model `name` of `config` on the store; `processes` > 1: data-parallel in that many
+    processes (one per GPU; gloo on CPU), launched here with torchrun."""
+    world = processes if processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))
+    if config["training"]["batch_size"] % world:
+        raise ConfigError(f"training.batch_size: {config['training']['batch_size']} does not split evenly over "
+                          f"{world} data-parallel processes")
+    if processes > 1 and not distributed.under_torchrun():
+        return distributed.launch({"config": config, "name": name, "store": str(store), "stats_path": str(stats_path),
+                                   "out_dir": str(out_dir), "threads": threads}, processes)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    opts = config["training"]
+    spec = assemble.ModelSpec.from_config(config, name)
+    seed = derived_seed(config["seed"], "train", name)
+    group, device = distributed.join(opts["device"])
+    try:
+        set_threads(max(1, (threads or opts["threads"]) // group.world))
+        with StopSignals() as signals:
+            return _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals)
+    finally:
+        distributed.leave(group)
+
+
+def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals) -> Path:
+    torch.manual_seed(seed)
+    workers = opts["data_workers"]
+    mask = load_mask(store)
+    tails = {v: info["tails"] for v, info in load_stats(stats_path)["variables"].items()}
+    train_np = load_split(store, "train") if assemble.needs_training_data(spec) or workers == 0 else None
+    spec, input_map, tail_index = assemble.resolve(spec, train_np, mask, tails)
+    for variable, chosen in tail_index.items():
+        log.info("nu auto, %s: Hill tail index %.2f from the top %d of %d values (a Gaussian gives %.2f) "
+                 "-> nu = %s", variable, chosen["alpha"], chosen["k"], chosen["n"], chosen["alpha_gaussian"],
+                 chosen["nu"])
+    if input_map is not None:
+        log.info("inverse-CDF normalisation (INC) fitted on the training data")
+    if spec.sigma_data != 1.0:
+        log.info("sigma_data %s", spec.sigma_data)
+    where = f"models.{name}.condition_steps"
+    train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0, values=train_np),
+                         spec.condition_steps, where)
+    del train_np
+    # validation uses the split's first VALIDATION_EXAMPLES windows: read only the rows they need
+    windows = regular_windows(load_split_times(store, "validation"), before=spec.condition_steps, after=0)
+    rows = int(windows[min(VALIDATION_EXAMPLES, len(windows)) - 1]) + 1 if len(windows) else None
+    val_set = Examples(SplitFields(store, "validation", input_map, rows=rows), spec.condition_steps, where)
+    log.info("model %s: family %s, nu %s, %s; %d training examples on %s%s; data %s", name, spec.family, spec.nu,
+             f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",
+             len(train_set), device, f", {group.world} data-parallel processes" if group.distributed else "",
+             f"read from the store by {workers} loader processes" if workers else "held in memory")
+
+    weight = None
+    if mask is not None:
+        weight = torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
+        log.info("loss over the %d of %d real grid cells", int(mask.sum()), mask.size)
+
+    model = assemble.build(spec).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    objective = assemble.loss_fn(spec, opts)
+    loss_fn = masked_loss(objective, weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
+    warmup = max(1, opts["warmup_steps"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("U-Net with %.3f M parameters", n_params / 1e6)
+
+    # Resume only a checkpoint of this exact model and training setup (threads, device, worker
+    # and process counts change how, not what, it computes).
+    identity = {"spec": spec.to_dict(), "seed": seed,
+                "training": {k: v for k, v in opts.items() if k not in ("threads", "device", "data_workers", "compile")}}
+    checkpoint_path = out_dir / "checkpoint.pt"
+    log_path = out_dir / "train_log.csv"
+    start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device)
+
+    def write_log():
+        with atomic_path(log_path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write_checkpoint(done):
+        if group.main:
+            write_log()
+            checkpoints.save(checkpoint_path, model, ema, opt, sched, done, rows, identity)
+
+    if group.distributed:
+        model.net = DistributedDataParallel(model.net, device_ids=[device] if device.type == "cuda" else None)
+    if opts["compile"] and device.type == "cuda":  # after DDP, so the compiler sees its gradient buckets
+        model.net = torch.compile(model.net)
+        log.info("network compiled with torch.compile")
+    batches = torch.utils.data.DataLoader(
+        StepBatches(train_set, opts["batch_size"], seed, group), batch_size=None,
+        sampler=range(start_step, opts["steps"]), num_workers=workers, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        # spawned, not forked: a fork copies zarr's event-loop thread's locks mid-use and hangs
+        multiprocessing_context="spawn" if workers else None, worker_init_fn=_ignore_stop_signals)
+    shape = (opts["batch_size"], *val_set.read([0])[0].shape[1:])  # the global batch's (B, C, H, W)
+
+    t0 = time.perf_counter()
+    running, running_n = 0.0, 0
+    bar = progress(opts["steps"], f"train {name}", initial=start_step, enabled=group.main)
+    model.train()
+    for step, tensors in zip(range(start_step, opts["steps"]), batches):
+        x0 = tensors[0].to(device, non_blocking=True)
+        cond = tensors[1].to(device, non_blocking=True) if len(tensors) > 1 else None
+        # The noise of the whole global batch from a per-step seed; this rank keeps its share.
+        torch.manual_seed(derived_seed(seed, "noise", str(step)))
+        draws = tuple(d[batches.dataset.share] for d in objective.draw(model, shape, device))
+        torch.manual_seed(derived_seed(seed, "rank", str(step), str(group.rank)))  # dropout
+        with autocast(device):
+            loss = loss_fn(model, x0, cond, draws).float().mean()
+        mean_loss = distributed.mean_over_ranks(loss, group)  # every rank sees a non-finite loss together
+        if not torch.isfinite(mean_loss):
+            raise FloatingPointError(f"model {name}: training loss is {mean_loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        update_ema(ema, model, opts["ema_decay"], step)
+        running += mean_loss.item()
+        running_n += 1
+        bar.update(1)
+        done = step + 1
+        at_checkpoint = done % opts["checkpoint_every"] == 0 or done == opts["steps"]
+        stopping = distributed.any_rank(signals.received is not None, group, device)
+        if done % opts["log_every"] == 0 or at_checkpoint or stopping:
+            row = {"step": done, "loss": running / running_n, "lr": sched.get_last_lr()[0],
+                   "elapsed_s": round(time.perf_counter() - t0, 3), "val_loss": ""}
+            running, running_n = 0.0, 0
+            if at_checkpoint and group.main:
+                row["val_loss"] = validation_loss(ema, loss_fn, val_set, device, seed + 2)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_loss']:.4f}")
+            rows.append(row)
+        if at_checkpoint or stopping:
+            write_checkpoint(done)
+        if stopping and done < opts["steps"]:
+            distributed.barrier(group)  # no rank exits (and gets the group torn down) before the checkpoint is written
+            bar.close()
+            what = signal.Signals(signals.received).name if signals.received else "a signal on another rank"
+            raise Interrupted(f"model {name}: stopped by {what} at step {done} of {opts['steps']}; "
+                              f"checkpoint written to {checkpoint_path}, a rerun resumes from it")
+    bar.close()
+
+    model_path = out_dir / "model.pt"
+    if group.main:
+        write_log()
+        with atomic_path(model_path) as tmp:
+            torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": opts["steps"],
+                        "seed": seed, "parameters": n_params, "tail_index": tail_index,
+                        "input_map": input_map.state() if input_map is not None else None}, tmp)
+        log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
+    return model_path

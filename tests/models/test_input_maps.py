@@ -1,0 +1,67 @@
+"""Baselines that change the data or the preconditioning: EDM + INC and EDM + PCP."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from htweather.models.input_maps import InverseCDF, robust_sigma_data
+
+
+@pytest.fixture
+def fields():
+    """(time, channel, lat, lon): a Student-t(4) channel and a 60 % dry exponential channel."""
+    rng = np.random.default_rng(1)
+    heavy = rng.standard_t(4, size=(400, 6, 5))
+    rain = np.where(rng.uniform(size=(400, 6, 5)) < 0.6, 0.0, rng.exponential(size=(400, 6, 5)))
+    return np.stack([heavy, rain], axis=1)
+
+
+def test_inverse_cdf_gaussianises_the_training_data(fields):
+    inc = InverseCDF.fit(fields)
+    z = inc.forward(fields)
+    # the continuous channel becomes standard normal
+    assert stats.kstest(z[:, 0].ravel(), "norm").statistic < 0.01
+    # the dry atom goes to one score: the middle of its probability block, Phi^-1(p_dry / 2)
+    dry = fields[:, 1] == 0
+    p_dry = dry.mean()
+    np.testing.assert_allclose(z[:, 1][dry], stats.norm.ppf(p_dry / 2), atol=2e-3)
+    assert z[:, 1][~dry].min() > stats.norm.ppf(p_dry) - 1e-3
+
+
+def test_inverse_cdf_round_trip_and_cap_at_training_extremes(fields):
+    inc = InverseCDF.fit(fields)
+    back = inc.inverse(inc.forward(fields))
+    wet = fields[:, 1] > 0
+    np.testing.assert_allclose(back[:, 0], fields[:, 0], atol=2e-3 * np.ptp(fields[:, 0]))
+    np.testing.assert_allclose(back[:, 1][wet], fields[:, 1][wet], atol=2e-3 * np.ptp(fields[:, 1]))
+    assert np.all(back[:, 1][~wet] == 0)
+    # scores far beyond the training range map to the training extremes, never beyond
+    extreme = np.full((1, 2, 6, 5), 9.0)
+    np.testing.assert_array_equal(inc.inverse(extreme)[0, 0], fields[:, 0].max())
+    np.testing.assert_array_equal(inc.inverse(-extreme)[0, 1], 0.0)
+
+
+def test_inverse_cdf_state_round_trip_and_mask(fields):
+    mask = np.ones((6, 5), dtype=bool)
+    mask[0, :] = False
+    poisoned = fields.copy()
+    poisoned[:, :, 0, :] = 1e6  # masked cells must not enter the CDF
+    inc = InverseCDF.fit(poisoned, mask)
+    assert inc.table[0].max() < 1e3
+    again = InverseCDF.from_state(inc.state())
+    np.testing.assert_array_equal(again.forward(fields), inc.forward(fields))
+
+
+def test_robust_sigma_data_known_distributions():
+    rng = np.random.default_rng(2)
+    normal = rng.normal(0, 2.0, size=(2000, 1, 10, 10))
+    t4 = rng.standard_t(4, size=(2000, 1, 10, 10))
+    t4 = t4 / t4.std()  # standardised, as the store's fields are
+    dry = np.zeros((2000, 1, 10, 10))
+    sd = robust_sigma_data(np.concatenate([normal, t4, dry], axis=1))
+    # a normal's IQR / 1.349 is its standard deviation; a standardised t4's is
+    # 2 t4.ppf(0.75) / (1.349 std(t4)) with std(t4) = sqrt(2)
+    assert sd[0] == pytest.approx(2.0, rel=0.02)
+    assert sd[1] == pytest.approx(2 * stats.t(4).ppf(0.75) / 1.349 / np.sqrt(2), rel=0.03)
+    assert sd[1] < 1.0
+    assert sd[2] == 0.05  # a constant channel keeps the floor

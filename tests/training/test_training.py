@@ -1,0 +1,114 @@
+"""Training on a tiny store: outputs, checkpoints, resume, data-dependent settings, forecast models."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from htweather.generation import sample
+from htweather.models.assemble import load_model
+from htweather.training import train
+
+
+def test_training_writes_model_log_and_checkpoint(store, tmp_path):
+    cfg, root = store
+    model_path = train.train(cfg, "tflow", root / "store.zarr", root / "stats.json", tmp_path / "tedm")
+    ckpt = torch.load(model_path, weights_only=True)  # plain data only
+    assert ckpt["spec"]["family"] == "flow" and ckpt["spec"]["nu"] == ["inf", 5.0, 5.0]
+    with open(tmp_path / "tedm" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == train.LOG_COLUMNS
+    assert int(rows[-1]["step"]) == cfg["training"]["steps"]
+    val_steps = [int(r["step"]) for r in rows if r["val_loss"]]
+    assert val_steps == [10, 20]
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    state = torch.load(tmp_path / "tedm" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 20 and {"model", "ema", "optimizer", "scheduler", "rng_cpu"} <= set(state)
+
+
+def test_interrupted_training_resumes_to_identical_weights(store, tmp_path, monkeypatch):
+    cfg, root = store
+    train.train(cfg, "tflow", root / "store.zarr", root / "stats.json", tmp_path / "straight")
+    reference = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["ema"]
+
+    calls = {"n": 0}
+    real_update = train.update_ema
+
+    def crash_after_step_12(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt("simulated kill")
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(train, "update_ema", crash_after_step_12)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, "tflow", root / "store.zarr", root / "stats.json", tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    monkeypatch.setattr(train, "update_ema", real_update)
+    train.train(cfg, "tflow", root / "store.zarr", root / "stats.json", tmp_path / "resumed")  # resumes at step 10
+    resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["ema"]
+    for key in reference:
+        assert torch.equal(reference[key], resumed[key]), key
+
+
+def test_masked_loss_is_the_mean_over_real_cells():
+    """With a land-sea mask the training loss averages the real cells only: what the network
+    outputs over masked cells does not matter."""
+    mask = np.zeros((4, 5), dtype=bool)
+    mask[1:3, 1:4] = True
+    weight = torch.from_numpy(mask / mask.mean()).float()
+    per_element = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    loss = train.masked_loss(lambda model, x0, cond, draws: per_element, weight)(None, None).mean()
+    assert float(loss) == pytest.approx(float(per_element[:, :, torch.from_numpy(mask)].mean()), rel=1e-6)
+    assert train.masked_loss(len, None) is len
+
+
+def test_auto_nu_inc_and_pcp_are_resolved_and_saved(store, tmp_path):
+    """nu: auto, inverse-CDF normalisation and per-channel sigma_data are fitted on the training
+    data once, saved with the weights and used as saved when sampling."""
+    cfg, root = store
+    ckpt = torch.load(train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "tedm"),
+                      weights_only=True)
+    assert set(ckpt["tail_index"]) == {"t2m", "w", "tp"}
+    for variable, nu in zip(ckpt["spec"]["variables"], ckpt["spec"]["nu"]):
+        chosen = ckpt["tail_index"][variable]
+        assert nu == ("inf" if not chosen["heavy"] else chosen["nu"])
+    pcp = torch.load(train.train(cfg, "edm_pcp", root / "store.zarr", root / "stats.json", tmp_path / "pcp"),
+                     weights_only=True)
+    assert len(pcp["spec"]["sigma_data"]) == 3 and all(0 < s < 1.5 for s in pcp["spec"]["sigma_data"])
+    inc_path = train.train(cfg, "edm_inc", root / "store.zarr", root / "stats.json", tmp_path / "inc")
+    _, spec, inc = load_model(inc_path, torch.device("cpu"))
+    assert spec.normalisation == "inc" and inc["input_map"].table.shape[0] == 3
+    out = sample.sample(cfg, inc_path, root / "stats.json", tmp_path / "inc.zarr")
+    ds = xr.open_zarr(out)
+    stored = xr.open_zarr(root / "store.zarr")
+    train_tp = stored.tp.sel(time=stored.split == "train").values
+    # INC cannot leave the training range: that cap is the baseline's known weakness
+    assert float(ds.tp.max()) <= float(train_tp.max()) * (1 + 1e-5)
+
+
+def test_forecast_model_trains_on_consecutive_pairs_and_forecasts(store, tmp_path):
+    from htweather.generation import forecast
+
+    cfg, root = store
+    model_path = train.train(cfg, "fc_flow", root / "store.zarr", root / "stats.json", tmp_path / "fc")
+    with pytest.raises(ValueError, match="forecast model"):
+        sample.sample(cfg, model_path, root / "stats.json", tmp_path / "no.zarr")
+    forecast.forecast(cfg, model_path, root / "store.zarr", root / "stats.json", tmp_path / "f.zarr",
+                      tmp_path / "s.zarr")
+    fc, seq = xr.open_zarr(tmp_path / "f.zarr"), xr.open_zarr(tmp_path / "s.zarr")
+    opts = cfg["forecast"]
+    assert fc.tp.dims == ("init_time", "lead", "member", "latitude", "longitude")
+    assert (fc.sizes["init_time"], fc.sizes["lead"], fc.sizes["member"]) == (
+        opts["init_times"], opts["lead_steps"], opts["members"])
+    step = np.timedelta64(6, "h")
+    np.testing.assert_array_equal(fc.valid_time.values[:, 1] - fc.init_time.values, 2 * step)
+    assert seq.sizes["chain"] == opts["rollout_chains"] and seq.sizes["step"] == opts["rollout_steps"]
+    assert np.isfinite(fc.w.values).all() and float(fc.tp.min()) >= 0.0
+    # members differ (an ensemble), and the forecast is reproducible with the same seed
+    assert float(fc.t2m.std("member").mean()) > 0
+    forecast.forecast(cfg, model_path, root / "store.zarr", root / "stats.json", tmp_path / "f2.zarr",
+                      tmp_path / "s2.zarr")
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "f2.zarr").w.values, fc.w.values)

@@ -1,0 +1,242 @@
+"""The Snakemake workflow end to end on the tiny config, its errors, lint and the cluster profile."""
+
+import os
+import re
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from conftest import REPO, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def test_end_to_end_outputs(tiny_run):
+    results = tiny_run / "results"
+    metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
+    assert list(metrics.columns) == ["model", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
+    generators = {"edm", "tedm", "tflow", "edm_inc", "edm_pcp", "tedm_nu3"}
+    forecasters = {"fc_tedm", "fc_flow"}
+    assert set(metrics.model) == generators | forecasters | {"truth", "data"}
+    assert set(metrics.variable) == {"t2m", "w", "tp"}
+    unconditional = {"kurtosis_ratio", "skewness_ratio", "ks", "tail_ks", "exceedance_ratio_p99",
+                     "exceedance_ratio_p999", "quantile_rel_error_0.99", "quantile_rel_error_0.999",
+                     "quantile_rel_error_0.9999", "crps"}
+    forecast = {"crps", "fair_crps", "spread_skill", "rmse", "spread", "brier_p99", "brier_p999", "rank_flatness"}
+    levels = {"gev_shape_xi", "return_level_2", "return_level_10", "return_level_50"}
+    for (model, variable), group in metrics.groupby(["model", "variable"]):
+        if model in generators | {"truth"}:
+            assert unconditional <= set(group.metric), (model, variable)
+            assert group["lead"].isna().all()
+        if model in forecasters:
+            scored = group[group["lead"].notna()]
+            assert set(scored["lead"]) == {1, 2}
+            for lead, part in scored.groupby("lead"):
+                assert forecast <= set(part.metric), (model, variable, lead)
+        if model in forecasters | {"truth", "data"}:
+            assert levels <= set(group.metric), (model, variable)
+    assert metrics.value.notna().all()
+    with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio", "return_level",
+                                                     "empirical_return_level"))
+                      | (metrics["lead"].notna() & metrics.metric.isin(["crps", "fair_crps", "spread_skill"]))]
+    assert with_ci.ci_low.notna().all() and (with_ci.ci_low <= with_ci.ci_high).all()
+    ranks = pd.read_csv(results / "evaluation" / "rank_histograms.csv")
+    assert set(ranks.model) == forecasters and ranks["rank"].max() == 4  # 4 members: ranks 0..4
+    maps = xr.open_dataset(results / "evaluation" / "quantile_maps.nc")
+    assert {"data", "edm", "truth", "fc_tedm"} <= set(maps.source.values) and "tp_bias" in maps
+
+    html = (results / "report.html").read_text()
+    for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
+                    "Is the forecast skilful and calibrated?", "How does nu matter?",
+                    "What <code>nu: auto</code> chose",
+                    "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds"):
+        assert section in html, section
+    # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
+    assert html.count("data:image/png;base64,") == 4 + 3 + 4
+    assert 'class="best"' in html
+
+    ds = xr.open_zarr(results / "samples" / "tedm.zarr")
+    assert ds.tp.attrs["units"] == "mm" and ds.sizes["member"] == 8
+    for log in ("synthetic_data", "ingest", "train_tedm", "sample_tflow", "evaluate_truth", "forecast_fc_flow",
+                "verify_forecasts_fc_tedm", "truth_sequences", "return_levels_truth", "quantile_maps", "figures",
+                "report"):
+        assert (results / "logs" / f"{log}.log").exists(), log
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"), "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def _write_config(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text((REPO / "config" / "test.yaml").read_text() + text)
+    return path
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("\ntypo_key: 1\n", "unknown key 'typo_key'"),
+    ("\nmodels: {tedm: {family: edm, nu: 2}}\n", "models.tedm.nu: must be a number > 2"),
+])
+def test_config_errors_are_one_line_and_write_nothing(tmp_path, extra, message):
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(_write_config(tmp_path, extra)))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"htweather: config error: {lines[0].split('config error: ', 1)[1]}"]
+    assert message in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_nonexistent_input_path(tmp_path):
+    result = snakemake(tmp_path, "--cores", "1", "--config", "data={source: /no/such/dir/*.nc}")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "htweather: config error: data.source: no file matches '/no/such/dir/*.nc'"
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_variable_in_input_file(tmp_path):
+    import numpy as np
+
+    ds = xr.Dataset({"t2m": (("time", "latitude", "longitude"), np.zeros((4, 2, 2), "float32"))},
+                    coords={"time": pd.date_range("2000-01-01", periods=4), "latitude": [1.0, 0.0],
+                            "longitude": [0.0, 1.0]})
+    ds.to_netcdf(tmp_path / "only_t2m.nc")
+    cfg = tmp_path / "user.yaml"
+    cfg.write_text(f"data: {{source: {tmp_path / 'only_t2m.nc'}, variables: {{t2m: {{}}, swvl1: {{}}}}}}\n")
+    result = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg))
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"htweather: config error: {tmp_path / 'only_t2m.nc'}: variable 'swvl1' "
+                                     "not found (looked for swvl1; source has: t2m)")
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_has_no_missing_log_or_environment(tmp_path):
+    result = snakemake(tmp_path, "--lint")
+    text = (result.stdout + result.stderr).lower()
+    assert "no log directive" not in text and "log directive" not in text, text
+    assert "conda" not in text, text
+
+
+def test_cluster_profile_plans_the_whole_dag(tmp_path):
+    result = snakemake(tmp_path, "--profile", str(REPO / "cluster"), "-n", "--configfile",
+                       str(REPO / "config" / "test.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    for rule in ("synthetic_data", "ingest", "train", "sample", "sample_truth", "forecast", "truth_sequences",
+                 "evaluate", "verify_forecasts", "return_levels", "quantile_maps", "metrics_table", "figures",
+                 "provenance", "report", "all"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
+
+
+def test_masked_pressure_level_source_end_to_end(tmp_path):
+    """A land-only flux (sea NaN, lat/lon ascending, CF names) beside a pressure-level field in
+    the new CDS layout, through the whole workflow: the mask reaches training, samples,
+    evaluation and the report."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2001-01-01", periods=24 * 20, freq="h")
+    lat, lon = np.arange(50.0, 54.0, 0.5), np.arange(-2.0, 2.0, 0.5)
+    sea = np.zeros((lat.size, lon.size), bool)
+    sea[:3, :4] = True
+    flux = (np.maximum(rng.standard_normal((times.size, lat.size, lon.size)), 0) ** 3 * 1e-4).astype("float32")
+    flux[:, sea] = np.nan
+    xr.Dataset({"pr": (("time", "lat", "lon"), flux, {"units": "kg m-2 s-1"})},
+               coords={"time": times, "lat": lat, "lon": lon}).to_netcdf(tmp_path / "land_pr.nc")
+    t = (260 + 5 * rng.standard_normal((times.size, 2, lat.size, lon.size))).astype("float32")
+    xr.Dataset({"t": (("valid_time", "pressure_level", "latitude", "longitude"), t[:, :, ::-1], {"units": "K"})},
+               coords={"valid_time": times, "pressure_level": [500, 850], "latitude": lat[::-1],
+                       "longitude": lon, "expver": ("valid_time", ["0001"] * times.size)}
+               ).to_netcdf(tmp_path / "levels_t.nc")
+    cfg = tmp_path / "masked.yaml"
+    cfg.write_text((REPO / "config" / "test.yaml").read_text().split("data:")[0] + f"""
+data:
+  source: {tmp_path}/*.nc
+  variables:
+    pr: {{lower_bound: 0.0}}
+    t@850: {{}}
+  splits:
+    train: ["2001-01-01", "2001-01-12T23:00"]
+    validation: ["2001-01-13", "2001-01-15T23:00"]
+    test: ["2001-01-16", "2001-01-20T23:00"]
+architecture: {{base_channels: 8, channel_mult: [1, 2], embedding_dim: 16}}
+models:
+  edm: {{family: edm, nu: inf}}
+  tedm: {{family: edm, nu: {{pr: 5, t@850: inf}}}}
+  fc: {{family: edm, nu: auto, condition_steps: 1}}
+forecast: {{init_times: 2, members: 4, lead_steps: 2, rollout_chains: 1, rollout_steps: 56}}
+training: {{steps: 10, batch_size: 4, checkpoint_every: 10, log_every: 5, warmup_steps: 2}}
+sampling: {{members: 8, batch_size: 8, edm: {{steps: 4}}}}
+evaluation: {{bootstrap: 5, gev_bootstrap: 5}}
+report: {{map_members: 2}}
+""")
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert result.returncode == 0, result.stderr[-5000:]
+    results = tmp_path / "results"
+    store = xr.open_zarr(results / "data" / "store.zarr")
+    np.testing.assert_array_equal(store["mask"].values.astype(bool), ~sea[::-1])
+    sample = xr.open_zarr(results / "samples" / "tedm.zarr")
+    assert sample.pr.attrs["units"] == "mm h-1"
+    assert np.isnan(sample.pr.values[:, sea[::-1]]).all() and np.isfinite(sample.pr.values[:, ~sea[::-1]]).all()
+    assert np.isnan(sample["t@850"].values[:, sea[::-1]]).all()
+    metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
+    assert set(metrics.model) == {"edm", "tedm", "fc", "data"} and set(metrics.variable) == {"pr", "t@850"}
+    assert metrics.value.notna().all()
+    forecasts = xr.open_zarr(results / "forecasts" / "fc.zarr")
+    land = ~sea[::-1]
+    assert np.isnan(forecasts.pr.values[..., ~land]).all() and np.isfinite(forecasts.pr.values[..., land]).all()
+    sequences = xr.open_zarr(results / "sequences" / "fc.zarr")
+    assert np.isfinite(sequences["t@850"].values[..., ~sea[::-1]]).all()
+    assert "maps_t@850" in " ".join(p.name for p in (results / "figures").iterdir())
+    assert (results / "report.html").stat().st_size > 10_000
+
+
+def test_workflow_killed_during_training_resumes_to_identical_weights(tmp_path, tiny_config):
+    """kill -9 the whole workflow (Snakemake and the training job) once training has written
+    a checkpoint; `--unlock`, then rerun with `--rerun-incomplete`: training resumes from the
+    checkpoint and ends with exactly the weights of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    import yaml
+
+    from htweather.training import train
+    from htweather.config import load_config
+
+    # with loader workers: spawned workers re-import the rule's script, which must not rerun the job
+    longer = {"steps": 600, "batch_size": 4, "checkpoint_every": 100, "log_every": 50, "warmup_steps": 5,
+              "data_workers": 2}
+    extra = tmp_path / "longer.yaml"
+    extra.write_text(yaml.safe_dump({"training": longer}))
+    args = ["results/models/tedm/model.pt", "--cores", "1", "--configfile", str(REPO / "config" / "test.yaml"),
+            str(extra)]
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                            str(tmp_path / "run"), *args], start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    model_dir = tmp_path / "run" / "results" / "models" / "tedm"
+    deadline = time.time() + 300
+    while not (model_dir / "checkpoint.pt").exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (model_dir / "model.pt").exists(), "training finished before the kill: make it longer"
+
+    assert snakemake(tmp_path / "run", "--unlock", *args).returncode == 0
+    result = snakemake(tmp_path / "run", "--rerun-incomplete", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "run" / "results" / "logs" / "train_tedm.log").read_text()
+    resumed_at = re.search(r"resuming from \S+checkpoint\.pt at step (\d+)", log)
+    assert resumed_at and 100 <= int(resumed_at.group(1)) < 600, log[-2000:]
+
+    cfg = load_config({**yaml.safe_load((REPO / "config" / "test.yaml").read_text()), "training": longer})
+    data = tmp_path / "run" / "results" / "data"
+    straight = train.train(cfg, "tedm", data / "store.zarr", data / "stats.json", tmp_path / "straight")
+    reference = torch.load(straight, weights_only=True)["ema"]
+    resumed = torch.load(model_dir / "model.pt", weights_only=True)["ema"]
+    assert all(torch.equal(reference[k], resumed[k]) for k in reference)

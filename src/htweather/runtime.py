@@ -1,5 +1,5 @@
 """Run-time plumbing shared by the steps: seeds, atomic writes, progress, logging (no torch here,
-so data and evaluation steps run without it; see `devices` for the torch side)."""
+so data and evaluation steps run without it; see `models.devices` for the torch side)."""
 
 from __future__ import annotations
 

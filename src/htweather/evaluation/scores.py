@@ -1,4 +1,6 @@
-"""Ensemble forecast verification: CRPS, rank histograms, spread/skill, Brier score.
+"""Proper scores and calibration of ensembles: every CRPS of the pipeline (an ensemble forecast
+per point, one ensemble against many observations, the climatological CRPS of an unconditional
+ensemble), rank histograms, spread/skill, Brier score, and the area weights of the means.
 
 Pure numpy. Conventions:
 

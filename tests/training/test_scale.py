@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from htweather.training import train
+from htweather.training import distributed, train
 
 
 def weights(path):
@@ -66,8 +66,10 @@ except HtweatherError as error:
 """
 
 
-@pytest.mark.parametrize("signum,workers,processes", [(signal.SIGTERM, 0, 1), (signal.SIGUSR1, 2, 1),
-                                                      (signal.SIGUSR1, 0, 2)])
+@pytest.mark.parametrize("signum,workers,processes", [
+    (signal.SIGTERM, 0, 1), (signal.SIGUSR1, 2, 1),
+    pytest.param(signal.SIGUSR1, 0, 2, marks=pytest.mark.skipif(
+        not distributed.forwards_sigusr1(), reason="this torch's torchrun does not pass SIGUSR1 on to the ranks"))])
 def test_stop_signal_checkpoints_exits_and_resumes_identically(store, tmp_path, signum, workers,
                                                                processes):
     """The signal goes to the whole process group (loader workers, torchrun and its ranks

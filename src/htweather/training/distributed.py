@@ -89,6 +89,14 @@ def mean_over_ranks(value: torch.Tensor, group: Group) -> torch.Tensor:
     return value
 
 
+def forwards_sigusr1() -> bool:
+    """Whether this torch's torchrun can pass SIGUSR1 on to its ranks (`--signals-to-handle`,
+    which torch 2.9 lacks)."""
+    from torch.distributed.run import get_args_parser
+
+    return any("--signals-to-handle" in action.option_strings for action in get_args_parser()._actions)
+
+
 def launch(job: dict, processes: int) -> Path:
     """Run `train.train(**job)` in `processes` processes with torchrun; returns the model path."""
     out_dir = Path(job["out_dir"])
@@ -96,11 +104,18 @@ def launch(job: dict, processes: int) -> Path:
     job_file = out_dir / "launch.json"
     with atomic_path(job_file) as tmp:
         tmp.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in job.items()}))
-    # torchrun passes SLURM's stop signals (preemption: SIGTERM; `--signal=USR1@...`: SIGUSR1) on to
-    # the ranks and gives them time to write their checkpoint before it kills them
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-               f"--nproc-per-node={processes}", "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
-               f"--shutdown-timeout={SHUTDOWN_SECONDS}", "-m", "htweather.training.rank", str(job_file)]
+               f"--nproc-per-node={processes}"]
+    if forwards_sigusr1():
+        # torchrun passes SLURM's stop signals (preemption: SIGTERM; `--signal=USR1@...`: SIGUSR1) on
+        # to the ranks and gives them time to write their checkpoint before it kills them
+        command += ["--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
+                    f"--shutdown-timeout={SHUTDOWN_SECONDS}"]
+    else:
+        log.warning("torch %s: its torchrun passes SIGTERM on to the ranks but not SIGUSR1, so the warning "
+                    "before a SLURM time limit (--signal=USR1@...) ends training without a checkpoint; "
+                    "preemption (SIGTERM) still checkpoints", torch.__version__)
+    command += ["-m", "htweather.training.rank", str(job_file)]
     log.info("data-parallel training in %d processes: %s", processes, " ".join(command))
     sys.stdout.flush()
     sys.stderr.flush()

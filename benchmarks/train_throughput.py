@@ -45,6 +45,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--grid", type=int, default=32, help="grid points per side")
     parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument("--channel-mult", type=int, nargs="+", default=None,
+                        help="U-Net channel multipliers per level (default: the default config's)")
+    parser.add_argument("--num-blocks", type=int, default=None, help="residual blocks per level")
+    parser.add_argument("--days", type=int, default=None,
+                        help="length of the synthetic record (default: the default config's 6 years); "
+                             "large grids need a short one: 256 x 256 x 3 variables is 0.8 MB per step")
     parser.add_argument("--batch", type=int, default=32, help="global batch size")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
@@ -55,12 +61,27 @@ def main() -> None:
     from htweather.data import ingest, synthetic
     from htweather.config import load_config
 
+    import pandas as pd
     import torch
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="htweather-train-bench-"))
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["data"]["synthetic"].update(nlat=args.grid, nlon=args.grid)
     cfg["architecture"]["base_channels"] = args.base_channels
+    if args.channel_mult:
+        cfg["architecture"]["channel_mult"] = args.channel_mult
+    if args.num_blocks:
+        cfg["architecture"]["num_blocks"] = args.num_blocks
+    if args.days:  # a short record, split 70 / 15 / 15 %
+        start = pd.Timestamp(cfg["data"]["synthetic"]["start"])
+        steps = pd.date_range(start, start + pd.Timedelta(days=args.days), freq=cfg["data"]["synthetic"]["freq"],
+                              inclusive="left")
+        cut = [steps[int(len(steps) * f)] for f in (0.7, 0.85)]
+        step = steps[1] - steps[0]
+        cfg["data"]["synthetic"]["end"] = str(steps[-1])
+        cfg["data"]["splits"] = {"train": [str(steps[0]), str(cut[0] - step)],
+                                 "validation": [str(cut[0]), str(cut[1] - step)],
+                                 "test": [str(cut[1]), str(steps[-1])]}
     cfg["training"].update(steps=args.steps, batch_size=args.batch, checkpoint_every=args.steps,
                            log_every=max(1, args.steps // 10), warmup_steps=10)
     cfg = load_config(cfg)
@@ -70,12 +91,17 @@ def main() -> None:
         ingest.ingest(cfg, [str(f) for f in files], store, stats)
 
     cuda = torch.cuda.is_available()
-    settings = [("memory", {}, 1), (f"workers={args.workers}", {"data_workers": args.workers}, 1),
-                (f"ddp={args.processes}", {}, args.processes)]
+    settings = [("memory", {}, 1), (f"workers={args.workers}", {"data_workers": args.workers}, 1)]
+    if args.processes > 1 and cuda and torch.cuda.device_count() < args.processes:
+        print(f"ddp={args.processes}: skipped, NCCL needs one GPU per process and {torch.cuda.device_count()} "
+              "are visible")
+    elif args.processes > 1:
+        settings.append((f"ddp={args.processes}", {}, args.processes))
     if cuda:
         settings.append(("compile", {"compile": True}, 1))
     print(f"grid {args.grid}x{args.grid}, {len(cfg['data']['variables'])} variables, base_channels "
-          f"{args.base_channels}, global batch {args.batch}, {args.steps} steps, "
+          f"{args.base_channels}, channel_mult {cfg['architecture']['channel_mult']}, num_blocks "
+          f"{cfg['architecture']['num_blocks']}, global batch {args.batch}, {args.steps} steps, "
           f"{'CUDA ' + torch.cuda.get_device_name() if cuda else 'CPU'}")
     reference = None
     for label, extra, processes in settings:

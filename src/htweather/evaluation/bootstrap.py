@@ -44,11 +44,13 @@ class SortedUnits:
         below = np.searchsorted(self.values, threshold, side="left")
         return float(cum[below - 1] if below else 0) / cum[-1]
 
+
 def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
     """Moving-block bootstrap indices for a series of length n."""
     block = min(block, n)
     starts = rng.integers(0, n - block + 1, size=-(-n // block))
     return (starts[:, None] + np.arange(block)).ravel()[:n]
+
 
 def bootstrap_intervals(gen: np.ndarray, data: np.ndarray, statistic, replicates: int, block: int,
                         confidence: float, rng: np.random.Generator) -> dict[str, tuple[float, float]]:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 def return_period_name(period: float) -> str:
     return f"return_level_{period:g}"
 
+
 def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarray | None,
                         stride: int = 1) -> np.ndarray:
     """Block maxima of the real grid cells (every `stride`-th in each direction), (blocks, cells):
@@ -35,6 +36,7 @@ def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarra
         keep = mask[::stride, ::stride] if mask is not None else None
         rows.append(maxima[:, keep] if keep is not None else maxima.reshape(len(maxima), -1))
     return np.concatenate(rows)
+
 
 def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.ndarray]], stats: dict,
                       rng: np.random.Generator) -> list[dict]:
@@ -77,13 +79,16 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
                          "value": level, "ci_low": lo, "ci_high": hi})
     return rows
 
+
 def sequence_fields(path: str | Path, variables: list[str]) -> dict[str, list[np.ndarray]]:
     """The sequences of a (chain, step, lat, lon) store, as a list of (step, lat, lon) per variable."""
     ds = xr.open_zarr(path)
     return {v: list(ds[v].values.astype(np.float64)) for v in variables}
 
+
 def data_quantile_name(p: float) -> str:
     return f"quantile_{p:g}"
+
 
 def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, rng: np.random.Generator) -> list[dict]:
     """The test data's own tail quantiles with moving-block bootstrap intervals: the estimates
@@ -106,6 +111,7 @@ def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, r
                   "ci_high": hi} for p, v, lo, hi in zip(probs, value, low, high)]
     return rows
 
+
 def extremes_table(config: dict, source: str, store: str | Path, stats_path: str | Path,
                    sequences: str | Path | None = None) -> pd.DataFrame:
     """Return levels of one source in the tidy layout: source "data" = the test split (with its
@@ -121,6 +127,7 @@ def extremes_table(config: dict, source: str, store: str | Path, stats_path: str
         rows, series = [], sequence_fields(sequences, stats["channels"])
     rows += return_level_rows(config, source, series, stats, rng)
     return pd.DataFrame(rows, columns=COLUMNS)
+
 
 def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
                   sequences: dict[str, str | Path]) -> xr.Dataset:

@@ -18,12 +18,14 @@ ORIENTATION = {
     "crps": "min", "fair_crps": "min", "rmse": "min", "spread_skill": "one", "rank_flatness": "zero",
 }
 
+
 def orientation(metric: str) -> str | None:
     if metric.startswith("quantile_rel_error"):
         return "zero"
     if metric.startswith("brier_"):
         return "min"
     return ORIENTATION.get(metric)
+
 
 def distance_from_perfect(metric: str, value: float) -> float:
     """A non-negative score, smaller is better, for ranking models on one metric (NaN for a

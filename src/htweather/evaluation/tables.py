@@ -19,6 +19,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.8g")
 
+
 def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
     """Concatenate per-model tables into the one tidy metrics table (TABLE_COLUMNS)."""
     frame = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
@@ -26,6 +27,7 @@ def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
     frame["lead"] = frame["lead"].astype("Int64")
     write_table(frame, path)
     return frame
+
 
 def combine_plain(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
     """Concatenate tables of one layout (e.g. rank-histogram counts) into one file."""

@@ -42,25 +42,30 @@ EXCEEDANCE = {"exceedance_ratio_p99": 0.99, "exceedance_ratio_p999": 0.999}
 def _quantile(x: np.ndarray, q):
     return np.quantile(x, q, method="inverted_cdf")
 
+
 def kurtosis_ratio(gen: np.ndarray, data: np.ndarray) -> float:
     """|K_gen - K_data| / K_data with K the (Pearson) kurtosis."""
     k_gen = stats.kurtosis(gen, fisher=False)
     k_data = stats.kurtosis(data, fisher=False)
     return float(abs(k_gen - k_data) / k_data)
 
+
 def skewness_ratio(gen: np.ndarray, data: np.ndarray) -> float:
     """|S_gen - S_data| / |S_data|; ill-conditioned for symmetric variables (S_data ~ 0)."""
     s_gen, s_data = stats.skew(gen), stats.skew(data)
     return float(abs(s_gen - s_data) / abs(s_data))
 
+
 def ks(gen: np.ndarray, data: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov statistic over the whole distribution."""
     return float(stats.ks_2samp(gen, data).statistic)
+
 
 def _tail_ks_one_side(gen_tail: np.ndarray, data_tail: np.ndarray) -> float:
     if gen_tail.size == 0:
         return 1.0
     return float(stats.ks_2samp(gen_tail, data_tail).statistic)
+
 
 def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "upper") -> dict[str, float]:
     """KS statistic between the values beyond the data's p-quantile (and, for two tails, below
@@ -75,6 +80,7 @@ def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "up
     lower = _tail_ks_one_side(gen[gen < lo], data[data < lo])
     return {"tail_ks": max(upper, lower), "tail_ks_upper": upper, "tail_ks_lower": lower}
 
+
 def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "upper") -> float:
     """P_gen(X > q_p) / (1 - p), q_p the data's p-quantile (the MASS in the tail; 1 is perfect).
     Two tails: (P_gen(X > q_p) + P_gen(X < q_(1-p))) / (2 (1 - p))."""
@@ -83,6 +89,7 @@ def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "
         return float(upper / (1 - p))
     lower = np.mean(gen < _quantile(data, 1 - p))
     return float((upper + lower) / (2 * (1 - p)))
+
 
 def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
     """(Q_gen(q) - Q_data(q)) / |Q_data(q)|: signed, so its sign says over- or under-estimate."""
@@ -93,6 +100,7 @@ def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
 def quantile_metric_name(q: float) -> str:
     return f"quantile_rel_error_{q:g}"
 
+
 def tail_probabilities(quantiles: list[float], tails: str) -> list[float]:
     """The probabilities at which quantile errors are reported: the upper quantiles, plus
     their mirror images (1 - q) for two-tailed variables."""
@@ -100,6 +108,7 @@ def tail_probabilities(quantiles: list[float], tails: str) -> list[float]:
     if tails == "both":
         probs += [round(1 - q, 10) for q in quantiles]
     return probs
+
 
 def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float], tails: str,
                      gen_counts=None, data_counts=None) -> dict[str, float]:
@@ -118,6 +127,7 @@ def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float]
             lower = gen.fraction_below(cg, data.quantiles(cd, [1 - p])[0])
             out[name] = (upper + lower) / (2 * (1 - p))
     return out
+
 
 def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store: str | Path,
                       stats_path: str | Path) -> pd.DataFrame:

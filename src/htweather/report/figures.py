@@ -23,12 +23,14 @@ def closed_form_marginals(config: dict, stats: dict) -> dict | None:
     spec = config["data"]["synthetic"]
     return {v: synthetic.marginal(spec, v, stats["variables"][v]["units"]) for v in stats["channels"]}
 
+
 def load_ensembles(paths: dict[str, str | Path], variables: list[str]) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for name, path in paths.items():
         ds = xr.open_zarr(path)
         out[name] = {v: ds[v].values.astype(np.float64) for v in variables}
     return out
+
 
 def nu_sweep_points(config: dict, nu_values: dict[str, dict]) -> dict[str, dict[str, float]]:
     """The models of the nu sweep, with the nu each used per variable: the swept model, its sweep
@@ -43,6 +45,7 @@ def nu_sweep_points(config: dict, nu_values: dict[str, dict]) -> dict[str, dict[
                 if e["family"] == family and is_plain(e) and is_gaussian(e["nu"])]
     return {m: {v: float(x) for v, x in nu_values[m].items()} for m in gaussian + swept if m in nu_values}
 
+
 def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
     """{model: {variable: nu}} as each ensemble or forecast store records it (auto resolved)."""
     out = {}
@@ -53,6 +56,7 @@ def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
     return out
 
 SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
+
 
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
                  train_logs: dict[str, str | Path], out: dict[str, str | Path], metrics_csv: str | Path,
@@ -87,11 +91,13 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
         sources = forecasters + (["truth"] if "truth" in set(frame.model) else [])
         plots.return_levels(frame, sources, variables, out["return_levels"])
 
+
 def is_gaussian(nu) -> bool:
     """Gaussian noise for every variable as configured ("auto" counts as Student-t: it is
     resolved per variable from the data)."""
     values = nu.values() if isinstance(nu, dict) else [nu]
     return all(v in ("inf", "infinity", "gaussian") if isinstance(v, str) else math.isinf(float(v)) for v in values)
+
 
 def is_plain(entry: dict) -> bool:
     """An unconditional model with the standard data and preconditioning (no INC, PCP)."""

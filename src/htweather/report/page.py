@@ -30,12 +30,14 @@ TAIL_METRICS = ["tail_ks", "exceedance_ratio_p99", "exceedance_ratio_p999"]
 def _image(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
+
 def _fmt(value: float) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if value == 0 or 1e-3 <= abs(value) < 1e4:
         return f"{value:.4g}"
     return f"{value:.2e}"
+
 
 def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = False) -> list[dict]:
     """Rows (variable, metric[, lead]) with one cell per model, the best generative model flagged."""
@@ -58,6 +60,7 @@ def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = F
                           "truth": model == "truth"})
         rows.append({"variable": variable, "metric": metric, "lead": key[2] if by_lead else "", "cells": cells})
     return rows
+
 
 def heavy_vs_gaussian(frame: pd.DataFrame, config: dict) -> list[dict]:
     """For each family, each Student-t model against the Gaussian model(s) of that family on the
@@ -87,6 +90,7 @@ def heavy_vs_gaussian(frame: pd.DataFrame, config: dict) -> list[dict]:
                                 "summary": f"{h} closer to the data than {g} on {wins} of {len(rows)} tail metrics"})
     return out
 
+
 def _quantile_metrics_in_order(names) -> list[str]:
     """Upper-tail quantile errors outward (0.99, 0.999, ...), then lower-tail ones outward."""
     quantile = [n for n in names if n.startswith("quantile_rel_error_")]
@@ -95,11 +99,13 @@ def _quantile_metrics_in_order(names) -> list[str]:
     lower = sorted((n for n in quantile if level[n] < 0.5), key=lambda n: -level[n])
     return upper + lower
 
+
 def describe(values: np.ndarray) -> dict:
     v = plots.finite(values)
     q = np.quantile(v, [0.99, 0.999, 0.9999])
     return {"mean": v.mean(), "std": v.std(), "skewness": sstats.skew(v), "excess kurtosis": sstats.kurtosis(v),
             "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": v.max()}
+
 
 def describe_closed_form(dist) -> dict:
     if isinstance(dist, synthetic.ZeroInflatedGPD):
@@ -113,6 +119,7 @@ def describe_closed_form(dist) -> dict:
             "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": float("nan")}
 
 FORECAST_METRICS = ["crps", "fair_crps", "spread_skill", "rmse", "spread", "rank_flatness"]
+
 
 def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
     """Synthetic data only: the data's estimates (tail quantiles, return levels) with their 95 %
@@ -141,6 +148,7 @@ def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | N
                      "covered": "yes" if covered else ("no" if covered is not None else "")})
     return rows
 
+
 def _coverage_summary(checks: list[dict]) -> str:
     """"n of m covered" per kind of statistic, for the caption."""
     groups = {"tail quantiles": [c for c in checks if c["statistic"].startswith("quantile_")],
@@ -149,6 +157,7 @@ def _coverage_summary(checks: list[dict]) -> str:
     parts = [f"{sum(c['covered'] == 'yes' for c in rows)} of {len(rows)} {name}"
              for name, rows in groups.items() if rows]
     return ("Covered: " + ", ".join(parts) + ".") if parts else ""
+
 
 def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
     """What nu: auto chose: per model and variable, the Hill estimate, the Gaussian reference and nu."""
@@ -160,6 +169,7 @@ def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
                          "heavy": "yes" if t["heavy"] else "no",
                          "nu": "inf" if math.isinf(t["nu"]) else _fmt(t["nu"])})
     return rows
+
 
 def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path], provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
@@ -232,6 +242,7 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)
+
 
 def _variant(entry: dict) -> str:
     """The entry's departures from a plain unconditional model, in words."""

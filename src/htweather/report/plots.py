@@ -163,7 +163,6 @@ def loss_curves(logs: dict[str, str | Path], families: dict[str, str], out: str 
     plt.close(fig)
 
 
-
 def _errorbar(ax, x, frame: pd.DataFrame, **style) -> None:
     """Points with their bootstrap intervals where the table has them."""
     y = frame["value"].to_numpy(dtype=float)

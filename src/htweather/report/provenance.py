@@ -28,6 +28,7 @@ def _git(workdir: Path, *args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
 
+
 def provenance(config: dict, workflow_dir: str | Path, benchmarks_dir: str | Path) -> dict:
     """What produced these results: code version, config, seeds, packages, platform, timings."""
     workflow_dir = Path(workflow_dir)
@@ -61,6 +62,7 @@ def provenance(config: dict, workflow_dir: str | Path, benchmarks_dir: str | Pat
         "timings": timings,
     }
 
+
 def _torch_device() -> dict:
     try:
         import torch
@@ -68,6 +70,7 @@ def _torch_device() -> dict:
         return {"torch_cuda": None, "gpu": None}
     cuda = torch.cuda.is_available()
     return {"torch_cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None}
+
 
 def write_provenance(record: dict, path: str | Path) -> None:
     with atomic_path(path) as tmp:

@@ -231,3 +231,32 @@ def test_weighted_mean_hand_computed_and_nan_cells():
     assert math.isnan(scores.weighted_mean(np.full((2, 2), np.nan), np.ones(2)))
     with pytest.raises(ValueError):
         scores.weighted_mean(values, np.ones(3))
+
+
+# --- threshold-weighted CRPS ------------------------------------------------------------------
+
+def test_twcrps_matches_scoringrules_and_the_integral_above_the_threshold():
+    import scoringrules
+
+    rng = np.random.default_rng(3)
+    obs, ens = rng.gamma(0.5, 2.0, 50), rng.gamma(0.5, 2.0, (50, 24))
+    for threshold in (0.5, 2.0, 6.0):
+        ours = scores.twcrps_ensemble(obs, ens, threshold)
+        np.testing.assert_allclose(ours, scoringrules.twcrps_ensemble(obs, ens, a=threshold), atol=1e-12)
+        np.testing.assert_allclose(scores.twcrps_ensemble(obs, ens, threshold, fair=True),
+                                   scoringrules.twcrps_ensemble(obs, ens, a=threshold, estimator="fair"), atol=1e-12)
+        # the definition: integral over z > t of (F_ens(z) - 1{y <= z})^2
+        z = np.linspace(threshold, 40.0, 400_001)
+        for i in range(3):
+            f = (ens[i][:, None] <= z).mean(axis=0)
+            integrand = (f - (obs[i] <= z)) ** 2
+            assert ours[i] == pytest.approx(np.trapezoid(integrand, z), abs=2e-4)
+
+
+def test_twcrps_is_zero_below_the_threshold_and_the_crps_without_one():
+    rng = np.random.default_rng(4)
+    obs, ens = rng.normal(size=20), rng.normal(size=(20, 16))
+    assert np.all(scores.twcrps_ensemble(obs, ens, 10.0) == 0)
+    np.testing.assert_allclose(scores.twcrps_ensemble(obs, ens, -np.inf), scores.crps_ensemble(obs, ens))
+    obs[3] = np.nan
+    assert np.isnan(scores.twcrps_ensemble(obs, ens, 0.0)[3])

@@ -22,7 +22,7 @@ ORIENTATION = {
 def orientation(metric: str) -> str | None:
     if metric.startswith("quantile_rel_error"):
         return "zero"
-    if metric.startswith("brier_"):
+    if metric.startswith(("brier_", "twcrps_")):
         return "min"
     return ORIENTATION.get(metric)
 

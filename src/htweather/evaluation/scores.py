@@ -76,6 +76,17 @@ def crps_ensemble(observations, ensemble, *, fair: bool = False, issorted: bool 
     return out.reshape(shape)
 
 
+def twcrps_ensemble(observations, ensemble, threshold: float, *, fair: bool = False) -> np.ndarray:
+    """Per-point threshold-weighted CRPS (Gneiting & Ranjan 2011) with the weight 1{z > t}: the
+    CRPS restricted to the values above `threshold`, the score forecast verifiers use for
+    extremes. With the chaining function v(z) = max(z, t) it is the CRPS of the members mapped
+    by v against v(observation) (Allen et al. 2023), so it is 0 where the members and the
+    observation all lie at or below t. Same conventions as `crps_ensemble`."""
+    obs = np.maximum(np.asarray(observations, dtype=np.float64), threshold)
+    return crps_ensemble(np.where(np.isnan(observations), np.nan, obs),
+                         np.maximum(np.asarray(ensemble, dtype=np.float64), threshold), fair=fair)
+
+
 def crps_against_sorted(observations, members, *, fair: bool = False) -> np.ndarray:
     """CRPS of many observations (N,) against ONE ensemble, `members` (M,) sorted ascending.
 

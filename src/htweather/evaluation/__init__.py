@@ -7,5 +7,7 @@
 - `forecasts`: are the forecasts skilful and calibrated? The `verify_forecasts` step.
 - `gev`: block maxima and GEV return levels; `extremes`: return levels and quantile maps of
   the data, the forecast models' sequences and the true process.
-- `ranking`: which model is closest to perfect on a metric; `tables`: the tidy metrics table.
+- `ranking`: which model is closest to perfect on a metric; `tables`: the tidy metrics table;
+- `comparisons`: is a model closer to the data than its baseline, with an interval over its
+  replicates (training runs), ensemble sampling and the test data? The `comparisons` step.
 """

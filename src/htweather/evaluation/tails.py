@@ -114,19 +114,7 @@ def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float]
                      gen_counts=None, data_counts=None) -> dict[str, float]:
     """Quantile errors and exceedance ratios (the statistics that get bootstrap intervals) of
     one resample; counts None means the samples as they are."""
-    probs = tail_probabilities(quantiles, tails)
-    cg, cd = gen.cumulative(gen_counts), data.cumulative(data_counts)
-    q_data = data.quantiles(cd, probs)
-    q_gen = gen.quantiles(cg, probs)
-    out = {quantile_metric_name(q): float((g - d) / abs(d)) for q, g, d in zip(probs, q_gen, q_data)}
-    for name, p in EXCEEDANCE.items():
-        upper = gen.fraction_above(cg, data.quantiles(cd, [p])[0])
-        if tails == "upper":
-            out[name] = upper / (1 - p)
-        else:
-            lower = gen.fraction_below(cg, data.quantiles(cd, [1 - p])[0])
-            out[name] = (upper + lower) / (2 * (1 - p))
-    return out
+    return quantile_metrics_at(gen, data, gen.cumulative(gen_counts), data.cumulative(data_counts), quantiles, tails)
 
 
 def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store: str | Path,
@@ -169,3 +157,21 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
             rows.append({"model": model, "variable": name, "metric": metric, "value": value,
                          "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def quantile_metrics_at(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.ndarray, quantiles: list[float],
+                        tails: str) -> dict[str, float]:
+    """`quantile_metrics` for resamples given by their cumulative counts (`SortedUnits.cumulative`),
+    so that one data resample serves many ensembles."""
+    probs = tail_probabilities(quantiles, tails)
+    q_data = data.quantiles(cd, probs)
+    q_gen = gen.quantiles(cg, probs)
+    out = {quantile_metric_name(q): float((g - d) / abs(d)) for q, g, d in zip(probs, q_gen, q_data)}
+    for name, p in EXCEEDANCE.items():
+        upper = gen.fraction_above(cg, data.quantiles(cd, [p])[0])
+        if tails == "upper":
+            out[name] = upper / (1 - p)
+        else:
+            lower = gen.fraction_below(cg, data.quantiles(cd, [1 - p])[0])
+            out[name] = (upper + lower) / (2 * (1 - p))
+    return out

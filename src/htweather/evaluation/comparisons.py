@@ -1,0 +1,268 @@
+"""Is a model closer to the data than its baseline, and by how much? Paired comparisons of two
+models' errors, with intervals that include the spread between training runs.
+
+A model has R replicates: independent trainings (seeds derived from the master seed and the
+replicate index), each sampled and scored. On one metric, a replicate's *error* is its distance
+from the ideal value: |ratio - 1| for exceedance ratios, |value| for quantile errors and KS
+statistics, the score itself for lower-is-better scores (CRPS, twCRPS). A model's error is the
+mean over its replicates, and the comparison is the difference
+
+    d = error(model) - error(baseline)          (negative: the model is closer to the data)
+
+with the interval
+
+    d ± t(1 - alpha/2, nu) * sqrt(s_m^2 / R_m + s_b^2 / R_b + V_data)
+
+- s^2: the variance of a model's errors between its replicates, on the same test data: the
+  training-seed variance, ensemble sampling noise included (every replicate has its own ensemble);
+- V_data: the variance of d when the test data are resampled (moving blocks of time steps, or
+  forecast start times): ONE resample for both models, since both are scored against the same
+  data, with every replicate's ensemble held as it is;
+- nu: Welch-Satterthwaite's degrees of freedom of the two between-replicate terms (the data
+  term counts as known): with 3 replicates each nu is about 4 and t about 2.8, not 1.96.
+
+Assumptions: the replicates are independent and differ only in their seeds; a model's errors
+are roughly normal across replicates; test-data and seed noise add. A model with a single
+replicate has no between-replicate variance: its term is then the ensemble sampling variance
+(its members resampled), and the interval does not cover training-seed variance
+(`seed_variance` False).
+
+Verdict: `better` when the whole interval is below 0, `worse` when it is above 0, else
+`indistinguishable`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from ..data.store import grid_mask, load_stats, test_fields
+from ..runtime import derived_seed
+from .bootstrap import SortedUnits, block_indices
+from .forecasts import lead_components
+from .tails import quantile_metrics_at
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "verdict",
+           "replicates"]
+# the forecast scores compared (lower is better), by lead
+FORECAST_SCORES = ["crps", "twcrps_p99", "twcrps_p999"]
+
+
+def ideal(metric: str) -> float | None:
+    """The perfect value of a tail metric (None: a lower-is-better score, judged as it is)."""
+    if metric.startswith("exceedance_ratio"):
+        return 1.0
+    if metric.startswith(("quantile_rel_error", "tail_ks", "ks")):
+        return 0.0
+    return None
+
+
+def error(metric: str, value):
+    """Distance from the ideal value; a lower-is-better score as it is."""
+    target = ideal(metric)
+    return value if target is None else np.abs(np.asarray(value, dtype=float) - target)
+
+
+def verdict(low: float, high: float) -> str:
+    if high < 0:
+        return "better"
+    if low > 0:
+        return "worse"
+    return "indistinguishable"
+
+
+def interval(model_errors, baseline_errors, data_differences, confidence: float = 0.95,
+             model_within: float | None = None, baseline_within: float | None = None) -> dict:
+    """The difference of the mean errors and its interval (see the module's docstring).
+
+    model_errors, baseline_errors: one error per replicate, on the test data as they are;
+    data_differences: d under resamples of the test data (shared by both models);
+    *_within: the ensemble-sampling variance of the error of a model with one replicate (its
+    members resampled), used in place of the between-replicate term it cannot have."""
+    a, b = np.asarray(model_errors, dtype=float), np.asarray(baseline_errors, dtype=float)
+    d = float(a.mean() - b.mean())
+    terms, dfs = [], []
+    for errors, within in ((a, model_within), (b, baseline_within)):
+        if errors.size >= 2:
+            terms.append(float(errors.var(ddof=1)) / errors.size)
+            dfs.append(errors.size - 1)
+        else:
+            terms.append(float(within or 0.0))
+            dfs.append(math.inf)
+    draws = np.asarray(data_differences, dtype=float)
+    v_data = float(draws.var(ddof=1)) if draws.size >= 2 else 0.0
+    variance = sum(terms) + v_data
+    denominator = sum(t * t / df for t, df in zip(terms, dfs) if math.isfinite(df))
+    nu = variance * variance / denominator if denominator > 0 else math.inf
+    half = float(stats.t.ppf(0.5 + confidence / 2, nu) if math.isfinite(nu) else stats.norm.ppf(0.5 + confidence / 2))
+    half *= math.sqrt(variance)
+    low, high = d - half, d + half
+    return {"difference": d, "ci_low": low, "ci_high": high, "verdict": verdict(low, high),
+            "seed_variance": bool(a.size >= 2 and b.size >= 2)}
+
+
+# --- tail metrics of unconditional ensembles -----------------------------------------------
+
+def _weighted_ks(gen: np.ndarray, data: np.ndarray, weights: np.ndarray) -> float:
+    """KS distance between the sorted values `gen` (equal weights) and the sorted values `data`
+    with `weights` (resample counts); 1 when `gen` is empty (no tail at all)."""
+    if gen.size == 0:
+        return 1.0
+    if data.size == 0 or weights.sum() == 0:
+        return 1.0
+    points = np.concatenate([gen, data])
+    f_gen = np.searchsorted(gen, points, side="right") / gen.size
+    cum = np.concatenate([[0.0], np.cumsum(weights, dtype=float)])
+    f_data = cum[np.searchsorted(data, points, side="right")] / cum[-1]
+    return float(np.max(np.abs(f_gen - f_data)))
+
+
+def tail_metric_values(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.ndarray, quantiles: list[float],
+                       tail_probability: float, tails: str) -> dict[str, float]:
+    """The comparison's tail metrics of one ensemble against the data, for the cumulative
+    resample counts `cg` (its members) and `cd` (the data's time steps; `SortedUnits.cumulative`):
+    quantile errors and exceedance ratios (as in `tails`) and the tail KS statistic."""
+    out = quantile_metrics_at(gen, data, cg, cd, quantiles, tails)
+    hi = data.quantiles(cd, [tail_probability])[0]
+    g0, d0 = np.searchsorted(gen.values, hi, side="right"), np.searchsorted(data.values, hi, side="right")
+    upper = _weighted_ks(np.repeat(gen.values[g0:], _counts(cg, g0, cg.size)), data.values[d0:],
+                         _counts(cd, d0, cd.size))
+    if tails == "upper":
+        out["tail_ks"] = upper
+        return out
+    lo = data.quantiles(cd, [1 - tail_probability])[0]
+    g1, d1 = np.searchsorted(gen.values, lo, side="left"), np.searchsorted(data.values, lo, side="left")
+    # the lower tail mirrored: values below lo, negated, ascending
+    lower = _weighted_ks(-np.repeat(gen.values[:g1], _counts(cg, 0, g1))[::-1], -data.values[:d1][::-1],
+                         _counts(cd, 0, d1)[::-1])
+    out["tail_ks"] = max(upper, lower)
+    return out
+
+
+def _counts(cum: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The resample counts of the sorted values start..stop-1, from their cumulative counts."""
+    before = cum[start - 1] if start > 0 else 0
+    return np.diff(cum[start:stop], prepend=before)
+
+
+def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.ndarray | SortedUnits, tails: str,
+                  opts: dict, rng: np.random.Generator) -> dict[str, dict]:
+    """Per tail metric, the comparison of two models' replicates (each (members, cells): one
+    variable's values, real cells only) on the test data (times, cells; or already sorted).
+
+    opts: the evaluation settings quantiles, tail_probability, bootstrap (resamples), block_length
+    (time steps per block) and confidence."""
+    data_units = data if isinstance(data, SortedUnits) else SortedUnits(data)
+    sides = {"model": [SortedUnits(e) for e in model], "baseline": [SortedUnits(e) for e in baseline]}
+    as_they_are = {side: [u.cumulative() for u in units] for side, units in sides.items()}
+
+    def values(side: str, cd: np.ndarray, cgs: list[np.ndarray] | None = None) -> list[dict[str, float]]:
+        return [tail_metric_values(u, data_units, cg, cd, opts["quantiles"], opts["tail_probability"], tails)
+                for u, cg in zip(sides[side], cgs or as_they_are[side])]
+
+    def errors(cd: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{metric: (model errors (R_m,), baseline errors (R_b,))} on the data resample `cd`."""
+        found = {side: values(side, cd) for side in sides}
+        return {m: tuple(np.array([error(m, v[m]) for v in found[side]]) for side in sides) for m in found["model"][0]}
+
+    point = errors(data_units.cumulative())
+    draws = {m: [] for m in point}
+    for _ in range(opts["bootstrap"]):
+        counts = np.bincount(block_indices(data_units.units, opts["block_length"], rng), minlength=data_units.units)
+        for m, (a, b) in errors(data_units.cumulative(counts)).items():
+            draws[m].append(a.mean() - b.mean())
+
+    within = {side: {} for side in sides}  # one replicate: ensemble-sampling variance, its members resampled
+    cd = data_units.cumulative()
+    for side, units in sides.items():
+        if len(units) == 1:
+            u = units[0]
+            samples = [values(side, cd, [u.cumulative(np.bincount(rng.integers(0, u.units, u.units), minlength=u.units))])[0]
+                       for _ in range(opts["bootstrap"])]
+            within[side] = {m: float(np.var([error(m, s[m]) for s in samples], ddof=1)) if len(samples) >= 2 else 0.0
+                            for m in point}
+    return {m: interval(a, b, draws[m], opts["confidence"], within["model"].get(m), within["baseline"].get(m))
+            for m, (a, b) in point.items()}
+
+
+# --- forecast scores ------------------------------------------------------------------------
+
+def compare_scores(model: list[np.ndarray], baseline: list[np.ndarray], resamples: int, confidence: float,
+                   rng: np.random.Generator) -> dict:
+    """Two forecast models' replicates on one lower-is-better score at one lead: per replicate the
+    score of each start time (n_starts,), the same start times for every replicate of both
+    models. The test data are resampled by start time (one resample for both models)."""
+    a, b = np.stack(model), np.stack(baseline)
+    n = a.shape[1]
+    draws = []
+    for _ in range(resamples):
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        draws.append(float((a @ counts).mean() / counts.sum() - (b @ counts).mean() / counts.sum()))
+    return interval(a.mean(axis=1), b.mean(axis=1), draws, confidence)
+
+
+# --- the comparisons step -------------------------------------------------------------------
+
+def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[str]], paths: dict[str, str | Path],
+                     store: str | Path, stats_path: str | Path) -> pd.DataFrame:
+    """Every [model, baseline] pair on every variable: unconditional models on the tail metrics,
+    forecast models on FORECAST_SCORES by lead. `runs`: each model's replicate names; `paths`:
+    each replicate's ensemble (samples) or forecast store."""
+    opts = config["evaluation"]
+    stats = load_stats(stats_path)
+    mask = grid_mask(stats)
+    rows = []
+
+    def cells(fields: np.ndarray) -> np.ndarray:  # (n, lat, lon) -> (n, real cells)
+        return fields[:, mask] if mask is not None else fields.reshape(len(fields), -1)
+
+    def replicates(model: str, baseline: str) -> str:
+        return f"{len(runs[model])} vs {len(runs[baseline])}"
+
+    # ensembles of unconditional models have members only; forecast stores have start times too
+    unconditional = [pair for pair in pairs if "init_time" not in xr.open_zarr(paths[runs[pair[0]][0]]).dims]
+    if unconditional:
+        data = test_fields(store)
+        for name in stats["channels"]:
+            data_units = SortedUnits(cells(data[name]))  # sorted once for every pair
+            tails = stats["variables"][name]["tails"]
+            for model, baseline in unconditional:
+                values = {run: cells(xr.open_zarr(paths[run])[name].values.astype(np.float64))
+                          for run in runs[model] + runs[baseline]}
+                rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
+                found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],
+                                      data_units, tails, opts, rng)
+                for metric, result in found.items():
+                    rows.append({"model": model, "baseline": baseline, "variable": name, "metric": metric,
+                                 "lead": pd.NA, **_row(result), "replicates": replicates(model, baseline)})
+                log.info("%s vs %s / %s: %s", model, baseline, name,
+                         ", ".join(f"{m} {r['verdict']}" for m, r in found.items()))
+
+    components = {}  # forecast runs: {(variable, lead): per-start components}
+    for model, baseline in (pair for pair in pairs if pair not in unconditional):
+        for run in runs[model] + runs[baseline]:
+            if run not in components:
+                components[run] = {(v, lead): c for v, lead, _, _, c in lead_components(config, paths[run], store, stats)}
+        for (name, lead) in components[runs[model][0]]:
+            rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name, str(lead)))
+            for score in FORECAST_SCORES:
+                result = compare_scores([components[r][(name, lead)][score] for r in runs[model]],
+                                        [components[r][(name, lead)][score] for r in runs[baseline]],
+                                        opts["bootstrap"], opts["confidence"], rng)
+                rows.append({"model": model, "baseline": baseline, "variable": name, "metric": score,
+                             "lead": lead, **_row(result), "replicates": replicates(model, baseline)})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["lead"] = frame["lead"].astype("Int64")
+    return frame
+
+
+def _row(result: dict) -> dict:
+    return {k: result[k] for k in ("difference", "ci_low", "ci_high", "verdict")}

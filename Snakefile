@@ -19,4 +19,5 @@ rule all:
     input:
         "results/report.html",
         "results/evaluation/metrics.csv",
+        "results/evaluation/comparisons.csv",
         "results/provenance.json",

@@ -110,3 +110,36 @@ def test_config_file_errors(tmp_path):
     bad.write_text("training: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_replicates_global_and_per_model_and_their_names():
+    from htweather.config import replicate_name, replicate_names, replicates, split_replicate
+
+    cfg = load_config({"replicates": 3, "models": {"edm": {"family": "edm", "nu": "inf"},
+                                                    "tedm": {"family": "edm", "nu": 5, "replicates": 2}}},
+                      check_paths=False)
+    assert replicates(cfg, "edm") == 3 and replicates(cfg, "tedm") == 2
+    assert replicate_names(cfg, ["edm", "tedm"]) == ["edm", "edm.r1", "edm.r2", "tedm", "tedm.r1"]
+    for name in ("edm", "edm.r2", "fc_t_r1"):
+        assert replicate_name(*split_replicate(name)) == name
+    with pytest.raises(ConfigError, match="replicates"):
+        load_config({"replicates": 0}, check_paths=False)
+
+
+def test_default_comparisons_pair_student_t_models_with_their_twins_and_the_baselines():
+    from htweather.config import default_comparisons
+
+    cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), check_paths=False)
+    assert default_comparisons(cfg) == [["tedm", "edm"], ["tedm", "edm_inc"], ["tedm", "edm_pcp"], ["tflow", "flow"],
+                                        ["fc_tedm", "fc_edm"]]
+
+
+@pytest.mark.parametrize("pairs,message", [
+    ([["tedm", "nope"]], "comparisons.0: 'nope' is not a model"),
+    ([["edm", "edm"]], "compared with itself"),
+    ([["tedm", "fc_edm"]], "one is a forecast model"),
+])
+def test_bad_comparisons_are_one_line_errors(pairs, message):
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match=message):
+        load_config({**raw, "comparisons": pairs}, check_paths=False)

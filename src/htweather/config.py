@@ -114,6 +114,69 @@ def nu_per_variable(model: dict, variables: list[str]) -> list[float]:
     return [parse_nu(spec)] * len(variables)
 
 
+def replicates(config: dict, model: str) -> int:
+    """How many independent trainings of `model` the config asks for."""
+    return config["models"][model].get("replicates") or config["replicates"]
+
+
+def replicate_name(model: str, replicate: int) -> str:
+    """The name of one replicate in file names and per-model tables: replicate 0 keeps the model's
+    name (a run with one replicate is unchanged), replicate r > 0 is MODEL.rR (model names cannot
+    hold a dot)."""
+    return model if replicate == 0 else f"{model}.r{replicate}"
+
+
+def split_replicate(name: str) -> tuple[str, int]:
+    """`replicate_name` inverted: "tedm.r2" -> ("tedm", 2), "tedm" -> ("tedm", 0)."""
+    base, dot, index = name.rpartition(".r")
+    if dot and index.isdigit():
+        return base, int(index)
+    return name, 0
+
+
+def replicate_names(config: dict, models) -> list[str]:
+    return [replicate_name(m, r) for m in models for r in range(replicates(config, m))]
+
+
+def is_gaussian(nu) -> bool:
+    """Gaussian noise for every variable as configured ("auto" counts as Student-t: it is
+    resolved per variable from the data)."""
+    values = nu.values() if isinstance(nu, dict) else [nu]
+    return all(v in ("inf", "infinity", "gaussian") if isinstance(v, str) else math.isinf(float(v)) for v in values)
+
+
+def is_plain(entry: dict) -> bool:
+    """An unconditional model with the standard data and preconditioning (no INC, PCP)."""
+    return entry["condition_steps"] == 0 and entry["normalisation"] == "standard" and entry["sigma_data"] == 1.0
+
+
+def default_comparisons(config: dict) -> list[list[str]]:
+    """Every Student-t model against its Gaussian twin (the entry with nu: inf and all else equal)
+    and, if unconditional, against the Gaussian INC and PCP baselines of its family."""
+    models = config["models"]
+    sweep = config.get("nu_sweep") or {}
+    swept = {sweep_model_name(sweep["model"], v) for v in sweep.get("values", [])}  # for the sweep figure
+    pairs = []
+    for name, entry in models.items():
+        if is_gaussian(entry["nu"]) or name in swept:
+            continue
+        for other, candidate in models.items():
+            if other == name or not is_gaussian(candidate["nu"]):
+                continue
+            keys = set(entry) | set(candidate)
+            twin = all(entry.get(k) == candidate.get(k) for k in keys - {"nu", "replicates"})
+            baseline = (entry["condition_steps"] == 0 == candidate["condition_steps"] and is_plain(entry)
+                        and not is_plain(candidate) and candidate["family"] == entry["family"])
+            if twin or baseline:
+                pairs.append([name, other])
+    return pairs
+
+
+def comparison_pairs(config: dict) -> list[list[str]]:
+    """The configured comparisons, or the default ones."""
+    return config["comparisons"] if config["comparisons"] is not None else default_comparisons(config)
+
+
 def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = True) -> dict:
     """Validate a config (dict or YAML path), fill defaults, and run cross-key checks.
 
@@ -227,6 +290,17 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
         if n_test < needed:
             raise ConfigError(f"forecast.lead_steps: the test split has {n_test} time steps, fewer than the "
                               f"{needed} that a forecast needs (history + lead steps)")
+
+    for i, pair in enumerate(config["comparisons"] or []):
+        for name in pair:
+            if name not in config["models"]:
+                raise ConfigError(f"comparisons.{i}: '{name}' is not a model in models")
+        conditional = [config["models"][name]["condition_steps"] > 0 for name in pair]
+        if conditional[0] != conditional[1]:
+            raise ConfigError(f"comparisons.{i}: {pair[0]} and {pair[1]} cannot be compared: one is a forecast "
+                              "model (condition_steps > 0), the other unconditional")
+        if pair[0] == pair[1]:
+            raise ConfigError(f"comparisons.{i}: a model compared with itself ({pair[0]})")
 
     if len(config["architecture"]["channel_mult"]) > 6:
         raise ConfigError("architecture.channel_mult: at most 6 resolution levels")

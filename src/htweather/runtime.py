@@ -26,6 +26,14 @@ def derived_seed(seed: int, *parts: str) -> int:
     return (seed * 1_000_003 + zlib.crc32("/".join(parts).encode())) % 2**31
 
 
+def replicate_seed(seed: int, step: str, model: str, replicate: int = 0) -> int:
+    """The seed of one step (train, sample, forecast) of one replicate of a model: replicate 0
+    keeps the seed of an unreplicated run, replicate r > 0 adds its index."""
+    if replicate == 0:
+        return derived_seed(seed, step, model)
+    return derived_seed(seed, step, model, f"replicate {replicate}")
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary sibling path; on success it replaces `path`, on failure it is removed."""

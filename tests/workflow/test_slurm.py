@@ -87,10 +87,10 @@ def test_every_rule_ran_as_a_slurm_job(slurm_run):
 def test_slurm_outputs_match_the_local_run(slurm_run, tiny_run):
     """Same seed, same config: the same metrics, to the last digit, whether run locally or as
     SLURM jobs (the local run is the workflow tests' run of the tiny config)."""
-    for table in ("metrics.csv", "rank_histograms.csv"):
+    for table in ("metrics.csv", "rank_histograms.csv", "comparisons.csv"):
         local = (tiny_run / "results" / "evaluation" / table).read_bytes()
         assert (slurm_run / "results" / "evaluation" / table).read_bytes() == local, table
-    for model in ("tedm", "fc_tedm"):
+    for model in ("tedm", "tedm.r1", "fc_tedm", "fc_tedm.r1"):  # replicates: jobs of their own
         a = torch.load(tiny_run / "results" / "models" / model / "model.pt", weights_only=True)["ema"]
         b = torch.load(slurm_run / "results" / "models" / model / "model.pt", weights_only=True)["ema"]
         assert all(torch.equal(a[k], b[k]) for k in a), model

@@ -3,8 +3,10 @@
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 from conftest import REPO, snakemake
@@ -15,7 +17,12 @@ pytestmark = pytest.mark.slow
 def test_end_to_end_outputs(tiny_run):
     results = tiny_run / "results"
     metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
-    assert list(metrics.columns) == ["model", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
+    assert list(metrics.columns) == ["model", "replicate", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
+    replicates = metrics.groupby("model")["replicate"].agg(lambda r: set(map(str, r)))
+    for model in ("edm", "tedm", "tedm_nu3", "fc_tedm"):  # 2 replicates each (tedm_nu3: a copy of tedm)
+        assert replicates[model] == {"0", "1", "mean"}, model
+    for model in ("tflow", "edm_inc", "fc_flow", "truth", "data"):
+        assert replicates[model] == {"0"}, model
     generators = {"edm", "tedm", "tflow", "edm_inc", "edm_pcp", "tedm_nu3"}
     forecasters = {"fc_tedm", "fc_flow"}
     assert set(metrics.model) == generators | forecasters | {"truth", "data"}
@@ -23,7 +30,8 @@ def test_end_to_end_outputs(tiny_run):
     unconditional = {"kurtosis_ratio", "skewness_ratio", "ks", "tail_ks", "exceedance_ratio_p99",
                      "exceedance_ratio_p999", "quantile_rel_error_0.99", "quantile_rel_error_0.999",
                      "quantile_rel_error_0.9999", "crps"}
-    forecast = {"crps", "fair_crps", "spread_skill", "rmse", "spread", "brier_p99", "brier_p999", "rank_flatness"}
+    forecast = {"crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_skill", "rmse", "spread", "brier_p99",
+                "brier_p999", "rank_flatness"}
     levels = {"gev_shape_xi", "return_level_2", "return_level_10", "return_level_50"}
     for (model, variable), group in metrics.groupby(["model", "variable"]):
         if model in generators | {"truth"}:
@@ -43,10 +51,34 @@ def test_end_to_end_outputs(tiny_run):
     assert with_ci.ci_low.notna().all() and (with_ci.ci_low <= with_ci.ci_high).all()
     ranks = pd.read_csv(results / "evaluation" / "rank_histograms.csv")
     assert set(ranks.model) == forecasters and ranks["rank"].max() == 4  # 4 members: ranks 0..4
+    assert set(ranks[ranks.model == "fc_tedm"].replicate) == {0, 1}
+
+    comparisons = pd.read_csv(results / "evaluation" / "comparisons.csv")
+    assert list(comparisons.columns) == ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low",
+                                         "ci_high", "verdict", "replicates"]
+    pairs = comparisons.groupby(["model", "baseline"])
+    assert set(pairs.groups) == {("tedm", "edm"), ("tedm", "edm_inc"), ("fc_tedm", "fc_flow")}  # as configured
+    assert set(pairs.get_group(("tedm", "edm")).replicates) == {"2 vs 2"}
+    assert set(pairs.get_group(("tedm", "edm_inc")).replicates) == {"2 vs 1"}
+    tails = pairs.get_group(("tedm", "edm"))
+    assert {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"} <= set(tails.metric)
+    assert tails["lead"].isna().all() and set(tails.variable) == {"t2m", "w", "tp"}
+    scores = pairs.get_group(("fc_tedm", "fc_flow"))
+    assert set(scores.metric) == {"crps", "twcrps_p99", "twcrps_p999"} and set(scores["lead"]) == {1, 2}
+    assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable"}
+    assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
+    # each replicate is its own training, with its own seed
+    first = torch.load(results / "models" / "tedm" / "model.pt", weights_only=True)
+    second = torch.load(results / "models" / "tedm.r1" / "model.pt", weights_only=True)
+    assert (first["replicate"], second["replicate"]) == (0, 1) and first["seed"] != second["seed"]
+    assert not np.array_equal(xr.open_zarr(results / "samples" / "tedm.zarr").w.values,
+                              xr.open_zarr(results / "samples" / "tedm.r1.zarr").w.values)
     maps = xr.open_dataset(results / "evaluation" / "quantile_maps.nc")
     assert {"data", "edm", "truth", "fc_tedm"} <= set(maps.source.values) and "tp_bias" in maps
 
     html = (results / "report.html").read_text()
+    assert html.index("Verdict: does Student-t noise") < html.index("<h2>Models</h2>")  # it opens with the verdict
+    assert "tedm against edm (2 vs 2 replicates)" in html and "edm_inc was trained once" in html
     for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
                     "What <code>nu: auto</code> chose",
@@ -129,6 +161,9 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
                  "provenance", "report", "all"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
+    # one training job per replicate: 2 each of edm, tedm, tedm_nu3 and fc_tedm, 1 of the other four
+    assert out.count("rule train:") == 12
+    assert "results/models/tedm.r1/model.pt" in out and "results/forecasts/fc_tedm.r1.zarr" in out
 
 
 def test_masked_pressure_level_source_end_to_end(tmp_path):

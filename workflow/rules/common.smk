@@ -1,5 +1,6 @@
 # Shared set-up: make the package importable, load and validate the config, name the outputs.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
-from htweather.config import input_files, load_config, merge_configs  # noqa: E402
+from htweather.config import comparison_pairs, input_files, load_config, merge_configs  # noqa: E402
+from htweather.config import replicate_names, split_replicate  # noqa: E402
 from htweather.errors import HtweatherError  # noqa: E402
 from htweather.data.ingest import check_first_file  # noqa: E402
 
@@ -36,19 +38,44 @@ MODELS = list(CFG["models"])
 # Unconditional generators sample ensembles; forecast models (condition_steps > 0) forecast.
 GENERATORS = [m for m in MODELS if CFG["models"][m]["condition_steps"] == 0]
 FORECASTERS = [m for m in MODELS if CFG["models"][m]["condition_steps"] > 0]
+# Every replicate of a model (an independent training, `replicates`) trains, samples and is
+# evaluated in jobs of its own: MODEL is the first, MODEL.r1, MODEL.r2, ... the others. The
+# report's figures show the first; the tables and comparisons use them all.
+RUNS = replicate_names(CFG, MODELS)
+GENERATOR_RUNS = replicate_names(CFG, GENERATORS)
+FORECASTER_RUNS = replicate_names(CFG, FORECASTERS)
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
-ENSEMBLES = GENERATORS + (["truth"] if SYNTHETIC else [])
+TRUTH = ["truth"] if SYNTHETIC else []
+ENSEMBLES = GENERATORS + TRUTH
 # Sequences whose block maxima are fitted (GEV): the forecast models' free-running sequences,
 # and the true process's where it is known.
-SEQUENCES = FORECASTERS + (["truth"] if SYNTHETIC else [])
+SEQUENCES = FORECASTERS + TRUTH
 VARIABLES = list(CFG["data"]["variables"])
+# [model, baseline] pairs compared with intervals over their replicates (comparisons.csv)
+COMPARISONS = comparison_pairs(CFG)
+COMPARED = sorted({m for pair in COMPARISONS for m in pair})
+
+
+def one_of(names):
+    """A wildcard regex matching exactly these names (replicate names hold a dot)."""
+    return "|".join(re.escape(n) for n in names) or "^$"
+
 
 wildcard_constraints:
-    model="|".join(MODELS),
-    generator="|".join(GENERATORS) or "^$",
-    forecaster="|".join(FORECASTERS) or "^$",
-    ensemble="|".join(ENSEMBLES),
-    source="|".join(["data"] + SEQUENCES),
+    model=one_of(RUNS),
+    generator=one_of(GENERATOR_RUNS),
+    forecaster=one_of(FORECASTER_RUNS),
+    ensemble=one_of(GENERATOR_RUNS + TRUTH),
+    source=one_of(["data"] + FORECASTER_RUNS + TRUTH),
+
+
+def runs_of(models):
+    return {m: replicate_names(CFG, [m]) for m in models}
+
+
+# what the comparisons read: each compared run's ensemble or forecasts
+COMPARED_RUNS = {run: f"results/{'samples' if m in GENERATORS else 'forecasts'}/{run}.zarr"
+                 for m, runs in runs_of(COMPARED).items() for run in runs}
 
 
 def section(*keys):
@@ -66,8 +93,8 @@ def section(*keys):
 
 
 def model_section(wildcards):
-    return {**section("seed", "architecture", "training", "data.variables"),
-            "models": {wildcards.model: CFG["models"][wildcards.model]}}
+    model, _ = split_replicate(wildcards.model)
+    return {**section("seed", "architecture", "training", "data.variables"), "models": {model: CFG["models"][model]}}
 
 
 def source_sequences(wildcards):
@@ -76,8 +103,8 @@ def source_sequences(wildcards):
 
 
 def forecaster_section(wildcards):
-    return {**section("seed", "sampling", "forecast", "training.device"),
-            "models": {wildcards.forecaster: CFG["models"][wildcards.forecaster]}}
+    model, _ = split_replicate(wildcards.forecaster)
+    return {**section("seed", "sampling", "forecast", "training.device"), "models": {model: CFG["models"][model]}}
 
 
 FIGURES = {

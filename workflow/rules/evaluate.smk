@@ -1,5 +1,5 @@
 # Evaluation: each ensemble against the test split; forecast skill and calibration; return levels
-# and quantile maps; then one tidy table.
+# and quantile maps; then one tidy table, and the comparisons of models with their baselines.
 
 
 rule evaluate:
@@ -84,8 +84,8 @@ rule quantile_maps:
 
 rule metrics_table:
     input:
-        expand("results/evaluation/per_model/{model}.csv", model=ENSEMBLES + FORECASTERS),
-        expand("results/evaluation/per_model/return_levels_{source}.csv", source=["data"] + SEQUENCES),
+        expand("results/evaluation/per_model/{model}.csv", model=GENERATOR_RUNS + TRUTH + FORECASTER_RUNS),
+        expand("results/evaluation/per_model/return_levels_{source}.csv", source=["data"] + FORECASTER_RUNS + TRUTH),
     output:
         report("results/evaluation/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
     log:
@@ -98,7 +98,7 @@ rule metrics_table:
 
 rule rank_histograms:
     input:
-        expand("results/evaluation/rank_histograms/{forecaster}.csv", forecaster=FORECASTERS),
+        expand("results/evaluation/rank_histograms/{forecaster}.csv", forecaster=FORECASTER_RUNS),
     output:
         "results/evaluation/rank_histograms.csv",
     log:
@@ -107,3 +107,25 @@ rule rank_histograms:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/rank_histograms.py"
+
+
+rule comparisons:
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+        runs=list(COMPARED_RUNS.values()),
+    output:
+        report("results/evaluation/comparisons.csv", caption="../report/comparisons.rst", category="Metrics"),
+    params:
+        config=section("seed", "evaluation"),
+        pairs=COMPARISONS,
+        runs=runs_of(COMPARED),
+        paths=COMPARED_RUNS,
+    log:
+        "results/logs/comparisons.log",
+    benchmark:
+        "results/benchmarks/comparisons.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/comparisons.py"

@@ -67,6 +67,7 @@ rule provenance:
 rule report:
     input:
         metrics="results/evaluation/metrics.csv",
+        comparisons="results/evaluation/comparisons.csv",
         figures=list(FIGURES.values()),
         provenance="results/provenance.json",
         store="results/data/store.zarr",

@@ -3,6 +3,6 @@ from htweather.workflow import run_step
 
 p, i = snakemake.params, snakemake.input
 run_step(snakemake, lambda: page.render(
-    p.config, i.metrics, p.figures, i.provenance, i.store, i.stats,
+    p.config, i.metrics, i.comparisons, p.figures, i.provenance, i.store, i.stats,
     ensembles=dict(zip(p.ensembles, i.ensembles)), train_logs=dict(zip(p.models, i.train_logs)),
     forecasts=dict(zip(p.forecasters, i.forecasts)), out=snakemake.output[0]))

@@ -1,3 +1,4 @@
+from htweather.config import split_replicate
 from htweather.training import train
 from htweather.workflow import run_step
 
@@ -6,6 +7,7 @@ from htweather.workflow import run_step
 # The guard: data-loader workers are spawned, and a spawned process re-imports this file.
 if __name__ == "__main__":
     processes = max(1, int(snakemake.resources.get("gpu", 0) or 0))
-    run_step(snakemake, lambda: train.train(snakemake.params.config, snakemake.wildcards.model, snakemake.input.store,
+    model, replicate = split_replicate(snakemake.wildcards.model)
+    run_step(snakemake, lambda: train.train(snakemake.params.config, model, snakemake.input.store,
                                             snakemake.input.stats, snakemake.output.model.rsplit("/", 1)[0],
-                                            threads=snakemake.threads, processes=processes))
+                                            threads=snakemake.threads, processes=processes, replicate=replicate))

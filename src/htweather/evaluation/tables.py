@@ -1,18 +1,24 @@
-"""The tidy metrics table: one row per model, variable, metric and (for forecast scores) lead,
-with its value and interval; per-step tables written atomically and combined into one."""
+"""The tidy metrics table: one row per model, replicate, variable, metric and (for forecast
+scores) lead, with its value and interval; per-step tables written atomically and combined into
+one, with a row for the mean over the replicates of a replicated model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
 
+from ..config import split_replicate
 from ..runtime import atomic_path
 
 COLUMNS = ["model", "variable", "metric", "value", "ci_low", "ci_high"]
 
-# metrics.csv: the rows above, plus the lead time (in steps) of forecast scores, empty otherwise
-TABLE_COLUMNS = ["model", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
+# metrics.csv: the rows above with the replicate (an index, or "mean") and the lead time (in
+# steps) of forecast scores, empty otherwise
+TABLE_COLUMNS = ["model", "replicate", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
+KEYS = ["model", "variable", "metric", "lead"]
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
@@ -20,17 +26,62 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.8g")
 
 
+def with_replicates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-replicate names (tedm.r2) split into the model and its replicate index."""
+    frame = frame.copy()
+    parts = [split_replicate(str(m)) for m in frame["model"]]
+    frame["model"] = [p[0] for p in parts]
+    frame["replicate"] = [str(p[1]) for p in parts]
+    return frame
+
+
+def replicate_means(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """For every model with 2 or more replicates, rows with replicate "mean": the mean value over
+    the replicates and the t interval of that mean from their spread (training-seed variance and
+    ensemble sampling noise; the test data are the same for every replicate)."""
+    rows = []
+    for key, group in frame.groupby(KEYS, sort=False, dropna=False):
+        values = group["value"].to_numpy(dtype=float)
+        if len(values) < 2:
+            continue
+        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+        mean = values.mean()
+        rows.append({**dict(zip(KEYS, key)), "replicate": "mean", "value": mean, "ci_low": mean - half,
+                     "ci_high": mean + half})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
 def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
-    """Concatenate per-model tables into the one tidy metrics table (TABLE_COLUMNS)."""
-    frame = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    """Concatenate per-model (per-replicate) tables into the one tidy metrics table
+    (TABLE_COLUMNS), with the replicate means."""
+    frame = with_replicates(pd.concat([pd.read_csv(t) for t in tables], ignore_index=True))
     frame = frame.reindex(columns=TABLE_COLUMNS)
     frame["lead"] = frame["lead"].astype("Int64")
+    means = replicate_means(frame)
+    if not means.empty:
+        means["lead"] = means["lead"].astype("Int64")
+        frame = pd.concat([frame, means], ignore_index=True)
     write_table(frame, path)
     return frame
 
 
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, variable, metric and lead: the replicate mean where a model has
+    replicates, else its one run (what the report's tables show)."""
+    if "replicate" not in frame:
+        return frame
+    replicate = frame["replicate"].astype(str)
+    replicated = set(frame.loc[replicate == "mean", "model"])
+    keep = (replicate == "mean") | ((replicate == "0") & ~frame["model"].isin(replicated))
+    return frame[keep].drop(columns="replicate").reset_index(drop=True)
+
+
 def combine_plain(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
-    """Concatenate tables of one layout (e.g. rank-histogram counts) into one file."""
+    """Concatenate tables of one layout (e.g. rank-histogram counts) into one file; per-replicate
+    model names are split into model and replicate as in the metrics table."""
     frame = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    if "model" in frame:
+        frame = with_replicates(frame)
+        frame = frame[["model", "replicate", *[c for c in frame.columns if c not in ("model", "replicate")]]]
     write_table(frame, path)
     return frame

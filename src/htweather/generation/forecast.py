@@ -29,7 +29,7 @@ from ..data.windows import regular_windows, time_step
 from ..errors import ConfigError
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
-from ..runtime import FinishedChunks, atomic_path, derived_seed, file_digest, progress
+from ..runtime import FinishedChunks, atomic_path, derived_seed, file_digest, progress, replicate_seed
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
     if spec.condition_steps == 0:
         raise ValueError(f"model {spec.name} is unconditional (condition_steps 0): it cannot forecast")
     h, lead, members = spec.condition_steps, opts["lead_steps"], opts["members"]
-    seed = derived_seed(config["seed"], "forecast", spec.name)
+    replicate = int(ckpt.get("replicate", 0))
+    seed = replicate_seed(config["seed"], "forecast", spec.name, replicate)
     stepper = Stepper(model, spec, ckpt["input_map"], load_mask(store), sampling, device)
 
     fields = torch.from_numpy(load_split(store, "test"))
@@ -152,7 +153,7 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
                                  "forecasts")
     seconds = time.perf_counter() - t0
     generated = generated.reshape(len(starts), members, lead, *generated.shape[2:]).transpose(0, 2, 1, 3, 4, 5)
-    attrs = {"model": spec.name, "family": spec.family, "condition_steps": h, "seed": seed,
+    attrs = {"model": spec.name, "replicate": replicate, "family": spec.family, "condition_steps": h, "seed": seed,
              "nu": str(["inf" if np.isinf(v) else v for v in spec.nu]), "time_step": str(step),
              "network_evaluations_per_field": assemble.evaluations_per_sample(spec, sampling),
              "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"]),

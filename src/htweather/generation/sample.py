@@ -14,7 +14,7 @@ import torch
 from ..data.store import denormalise, load_stats
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
-from ..runtime import FinishedChunks, derived_seed, file_digest, progress
+from ..runtime import FinishedChunks, derived_seed, file_digest, progress, replicate_seed
 from .ensembles import ensemble_dataset, write_ensemble
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
     if spec.condition_steps:
         raise ValueError(f"model {spec.name} is a forecast model (condition_steps {spec.condition_steps}): "
                          "its ensembles come from htweather.generation.forecast")
-    seed = derived_seed(config["seed"], "sample", spec.name)
+    replicate = int(ckpt.get("replicate", 0))
+    seed = replicate_seed(config["seed"], "sample", spec.name, replicate)
     shape = (len(stats["grid"]["latitude"]), len(stats["grid"]["longitude"]))
     members, batch = opts["members"], opts["batch_size"]
     nfe = assemble.evaluations_per_sample(spec, opts)
@@ -61,7 +62,7 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
         raise FloatingPointError(f"model {spec.name}: sampler produced non-finite values")
     if ckpt["input_map"] is not None:  # INC: Gaussian scores back to standardised values
         normalised = ckpt["input_map"].inverse(normalised)
-    attrs = {"model": spec.name, "family": spec.family, "nu": str(["inf" if math.isinf(v) else v for v in spec.nu]),
+    attrs = {"model": spec.name, "replicate": replicate, "family": spec.family, "nu": str(["inf" if math.isinf(v) else v for v in spec.nu]),
              "network_evaluations_per_member": nfe, "seed": seed, "sampling_seconds": round(seconds, 3),
              "training_steps": int(ckpt["steps"]), "sigma_data": str(spec.sigma_data),
              "normalisation": spec.normalisation, "tail_index": json.dumps(ckpt.get("tail_index") or {}),

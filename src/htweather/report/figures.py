@@ -5,15 +5,16 @@ the page (the closed-form marginals, the ensembles' values, the models of a nu s
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..config import is_gaussian, is_plain
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
+from ..evaluation.tables import summary
 from . import plots
 
 
@@ -65,7 +66,7 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     """out: keys "histograms", "qq", "loss", "quantile_maps", "maps_<variable>" for each variable,
     and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels"."""
     stats = load_stats(stats_path)
-    frame = pd.read_csv(metrics_csv)
+    frame = summary(pd.read_csv(metrics_csv))
     forecasts = forecasts or {}
     variables = stats["variables"]
     data = test_fields(store)
@@ -87,18 +88,8 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     if forecasts:
         forecasters = list(forecasts)
         plots.forecast_skill(frame, forecasters, variables, out["forecast_skill"])
-        plots.rank_histograms(pd.read_csv(ranks_csv), forecasters, stats["channels"], out["rank_histograms"])
+        ranks = pd.read_csv(ranks_csv)
+        ranks = ranks[ranks["replicate"].astype(str) == "0"] if "replicate" in ranks else ranks  # the first run
+        plots.rank_histograms(ranks, forecasters, stats["channels"], out["rank_histograms"])
         sources = forecasters + (["truth"] if "truth" in set(frame.model) else [])
         plots.return_levels(frame, sources, variables, out["return_levels"])
-
-
-def is_gaussian(nu) -> bool:
-    """Gaussian noise for every variable as configured ("auto" counts as Student-t: it is
-    resolved per variable from the data)."""
-    values = nu.values() if isinstance(nu, dict) else [nu]
-    return all(v in ("inf", "infinity", "gaussian") if isinstance(v, str) else math.isinf(float(v)) for v in values)
-
-
-def is_plain(entry: dict) -> bool:
-    """An unconditional model with the standard data and preconditioning (no INC, PCP)."""
-    return entry["condition_steps"] == 0 and entry["normalisation"] == "standard" and entry["sigma_data"] == 1.0

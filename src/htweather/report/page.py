@@ -17,14 +17,16 @@ import xarray as xr
 import yaml
 from scipy import stats as sstats
 
+from ..config import replicates
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
-from ..evaluation.ranking import best_models, distance_from_perfect
+from ..evaluation.comparisons import FORECAST_SCORES
+from ..evaluation.ranking import best_models
+from ..evaluation.tables import summary
 from ..runtime import atomic_path
 from . import plots
-from .figures import SWEEP_METRICS, closed_form_marginals, is_gaussian, is_plain, load_ensembles, nu_sweep_points
+from .figures import SWEEP_METRICS, closed_form_marginals, load_ensembles, nu_sweep_points
 
-TAIL_METRICS = ["tail_ks", "exceedance_ratio_p99", "exceedance_ratio_p999"]
 
 
 def _image(path: str | Path) -> str:
@@ -62,42 +64,62 @@ def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = F
     return rows
 
 
-def heavy_vs_gaussian(frame: pd.DataFrame, config: dict) -> list[dict]:
-    """For each family, each Student-t model against the Gaussian model(s) of that family on the
-    tail metrics: which is closer to perfect, per variable."""
+KEY_TAIL_METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
+_IN_WORDS = {"exceedance_ratio_p99": "mass beyond the data's 99th percentile (exceedance ratio, 1 is right)",
+             "exceedance_ratio_p999": "mass beyond the data's 99.9th percentile (exceedance ratio, 1 is right)",
+             "quantile_rel_error_0.999": "99.9th percentile (relative error, 0 is right)",
+             "tail_ks": "shape of the tail beyond the 99th percentile (tail KS, 0 is right)",
+             "crps": "CRPS", "twcrps_p99": "twCRPS above the data's p99", "twcrps_p999": "twCRPS above the data's p999"}
+
+
+def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame) -> list[dict]:
+    """Per variable: the comparisons on the key tail metrics (and forecast scores by lead), each
+    with both models' values and errors, and one plain sentence per pair."""
     out = []
-    for family in ("edm", "flow"):
-        members = [m for m, e in config["models"].items() if e["family"] == family and is_plain(e)]
-        gaussian = [m for m in members if is_gaussian(config["models"][m]["nu"])]
-        heavy = [m for m in members if m not in gaussian]
-        for g in gaussian:
-            for h in heavy:
-                for variable in frame.variable.unique():
-                    sub = frame[frame.variable == variable]
-                    rows = []
-                    for metric in TAIL_METRICS + _quantile_metrics_in_order(sub.metric.unique()):
-                        value = {m: sub[(sub.model == m) & (sub.metric == metric)].value for m in (g, h, "truth")}
-                        if value[g].empty or value[h].empty:
-                            continue
-                        dg = distance_from_perfect(metric, float(value[g].iloc[0]))
-                        dh = distance_from_perfect(metric, float(value[h].iloc[0]))
-                        rows.append({"metric": metric, "gaussian": _fmt(float(value[g].iloc[0])),
-                                     "heavy": _fmt(float(value[h].iloc[0])),
-                                     "truth": _fmt(float(value["truth"].iloc[0])) if not value["truth"].empty else "",
-                                     "winner": h if dh < dg else (g if dg < dh else "tie")})
-                    wins = sum(r["winner"] == h for r in rows)
-                    out.append({"gaussian": g, "heavy": h, "variable": variable, "rows": rows,
-                                "summary": f"{h} closer to the data than {g} on {wins} of {len(rows)} tail metrics"})
+    keep = comparisons[comparisons.metric.isin(KEY_TAIL_METRICS + FORECAST_SCORES)]
+    for variable, by_variable in keep.groupby("variable", sort=False):
+        rows, sentences = [], []
+        for (model, baseline), pair in by_variable.groupby(["model", "baseline"], sort=False):
+            for r in pair.itertuples():
+                lead = None if pd.isna(r.lead) else int(r.lead)
+                value = {m: _value(frame, m, variable, r.metric, lead) for m in (model, baseline)}
+                rows.append({"model": model, "baseline": baseline, "metric": r.metric, "lead": "" if lead is None else lead,
+                             "model_value": _fmt(value[model]), "baseline_value": _fmt(value[baseline]),
+                             "difference": _fmt(r.difference), "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+                             "verdict": r.verdict, "replicates": r.replicates})
+            sentences.append(_sentence(model, baseline, variable, pair, frame))
+        out.append({"variable": variable, "rows": rows, "sentences": sentences})
     return out
 
 
-def _quantile_metrics_in_order(names) -> list[str]:
-    """Upper-tail quantile errors outward (0.99, 0.999, ...), then lower-tail ones outward."""
-    quantile = [n for n in names if n.startswith("quantile_rel_error_")]
-    level = {n: float(n.rsplit("_", 1)[1]) for n in quantile}
-    upper = sorted((n for n in quantile if level[n] > 0.5), key=lambda n: level[n])
-    lower = sorted((n for n in quantile if level[n] < 0.5), key=lambda n: -level[n])
-    return upper + lower
+def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:
+    sub = frame[(frame.model == model) & (frame.variable == variable) & (frame.metric == metric)]
+    sub = sub[sub["lead"].isna()] if lead is None else sub[sub["lead"] == lead]
+    return float(sub.value.iloc[0]) if len(sub) else math.nan
+
+
+def _sentence(model: str, baseline: str, variable: str, pair: pd.DataFrame, frame: pd.DataFrame) -> str:
+    counts = pair.verdict.value_counts()
+    kind = "scores (all leads)" if pair["lead"].notna().any() else "key tail metrics"
+    text = (f"{variable}, {model} against {baseline} ({pair.replicates.iloc[0]} replicates): better on "
+            f"{counts.get('better', 0)} of {len(pair)} {kind}, worse on {counts.get('worse', 0)}, "
+            f"indistinguishable on {counts.get('indistinguishable', 0)}.")
+    headline = pair[pair.metric.isin(["exceedance_ratio_p999", "twcrps_p999"])]
+    if len(headline):
+        r = headline.iloc[0]
+        lead = None if pd.isna(r["lead"]) else int(r["lead"])
+        v_m, v_b = _value(frame, model, variable, r.metric, lead), _value(frame, baseline, variable, r.metric, lead)
+        at = f" at lead {lead}" if lead is not None else ""
+        words = _IN_WORDS[r.metric]
+        text += (f" {words[0].upper() + words[1:]}{at}: {_fmt(v_m)} for {model}, {_fmt(v_b)} for {baseline}; "
+                 f"the difference of their errors is {_fmt(r.difference)}, 95 % interval [{_fmt(r.ci_low)}, "
+                 f"{_fmt(r.ci_high)}]: {r.verdict}.")
+    one_run = [m for m, n in zip((model, baseline), str(pair.replicates.iloc[0]).split(" vs ")) if n.strip() == "1"]
+    if one_run:
+        text += (f" {' and '.join(one_run)} {'was' if len(one_run) == 1 else 'were'} trained once: the interval "
+                 "covers ensemble sampling and test-data noise but not the spread between training runs, so it is "
+                 "too narrow to settle the question (set replicates: 3 or more).")
+    return text
 
 
 def describe(values: np.ndarray) -> dict:
@@ -118,7 +140,7 @@ def describe_closed_form(dist) -> dict:
     return {"mean": mean, "std": std, "skewness": skew, "excess kurtosis": kurt,
             "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": float("nan")}
 
-FORECAST_METRICS = ["crps", "fair_crps", "spread_skill", "rmse", "spread", "rank_flatness"]
+FORECAST_METRICS = ["crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_skill", "rmse", "spread", "rank_flatness"]
 
 
 def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
@@ -171,11 +193,12 @@ def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path], provenance_json: str | Path,
+def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, figures: dict[str, str | Path],
+           provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
            train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None) -> None:
     forecasts = forecasts or {}
-    frame = pd.read_csv(metrics_csv)
+    frame = summary(pd.read_csv(metrics_csv))
     stats = load_stats(stats_path)
     prov = json.loads(Path(provenance_json).read_text())
     generators = [m for m in config["models"] if m not in forecasts]
@@ -193,6 +216,7 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
         entry = config["models"].get(m, {})
         nu = attrs.get("nu_by_variable")
         model_meta[m] = {"family": attrs.get("family", ""),
+                         "replicates": replicates(config, m) if m in config["models"] else "",
                          "nu": ", ".join(str(_fmt(x) if not isinstance(x, str) else x)
                                          for x in json.loads(nu).values()) if nu else "",
                          "variant": _variant(entry),
@@ -230,7 +254,7 @@ def render(config: dict, metrics_csv: str | Path, figures: dict[str, str | Path]
         created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
         config=config, stats=stats, models=model_order, forecasters=forecasters,
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
-        table=metrics_table(unconditional, model_order), comparisons=heavy_vs_gaussian(unconditional, config),
+        table=metrics_table(unconditional, model_order), verdicts=verdicts(pd.read_csv(comparisons_csv), frame),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
         truth_checks=checks, truth_summary=_coverage_summary(checks),

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..evaluation.scores import crps_fast_path
-from ..runtime import atomic_path, derived_seed
+from ..config import replicate_name, replicates
+from ..runtime import atomic_path, derived_seed, replicate_seed
 
 PACKAGES = ["htweather", "torch", "numpy", "scipy", "pandas", "xarray", "dask", "zarr", "netCDF4",
             "properscoring", "numba", "matplotlib", "snakemake", "jinja2", "jsonschema"]
@@ -44,9 +45,14 @@ def provenance(config: dict, workflow_dir: str | Path, benchmarks_dir: str | Pat
              "truth ensemble": derived_seed(config["seed"], "sample", "truth"),
              "truth sequences": derived_seed(config["seed"], "sample", "truth_sequences")}
     for m, entry in config["models"].items():
-        steps = ("train", "forecast", "verify") if entry["condition_steps"] else ("train", "sample", "evaluate")
-        for step in steps:
-            seeds[f"{step} {m}"] = derived_seed(config["seed"], step, m)
+        steps = ("train", "forecast") if entry["condition_steps"] else ("train", "sample")
+        for r in range(replicates(config, m)):
+            run = replicate_name(m, r)
+            for step in steps:
+                seeds[f"{step} {run}"] = replicate_seed(config["seed"], step, m, r)
+            # evaluation's bootstrap: seeded by the replicate's name
+            scoring = "verify" if entry["condition_steps"] else "evaluate"
+            seeds[f"{scoring} {run}"] = derived_seed(config["seed"], scoring, run)
     timings = []
     for path in sorted(glob.glob(str(Path(benchmarks_dir) / "*.tsv"))):
         row = pd.read_csv(path, sep="\t").iloc[0]

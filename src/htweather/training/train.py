@@ -33,7 +33,7 @@ from ..data.windows import regular_windows
 from ..errors import ConfigError, HtweatherError
 from ..models import assemble
 from ..models.devices import autocast, set_threads
-from ..runtime import StopSignals, atomic_path, derived_seed, progress
+from ..runtime import StopSignals, atomic_path, derived_seed, progress, replicate_seed
 from . import checkpoints, distributed
 from .examples import Examples, SplitFields, StepBatches
 
@@ -90,31 +90,33 @@ class Interrupted(HtweatherError):
 
 
 def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
-          threads: int | None = None, processes: int = 1) -> Path:
-    """Train model `name` of `config` on the store; `processes` > 1: data-parallel in that many
-    processes (one per GPU; gloo on CPU), launched here with torchrun."""
+          threads: int | None = None, processes: int = 1, replicate: int = 0) -> Path:
+    """Train replicate `replicate` of model `name` of `config` on the store (replicates differ
+    only in their seed); `processes` > 1: data-parallel in that many processes (one per GPU;
+    gloo on CPU), launched here with torchrun."""
     world = processes if processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))
     if config["training"]["batch_size"] % world:
         raise ConfigError(f"training.batch_size: {config['training']['batch_size']} does not split evenly over "
                           f"{world} data-parallel processes")
     if processes > 1 and not distributed.under_torchrun():
         return distributed.launch({"config": config, "name": name, "store": str(store), "stats_path": str(stats_path),
-                                   "out_dir": str(out_dir), "threads": threads}, processes)
+                                   "out_dir": str(out_dir), "threads": threads, "replicate": replicate}, processes)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     opts = config["training"]
     spec = assemble.ModelSpec.from_config(config, name)
-    seed = derived_seed(config["seed"], "train", name)
+    seed = replicate_seed(config["seed"], "train", name, replicate)
     group, device = distributed.join(opts["device"])
     try:
         set_threads(max(1, (threads or opts["threads"]) // group.world))
         with StopSignals() as signals:
-            return _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals)
+            return _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals,
+                          replicate)
     finally:
         distributed.leave(group)
 
 
-def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals) -> Path:
+def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals, replicate) -> Path:
     torch.manual_seed(seed)
     workers = opts["data_workers"]
     mask = load_mask(store)
@@ -239,7 +241,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         write_log()
         with atomic_path(model_path) as tmp:
             torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": opts["steps"],
-                        "seed": seed, "parameters": n_params, "tail_index": tail_index,
+                        "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
                         "input_map": input_map.state() if input_map is not None else None}, tmp)
         log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path

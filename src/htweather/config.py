@@ -114,6 +114,13 @@ def nu_per_variable(model: dict, variables: list[str]) -> list[float]:
     return [parse_nu(spec)] * len(variables)
 
 
+def snapshot_steps(training: dict) -> list[int]:
+    """The training steps at which EMA snapshots are saved (training.snapshots as fractions of
+    training.steps), before the last step."""
+    steps = training["steps"]
+    return sorted({max(1, round(f * steps)) for f in training["snapshots"]} - {steps})
+
+
 def replicates(config: dict, model: str) -> int:
     """How many independent trainings of `model` the config asks for."""
     return config["models"][model].get("replicates") or config["replicates"]

@@ -112,3 +112,17 @@ def test_forecast_model_trains_on_consecutive_pairs_and_forecasts(store, tmp_pat
     forecast.forecast(cfg, model_path, root / "store.zarr", root / "stats.json", tmp_path / "f2.zarr",
                       tmp_path / "s2.zarr")
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "f2.zarr").w.values, fc.w.values)
+
+
+def test_snapshots_hold_the_ema_part_way_and_leave_the_final_weights_unchanged(store, tmp_path):
+    cfg, root = store
+    with_snapshots = train.train(cfg, "edm", root / "store.zarr", root / "stats.json", tmp_path / "a")
+    plain = {**cfg, "training": {**cfg["training"], "snapshots": []}}
+    without = train.train(plain, "edm", root / "store.zarr", root / "stats.json", tmp_path / "b")
+    final, reference = (torch.load(p, weights_only=True) for p in (with_snapshots, without))
+    assert all(torch.equal(final["ema"][k], reference["ema"][k]) for k in final["ema"])
+    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot_*.pt")) == ["snapshot_10.pt", "snapshot_5.pt"]
+    assert not list((tmp_path / "b").glob("snapshot_*.pt"))
+    early = torch.load(tmp_path / "a" / "snapshot_5.pt", weights_only=True)
+    assert early["steps"] == 5 and early["spec"] == final["spec"]
+    assert not all(torch.equal(early["ema"][k], final["ema"][k]) for k in final["ema"])

@@ -67,6 +67,12 @@ def test_end_to_end_outputs(tiny_run):
     assert set(scores.metric) == {"crps", "twcrps_p99", "twcrps_p999"} and set(scores["lead"]) == {1, 2}
     assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable"}
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
+    convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
+    steps = convergence.groupby(["model", "replicate"])["step"].agg(lambda x: sorted(set(x)))
+    assert len(steps) == 9 and all(s == [5, 10, 20] for s in steps)  # snapshots at 1/4, 1/2; the end
+    assert set(convergence.metric) == {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999",
+                                       "tail_ks"} and (convergence.error >= 0).all()
+    assert "Has training converged?" in (results / "report.html").read_text()
     # each replicate is its own training, with its own seed
     first = torch.load(results / "models" / "tedm" / "model.pt", weights_only=True)
     second = torch.load(results / "models" / "tedm.r1" / "model.pt", weights_only=True)
@@ -85,7 +91,7 @@ def test_end_to_end_outputs(tiny_run):
                     "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds"):
         assert section in html, section
     # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
-    assert html.count("data:image/png;base64,") == 4 + 3 + 4
+    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1  # + convergence
     assert 'class="best"' in html
 
     ds = xr.open_zarr(results / "samples" / "tedm.zarr")

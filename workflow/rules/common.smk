@@ -13,7 +13,7 @@ sys.path.insert(0, str(SRC))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
 from htweather.config import comparison_pairs, input_files, load_config, merge_configs  # noqa: E402
-from htweather.config import replicate_names, split_replicate  # noqa: E402
+from htweather.config import replicate_names, snapshot_steps, split_replicate  # noqa: E402
 from htweather.errors import HtweatherError  # noqa: E402
 from htweather.data.ingest import check_first_file  # noqa: E402
 
@@ -73,6 +73,12 @@ def runs_of(models):
     return {m: replicate_names(CFG, [m]) for m in models}
 
 
+# Convergence: small ensembles from EMA snapshots part-way through training, and the final ensemble
+SNAPSHOT_STEPS = snapshot_steps(CFG["training"])
+CONVERGENCE = {run: {**{step: f"results/snapshots/{run}/step_{step}.zarr" for step in SNAPSHOT_STEPS},
+                     CFG["training"]["steps"]: f"results/samples/{run}.zarr"}
+               for run in (GENERATOR_RUNS if SNAPSHOT_STEPS else [])}
+
 # what the comparisons read: each compared run's ensemble or forecasts
 COMPARED_RUNS = {run: f"results/{'samples' if m in GENERATORS else 'forecasts'}/{run}.zarr"
                  for m, runs in runs_of(COMPARED).items() for run in runs}
@@ -116,6 +122,8 @@ FIGURES = {
 }
 if CFG["nu_sweep"]:
     FIGURES["nu_sweep"] = "results/figures/nu_sweep.png"
+if CONVERGENCE:
+    FIGURES["convergence"] = "results/figures/convergence.png"
 if FORECASTERS:
     FIGURES.update({
         "forecast_skill": "results/figures/forecast_skill.png",

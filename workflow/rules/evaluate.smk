@@ -129,3 +129,23 @@ rule comparisons:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/comparisons.py"
+
+
+rule convergence:
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+        ensembles=[path for steps in CONVERGENCE.values() for path in steps.values()],
+    output:
+        report("results/evaluation/convergence.csv", caption="../report/convergence_table.rst", category="Training"),
+    params:
+        config=section("seed", "evaluation"),
+        paths=CONVERGENCE,
+    log:
+        "results/logs/convergence.log",
+    benchmark:
+        "results/benchmarks/convergence.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/convergence.py"

@@ -9,7 +9,9 @@ _OPTIONAL_FIGURES = {
     "forecast_skill": ("../report/forecast_skill.rst", "Forecasts"),
     "rank_histograms": ("../report/rank_histograms.rst", "Forecasts"),
     "return_levels": ("../report/return_levels.rst", "Tails"),
+    "convergence": ("../report/convergence.rst", "Training"),
 }
+CONVERGENCE_TABLE = ["results/evaluation/convergence.csv"] if CONVERGENCE else []
 
 
 rule figures:
@@ -22,6 +24,7 @@ rule figures:
         metrics="results/evaluation/metrics.csv",
         ranks="results/evaluation/rank_histograms.csv",
         maps="results/evaluation/quantile_maps.nc",
+        convergence=CONVERGENCE_TABLE,
     output:
         histograms=report(FIGURES["histograms"], caption="../report/tail_histograms.rst", category="Tails"),
         qq=report(FIGURES["qq"], caption="../report/qq.rst", category="Tails"),
@@ -68,6 +71,7 @@ rule report:
     input:
         metrics="results/evaluation/metrics.csv",
         comparisons="results/evaluation/comparisons.csv",
+        convergence=CONVERGENCE_TABLE,
         figures=list(FIGURES.values()),
         provenance="results/provenance.json",
         store="results/data/store.zarr",

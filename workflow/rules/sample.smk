@@ -21,6 +21,26 @@ rule sample:
         "../scripts/sample.py"
 
 
+rule sample_snapshot:
+    input:
+        model="results/models/{generator}/snapshot_{step}.pt",
+        stats="results/data/stats.json",
+    output:
+        directory("results/snapshots/{generator}/step_{step}.zarr"),
+    params:
+        config={**section("seed", "sampling", "training.device"),
+                "sampling": {**CFG["sampling"], "members": CFG["evaluation"]["convergence_members"]}},
+    threads: CFG["sampling"]["threads"]
+    log:
+        "results/logs/sample_snapshot_{generator}_{step}.log",
+    benchmark:
+        "results/benchmarks/sample_snapshot_{generator}_{step}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/sample.py"
+
+
 rule sample_truth:
     input:
         stats="results/data/stats.json",

@@ -7,4 +7,5 @@ run_step(snakemake, lambda: figures.make_figures(
     ensembles=dict(zip(p.ensembles, i.ensembles)),
     train_logs=dict(zip(p.models, i.train_logs)),
     out=p.figures, metrics_csv=i.metrics, ranks_csv=i.ranks, maps_nc=i.maps,
+    convergence_csv=i.convergence[0] if i.convergence else None,
     forecasts=dict(zip(p.forecasters, i.forecasts))))

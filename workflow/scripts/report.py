@@ -5,4 +5,5 @@ p, i = snakemake.params, snakemake.input
 run_step(snakemake, lambda: page.render(
     p.config, i.metrics, i.comparisons, p.figures, i.provenance, i.store, i.stats,
     ensembles=dict(zip(p.ensembles, i.ensembles)), train_logs=dict(zip(p.models, i.train_logs)),
-    forecasts=dict(zip(p.forecasters, i.forecasts)), out=snakemake.output[0]))
+    forecasts=dict(zip(p.forecasters, i.forecasts)),
+    convergence_csv=i.convergence[0] if i.convergence else None, out=snakemake.output[0]))

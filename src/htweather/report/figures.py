@@ -14,6 +14,7 @@ import xarray as xr
 from ..config import is_gaussian, is_plain
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
+from ..evaluation.convergence import tail_error
 from ..evaluation.tables import summary
 from . import plots
 
@@ -62,7 +63,7 @@ SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
                  train_logs: dict[str, str | Path], out: dict[str, str | Path], metrics_csv: str | Path,
                  ranks_csv: str | Path | None = None, maps_nc: str | Path | None = None,
-                 forecasts: dict[str, str | Path] | None = None) -> None:
+                 forecasts: dict[str, str | Path] | None = None, convergence_csv: str | Path | None = None) -> None:
     """out: keys "histograms", "qq", "loss", "quantile_maps", "maps_<variable>" for each variable,
     and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels"."""
     stats = load_stats(stats_path)
@@ -82,6 +83,10 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
                           members=config["report"]["map_members"])
     with xr.open_dataset(maps_nc) as maps:
         plots.quantile_maps(maps.load(), variables, out["quantile_maps"])
+    if "convergence" in out and convergence_csv is not None:
+        table = pd.read_csv(convergence_csv)
+        per_replicate = table.groupby(["model", "replicate", "variable", "step"], as_index=False)["error"].mean()
+        plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"])
     if "nu_sweep" in out:
         points = nu_sweep_points(config, nu_values(ensembles))
         plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])

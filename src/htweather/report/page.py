@@ -21,6 +21,7 @@ from ..config import replicates
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
 from ..evaluation.comparisons import FORECAST_SCORES
+from ..evaluation.convergence import STILL_FALLING, still_falling
 from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
 from ..runtime import atomic_path
@@ -196,7 +197,8 @@ def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
 def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, figures: dict[str, str | Path],
            provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
-           train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None) -> None:
+           train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None,
+           convergence_csv: str | Path | None = None) -> None:
     forecasts = forecasts or {}
     frame = summary(pd.read_csv(metrics_csv))
     stats = load_stats(stats_path)
@@ -246,6 +248,12 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                                      if "nu_by_variable" in a})
     sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
 
+    not_converged, convergence_steps = [], []
+    if convergence_csv is not None:
+        table = pd.read_csv(convergence_csv)
+        convergence_steps = sorted(set(table.step))
+        not_converged = [{**w, "error_before": _fmt(w["error_before"]), "error": _fmt(w["error"])}
+                         for w in still_falling(table)]
     checks = truth_checks(frame, config, stats, truth)
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
@@ -255,6 +263,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         config=config, stats=stats, models=model_order, forecasters=forecasters,
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
         table=metrics_table(unconditional, model_order), verdicts=verdicts(pd.read_csv(comparisons_csv), frame),
+        not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
         truth_checks=checks, truth_summary=_coverage_summary(checks),

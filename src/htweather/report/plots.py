@@ -312,3 +312,25 @@ def nu_sweep(metrics: pd.DataFrame, points: dict[str, dict[str, float]], variabl
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: list[str], out: str | Path) -> None:
+    """Tail error against training steps, one panel per variable: a line per model (the mean
+    over its replicates), each replicate's points faint."""
+    models = list(dict.fromkeys(tail_error.model))
+    colors = model_colors(models)
+    fig, axes = plt.subplots(1, len(variables), figsize=(4.2 * len(variables), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], variables):
+        for model in models:
+            mean = tail_error[(tail_error.model == model) & (tail_error.variable == name)].sort_values("step")
+            ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
+            each = replicates[(replicates.model == model) & (replicates.variable == name)]
+            ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylim(bottom=0)
+    axes[0][0].set_ylabel("tail error (mean over key metrics)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

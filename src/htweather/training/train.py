@@ -4,6 +4,8 @@ Writes, in the model's directory:
 - ``model.pt``: the EMA weights, the model's spec with its data-dependent settings resolved
   (``nu: auto``, per-channel sigma_data), the INC table if any and the tail-index estimates
   (what sampling needs);
+- ``snapshot_STEP.pt``: the same at the steps of ``training.snapshots`` (fractions of the
+  steps), for the convergence check;
 - ``train_log.csv``: step, mean training loss since the last row, learning rate, elapsed
   seconds, and the validation loss at checkpoint steps;
 - ``checkpoint.pt``: the full training state (model, EMA, optimiser, scheduler, step, random
@@ -30,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.store import load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows
+from ..config import snapshot_steps
 from ..errors import ConfigError, HtweatherError
 from ..models import assemble
 from ..models.devices import autocast, set_threads
@@ -162,7 +165,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     # Resume only a checkpoint of this exact model and training setup (threads, device, worker
     # and process counts change how, not what, it computes).
     identity = {"spec": spec.to_dict(), "seed": seed,
-                "training": {k: v for k, v in opts.items() if k not in ("threads", "device", "data_workers", "compile")}}
+                "training": {k: v for k, v in opts.items()
+                             if k not in ("threads", "device", "data_workers", "compile", "snapshots")}}
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
     start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device)
@@ -172,6 +176,15 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             writer = csv.DictWriter(f, LOG_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
+
+    def write_model(path, steps_done):
+        """What sampling needs: the EMA weights, the resolved spec, the INC table, the tail index."""
+        with atomic_path(path) as tmp:
+            torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": steps_done,
+                        "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
+                        "input_map": input_map.state() if input_map is not None else None}, tmp)
+
+    snapshots = set(snapshot_steps(opts))
 
     def write_checkpoint(done):
         if group.main:
@@ -216,6 +229,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         running_n += 1
         bar.update(1)
         done = step + 1
+        if done in snapshots and group.main:  # EMA weights part-way, for the convergence check
+            write_model(out_dir / f"snapshot_{done}.pt", done)
         at_checkpoint = done % opts["checkpoint_every"] == 0 or done == opts["steps"]
         stopping = distributed.any_rank(signals.received is not None, group, device)
         if done % opts["log_every"] == 0 or at_checkpoint or stopping:
@@ -239,9 +254,6 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     model_path = out_dir / "model.pt"
     if group.main:
         write_log()
-        with atomic_path(model_path) as tmp:
-            torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": opts["steps"],
-                        "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
-                        "input_map": input_map.state() if input_map is not None else None}, tmp)
+        write_model(model_path, opts["steps"])
         log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path

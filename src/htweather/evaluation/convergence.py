@@ -1,0 +1,79 @@
+"""Has training converged? The key tail metrics of small ensembles sampled from EMA snapshots
+saved part-way through training (training.snapshots) and of the final model, against the test
+data: if a model's tail error is still falling at the end, its comparisons may change with more
+training, and the report says so.
+
+Cheap by design: no extra training, `evaluation.convergence_members` members per snapshot (the
+same initial noise at every snapshot: sampling is seeded by the model and replicate), the final
+point from the first members of the model's own ensemble.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..config import split_replicate
+from ..data.store import grid_mask, load_stats, test_fields
+from .comparisons import error
+from .tails import exceedance_ratio, quantile_rel_error, tail_ks
+
+COLUMNS = ["model", "replicate", "variable", "metric", "step", "value", "error"]
+METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
+STILL_FALLING = 0.10  # relative drop of the tail error over the last stretch of training that counts
+
+
+def key_metrics(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability: float) -> dict[str, float]:
+    """The key tail metrics of flattened generated values against the data's (definitions of `tails`)."""
+    return {"exceedance_ratio_p99": exceedance_ratio(gen, data, 0.99, tails),
+            "exceedance_ratio_p999": exceedance_ratio(gen, data, 0.999, tails),
+            "quantile_rel_error_0.999": float(quantile_rel_error(gen, data, 0.999)),
+            "tail_ks": tail_ks(gen, data, tail_probability, tails)["tail_ks"]}
+
+
+def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], store: str | Path,
+                      stats_path: str | Path) -> pd.DataFrame:
+    """paths: {run: {step: ensemble store}}, the last step being the model's own ensemble (its
+    first `convergence_members` members are used)."""
+    opts = config["evaluation"]
+    members = opts["convergence_members"]
+    stats = load_stats(stats_path)
+    mask = grid_mask(stats)
+    data = test_fields(store)
+    rows = []
+    for run, by_step in paths.items():
+        model, replicate = split_replicate(run)
+        for step, path in sorted(by_step.items()):
+            ds = xr.open_zarr(path).isel(member=slice(0, members))
+            for name in stats["channels"]:
+                gen, ref = ds[name].values.astype(np.float64), data[name]
+                if mask is not None:
+                    gen, ref = gen[:, mask], ref[:, mask]
+                values = key_metrics(gen.ravel(), ref.ravel(), stats["variables"][name]["tails"],
+                                     opts["tail_probability"])
+                rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m, "step": int(step),
+                          "value": v, "error": float(error(m, v))} for m, v in values.items()]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def tail_error(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model, variable and step: the mean error over the key metrics and the replicates."""
+    return frame.groupby(["model", "variable", "step"], as_index=False)["error"].mean()
+
+
+def still_falling(frame: pd.DataFrame) -> list[dict]:
+    """Models whose tail error fell by more than STILL_FALLING (relative) between the last
+    snapshot and the end of training, per variable: not converged yet."""
+    out = []
+    for (model, variable), group in tail_error(frame).groupby(["model", "variable"], sort=False):
+        group = group.sort_values("step")
+        if len(group) < 2:
+            continue
+        before, last = group.error.iloc[-2], group.error.iloc[-1]
+        if last < (1 - STILL_FALLING) * before:
+            out.append({"model": model, "variable": variable, "step_before": int(group.step.iloc[-2]),
+                        "step": int(group.step.iloc[-1]), "error_before": float(before), "error": float(last)})
+    return out

@@ -21,8 +21,8 @@ def raw_files(tiny_config, tmp_path):
 
 def data_only(config: dict) -> dict:
     """The config without its models: these tests change the variables, which the tiny config's
-    per-variable nu and sweep are written for."""
-    return {k: v for k, v in config.items() if k not in ("models", "nu_sweep")}
+    per-variable nu, sweep and comparisons are written for."""
+    return {k: v for k, v in config.items() if k not in ("models", "nu_sweep", "comparisons")}
 
 
 @pytest.fixture

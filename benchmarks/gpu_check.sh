@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA paths, run for real on this machine's GPU(s), in under 5 minutes: tiny-config training,
+# The CUDA paths, run for real on this machine's GPU(s), sized for under 5 minutes (not yet timed
+# on a GPU: none has been lent so far): tiny-config training,
 # sampling and forecasting (bf16 autocast, with and without torch.compile), loader workers into
 # pinned memory, NCCL data-parallel training where there are 2 or more GPUs, then training
 # throughput at 256 x 256 with a 35 M-parameter U-Net. PASS / FAIL / SKIP per path, samples/s and

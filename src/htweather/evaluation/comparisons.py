@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "verdict",
            "replicates"]
+# the tail metrics the report's verdict and the convergence check rest on
+KEY_TAIL_METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
 # the forecast scores compared (lower is better), by lead
 FORECAST_SCORES = ["crps", "twcrps_p99", "twcrps_p999"]
 

@@ -22,12 +22,12 @@ from .comparisons import error
 from .tails import exceedance_ratio, quantile_rel_error, tail_ks
 
 COLUMNS = ["model", "replicate", "variable", "metric", "step", "value", "error"]
-METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
 STILL_FALLING = 0.10  # relative drop of the tail error over the last stretch of training that counts
 
 
 def key_metrics(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability: float) -> dict[str, float]:
-    """The key tail metrics of flattened generated values against the data's (definitions of `tails`)."""
+    """The key tail metrics (comparisons.KEY_TAIL_METRICS) of flattened generated values against
+    the data's (definitions of `tails`)."""
     return {"exceedance_ratio_p99": exceedance_ratio(gen, data, 0.99, tails),
             "exceedance_ratio_p999": exceedance_ratio(gen, data, 0.999, tails),
             "quantile_rel_error_0.999": float(quantile_rel_error(gen, data, 0.999)),

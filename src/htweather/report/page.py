@@ -20,7 +20,7 @@ from scipy import stats as sstats
 from ..config import replicates
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
-from ..evaluation.comparisons import FORECAST_SCORES
+from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS
 from ..evaluation.convergence import STILL_FALLING, still_falling
 from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
@@ -65,7 +65,6 @@ def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = F
     return rows
 
 
-KEY_TAIL_METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
 _IN_WORDS = {"exceedance_ratio_p99": "mass beyond the data's 99th percentile (exceedance ratio, 1 is right)",
              "exceedance_ratio_p999": "mass beyond the data's 99.9th percentile (exceedance ratio, 1 is right)",
              "quantile_rel_error_0.999": "99.9th percentile (relative error, 0 is right)",

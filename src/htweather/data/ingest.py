@@ -14,7 +14,7 @@ Steps, all lazy (dask) until the store is written:
    sea) and the normalisation statistics from the TRAIN split over real cells only;
 6. add the mask, the statistics and provenance attributes; consolidate the metadata.
 
-The later stages read the store through `store` (`normalised(store)`: the per-variable transform
+The later stages read the store through `store` (`split_rows(store, split)`: the per-variable transform
 standardised with those statistics, 0 at masked cells, computed lazily from the physical
 fields). The store is written
 under a temporary name and renamed at the end, so a failure leaves no half-written store;

@@ -37,35 +37,58 @@ def grid_mask(stats: dict) -> np.ndarray | None:
     return None if mask is None else np.asarray(mask, dtype=bool)
 
 
+def normalise(raw: dict[str, np.ndarray], norm: dict, mask: np.ndarray) -> np.ndarray:
+    """Physical fields per variable (time, latitude, longitude) -> the normalised fields
+    (time, variable, latitude, longitude) float32: forward(transform, x) standardised with the
+    train-split statistics `norm`, 0 at masked cells."""
+    out = np.stack([(transforms.forward(n["transform"], raw[v].astype(np.float64)) - n["mean"]) / n["std"]
+                    for v, n in norm.items()], axis=1)
+    return np.where(mask, out, 0.0).astype(np.float32)
+
+
 def normalised(store: str | Path) -> xr.DataArray:
-    """The store's fields as the models see them, lazily: forward(transform, x) standardised
-    with the train-split statistics, 0 at masked cells; (time, variable, latitude, longitude)
-    float32. The store keeps the physical fields only (half the disk and one write less): the
-    normalisation is an exact, cheap function of them and of the statistics in its attributes."""
+    """The whole store's normalised fields as a lazy (dask) array, (time, variable, latitude,
+    longitude) float32, with the `split` label of each time: for inspection; the stages read
+    through `split_rows`."""
     ds = xr.open_zarr(store)
     norm = json.loads(ds.attrs["normalisation"])
-    valid = ds["mask"].astype(bool)
-    fields = [((transforms.forward(n["transform"], ds[v].astype(np.float64)) - n["mean"]) / n["std"]).where(valid, 0.0)
-              for v, n in norm.items()]
-    out = xr.concat(fields, dim=pd.Index(list(norm), name="variable"))
-    return out.transpose("time", "variable", "latitude", "longitude").astype(np.float32)
+    fields = xr.concat([ds[v] for v in norm], dim=pd.Index(list(norm), name="variable"))
+    fields = fields.transpose("time", "variable", "latitude", "longitude").chunk({"variable": -1, "latitude": -1,
+                                                                                 "longitude": -1})
+    values = fields.data.map_blocks(lambda block: normalise(dict(zip(norm, np.moveaxis(block, 1, 0))), norm,
+                                                            ds["mask"].values.astype(bool)), dtype=np.float32)
+    return fields.copy(data=values)
+
+
+def split_rows(store: str | Path, split: str, rows=None) -> np.ndarray:
+    """The normalised fields of time steps `rows` (positions within the split; None: all) of
+    one split, (time, variable, latitude, longitude) float32. The store keeps the physical
+    fields only (half the disk and one write less): the normalisation is an exact, cheap
+    function of them and of the statistics in its attributes. Only the chunks that hold the
+    rows asked for are read (without dask: its per-chunk tasks cost more than the reading)."""
+    ds = xr.open_zarr(store, chunks=None)
+    index = np.flatnonzero(ds.split.values == split)
+    if rows is not None:
+        index = index[rows]
+    norm = json.loads(ds.attrs["normalisation"])
+    raw = {v: ds[v].isel(time=index).values for v in norm}
+    return normalise(raw, norm, ds["mask"].values.astype(bool))
 
 
 def load_split(store: str | Path, split: str) -> np.ndarray:
     """The normalised fields of one split, (time, variable, latitude, longitude) float32."""
-    fields = normalised(store)
-    return fields.sel(time=fields.split == split).values
+    return split_rows(store, split)
 
 
 def load_split_times(store: str | Path, split: str) -> pd.DatetimeIndex:
     """The time stamps of one split, in order (the rows of `load_split`)."""
-    ds = xr.open_zarr(store)
+    ds = xr.open_zarr(store, chunks=None)
     return pd.DatetimeIndex(ds.time.values[ds.split.values == split])
 
 
 def load_mask(store: str | Path) -> np.ndarray | None:
     """The store's (latitude, longitude) mask of real cells; None when every cell is real."""
-    ds = xr.open_zarr(store)
+    ds = xr.open_zarr(store, chunks=None)
     if "mask" not in ds:
         return None
     mask = ds["mask"].values.astype(bool)
@@ -78,6 +101,6 @@ def load_stats(path: str | Path) -> dict:
 
 def test_fields(store: str | Path) -> dict[str, np.ndarray]:
     """The test split's physical fields (time, latitude, longitude) per variable."""
-    ds = xr.open_zarr(store)
-    test = ds.sel(time=ds.split.values == "test")
+    ds = xr.open_zarr(store, chunks=None)  # read at once: no dask tasks per chunk
+    test = ds.isel(time=np.flatnonzero(ds.split.values == "test"))
     return {v: test[v].values.astype(np.float64) for v in json.loads(ds.attrs["channels"])}

@@ -33,7 +33,12 @@ class SortedUnits:
         return np.cumsum(counts[self.unit])
 
     def quantiles(self, cum: np.ndarray, probs) -> np.ndarray:
-        index = np.searchsorted(cum, np.asarray(probs) * cum[-1], side="left")
+        target = np.asarray(probs) * cum[-1]
+        if np.issubdtype(cum.dtype, np.integer):
+            # integer counts: cum >= x exactly when cum >= ceil(x); searching with the counts'
+            # own dtype spares numpy a float copy of the whole cumulative array on every call
+            target = np.ceil(target).astype(cum.dtype)
+        index = np.searchsorted(cum, target, side="left")
         return self.values[np.minimum(index, self.values.size - 1)]
 
     def fraction_above(self, cum: np.ndarray, threshold: float) -> float:

@@ -82,7 +82,7 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
 
 def sequence_fields(path: str | Path, variables: list[str]) -> dict[str, list[np.ndarray]]:
     """The sequences of a (chain, step, lat, lon) store, as a list of (step, lat, lon) per variable."""
-    ds = xr.open_zarr(path)
+    ds = xr.open_zarr(path, chunks=None)
     return {v: list(ds[v].values.astype(np.float64)) for v in variables}
 
 
@@ -138,10 +138,10 @@ def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensem
     data = test_fields(store)
     sources = {"data": {v: data[v] for v in stats["channels"]}}
     for name, path in ensembles.items():
-        ds = xr.open_zarr(path)
+        ds = xr.open_zarr(path, chunks=None)
         sources[name] = {v: ds[v].values.astype(np.float64) for v in stats["channels"]}
     for name, path in sequences.items():
-        ds = xr.open_zarr(path)
+        ds = xr.open_zarr(path, chunks=None)
         sources[f"{name} (sequences)" if name in ensembles else name] = {
             v: ds[v].values.astype(np.float64).reshape(-1, *ds[v].shape[-2:]) for v in stats["channels"]}
     names = list(sources)

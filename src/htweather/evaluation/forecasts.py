@@ -96,7 +96,7 @@ def lead_components(config: dict, forecasts_path: str | Path, store: str | Path,
     """Per variable and lead of one forecast store: (variable, lead, obs (start, lat, lon),
     ens (start, lat, lon, member), the per-start components of every score)."""
     opts = config["evaluation"]
-    ds = xr.open_zarr(forecasts_path)
+    ds = xr.open_zarr(forecasts_path, chunks=None)
     data = test_fields(store)
     position = {t: i for i, t in enumerate(load_split_times(store, "test").values)}
     weights = latitude_weights(stats, opts["latitude_weighting"])
@@ -117,7 +117,7 @@ def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Pa
     """Rows (model, variable, metric, lead, value, ci_low, ci_high) and rank-histogram counts."""
     opts = config["evaluation"]
     stats = load_stats(stats_path)
-    n_starts = xr.open_zarr(forecasts_path).sizes["init_time"]
+    n_starts = xr.open_zarr(forecasts_path, chunks=None).sizes["init_time"]
     rng = np.random.default_rng(derived_seed(config["seed"], "verify", model))
     resamples = [np.bincount(rng.integers(0, n_starts, n_starts), minlength=n_starts)
                  for _ in range(opts["bootstrap"])]

@@ -124,7 +124,7 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
     opts = config["evaluation"]
     stats = load_stats(stats_path)
     data = test_fields(store)
-    ensemble = xr.open_zarr(ensemble_path)
+    ensemble = xr.open_zarr(ensemble_path, chunks=None)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate", model))
     mask = grid_mask(stats)
     rows = []

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dask
 import numpy as np
 import torch
 
-from ..data.store import load_split_times, normalised
+from ..data.store import load_split_times, split_rows
 from ..data.windows import regular_windows
 from ..errors import ConfigError
 from ..runtime import derived_seed
@@ -27,24 +26,17 @@ class SplitFields:
                  rows: int | None = None, values: np.ndarray | None = None):
         self.store, self.split, self.input_map = str(store), split, input_map
         self.times = load_split_times(store, split)[:rows]
-        self._lazy, self._array = None, None
+        self._array = None
         if in_memory:  # `values`: the split, already read (normalised, before the input map)
             self._array = self._read(slice(0, len(self.times)), values)
 
     def _read(self, rows, values: np.ndarray | None = None) -> np.ndarray:
         if values is None:
-            if self._lazy is None:
-                fields = normalised(self.store)
-                self._lazy = fields.isel(time=np.flatnonzero(fields.split.values == self.split))
-            with dask.config.set(scheduler="synchronous"):  # one thread per reader process
-                values = self._lazy.isel(time=rows).values
+            values = split_rows(self.store, self.split, rows)
         return self.input_map.forward(values) if self.input_map is not None else values
 
     def __len__(self) -> int:
         return len(self.times)
-
-    def __getstate__(self):  # workers reopen the store themselves
-        return {**self.__dict__, "_lazy": None}
 
     def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
         if self._array is not None:

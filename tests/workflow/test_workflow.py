@@ -69,9 +69,17 @@ def test_end_to_end_outputs(tiny_run):
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
     steps = convergence.groupby(["model", "replicate"])["step"].agg(lambda x: sorted(set(x)))
-    assert len(steps) == 9 and all(s == [5, 10, 20] for s in steps)  # snapshots at 1/4, 1/2; the end
-    assert set(convergence.metric) == {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999",
-                                       "tail_ks"} and (convergence.error >= 0).all()
+    # 9 unconditional runs and 3 forecast runs: snapshots at 1/4, 1/2; the end
+    assert len(steps) == 12 and all(s == [5, 10, 20] for s in steps)
+    forecast_rows = convergence.model.isin(["fc_tedm", "fc_flow"])
+    assert set(convergence[~forecast_rows].metric) == {"exceedance_ratio_p99", "exceedance_ratio_p999",
+                                                       "quantile_rel_error_0.999", "tail_ks"}
+    assert set(convergence[forecast_rows].metric) == {"twcrps_p99", "twcrps_p999"} and (convergence.error >= 0).all()
+    # the final point of a forecast model is its own forecasts' lead-1 score
+    final = convergence[(convergence.model == "fc_flow") & (convergence.step == 20)].set_index(["variable", "metric"])
+    assert np.isclose(final.loc[("tp", "twcrps_p99"), "value"],
+                      metrics.query("model == 'fc_flow' and variable == 'tp' and metric == 'twcrps_p99' and lead == 1"
+                                    ).value.astype(float).iloc[0])
     assert "Has training converged?" in (results / "report.html").read_text()
     # each replicate is its own training, with its own seed
     first = torch.load(results / "models" / "tedm" / "model.pt", weights_only=True)

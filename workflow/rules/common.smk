@@ -43,6 +43,7 @@ FORECASTERS = [m for m in MODELS if CFG["models"][m]["condition_steps"] > 0]
 # report's figures show the first; the tables and comparisons use them all.
 RUNS = replicate_names(CFG, MODELS)
 GENERATOR_RUNS = replicate_names(CFG, GENERATORS)
+REPLICATE_GENERATOR_RUNS = [run for run in GENERATOR_RUNS if run not in GENERATORS]  # MODEL.r1, ...
 FORECASTER_RUNS = replicate_names(CFG, FORECASTERS)
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
 TRUTH = ["truth"] if SYNTHETIC else []
@@ -73,11 +74,12 @@ def runs_of(models):
     return {m: replicate_names(CFG, [m]) for m in models}
 
 
-# Convergence: small ensembles from EMA snapshots part-way through training, and the final ensemble
+# Convergence: small ensembles (lead-1 forecasts for forecast models) from EMA snapshots part-way
+# through training, and the final ensemble (forecasts)
 SNAPSHOT_STEPS = snapshot_steps(CFG["training"])
 CONVERGENCE = {run: {**{step: f"results/snapshots/{run}/step_{step}.zarr" for step in SNAPSHOT_STEPS},
-                     CFG["training"]["steps"]: f"results/samples/{run}.zarr"}
-               for run in (GENERATOR_RUNS if SNAPSHOT_STEPS else [])}
+                     CFG["training"]["steps"]: f"results/{'samples' if run in GENERATOR_RUNS else 'forecasts'}/{run}.zarr"}
+               for run in (GENERATOR_RUNS + FORECASTER_RUNS if SNAPSHOT_STEPS else [])}
 
 # what the comparisons read: each compared run's ensemble or forecasts
 COMPARED_RUNS = {run: f"results/{'samples' if m in GENERATORS else 'forecasts'}/{run}.zarr"

@@ -19,6 +19,7 @@ rule figures:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
         ensembles=expand("results/samples/{ensemble}.zarr", ensemble=ENSEMBLES),
+        replicate_ensembles=expand("results/samples/{run}.zarr", run=REPLICATE_GENERATOR_RUNS),
         forecasts=expand("results/forecasts/{forecaster}.zarr", forecaster=FORECASTERS),
         train_logs=expand("results/models/{model}/train_log.csv", model=MODELS),
         metrics="results/evaluation/metrics.csv",
@@ -37,6 +38,7 @@ rule figures:
     params:
         config=section("data.source", "data.synthetic", "models", "nu_sweep", "report"),
         ensembles=ENSEMBLES,
+        replicate_runs=REPLICATE_GENERATOR_RUNS,
         forecasters=FORECASTERS,
         models=MODELS,
         figures=FIGURES,

@@ -21,24 +21,49 @@ rule sample:
         "../scripts/sample.py"
 
 
-rule sample_snapshot:
-    input:
-        model="results/models/{generator}/snapshot_{step}.pt",
-        stats="results/data/stats.json",
-    output:
-        directory("results/snapshots/{generator}/step_{step}.zarr"),
-    params:
-        config={**section("seed", "sampling", "training.device"),
-                "sampling": {**CFG["sampling"], "members": CFG["evaluation"]["convergence_members"]}},
-    threads: CFG["sampling"]["threads"]
-    log:
-        "results/logs/sample_snapshot_{generator}_{step}.log",
-    benchmark:
-        "results/benchmarks/sample_snapshot_{generator}_{step}.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/sample.py"
+if SNAPSHOT_STEPS:  # a rule with no output cannot be defined
+
+    rule sample_snapshots:
+        # every snapshot of a run in one job: a job's start-up (imports, loading) costs more than
+        # sampling a small ensemble
+        input:
+            models=expand("results/models/{{generator}}/snapshot_{step}.pt", step=SNAPSHOT_STEPS),
+            stats="results/data/stats.json",
+        output:
+            [directory(f"results/snapshots/{{generator}}/step_{step}.zarr") for step in SNAPSHOT_STEPS],
+        params:
+            config={**section("seed", "sampling", "training.device"),
+                    "sampling": {**CFG["sampling"], "members": CFG["evaluation"]["convergence_members"]}},
+        threads: CFG["sampling"]["threads"]
+        log:
+            "results/logs/sample_snapshots_{generator}.log",
+        benchmark:
+            "results/benchmarks/sample_snapshots_{generator}.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/sample_snapshots.py"
+
+    rule forecast_snapshots:
+        # the convergence check of a forecast model: lead-1 forecasts from each snapshot, from the
+        # same start times and with the same members as its own forecasts
+        input:
+            models=expand("results/models/{{forecaster}}/snapshot_{step}.pt", step=SNAPSHOT_STEPS),
+            store="results/data/store.zarr",
+            stats="results/data/stats.json",
+        output:
+            [directory(f"results/snapshots/{{forecaster}}/step_{step}.zarr") for step in SNAPSHOT_STEPS],
+        params:
+            config=lambda wildcards: merge_configs(forecaster_section(wildcards), {"forecast": {"lead_steps": 1}}),
+        threads: CFG["sampling"]["threads"]
+        log:
+            "results/logs/forecast_snapshots_{forecaster}.log",
+        benchmark:
+            "results/benchmarks/forecast_snapshots_{forecaster}.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/forecast_snapshots.py"
 
 
 rule sample_truth:

@@ -8,4 +8,5 @@ run_step(snakemake, lambda: figures.make_figures(
     train_logs=dict(zip(p.models, i.train_logs)),
     out=p.figures, metrics_csv=i.metrics, ranks_csv=i.ranks, maps_nc=i.maps,
     convergence_csv=i.convergence[0] if i.convergence else None,
+    replicate_ensembles=dict(zip(p.replicate_runs, i.replicate_ensembles)),
     forecasts=dict(zip(p.forecasters, i.forecasts))))

@@ -230,14 +230,15 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
         return f"{len(runs[model])} vs {len(runs[baseline])}"
 
     # ensembles of unconditional models have members only; forecast stores have start times too
-    unconditional = [pair for pair in pairs if "init_time" not in xr.open_zarr(paths[runs[pair[0]][0]]).dims]
+    unconditional = [pair for pair in pairs
+                     if "init_time" not in xr.open_zarr(paths[runs[pair[0]][0]], chunks=None).dims]
     if unconditional:
         data = test_fields(store)
         for name in stats["channels"]:
             data_units = SortedUnits(cells(data[name]))  # sorted once for every pair
             tails = stats["variables"][name]["tails"]
             for model, baseline in unconditional:
-                values = {run: cells(xr.open_zarr(paths[run])[name].values.astype(np.float64))
+                values = {run: cells(xr.open_zarr(paths[run], chunks=None)[name].values.astype(np.float64))
                           for run in runs[model] + runs[baseline]}
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
                 found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],

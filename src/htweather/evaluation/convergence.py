@@ -6,6 +6,10 @@ training, and the report says so.
 Cheap by design: no extra training, `evaluation.convergence_members` members per snapshot (the
 same initial noise at every snapshot: sampling is seeded by the model and replicate), the final
 point from the first members of the model's own ensemble.
+
+Forecast models are judged on their tail scores instead: twCRPS above the data's p99 and p999
+(FORECAST_TAIL_SCORES) of lead-1 forecasts from the same start times and with the same members
+at every snapshot as the model's own forecasts, whose lead 1 is the final point.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import xarray as xr
 from ..config import split_replicate
 from ..data.store import grid_mask, load_stats, test_fields
 from .comparisons import error
+from .forecasts import lead_components
 from .tails import exceedance_ratio, quantile_rel_error, tail_ks
 
 COLUMNS = ["model", "replicate", "variable", "metric", "step", "value", "error"]
 STILL_FALLING = 0.10  # relative drop of the tail error over the last stretch of training that counts
+FORECAST_TAIL_SCORES = ["twcrps_p99", "twcrps_p999"]  # lower is better; lead 1
 
 
 def key_metrics(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability: float) -> dict[str, float]:
@@ -36,8 +42,8 @@ def key_metrics(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability:
 
 def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], store: str | Path,
                       stats_path: str | Path) -> pd.DataFrame:
-    """paths: {run: {step: ensemble store}}, the last step being the model's own ensemble (its
-    first `convergence_members` members are used)."""
+    """paths: {run: {step: ensemble or forecast store}}, the last step being the model's own
+    ensemble (its first `convergence_members` members are used) or forecasts (lead 1)."""
     opts = config["evaluation"]
     members = opts["convergence_members"]
     stats = load_stats(stats_path)
@@ -47,7 +53,15 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
     for run, by_step in paths.items():
         model, replicate = split_replicate(run)
         for step, path in sorted(by_step.items()):
-            ds = xr.open_zarr(path).isel(member=slice(0, members))
+            if "init_time" in xr.open_zarr(path, chunks=None).dims:  # a forecast model
+                for name, lead, _, _, components in lead_components(config, path, store, stats):
+                    if lead != 1:
+                        continue
+                    rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m,
+                              "step": int(step), "value": float(np.mean(components[m])),
+                              "error": float(np.mean(components[m]))} for m in FORECAST_TAIL_SCORES]
+                continue
+            ds = xr.open_zarr(path, chunks=None).isel(member=slice(0, members))
             for name in stats["channels"]:
                 gen, ref = ds[name].values.astype(np.float64), data[name]
                 if mask is not None:

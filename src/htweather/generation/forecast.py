@@ -117,8 +117,9 @@ def _write(ds: xr.Dataset, path: str | Path, chunk_dim: str) -> None:
 
 
 def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path,
-             forecasts_out: str | Path, rollouts_out: str | Path, threads: int | None = None) -> None:
-    """Ensemble forecasts from evenly spaced test start times, and free-running sequences."""
+             forecasts_out: str | Path, rollouts_out: str | Path | None, threads: int | None = None) -> None:
+    """Ensemble forecasts from evenly spaced test start times, and free-running sequences
+    (none when `rollouts_out` is None: the convergence check's forecasts from snapshots)."""
     opts, sampling = config["forecast"], config["sampling"]
     stats = load_stats(stats_path)
     set_threads(threads or sampling["threads"])
@@ -140,7 +141,7 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
     finished = FinishedChunks(forecasts_out, {"model": file_digest(model_path), "seed": seed, "forecast": opts,
                                               "sampling": sampling, "starts": [str(t) for t in times[starts]],
                                               "test_fields": hashlib.sha256(fields.numpy().tobytes()).hexdigest()})
-    chains, length = opts["rollout_chains"], opts["rollout_steps"]
+    chains, length = (opts["rollout_chains"], opts["rollout_steps"]) if rollouts_out is not None else (0, 0)
     total = len(starts) * members * lead + chains * length
     log.info("%s: %d-member forecasts from %d start times, %d lead steps (%s each); %d free-running "
              "sequences of %d steps; %d network evaluations per field", spec.name, members, len(starts), lead,
@@ -167,6 +168,10 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
               "valid_time": (("init_time", "lead"), valid_times)}
     _write(_physical(generated, stats, ("init_time", "lead", "member"), coords, attrs), forecasts_out, "init_time")
 
+    if rollouts_out is None:
+        finished.clear()
+        log.info("wrote %s", forecasts_out)
+        return
     # Free-running sequences start from test states chosen with the forecast's seed.
     rng = np.random.default_rng(seed)
     valid = regular_windows(times, before=h - 1, after=0)

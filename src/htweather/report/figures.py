@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..config import is_gaussian, is_plain
+from ..config import is_gaussian, is_plain, split_replicate
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
-from ..evaluation.convergence import tail_error
+from ..evaluation.convergence import FORECAST_TAIL_SCORES, tail_error
 from ..evaluation.tables import summary
 from . import plots
 
@@ -29,7 +29,7 @@ def closed_form_marginals(config: dict, stats: dict) -> dict | None:
 def load_ensembles(paths: dict[str, str | Path], variables: list[str]) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for name, path in paths.items():
-        ds = xr.open_zarr(path)
+        ds = xr.open_zarr(path, chunks=None)
         out[name] = {v: ds[v].values.astype(np.float64) for v in variables}
     return out
 
@@ -52,7 +52,7 @@ def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
     """{model: {variable: nu}} as each ensemble or forecast store records it (auto resolved)."""
     out = {}
     for model, path in paths.items():
-        attrs = xr.open_zarr(path).attrs
+        attrs = xr.open_zarr(path, chunks=None).attrs
         if "nu_by_variable" in attrs:
             out[model] = json.loads(attrs["nu_by_variable"])
     return out
@@ -63,9 +63,12 @@ SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
                  train_logs: dict[str, str | Path], out: dict[str, str | Path], metrics_csv: str | Path,
                  ranks_csv: str | Path | None = None, maps_nc: str | Path | None = None,
-                 forecasts: dict[str, str | Path] | None = None, convergence_csv: str | Path | None = None) -> None:
+                 forecasts: dict[str, str | Path] | None = None, convergence_csv: str | Path | None = None,
+                 replicate_ensembles: dict[str, str | Path] | None = None) -> None:
     """out: keys "histograms", "qq", "loss", "quantile_maps", "maps_<variable>" for each variable,
-    and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels"."""
+    and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels".
+    ensembles: the first replicate of each model (and the truth); replicate_ensembles: the other
+    replicates (MODEL.r1, ...), drawn as the spread around the first on the QQ plots."""
     stats = load_stats(stats_path)
     frame = summary(pd.read_csv(metrics_csv))
     forecasts = forecasts or {}
@@ -74,7 +77,10 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     fields = load_ensembles(ensembles, stats["channels"])
     truth = closed_form_marginals(config, stats)
     plots.tail_histograms(data, fields, variables, out["histograms"], closed_form=truth)
-    plots.qq_plots(data, fields, variables, out["qq"], closed_form=truth)
+    others = load_ensembles(replicate_ensembles or {}, stats["channels"])
+    replicates = {m: [fields[m]] + [e for run, e in others.items() if split_replicate(run)[0] == m]
+                  for m in fields if m != "truth"}
+    plots.qq_plots(data, fields, variables, out["qq"], closed_form=truth, replicates=replicates)
     families = {m: config["models"][m]["family"] for m in train_logs}
     plots.loss_curves(train_logs, families, out["loss"])
     lat, lon = np.array(stats["grid"]["latitude"]), np.array(stats["grid"]["longitude"])
@@ -86,7 +92,8 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     if "convergence" in out and convergence_csv is not None:
         table = pd.read_csv(convergence_csv)
         per_replicate = table.groupby(["model", "replicate", "variable", "step"], as_index=False)["error"].mean()
-        plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"])
+        plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"],
+                          forecasters=set(table[table.metric.isin(FORECAST_TAIL_SCORES)].model))
     if "nu_sweep" in out:
         points = nu_sweep_points(config, nu_values(ensembles))
         plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])

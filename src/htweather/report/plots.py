@@ -78,9 +78,13 @@ def qq_probabilities(tails: str, top: float = 0.9999) -> np.ndarray:
 
 
 def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndarray]], variables: dict,
-             out: str | Path, closed_form: dict | None = None, top: float = 0.9999) -> None:
+             out: str | Path, closed_form: dict | None = None, top: float = 0.9999,
+             replicates: dict[str, list[dict[str, np.ndarray]]] | None = None) -> None:
     """Quantiles of each ensemble against those of the test data, up to the `top` quantile
-    (and down to 1 - top for two-tailed variables); the 1:1 line is perfect."""
+    (and down to 1 - top for two-tailed variables); the 1:1 line is perfect. `replicates`:
+    {model: every replicate's ensemble}; a shaded band spans their quantiles (lowest to highest),
+    the spread between training runs."""
+    replicates = replicates or {}
     names = list(variables)
     colors = model_colors(list(ensembles))
     fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.4), squeeze=False)
@@ -89,7 +93,12 @@ def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndar
         qd = np.quantile(finite(data[name]), probs)
         for model, fields in ensembles.items():
             ls = ":" if model == "truth" else "-"
-            ax.plot(qd, np.quantile(finite(fields[name]), probs), ls, color=colors[model], lw=1.4, label=model)
+            runs = replicates.get(model, [])
+            label = f"{model} ({len(runs)} replicates)" if len(runs) > 1 else model
+            ax.plot(qd, np.quantile(finite(fields[name]), probs), ls, color=colors[model], lw=1.4, label=label)
+            if len(runs) > 1:
+                q = np.stack([np.quantile(finite(run[name]), probs) for run in runs])
+                ax.fill_between(qd, q.min(axis=0), q.max(axis=0), color=colors[model], alpha=0.18, lw=0)
         if closed_form and name in closed_form:
             ax.plot(qd, closed_form[name].ppf(probs), "--", color=TRUTH_COLOR, lw=1.0, label="true quantiles")
         span = [qd.min(), qd.max()]
@@ -314,23 +323,31 @@ def nu_sweep(metrics: pd.DataFrame, points: dict[str, dict[str, float]], variabl
     plt.close(fig)
 
 
-def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: list[str], out: str | Path) -> None:
+def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: list[str], out: str | Path,
+                forecasters: set[str] = frozenset()) -> None:
     """Tail error against training steps, one panel per variable: a line per model (the mean
-    over its replicates), each replicate's points faint."""
+    over its replicates), each replicate's points faint. Forecast models (`forecasters`), scored
+    on lead-1 twCRPS in the variable's units, get a row of their own."""
     models = list(dict.fromkeys(tail_error.model))
     colors = model_colors(models)
-    fig, axes = plt.subplots(1, len(variables), figsize=(4.2 * len(variables), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], variables):
-        for model in models:
-            mean = tail_error[(tail_error.model == model) & (tail_error.variable == name)].sort_values("step")
-            ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
-            each = replicates[(replicates.model == model) & (replicates.variable == name)]
-            ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("training step")
-        ax.set_ylim(bottom=0)
-    axes[0][0].set_ylabel("tail error (mean over key metrics)")
-    axes[0][-1].legend(fontsize=7)
+    rows = [(label, [m for m in models if (m in forecasters) == is_forecast])
+            for label, is_forecast in (("tail error (mean over key metrics)", False),
+                                       ("lead-1 twCRPS (mean of p99, p999)", True))]
+    rows = [(label, group) for label, group in rows if group]
+    fig, axes = plt.subplots(len(rows), len(variables), figsize=(4.2 * len(variables), 3.2 * len(rows)),
+                             squeeze=False)
+    for row, (label, group) in zip(axes, rows):
+        for ax, name in zip(row, variables):
+            for model in group:
+                mean = tail_error[(tail_error.model == model) & (tail_error.variable == name)].sort_values("step")
+                ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
+                each = replicates[(replicates.model == model) & (replicates.variable == name)]
+                ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("training step")
+            ax.set_ylim(bottom=0)
+        row[0].set_ylabel(label, fontsize=8)
+        row[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

@@ -233,3 +233,18 @@ def test_unet_handles_odd_grids():
     for shape in [(33, 49), (20, 28), (4, 4)]:
         out = net(torch.randn(2, 3, *shape), torch.randn(2))
         assert out.shape == (2, 3, *shape)
+
+
+def test_model_kappa_setting_reaches_the_noise():
+    from htweather.config import load_config
+    from htweather.models import assemble
+
+    cfg = load_config({"models": {"one": {"family": "edm", "nu": 5},
+                                  "asked": {"family": "edm", "nu": 5, "kappa": "channel"},
+                                  "mixed": {"family": "edm", "nu": {"t2m": "inf", "w": 5, "tp": 4}}}})
+    per_channel = {m: assemble.build(assemble.ModelSpec.from_config(cfg, m)).noise.per_channel for m in cfg["models"]}
+    assert per_channel == {"one": False, "asked": True, "mixed": True}
+    spec = assemble.ModelSpec.from_config(cfg, "one").to_dict()
+    assert assemble.ModelSpec.from_dict(spec).kappa == "auto"
+    del spec["kappa"]  # a model saved before the setting existed drew kappa per channel
+    assert assemble.build(assemble.ModelSpec.from_dict(spec)).noise.per_channel

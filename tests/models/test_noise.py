@@ -42,16 +42,40 @@ def test_one_kappa_per_sample_shared_by_all_pixels():
     assert field_ms.std() > 0.3
 
 
-def test_one_kappa_per_sample_and_channel():
+def test_one_nu_draws_one_kappa_for_the_whole_sample():
+    """The paper's convention: with one nu, the sample (all channels and pixels) is one
+    multivariate t: its channels share their scale."""
     torch.manual_seed(3)
-    n = StudentTNoise(5.0, channels=2).sample((3000, 2, 16, 16), dtype=torch.float64).numpy()
+    noise = StudentTNoise(5.0, channels=2)
+    assert not noise.per_channel and noise.kappa(7).shape == (7, 1, 1, 1)
+    n = noise.sample((3000, 2, 16, 16), dtype=torch.float64).numpy()
+    ms = (n**2).mean(axis=(2, 3))
+    assert np.corrcoef(np.log(ms[:, 0]), np.log(ms[:, 1]))[0, 1] > 0.9
+    # the whole sample's mean square is 1/kappa ~ InvGamma(nu/2, nu/2)
+    assert stats.kstest((n**2).mean(axis=(1, 2, 3)), stats.invgamma(a=2.5, scale=2.5).cdf).statistic < 0.05
+
+
+def test_one_kappa_per_sample_and_channel_when_asked():
+    torch.manual_seed(3)
+    noise = StudentTNoise(5.0, channels=2, per_channel=True)
+    assert noise.kappa(7).shape == (7, 2, 1, 1)
+    n = noise.sample((3000, 2, 16, 16), dtype=torch.float64).numpy()
     ms = (n**2).mean(axis=(2, 3))
     # channels draw their own kappa: their field scales are independent
     assert abs(np.corrcoef(np.log(ms[:, 0]), np.log(ms[:, 1]))[0, 1]) < 0.06
+    for c in range(2):  # and each is InvGamma(nu/2, nu/2) on its own
+        assert stats.kstest(ms[:, c], stats.invgamma(a=2.5, scale=2.5).cdf).statistic < 0.05
+
+
+def test_kappa_per_channel_by_default_when_the_nus_differ():
+    assert StudentTNoise([3.0, 5.0], channels=2).per_channel
+    with pytest.raises(ValueError, match="one kappa per sample needs one nu"):
+        StudentTNoise([3.0, 5.0], channels=2, per_channel=False)
 
 
 def test_per_channel_nu_with_gaussian_channel():
     noise = StudentTNoise([math.inf, 4.0], channels=2)
+    assert noise.per_channel
     torch.manual_seed(4)
     n = noise.sample((20_000, 2, 1, 1), dtype=torch.float64).numpy()[:, :, 0, 0]
     assert stats.kstest(n[:, 0], stats.norm.cdf).statistic < 0.015

@@ -1,10 +1,11 @@
-"""Baselines that change the data or the preconditioning: EDM + INC and EDM + PCP."""
+"""Baselines that change the data or the preconditioning: EDM + INC, EDM + softlog, EDM + PCP."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from htweather.models.input_maps import InverseCDF, robust_sigma_data
+from htweather.models import input_maps
+from htweather.models.input_maps import InverseCDF, SoftLog, robust_sigma_data
 
 
 @pytest.fixture
@@ -65,3 +66,30 @@ def test_robust_sigma_data_known_distributions():
     assert sd[1] == pytest.approx(2 * stats.t(4).ppf(0.75) / 1.349 / np.sqrt(2), rel=0.03)
     assert sd[1] < 1.0
     assert sd[2] == 0.05  # a constant channel keeps the floor
+
+
+def test_softlog_is_the_signed_log_restandardised_and_inverts_exactly(fields):
+    soft = SoftLog.fit(fields)
+    y = soft.forward(fields)
+    for c in range(2):  # re-standardised on the training data
+        assert abs(y[:, c].mean()) < 1e-5 and abs(y[:, c].std() - 1) < 1e-5
+    raw = np.sign(fields[:, 0]) * np.log1p(np.abs(fields[:, 0]))
+    np.testing.assert_allclose(y[:, 0], (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(soft.inverse(y), fields, rtol=1e-5, atol=1e-5)
+    # unbounded, unlike INC: a value beyond the training range maps back beyond it
+    far = np.full((1, 2, 6, 5), 40.0)
+    np.testing.assert_allclose(soft.inverse(soft.forward(far)), far, rtol=1e-5)
+    # the log compresses a Student-t(4) tail: far lighter kurtosis than the input's
+    assert stats.kurtosis(y[:, 0].ravel()) < 0.5 * stats.kurtosis(fields[:, 0].ravel())
+
+
+def test_input_maps_by_name_and_from_their_state(fields):
+    assert input_maps.fit("standard", fields) is None and input_maps.from_state(None) is None
+    for name, kind in (("inc", InverseCDF), ("softlog", SoftLog)):
+        fitted = input_maps.fit(name, fields)
+        again = input_maps.from_state(fitted.state())
+        assert isinstance(again, kind)
+        np.testing.assert_array_equal(again.forward(fields), fitted.forward(fields))
+    legacy = InverseCDF.fit(fields).state()
+    del legacy["kind"]  # a model file written before softlog existed
+    assert isinstance(input_maps.from_state(legacy), InverseCDF)

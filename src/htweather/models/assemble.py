@@ -36,6 +36,9 @@ class ModelSpec:
     architecture: dict
     condition_steps: int = 0
     normalisation: str = "standard"
+    # kappa per sample and channel ("channel") or one per sample ("sample"); "auto": the paper's
+    # one per sample where every variable has the same nu
+    kappa: str = "auto"
 
     def to_dict(self) -> dict:
         # inf is stored as a string so that checkpoints stay plain data
@@ -47,7 +50,11 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        return cls(**{**d, "nu": [math.inf if v == "inf" else float(v) for v in d["nu"]]})
+        # a model saved before the kappa setting drew one kappa per sample and channel
+        return cls(**{"kappa": "channel", **d, "nu": [math.inf if v == "inf" else float(v) for v in d["nu"]]})
+
+    def kappa_per_channel(self) -> bool | None:
+        return {"auto": None, "sample": False, "channel": True}[self.kappa]
 
     @classmethod
     def from_config(cls, config: dict, name: str) -> "ModelSpec":
@@ -58,12 +65,13 @@ class ModelSpec:
         sigma_data = None if entry["sigma_data"] == "per_channel" else float(entry["sigma_data"])
         return cls(name=name, family=entry["family"], nu=nu_per_variable(entry, variables),
                    sigma_data=sigma_data, variables=variables, architecture=dict(config["architecture"]),
-                   condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"])
+                   condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"],
+                   kappa=entry.get("kappa", "auto"))
 
 
 def needs_training_data(spec: ModelSpec) -> bool:
     """Whether `resolve` has settings to fit from the training fields."""
-    return spec.normalisation == "inc" or spec.sigma_data is None or any(math.isnan(v) for v in spec.nu)
+    return spec.normalisation != "standard" or spec.sigma_data is None or any(math.isnan(v) for v in spec.nu)
 
 
 def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
@@ -71,7 +79,7 @@ def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
 
     Returns (spec, input_map or None, tail_indices): per variable whose nu was `auto`, the Hill
     estimate and the value chosen (tail_index.choose_nu)."""
-    input_map = input_maps.InverseCDF.fit(fields, mask) if spec.normalisation == "inc" else None
+    input_map = input_maps.fit(spec.normalisation, fields, mask)
     model_fields = input_map.forward(fields) if input_map is not None else fields
     nu, tail_indices = list(spec.nu), {}
     for c, name in enumerate(spec.variables):
@@ -92,7 +100,7 @@ def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
     net = UNet(channels * (1 + spec.condition_steps), channels, base_channels=arch["base_channels"],
                channel_mult=tuple(arch["channel_mult"]), num_blocks=arch["num_blocks"],
                embedding_dim=arch["embedding_dim"], dropout=arch["dropout"])
-    noise = StudentTNoise(spec.nu, channels)
+    noise = StudentTNoise(spec.nu, channels, per_channel=spec.kappa_per_channel())
     precond = EDMPrecond if spec.family == "edm" else FlowPrecond
     return precond(net, noise, sigma_data=spec.sigma_data)
 
@@ -125,11 +133,10 @@ def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
 
 def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, dict]:
     """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
-    becomes an InverseCDF, or None)."""
+    becomes its input map: InverseCDF, SoftLog, or None)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     spec = ModelSpec.from_dict(ckpt["spec"])
     model = build(spec).to(device)
     model.load_state_dict(ckpt["ema"])
-    if ckpt.get("input_map") is not None:
-        ckpt["input_map"] = input_maps.InverseCDF.from_state(ckpt["input_map"])
+    ckpt["input_map"] = input_maps.from_state(ckpt.get("input_map"))
     return model.eval().requires_grad_(False), spec, ckpt

@@ -5,6 +5,11 @@ the data or the preconditioning rather than the noise.
   the standard-normal quantile function, z = Phi^-1(F(x)); inverted after sampling,
   x = F^-1(Phi(z)). Every variable becomes Gaussian, so a Gaussian diffusion model suffices in
   the bulk; but F^-1 cannot go beyond the training extremes, which caps the generated tails.
+- `SoftLog` (EDM + softlog, the transform school): each standardised variable through
+  y = sign(z) log(1 + |z|), which compresses the tails to exponential-like ones, then
+  re-standardised with the training mean and standard deviation of y (so sigma_data = 1 still
+  holds); inverted exactly, z = sign(y') (exp(|y'|) - 1) with y' = y s + m, and unbounded: a
+  generated value may go beyond the training extremes.
 - `robust_sigma_data` (EDM + PCP): one sigma_data per channel. After per-variable
   standardisation every channel's standard deviation is 1, so taking sigma_data = std would give
   EDM back exactly. For a heavy-tailed channel the standard deviation is inflated by rare
@@ -73,11 +78,60 @@ class InverseCDF:
         return out
 
     def state(self) -> dict:
-        return {"table": torch.from_numpy(self.table)}
+        return {"kind": "inc", "table": torch.from_numpy(self.table)}
 
     @classmethod
     def from_state(cls, state: dict) -> "InverseCDF":
         return cls(state["table"].numpy())
+
+
+class SoftLog:
+    """Per-channel y = (sign(z) log(1 + |z|) - m) / s with m, s the mean and standard deviation
+    of sign(z) log(1 + |z|) on the training data; the inverse is exact."""
+
+    def __init__(self, offset: np.ndarray, scale: np.ndarray):
+        self.offset = np.asarray(offset, dtype=np.float64).reshape(-1, 1, 1)
+        self.scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1, 1)
+
+    @staticmethod
+    def softlog(z):
+        return np.sign(z) * np.log1p(np.abs(z))
+
+    @classmethod
+    def fit(cls, fields: np.ndarray, mask: np.ndarray | None = None) -> "SoftLog":
+        """fields: (time, channel, lat, lon) training data; masked cells do not count."""
+        logs = [cls.softlog(_real_values(fields, c, mask)) for c in range(fields.shape[1])]
+        return cls([v.mean() for v in logs], [max(v.std(), 1e-6) for v in logs])
+
+    def forward(self, fields: np.ndarray) -> np.ndarray:
+        """(..., channel, lat, lon) standardised values -> the model's values, float32."""
+        return ((self.softlog(fields.astype(np.float64)) - self.offset) / self.scale).astype(np.float32)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """The model's values -> standardised values (float64)."""
+        y = values.astype(np.float64) * self.scale + self.offset
+        return np.sign(y) * np.expm1(np.abs(y))
+
+    def state(self) -> dict:
+        return {"kind": "softlog", "offset": torch.from_numpy(self.offset.ravel().copy()),
+                "scale": torch.from_numpy(self.scale.ravel().copy())}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SoftLog":
+        return cls(state["offset"].numpy(), state["scale"].numpy())
+
+
+MAPS = {"inc": InverseCDF, "softlog": SoftLog}  # by models.NAME.normalisation ("standard": none)
+
+
+def fit(normalisation: str, fields: np.ndarray, mask: np.ndarray | None = None):
+    """The input map of a model's `normalisation`, fitted on its training fields; None for standard."""
+    return MAPS[normalisation].fit(fields, mask) if normalisation in MAPS else None
+
+
+def from_state(state: dict | None):
+    """An input map back from a model file (a state without a kind is an INC table)."""
+    return None if state is None else MAPS[state.get("kind", "inc")].from_state(state)
 
 
 def robust_sigma_data(fields: np.ndarray, mask: np.ndarray | None = None, floor: float = 0.05) -> list[float]:

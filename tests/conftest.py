@@ -7,6 +7,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAMPLES = REPO.parent / "shared" / "data" / "era5-samples"
+RADAR_SAMPLES = REPO.parent / "shared" / "data" / "radar-samples"
 
 
 @pytest.fixture
@@ -15,6 +16,14 @@ def samples_dir() -> Path:
     if not SHARED_SAMPLES.is_dir():
         pytest.skip(f"real sample data not present at {SHARED_SAMPLES}")
     return SHARED_SAMPLES
+
+
+@pytest.fixture
+def radar_dir() -> Path:
+    """The real MRMS radar frames beside the checkout; tests using it skip when it is absent."""
+    if not (RADAR_SAMPLES / "mrms-2019-06-10").is_dir():
+        pytest.skip(f"real radar data not present at {RADAR_SAMPLES}")
+    return RADAR_SAMPLES / "mrms-2019-06-10"
 
 
 def load_tiny_config() -> dict:

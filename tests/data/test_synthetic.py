@@ -1,4 +1,5 @@
-"""The embedded ERA5-style data: CDS layout, closed-form marginals, correlation, determinism."""
+"""The embedded ERA5-style data: CDS layout, determinism; the copula generator's closed-form
+marginals and correlation; the storm generator's intermittent, coupled, heavy-tailed fields."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from htweather.data import synthetic
 
 @pytest.fixture
 def spec(tiny_config):
-    return tiny_config["data"]["synthetic"]
+    """The copula generator on the tiny grid (closed-form marginals to test against)."""
+    return {**tiny_config["data"]["synthetic"], "generator": "copula"}
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def test_deterministic_by_seed(spec, tmp_path):
 def large_sample():
     from htweather.config import load_config
 
-    spec = load_config({})["data"]["synthetic"]
+    spec = load_config({"data": {"synthetic": {"generator": "copula"}}})["data"]["synthetic"]
     latent = synthetic.latent_sequence(spec, 1500, np.random.default_rng(0))
     return spec, latent, synthetic.to_physical(latent, spec)
 
@@ -124,3 +126,68 @@ def test_truth_sequences_have_the_closed_form_marginals_and_persist(spec, tiny_c
     lag1 = np.mean(z[:, 1:] * z[:, :-1])
     assert lag1 > 0.3
     assert abs(np.mean(z[0] * z[1])) < 0.1
+
+
+# --- the storm generator (the default) ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def storm_sample():
+    from htweather.config import load_config
+
+    spec = load_config({})["data"]["synthetic"]
+    assert spec["generator"] == "storms"
+    return spec, synthetic.physical_sequence(spec, 3000, np.random.default_rng(0))
+
+
+def test_storm_rain_is_intermittent_compact_and_heavy_tailed(storm_sample):
+    from scipy import ndimage
+
+    spec, fields = storm_sample
+    tp = fields["tp"] * 1000  # mm
+    wet = tp > 0
+    assert 0.1 < wet.mean() < 0.35  # dry between the cells
+    assert (~wet.any(axis=(1, 2))).mean() > 0.05  # some time steps are dry everywhere
+    # compact: a wet area is a few blobs of a few cells, not the whole field
+    sizes = [np.bincount(ndimage.label(w)[0].ravel())[1:] for w in wet[::10] if w.any()]
+    assert np.median(np.concatenate(sizes)) < 0.25 * wet[0].size
+    assert stats.kurtosis(tp.ravel()) > 50
+    assert np.quantile(tp, 0.9999) > 4 * np.quantile(tp, 0.99)
+
+
+def test_storm_variables_are_coupled_and_no_transform_makes_rain_gaussian(storm_sample):
+    spec, fields = storm_sample
+    tp, w, t2m = fields["tp"], fields["w"], fields["t2m"]
+    rainy = tp > np.quantile(tp[tp > 0], 0.9)
+    assert w[rainy].mean() < -3 * spec["w"]["scale"]  # strong ascent under heavy rain
+    assert t2m[rainy].mean() < t2m[tp == 0].mean()  # cold pools
+    assert stats.skew(w.ravel()) < -0.5 and stats.kurtosis(w.ravel()) > 3  # heavy, on the ascent side
+    assert abs(stats.kurtosis(t2m.ravel())) < 0.3  # temperature stays nearly Gaussian
+    # Gaussianising the rain's marginal (as INC does) leaves a field that is not Gaussian: the
+    # mean of a Gaussian field is Gaussian, the mean of the Gaussianised rain field is skewed
+    # (a few compact wet blobs in a dry field), far more than the copula generator's
+    z = stats.norm.ppf((stats.rankdata(tp.ravel()).reshape(tp.shape) - 0.5) / tp.size)
+    mean = z.mean(axis=(1, 2))
+    assert stats.kstest((mean - mean.mean()) / mean.std(), "norm").statistic > 0.1
+    assert stats.skew(mean) > 1.0
+
+
+def test_storm_cells_move_with_the_advection(storm_sample):
+    spec, fields = storm_sample
+    rain = fields["tp"]
+    dy, dx = spec["advection"]
+    moved = np.corrcoef(rain[1:, :, dx:].ravel(), rain[:-1, :, :-dx].ravel())[0, 1]
+    against = np.corrcoef(rain[1:, :, :-dx].ravel(), rain[:-1, :, dx:].ravel())[0, 1]
+    assert moved > against + 0.1
+
+
+def test_storm_truth_is_a_long_simulation_of_the_same_process(storm_sample, tiny_config):
+    spec, fields = storm_sample
+    truth = synthetic.marginal(spec, "tp", "mm")
+    assert truth.kind == "long simulation of the true process" and truth.n == spec["storms"]["truth_steps"] * 256
+    data = fields["tp"].ravel() * 1000
+    for p in (0.9, 0.99, 0.999):
+        assert truth.ppf(p) == pytest.approx(np.quantile(data, p, method="inverted_cdf"), rel=0.15)
+    assert truth.cdf(0.0) == pytest.approx(np.mean(data == 0), abs=0.02)
+    ens = synthetic.truth_ensemble(spec, tiny_config["data"]["variables"], members=200, seed=2)
+    assert ens.sizes["member"] == 200 and ens.tp.attrs["units"] == "mm"
+    assert stats.ks_2samp(ens.w.values.ravel(), fields["w"].ravel()).statistic < 0.05

@@ -1,6 +1,11 @@
-"""The embedded default: ERA5-style fields whose marginals are known in closed form.
+"""The embedded data: ERA5-style NetCDF files written by one of two generators.
 
-Three variables driven by latent Gaussian fields with a Gaussian-shaped spatial covariance
+- ``generator: storms`` (the default, `storms`): moving, intermittent storm cells with
+  heavy-tailed rain and updrafts; truth from a long simulation.
+- ``generator: copula`` (this module): the fields below, whose marginals are known in closed
+  form (the estimator tests use it).
+
+The copula generator: three variables driven by latent Gaussian fields with a Gaussian-shaped spatial covariance
 (correlation exp(-r^2 / L^2) at distance r cells) that persist and drift in time (an AR(1)
 process on a shifted field), mapped through a Gaussian copula to their marginals:
 
@@ -24,7 +29,7 @@ import xarray as xr
 from scipy import stats
 
 from ..config import SYNTHETIC_VARIABLES
-from . import transforms
+from . import storms, transforms
 
 # CDS conventions for the variables' NetCDF attributes (units as the CDS spells them).
 ATTRS = {
@@ -140,8 +145,12 @@ class ZeroInflatedGPD:
 
 
 def marginal(spec: dict, variable: str, units: str | None = None):
-    """The closed-form marginal of `variable` in `units` (None: the units of the NetCDF files)."""
+    """The true marginal of `variable` in `units` (None: the units of the NetCDF files): in
+    closed form for the copula generator, from a long simulation (`storms.SimulatedMarginal`,
+    seeded by the spec) for the storm generator."""
     scale, offset = transforms.unit_conversion(ATTRS[variable]["units"], units, where=f"units of {variable}")
+    if spec["generator"] == "storms":
+        return storms.SimulatedMarginal(_long_simulation(spec)[variable] * scale + offset)
     if variable == "t2m":
         return stats.norm(loc=spec["t2m"]["mean"] * scale + offset, scale=spec["t2m"]["std"] * scale)
     if variable == "w":
@@ -151,6 +160,33 @@ def marginal(spec: dict, variable: str, units: str | None = None):
         return ZeroInflatedGPD(spec["tp"]["dry_fraction"], spec["tp"]["shape"],
                                spec["tp"]["scale_mm"] * 1e-3 * scale)
     raise KeyError(variable)
+
+
+_SIMULATIONS: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _long_simulation(spec: dict) -> dict[str, np.ndarray]:
+    """The storm process's `truth_steps`-step simulation (its own fixed seed), once per process."""
+    import json
+
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _SIMULATIONS:
+        _SIMULATIONS[key] = storms.simulate(spec, spec["storms"]["truth_steps"], np.random.default_rng(20250601))
+    return _SIMULATIONS[key]
+
+
+def physical_sequence(spec: dict, n_times: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`n_times` consecutive fields of the configured generator, in the files' units."""
+    if spec["generator"] == "storms":
+        return storms.simulate(spec, n_times, rng)
+    return to_physical(latent_sequence(spec, n_times, rng), spec)
+
+
+def physical_independent(spec: dict, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`n` independent fields of the configured generator's stationary distribution."""
+    if spec["generator"] == "storms":
+        return storms.independent(spec, n, rng)
+    return to_physical(latent_independent(spec, n, rng), spec)
 
 
 def to_physical(latent: np.ndarray, spec: dict) -> dict[str, np.ndarray]:
@@ -176,7 +212,7 @@ def write_netcdf(spec: dict, out_dir: str | Path, seed: int) -> list[Path]:
     time_index = times(spec)
     lat, lon = grid(spec)
     rng = np.random.default_rng(seed)
-    fields = to_physical(latent_sequence(spec, len(time_index), rng), spec)
+    fields = physical_sequence(spec, len(time_index), rng)
     ds = xr.Dataset(
         {name: (("time", "latitude", "longitude"), fields[name].astype(np.float32), ATTRS[name])
          for name in SYNTHETIC_VARIABLES},
@@ -187,7 +223,8 @@ def write_netcdf(spec: dict, out_dir: str | Path, seed: int) -> list[Path]:
         },
         attrs={"Conventions": "CF-1.6",
                "history": f"htweather synthetic ERA5-style fields, seed {seed}",
-               "source": "htweather.synthetic (closed-form marginals; see its docstring)"},
+               "source": f"htweather synthetic, generator {spec['generator']} (see htweather.data."
+                         f"{'storms' if spec['generator'] == 'storms' else 'synthetic'})"},
     )
     written = []
     for year, part in ds.groupby("time.year"):
@@ -221,7 +258,7 @@ def _dataset(fields: dict[str, np.ndarray], spec: dict, variables: dict, dims: t
 def truth_ensemble(spec: dict, variables: dict, members: int, seed: int) -> xr.Dataset:
     """`members` independent fields from the true distribution: a perfect model, for the "truth" rows."""
     rng = np.random.default_rng(seed)
-    fields = to_physical(latent_independent(spec, members, rng), spec)
+    fields = physical_independent(spec, members, rng)
     return _dataset(fields, spec, variables, ("member",), {"model": "truth", "seed": seed})
 
 
@@ -230,6 +267,6 @@ def truth_sequences(spec: dict, variables: dict, chains: int, steps: int, seed: 
     stationary start), dims (chain, step, latitude, longitude): the reference for statistics of
     sequences such as block maxima, which independent fields cannot give."""
     rng = np.random.default_rng(seed)
-    fields = [to_physical(latent_sequence(spec, steps, rng), spec) for _ in range(chains)]
+    fields = [physical_sequence(spec, steps, rng) for _ in range(chains)]
     stacked = {v: np.stack([f[v] for f in fields]) for v in fields[0]}
     return _dataset(stacked, spec, variables, ("chain", "step"), {"model": "truth", "seed": seed})

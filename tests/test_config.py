@@ -59,6 +59,10 @@ def test_default_file_matches_schema_defaults():
     ({"models": {"m": {"family": "edm", "sigma_data": "per_variable"}}}, "models.m.sigma_data"),
     ({"models": {"m": {"family": "edm", "normalisation": "quantile"}}}, "models.m.normalisation"),
     ({"models": {"m": {"family": "edm", "condition_steps": -1}}}, "models.m.condition_steps"),
+    ({"models": {"m": {"family": "edm", "kappa": "pixel"}}}, "models.m.kappa"),
+    ({"models": {"m": {"family": "edm", "nu": "auto", "kappa": "sample"}}}, "models.m.kappa: 'sample'"),
+    ({"models": {"m": {"family": "edm", "nu": {"t2m": "inf", "w": 5, "tp": 4}, "kappa": "sample"}}},
+     "models.m.kappa: 'sample' (one kappa for the whole sample) needs one nu"),
     ({"nu_sweep": {"model": "nope", "values": [3]}}, "nu_sweep.model: 'nope' is not a model"),
     ({"nu_sweep": {"model": "tedm", "values": [3], "variables": ["q"]}}, "nu_sweep.variables: 'q'"),
     ({"nu_sweep": {"model": "tedm", "values": [2]}}, "nu_sweep.values.0"),
@@ -130,8 +134,8 @@ def test_default_comparisons_pair_student_t_models_with_their_twins_and_the_base
     from htweather.config import default_comparisons
 
     cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), check_paths=False)
-    assert default_comparisons(cfg) == [["tedm", "edm"], ["tedm", "edm_inc"], ["tedm", "edm_pcp"], ["tflow", "flow"],
-                                        ["fc_tedm", "fc_edm"]]
+    assert default_comparisons(cfg) == [["tedm", "edm"], ["tedm", "edm_inc"], ["tedm", "edm_pcp"],
+                                        ["tedm", "edm_softlog"], ["tflow", "flow"], ["fc_tedm", "fc_edm"]]
 
 
 @pytest.mark.parametrize("pairs,message", [

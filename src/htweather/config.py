@@ -153,13 +153,13 @@ def is_gaussian(nu) -> bool:
 
 
 def is_plain(entry: dict) -> bool:
-    """An unconditional model with the standard data and preconditioning (no INC, PCP)."""
+    """An unconditional model with the standard data and preconditioning (no INC, softlog, PCP)."""
     return entry["condition_steps"] == 0 and entry["normalisation"] == "standard" and entry["sigma_data"] == 1.0
 
 
 def default_comparisons(config: dict) -> list[list[str]]:
     """Every Student-t model against its Gaussian twin (the entry with nu: inf and all else equal)
-    and, if unconditional, against the Gaussian INC and PCP baselines of its family."""
+    and, if unconditional, against the Gaussian baselines of its family (INC, softlog, PCP)."""
     models = config["models"]
     sweep = config.get("nu_sweep") or {}
     swept = {sweep_model_name(sweep["model"], v) for v in sweep.get("values", [])}  # for the sweep figure
@@ -262,6 +262,10 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
                 raise ConfigError(f"models.{name}.nu.{extra[0]}: not a variable in data.variables")
             if missing:
                 raise ConfigError(f"models.{name}.nu: no value for variable '{missing[0]}'")
+        if model.get("kappa") == "sample" and len(variables) > 1 and (
+                model["nu"] == "auto" or isinstance(model["nu"], dict) and len({str(v) for v in model["nu"].values()}) > 1):
+            raise ConfigError(f"models.{name}.kappa: 'sample' (one kappa for the whole sample) needs one nu for "
+                              f"every variable, got nu {model['nu']!r}")
 
     bounds = {}
     for split in SPLITS:

@@ -145,8 +145,8 @@ FORECAST_METRICS = ["crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_sk
 
 def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
     """Synthetic data only: the data's estimates (tail quantiles, return levels) with their 95 %
-    intervals beside the true values (closed-form quantiles; return levels of the true process'
-    long simulation), and whether each interval covers the truth."""
+    intervals beside the true values (quantiles in closed form or from a long simulation; return
+    levels of the true process' long simulation), and whether each interval covers the truth."""
     if truth is None:
         return []
     rows = []
@@ -154,7 +154,7 @@ def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | N
     for r in data.itertuples():
         if r.metric.startswith("quantile_"):
             p = float(r.metric.split("_")[1])
-            true, kind = float(truth[r.variable].ppf(p)), "closed form"
+            true, kind = float(truth[r.variable].ppf(p)), getattr(truth[r.variable], "kind", "closed form")
         elif r.metric.startswith(("return_level_", "empirical_return_level_")):
             period = r.metric.rsplit("_", 1)[1]
             match = frame[(frame.model == "truth") & (frame.variable == r.variable)
@@ -182,12 +182,17 @@ def _coverage_summary(checks: list[dict]) -> str:
 
 
 def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
-    """What nu: auto chose: per model and variable, the Hill estimate, the Gaussian reference and nu."""
+    """What nu: auto chose: per model and variable, the exceedances against a normal's, the
+    fitted nu, Hill's estimate for the record, and nu."""
     rows = []
     for model, a in attrs.items():
         for variable, t in json.loads(a.get("tail_index", "{}") or "{}").items():
-            rows.append({"model": model, "variable": variable, "alpha": _fmt(t["alpha"]),
-                         "alpha_gaussian": _fmt(t["alpha_gaussian"]), "k": t["k"], "n": t["n"],
+            if t.get("method") != "exceedance":  # a model file from before the exceedance fit
+                continue
+            ratios = ", ".join(f"{k:g}: {p / g:.3g}×" for k, p, g in
+                               zip(t["levels"], t["exceedance"], t["gaussian_exceedance"])) or "none"
+            rows.append({"model": model, "variable": variable, "ratios": ratios, "nu_fit": _fmt(t["nu_fit"]),
+                         "hill": "n/a" if t.get("hill_alpha") is None else _fmt(t["hill_alpha"]), "n": t["n"],
                          "heavy": "yes" if t["heavy"] else "no",
                          "nu": "inf" if math.isinf(t["nu"]) else _fmt(t["nu"])})
     return rows
@@ -211,7 +216,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     truth = closed_form_marginals(config, stats)
     model_meta, attrs_by_model = {}, {}
     for m, path in {**ensembles, **forecasts}.items():
-        ds = xr.open_zarr(path)
+        ds = xr.open_zarr(path, chunks=None)
         attrs = attrs_by_model[m] = dict(ds.attrs)
         log = pd.read_csv(train_logs[m]) if m in train_logs else None
         entry = config["models"].get(m, {})
@@ -232,7 +237,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     for v in stats["channels"]:
         rows = [{"source": "data (test)", **describe(data[v])}]
         if truth:
-            rows.append({"source": "true distribution (closed form)", **describe_closed_form(truth[v])})
+            kind = getattr(truth[v], "kind", "closed form")
+            rows.append({"source": f"true distribution ({kind})", **describe_closed_form(truth[v])})
         rows += [{"source": m, **describe(fields[m][v])} for m in fields]
         summaries.append({"variable": v, "units": stats["variables"][v]["units"],
                           "rows": [{k: (_fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
@@ -266,6 +272,10 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
         truth_checks=checks, truth_summary=_coverage_summary(checks),
+        truth_kind=("in closed form" if not truth else
+                    "from a long simulation of the true process, "
+                    f"{config['data']['synthetic']['storms']['truth_steps']} time steps"
+                    if config["data"]["synthetic"].get("generator") == "storms" else "in closed form"),
         tail_index=tail_index_rows(attrs_by_model), sweep=sweep,
         sweep_table=metrics_table(sweep_frame, list(sweep)),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
@@ -281,6 +291,8 @@ def _variant(entry: dict) -> str:
     parts = []
     if entry.get("normalisation") == "inc":
         parts.append("INC (inverse-CDF normalisation)")
+    if entry.get("normalisation") == "softlog":
+        parts.append("softlog (sign(z) log(1 + |z|) of the standardised data)")
     if entry.get("sigma_data") == "per_channel":
         parts.append("PCP (per-channel sigma_data)")
     if entry.get("condition_steps"):

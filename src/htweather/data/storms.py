@@ -27,11 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-
-def _background(spec: dict, n_times: int, rng: np.random.Generator) -> np.ndarray:
-    from .synthetic import latent_sequence  # the copula generator's persistent, drifting fields
-
-    return latent_sequence({**spec, "tp": {**spec["tp"], "coupling": 0.0}}, n_times, rng)[:, :2]
+from .latent import gaussian_sequence
 
 
 def simulate(spec: dict, n_times: int, rng: np.random.Generator, spin_up: int | None = None) -> dict[str, np.ndarray]:
@@ -74,7 +70,7 @@ def simulate(spec: dict, n_times: int, rng: np.random.Generator, spin_up: int | 
         cells[:, 6] += 1
         cells = cells[cells[:, 6] < cells[:, 7]]
     rain = np.where(rain < s["drizzle_mm"], 0.0, rain)
-    background = _background(spec, n_times, rng)
+    background = gaussian_sequence(spec, n_times, rng, fields=2)
     w = spec["w"]["scale"] * background[:, 1] - s["updraft"] * lift
     t2m = spec["t2m"]["mean"] + spec["t2m"]["std"] * background[:, 0] - s["cooling"] * rain
     return {"t2m": t2m, "w": w, "tp": rain * 1e-3}

@@ -30,6 +30,7 @@ from scipy import stats
 
 from ..config import SYNTHETIC_VARIABLES
 from . import storms, transforms
+from .latent import LatentField, gaussian_sequence
 
 # CDS conventions for the variables' NetCDF attributes (units as the CDS spells them).
 ATTRS = {
@@ -52,47 +53,14 @@ def times(spec: dict) -> pd.DatetimeIndex:
     return pd.date_range(spec["start"], spec["end"], freq=spec["freq"])
 
 
-class _LatentField:
-    """Unit-variance Gaussian fields with correlation exp(-r^2/L^2), made by convolving white
-    noise with a Gaussian kernel on a periodic domain padded so the wrap-around is invisible."""
-
-    def __init__(self, nlat: int, nlon: int, length: float):
-        pad = int(np.ceil(4 * length))
-        self.shape = (nlat + pad, nlon + pad)
-        self.crop = (nlat, nlon)
-        dy = np.minimum(np.arange(self.shape[0]), self.shape[0] - np.arange(self.shape[0]))
-        dx = np.minimum(np.arange(self.shape[1]), self.shape[1] - np.arange(self.shape[1]))
-        r2 = dy[:, None] ** 2 + dx[None, :] ** 2
-        # kernel exp(-2 r^2 / L^2) convolved with itself gives covariance exp(-r^2 / L^2)
-        kernel = np.exp(-2.0 * r2 / length**2)
-        kernel /= np.sqrt((kernel**2).sum())  # unit variance for unit white noise
-        self.kernel_hat = np.fft.rfft2(kernel)
-
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n independent fields on the padded domain, shape (n, *self.shape)."""
-        white = rng.standard_normal((n, *self.shape))
-        return np.fft.irfft2(np.fft.rfft2(white) * self.kernel_hat, s=self.shape)
-
-
 def latent_sequence(spec: dict, n_times: int, rng: np.random.Generator) -> np.ndarray:
     """Latent N(0, 1) fields (n_times, 3, nlat, nlon) for t2m, w and tp, persistent in time."""
-    field = _LatentField(spec["nlat"], spec["nlon"], spec["correlation_length"])
-    phi = spec["persistence"]
-    shift = tuple(spec["advection"])
-    innovation_scale = np.sqrt(1.0 - phi**2)
-    out = np.empty((n_times, 3, *field.crop))
-    state = field.draw(rng, 3)  # stationary start
-    for t in range(n_times):
-        if t > 0:
-            # AR(1) of a drifting field: stationary, unit variance, same spatial covariance
-            state = phi * np.roll(state, shift, axis=(1, 2)) + innovation_scale * field.draw(rng, 3)
-        out[t] = state[:, : field.crop[0], : field.crop[1]]
-    return _couple(out, spec)
+    return _couple(gaussian_sequence(spec, n_times, rng), spec)
 
 
 def latent_independent(spec: dict, n: int, rng: np.random.Generator) -> np.ndarray:
     """n independent draws (n, 3, nlat, nlon) from the stationary distribution of the sequence."""
-    field = _LatentField(spec["nlat"], spec["nlon"], spec["correlation_length"])
+    field = LatentField(spec["nlat"], spec["nlon"], spec["correlation_length"])
     draws = field.draw(rng, 3 * n).reshape(n, 3, *field.shape)
     return _couple(draws[:, :, : field.crop[0], : field.crop[1]], spec)
 

@@ -2,7 +2,8 @@
 
 - `catalog`: ERA5 variable names across products; `sources`: opening NetCDF, GRIB and zarr in
   one layout; `transforms`: per-variable transforms and unit conversions;
-- `synthetic`: the embedded default data with closed-form marginals;
+- `synthetic`: the embedded data (the files; the copula generator, closed-form marginals),
+  `storms`: the storm-cell generator (the default), `latent`: the Gaussian fields both use;
 - `ingest`: writing the store and its statistics; `store`: reading it back;
 - `windows`: runs of consecutive time steps.
 

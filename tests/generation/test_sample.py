@@ -66,3 +66,21 @@ def test_truth_ensemble_matches_store_grid(store, tmp_path):
     stored = xr.open_zarr(root / "store.zarr")
     np.testing.assert_array_equal(ds.latitude.values, stored.latitude.values)
     assert set(ds.data_vars) == {"t2m", "w", "tp"}
+
+
+def test_lead_one_forecasts_from_a_snapshot_share_start_times_and_members(store, tmp_path):
+    """The convergence check's forecasts (leads=1) start where the model's own forecasts start
+    (chosen for forecast.lead_steps) with the same first-lead members: only the weights differ."""
+    from htweather.generation import forecast
+
+    cfg, root = store
+    cfg = {**cfg, "forecast": {**cfg["forecast"], "init_times": 3, "lead_steps": 3, "rollout_chains": 0}}
+    model_path = train.train(cfg, "fc_tedm", root / "store.zarr", root / "stats.json", tmp_path / "fc")
+    forecast.forecast(cfg, model_path, root / "store.zarr", root / "stats.json", tmp_path / "full.zarr",
+                      tmp_path / "seq.zarr")
+    forecast.forecast(cfg, model_path, root / "store.zarr", root / "stats.json", tmp_path / "one.zarr", None, leads=1)
+    full, one = xr.open_zarr(tmp_path / "full.zarr"), xr.open_zarr(tmp_path / "one.zarr")
+    assert one.sizes["lead"] == 1 and full.sizes["lead"] == 3
+    np.testing.assert_array_equal(one.init_time.values, full.init_time.values)
+    np.testing.assert_array_equal(one.w.values[:, 0], full.w.values[:, 0])
+    assert not (tmp_path / "seq.zarr").exists() or xr.open_zarr(tmp_path / "seq.zarr").sizes["chain"] == 0

@@ -54,7 +54,7 @@ if SNAPSHOT_STEPS:  # a rule with no output cannot be defined
         output:
             [directory(f"results/snapshots/{{forecaster}}/step_{step}.zarr") for step in SNAPSHOT_STEPS],
         params:
-            config=lambda wildcards: merge_configs(forecaster_section(wildcards), {"forecast": {"lead_steps": 1}}),
+            config=forecaster_section,
         threads: CFG["sampling"]["threads"]
         log:
             "results/logs/forecast_snapshots_{forecaster}.log",

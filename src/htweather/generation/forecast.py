@@ -117,9 +117,12 @@ def _write(ds: xr.Dataset, path: str | Path, chunk_dim: str) -> None:
 
 
 def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path,
-             forecasts_out: str | Path, rollouts_out: str | Path | None, threads: int | None = None) -> None:
+             forecasts_out: str | Path, rollouts_out: str | Path | None, threads: int | None = None,
+             leads: int | None = None) -> None:
     """Ensemble forecasts from evenly spaced test start times, and free-running sequences
-    (none when `rollouts_out` is None: the convergence check's forecasts from snapshots)."""
+    (none when `rollouts_out` is None). `leads`: forecast only the first `leads` of the
+    `forecast.lead_steps` from the same start times (the convergence check's lead-1
+    forecasts from snapshots)."""
     opts, sampling = config["forecast"], config["sampling"]
     stats = load_stats(stats_path)
     set_threads(threads or sampling["threads"])
@@ -135,7 +138,8 @@ def forecast(config: dict, model_path: str | Path, store: str | Path, stats_path
     fields = torch.from_numpy(load_split(store, "test"))
     times = load_split_times(store, "test")
     step = time_step(times)
-    starts = start_indices(times, h, lead, opts["init_times"])
+    starts = start_indices(times, h, lead, opts["init_times"])  # chosen for lead_steps, whatever `leads`
+    lead = min(lead, leads) if leads else lead
     history = torch.stack([fields[i - h + 1:i + 1] for i in starts])  # (N, h, C, H, W)
     # finished batches are reused only for the same weights, settings and test data
     finished = FinishedChunks(forecasts_out, {"model": file_digest(model_path), "seed": seed, "forecast": opts,

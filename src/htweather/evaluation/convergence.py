@@ -75,7 +75,7 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
 
 def tail_error(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model, variable and step: the mean error over the key metrics and the replicates."""
-    return frame.groupby(["model", "variable", "step"], as_index=False)["error"].mean()
+    return frame.groupby(["model", "variable", "step"], as_index=False, sort=False)["error"].mean()
 
 
 def still_falling(frame: pd.DataFrame) -> list[dict]:

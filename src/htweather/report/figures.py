@@ -91,6 +91,9 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
         plots.quantile_maps(maps.load(), variables, out["quantile_maps"])
     if "convergence" in out and convergence_csv is not None:
         table = pd.read_csv(convergence_csv)
+        # in the config's model order: each model keeps the colour it has in the other figures
+        order = {m: i for i, m in enumerate(config["models"])}
+        table = table.iloc[table.model.map(order).fillna(len(order)).argsort(kind="stable")]
         per_replicate = table.groupby(["model", "replicate", "variable", "step"], as_index=False)["error"].mean()
         plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"],
                           forecasters=set(table[table.metric.isin(FORECAST_TAIL_SCORES)].model))

@@ -52,27 +52,39 @@ def normalised(store: str | Path) -> xr.DataArray:
     through `split_rows`."""
     ds = xr.open_zarr(store)
     norm = json.loads(ds.attrs["normalisation"])
+    mask = ds["mask"].values.astype(bool)  # read once, not per block
     fields = xr.concat([ds[v] for v in norm], dim=pd.Index(list(norm), name="variable"))
     fields = fields.transpose("time", "variable", "latitude", "longitude").chunk({"variable": -1, "latitude": -1,
                                                                                  "longitude": -1})
-    values = fields.data.map_blocks(lambda block: normalise(dict(zip(norm, np.moveaxis(block, 1, 0))), norm,
-                                                            ds["mask"].values.astype(bool)), dtype=np.float32)
+    values = fields.data.map_blocks(lambda block: normalise(dict(zip(norm, np.moveaxis(block, 1, 0))), norm, mask),
+                                    dtype=np.float32)
     return fields.copy(data=values)
+
+
+class SplitReader:
+    """Normalised rows of one split, read from the store without dask (its per-chunk tasks cost
+    more than the reading): the store is opened, and the split's time index and the mask are
+    read, once; each call reads only the chunks that hold the rows asked for. The store keeps
+    the physical fields only (half the disk and one write less): the normalisation is an exact,
+    cheap function of them and of the statistics in its attributes."""
+
+    def __init__(self, store: str | Path, split: str):
+        self.ds = xr.open_zarr(store, chunks=None)
+        self.index = np.flatnonzero(self.ds.split.values == split)
+        self.norm = json.loads(self.ds.attrs["normalisation"])
+        self.mask = self.ds["mask"].values.astype(bool)
+
+    def __call__(self, rows=None) -> np.ndarray:
+        """Rows `rows` (positions within the split; None: all), (time, variable, latitude,
+        longitude) float32."""
+        index = self.index if rows is None else self.index[rows]
+        return normalise({v: self.ds[v].isel(time=index).values for v in self.norm}, self.norm, self.mask)
 
 
 def split_rows(store: str | Path, split: str, rows=None) -> np.ndarray:
     """The normalised fields of time steps `rows` (positions within the split; None: all) of
-    one split, (time, variable, latitude, longitude) float32. The store keeps the physical
-    fields only (half the disk and one write less): the normalisation is an exact, cheap
-    function of them and of the statistics in its attributes. Only the chunks that hold the
-    rows asked for are read (without dask: its per-chunk tasks cost more than the reading)."""
-    ds = xr.open_zarr(store, chunks=None)
-    index = np.flatnonzero(ds.split.values == split)
-    if rows is not None:
-        index = index[rows]
-    norm = json.loads(ds.attrs["normalisation"])
-    raw = {v: ds[v].isel(time=index).values for v in norm}
-    return normalise(raw, norm, ds["mask"].values.astype(bool))
+    one split (`SplitReader`, opened for this one read)."""
+    return SplitReader(store, split)(rows)
 
 
 def load_split(store: str | Path, split: str) -> np.ndarray:

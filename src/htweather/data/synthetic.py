@@ -21,6 +21,7 @@ closed-form marginals returned by `marginal`, which the report draws as "truth".
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -135,8 +136,6 @@ _SIMULATIONS: dict[str, dict[str, np.ndarray]] = {}
 
 def _long_simulation(spec: dict) -> dict[str, np.ndarray]:
     """The storm process's `truth_steps`-step simulation (its own fixed seed), once per process."""
-    import json
-
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _SIMULATIONS:
         _SIMULATIONS[key] = storms.simulate(spec, spec["storms"]["truth_steps"], np.random.default_rng(20250601))

@@ -232,8 +232,8 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
     # ensembles of unconditional models have members only; forecast stores have start times too
     unconditional = [pair for pair in pairs
                      if "init_time" not in xr.open_zarr(paths[runs[pair[0]][0]], chunks=None).dims]
+    data = test_fields(store) if pairs else {}  # read once, for the tail metrics and the forecast scores
     if unconditional:
-        data = test_fields(store)
         for name in stats["channels"]:
             data_units = SortedUnits(cells(data[name]))  # sorted once for every pair
             tails = stats["variables"][name]["tails"]
@@ -253,7 +253,8 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
     for model, baseline in (pair for pair in pairs if pair not in unconditional):
         for run in runs[model] + runs[baseline]:
             if run not in components:
-                components[run] = {(v, lead): c for v, lead, _, _, c in lead_components(config, paths[run], store, stats)}
+                found = lead_components(config, paths[run], store, stats, data)
+                components[run] = {(v, lead): c for v, lead, _, _, c in found}
         for (name, lead) in components[runs[model][0]]:
             rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name, str(lead)))
             for score in FORECAST_SCORES:

@@ -54,7 +54,7 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
         model, replicate = split_replicate(run)
         for step, path in sorted(by_step.items()):
             if "init_time" in xr.open_zarr(path, chunks=None).dims:  # a forecast model
-                for name, lead, _, _, components in lead_components(config, path, store, stats):
+                for name, lead, _, _, components in lead_components(config, path, store, stats, data):
                     if lead != 1:
                         continue
                     rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m,

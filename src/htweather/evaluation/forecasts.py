@@ -92,12 +92,14 @@ def twcrps_name(p: float) -> str:
     return f"twcrps_p{str(p).split('.', 1)[1]}"  # 0.99 -> twcrps_p99, as exceedance_ratio_p99
 
 
-def lead_components(config: dict, forecasts_path: str | Path, store: str | Path, stats: dict):
+def lead_components(config: dict, forecasts_path: str | Path, store: str | Path, stats: dict,
+                    data: dict[str, np.ndarray] | None = None):
     """Per variable and lead of one forecast store: (variable, lead, obs (start, lat, lon),
-    ens (start, lat, lon, member), the per-start components of every score)."""
+    ens (start, lat, lon, member), the per-start components of every score). `data`: the test
+    fields (`test_fields(store)`) when the caller has them already."""
     opts = config["evaluation"]
     ds = xr.open_zarr(forecasts_path, chunks=None)
-    data = test_fields(store)
+    data = test_fields(store) if data is None else data
     position = {t: i for i, t in enumerate(load_split_times(store, "test").values)}
     weights = latitude_weights(stats, opts["latitude_weighting"])
     for name in stats["channels"]:

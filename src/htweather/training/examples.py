@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.store import load_split_times, split_rows
+from ..data.store import SplitReader, load_split_times
 from ..data.windows import regular_windows
 from ..errors import ConfigError
 from ..runtime import derived_seed
@@ -26,17 +26,22 @@ class SplitFields:
                  rows: int | None = None, values: np.ndarray | None = None):
         self.store, self.split, self.input_map = str(store), split, input_map
         self.times = load_split_times(store, split)[:rows]
-        self._array = None
+        self._array, self._reader = None, None
         if in_memory:  # `values`: the split, already read (normalised, before the input map)
             self._array = self._read(slice(0, len(self.times)), values)
 
     def _read(self, rows, values: np.ndarray | None = None) -> np.ndarray:
         if values is None:
-            values = split_rows(self.store, self.split, rows)
+            if self._reader is None:  # opened once per process (workers open their own)
+                self._reader = SplitReader(self.store, self.split)
+            values = self._reader(rows)
         return self.input_map.forward(values) if self.input_map is not None else values
 
     def __len__(self) -> int:
         return len(self.times)
+
+    def __getstate__(self):  # workers reopen the store themselves
+        return {**self.__dict__, "_reader": None}
 
     def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
         if self._array is not None:

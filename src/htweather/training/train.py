@@ -157,7 +157,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     objective = assemble.loss_fn(spec, opts)
     loss_fn = masked_loss(objective, weight)
-    # fused: one kernel for all parameters (CPU and CUDA); 7 % faster steps on the default's CPU
+    # fused: one kernel for all parameters (CPU and CUDA); 4-13 % faster steps on CPU (benchmarks/cpu_kernels.py)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"], fused=True)
     warmup = max(1, opts["warmup_steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))

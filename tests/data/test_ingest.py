@@ -126,12 +126,42 @@ def test_unreadable_file_is_named(tiny_config, tmp_path):
     assert not (tmp_path / "x.zarr").exists()
 
 
-def test_missing_values_are_refused_without_partial_output(tiny_config, raw_files, tmp_path):
+def test_values_missing_at_some_times_are_masked_at_those_times(tiny_config, raw_files, tmp_path):
+    """A cell missing at some times only (an outage) stays in the grid's mask and is missing at
+    those times: NaN in the store and in the normalised split, left out of the statistics; a cell
+    missing at every time is masked; a sentinel (missing_value) counts as missing."""
     ds = xr.open_dataset(raw_files[0]).load()
-    ds["w"][5, 2, 2] = np.nan
+    ds["w"][5, 2, 2] = np.nan  # a train time
+    ds["w"][6:9, 3, 4] = -999.0  # three train times, as a sentinel
+    ds["tp"][:, 0, 0] = np.nan  # never any data: masked
     holed = tmp_path / "holed.nc"
     ds.to_netcdf(holed)
-    with pytest.raises(IngestError, match=r"holed.nc: variable .w. is missing at some times only in 1 grid cell\(s\) \(first at lat 57.5, lon -9.5: 1 of 240 times\)"):
+    cfg = load_config({**data_only(tiny_config), "data": {**tiny_config["data"], "variables": {
+        "t2m": {}, "w": {"missing_value": -999.0}, "tp": {"units": "mm", "lower_bound": 0.0}}}})
+    stats = ingest.ingest(cfg, [str(holed)], tmp_path / "h.zarr", tmp_path / "h.json")
+    out = xr.open_zarr(tmp_path / "h.zarr")
+    mask = out["mask"].values.astype(bool)
+    assert not mask[0, 0] and mask[2, 2] and mask[3, 4] and mask.sum() == mask.size - 1
+    assert stats["grid"]["missing_at_some_times"] == {"t2m": 0, "w": 4, "tp": 0}
+    assert np.isnan(out.w.values[5, 2, 2]) and np.isnan(out.w.values[6:9, 3, 4]).all()
+    assert np.isfinite(out.w.values[4, 2, 2]) and np.isfinite(out.w.values[9, 3, 4])
+    train = ds["w"].sel(time=slice("2000-01-01", "2000-01-31T18:00")).values.astype(np.float64)
+    train[:, 0, 0] = np.nan  # the masked cell (no tp there) does not count
+    train[train == -999.0] = np.nan
+    assert stats["variables"]["w"]["mean"] == pytest.approx(np.nanmean(train), rel=1e-6)
+    assert stats["variables"]["w"]["std"] == pytest.approx(np.nanstd(train), rel=1e-6)
+    fields = load_split(tmp_path / "h.zarr", "train")
+    w = fields[:, 1]
+    assert np.isnan(w[5, 2, 2]) and np.isnan(w[6:9, 3, 4]).all() and np.isnan(w).sum() == 4
+    assert (fields[:, :, 0, 0] == 0).all()  # masked for good: 0, as before
+
+
+def test_missing_everywhere_is_refused_without_partial_output(tiny_config, raw_files, tmp_path):
+    ds = xr.open_dataset(raw_files[0]).load()
+    ds["w"][:] = np.nan
+    holed = tmp_path / "holed.nc"
+    ds.to_netcdf(holed)
+    with pytest.raises(IngestError, match=r"holed.nc: variable .w. is missing \(NaN\) everywhere"):
         ingest.ingest(tiny_config, [str(holed)], tmp_path / "h.zarr", tmp_path / "h.json")
     assert not list(tmp_path.glob("h.zarr*")) and not list(tmp_path.glob("h.json*"))
 
@@ -269,3 +299,41 @@ def test_real_grib_2m_temperature(samples_dir, tmp_path):
     np.testing.assert_array_equal(out.t2m.sel(time="2019-03-05T06:00").values,
                                   src.t2m.sel(time="2019-03-05T06:00").values)
     assert stats["variables"]["t2m"]["units"] == "K"
+
+
+# --- Real MRMS radar frames (../shared/data/radar-samples), skipped when absent -----------------
+
+def test_real_mrms_frames_with_a_coverage_mask_that_changes(radar_dir, tmp_path):
+    """Three MRMS GRIB2 frames (one field per file, variable `unknown` from the local parameter
+    table, -3 = no radar coverage) over a box at the edge of coverage in British Columbia: cells
+    never covered are masked, cells covered in some frames only are missing in the others, and
+    the values are the source's."""
+    files = sorted(str(p) for p in radar_dir.glob("*.grib2"))[:11:5]  # 00:00, 00:10, 00:20
+    cfg = load_config({"data": {
+        "source": str(radar_dir / "*.grib2"),
+        "variables": {"rain": {"source_name": "unknown", "source_units": "mm h-1", "missing_value": -3,
+                               "lower_bound": 0.0}},
+        "region": {"lat": [52.0, 53.0], "lon": [-123.0, -122.0]},
+        "splits": {"train": ["2019-06-10T00:00", "2019-06-10T00:05"],
+                   "validation": ["2019-06-10T00:06", "2019-06-10T00:15"],
+                   "test": ["2019-06-10T00:16", "2019-06-10T00:30"]}}})
+    stats = ingest.ingest(cfg, files, tmp_path / "mrms.zarr", tmp_path / "mrms.json")
+    out = xr.open_zarr(tmp_path / "mrms.zarr")
+    source = []
+    for path in files:
+        with xr.open_dataset(path, engine="cfgrib", backend_kwargs={"indexpath": ""}) as ds:
+            box = ds["unknown"].sel(latitude=slice(53.0, 52.0), longitude=slice(237.0, 238.0))
+            source.append(box.values.astype(np.float64))
+    source = np.stack(source)
+    assert out.rain.shape == source.shape == (3, 100, 100)
+    covered = source != -3
+    np.testing.assert_array_equal(out["mask"].values.astype(bool), covered.any(0))
+    partial = covered.any(0) & ~covered.all(0)
+    assert partial.sum() > 100  # the coverage edge moves between frames
+    assert stats["grid"]["missing_at_some_times"]["rain"] == int((~covered[:, covered.any(0)]).sum())
+    stored = out.rain.values.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(stored), ~covered)
+    np.testing.assert_allclose(stored[covered], source[covered], rtol=1e-6)
+    assert stats["variables"]["rain"]["units"] == "mm h-1" and stats["variables"]["rain"]["source_name"] == "unknown"
+    assert stats["variables"]["rain"]["mean"] == pytest.approx(source[0][covered[0]].mean(), rel=1e-6)
+    assert str(out.time.values[2]).startswith("2019-06-10T00:20")

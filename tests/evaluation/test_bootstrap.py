@@ -58,3 +58,23 @@ def test_sorted_units_resample_counts_equal_explicit_resample(rng):
     q = np.quantile(explicit, 0.95)
     assert units.fraction_above(cum, q) == pytest.approx(np.mean(explicit > q))
     assert units.fraction_below(cum, q) == pytest.approx(np.mean(explicit < q))
+
+
+def test_sorted_units_leave_out_missing_values(rng):
+    """Values missing at some times (NaN) are left out: the quantiles and exceedances are those of
+    the valid values, and a resample by counts still weighs each unit's valid values."""
+    fields = rng.gamma(0.5, size=(40, 5, 5))
+    fields[3, 1, 1] = fields[10:14, 2, 4] = np.nan
+    units = bootstrap.SortedUnits(fields)
+    valid = fields[~np.isnan(fields)]
+    assert units.values.size == valid.size and units.units == 40
+    probs = [0.5, 0.9, 0.99]
+    np.testing.assert_array_equal(units.quantiles(units.cumulative(), probs),
+                                  np.quantile(valid, probs, method="inverted_cdf"))
+    counts = np.bincount(rng.integers(0, 40, size=40), minlength=40)
+    explicit = np.repeat(fields, counts, axis=0).ravel()
+    explicit = explicit[~np.isnan(explicit)]
+    cum = units.cumulative(counts)
+    np.testing.assert_array_equal(units.quantiles(cum, probs), np.quantile(explicit, probs, method="inverted_cdf"))
+    q = np.quantile(explicit, 0.95)
+    assert units.fraction_above(cum, q) == pytest.approx(np.mean(explicit > q))

@@ -30,6 +30,15 @@ def test_crps_climatology_matches_properscoring_loop(rng):
     assert scores.crps_climatology(dry, obs_dry) == pytest.approx(expected, rel=1e-12)
 
 
+def test_crps_climatology_leaves_out_missing_observations(rng):
+    ensemble = rng.gamma(2.0, size=(40, 3, 4))
+    obs = rng.gamma(2.0, size=(7, 3, 4))
+    obs[2, 1, 1] = obs[5, 0, 3] = np.nan
+    expected = np.mean([properscoring.crps_ensemble(obs[t, i, j], ensemble[:, i, j])
+                        for t in range(7) for i in range(3) for j in range(4) if not np.isnan(obs[t, i, j])])
+    assert scores.crps_climatology(ensemble, obs) == pytest.approx(expected, rel=1e-12)
+
+
 def test_crps_of_normal_ensemble_matches_analytic(rng):
     # E_y[CRPS(N(0,1), y)] for y ~ N(0,1) is 1 / sqrt(pi)
     ensemble = rng.normal(size=(2000, 2, 2))

@@ -60,9 +60,31 @@ def test_masked_loss_is_the_mean_over_real_cells():
     mask[1:3, 1:4] = True
     weight = torch.from_numpy(mask / mask.mean()).float()
     per_element = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
-    loss = train.masked_loss(lambda model, x0, cond, draws: per_element, weight)(None, None).mean()
+    x0 = torch.zeros(2, 3, 4, 5)
+    loss = train.masked_loss(lambda model, x0, cond, draws: per_element, weight)(None, x0).mean()
     assert float(loss) == pytest.approx(float(per_element[:, :, torch.from_numpy(mask)].mean()), rel=1e-6)
-    assert train.masked_loss(len, None) is len
+    plain = train.masked_loss(lambda model, x0, cond, draws: per_element, None)(None, x0)
+    assert torch.equal(plain, per_element)  # nothing masked or missing: the loss unchanged, bit for bit
+
+
+def test_masked_loss_leaves_out_values_missing_at_some_times():
+    """A value missing at one time only (NaN in the target or the condition) is filled with 0 for
+    the network and weighs nothing: the loss is the mean over the valid values."""
+    x0 = torch.randn(2, 1, 3, 3)
+    x0[0, 0, 1, 1] = x0[1, 0, 0, 2] = float("nan")
+    cond = torch.randn(2, 1, 3, 3)
+    cond[1, 0, 2, 2] = float("nan")
+    seen = {}
+
+    def per_element(model, x0, cond, draws):
+        seen["x0"], seen["cond"] = x0, cond
+        return (x0 - 1.0) ** 2
+
+    loss = train.masked_loss(per_element, None)(None, x0, cond).mean()
+    valid = torch.isfinite(x0)
+    assert torch.isfinite(seen["x0"]).all() and torch.isfinite(seen["cond"]).all()
+    assert float(seen["x0"][0, 0, 1, 1]) == 0.0 and float(seen["cond"][1, 0, 2, 2]) == 0.0
+    assert float(loss) == pytest.approx(float(((x0[valid] - 1.0) ** 2).mean()), rel=1e-6)
 
 
 def test_auto_nu_inc_and_pcp_are_resolved_and_saved(store, tmp_path):

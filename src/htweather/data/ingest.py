@@ -157,6 +157,7 @@ def time_axis(time: pd.DatetimeIndex, splits: dict, gaps: str, where: str) -> fl
     return float(usual) / 3600e9
 
 
+UNKNOWN_UNITS = ("unknown", "none", "")
 AMOUNT_UNITS = ("mm", "m")  # per time step: summed when resampling
 RATE_UNITS = ("kg m-2 s-1", "mm h-1", "mm day-1")
 
@@ -274,10 +275,15 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     physical, meta = {}, {}
     for name, opts in variables.items():
         field = ds[name]
-        source_units = field.attrs.get("units")
+        if opts["missing_value"] is not None:  # a sentinel (MRMS: -3, no coverage) is missing, like NaN
+            field = field.where(field != opts["missing_value"])
+        source_units = opts["source_units"] or field.attrs.get("units")
+        if str(source_units).strip().lower() in UNKNOWN_UNITS:  # cfgrib's name for a local GRIB2 table's units
+            source_units = None
         target = opts["units"] or catalog.default_units(name)
         if target and source_units is None:
-            log.warning("%s: variable '%s' has no units attribute; kept as is", where, name)
+            log.warning("%s: variable '%s' has no units (set data.variables.%s.source_units); kept as is",
+                        where, name, name)
             target = None
         scale, offset = transforms.unit_conversion(source_units, target, where=f"data.variables.{name}.units",
                                                    step_hours=step_hours)
@@ -450,8 +456,10 @@ def _first_cell(where_true: np.ndarray, physical: xr.Dataset) -> str:
 
 
 def _mask(sums: dict, variables: list[str], n_times: int, physical: xr.Dataset, where: str) -> np.ndarray:
-    """Real cells: those with data at every time in every variable. A cell missing at only some
-    times is an error: masks that change in time are not supported."""
+    """Real cells: those with data at some time in every variable. A cell missing at every time
+    (sea in a land-only product, no radar coverage) is masked for good; a value missing at some
+    times only (a radar outage) stays missing in the store and is left out, at those times, of
+    the statistics, the loss and the metrics."""
     mask = np.ones((physical.sizes["latitude"], physical.sizes["longitude"]), dtype=bool)
     for v in variables:
         missing, infinite = sums[v]["missing"], sums[v]["infinite"]
@@ -460,16 +468,17 @@ def _mask(sums: dict, variables: list[str], n_times: int, physical: xr.Dataset, 
                               f"(first at {_first_cell(infinite > 0, physical)})")
         if (missing == n_times).all():
             raise IngestError(f"{where}: variable '{v}' is missing (NaN) everywhere in the selected region and times")
-        partial = (missing > 0) & (missing < n_times)
-        if partial.any():
-            raise IngestError(f"{where}: variable '{v}' is missing at some times only in {int(partial.sum())} grid "
-                              f"cell(s) (first at {_first_cell(partial, physical)}: {int(missing[partial][0])} of "
-                              f"{n_times} times); masks that change in time are not supported")
-        mask &= missing == 0
+        mask &= missing < n_times
     if not mask.any():
         raise IngestError(f"{where}: no grid cell has data in all of {', '.join(variables)}")
     if not mask.all():
         log.info("mask: %d of %d grid cells have data", int(mask.sum()), mask.size)
+    for v in variables:
+        partial = mask & (sums[v]["missing"] > 0)
+        if partial.any():
+            log.info("variable '%s': %d of the real cells are missing at some times only (%d cell-times, first "
+                     "at %s); masked at those times", v, int(partial.sum()), int(sums[v]["missing"][mask].sum()),
+                     _first_cell(partial, physical))
     return mask
 
 
@@ -501,6 +510,7 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
         result["splits"][name] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times))}
     result["grid"] = {"latitude": physical.latitude.values.tolist(), "longitude": physical.longitude.values.tolist(),
                       "valid_cells": int(mask.sum()),
+                      "missing_at_some_times": {v: int(np.asarray(sums[v]["missing"])[mask].sum()) for v in variables},
                       "mask": None if mask.all() else mask.astype(int).tolist()}
     return result
 

@@ -129,6 +129,19 @@ def _stack_steps(ds: xr.Dataset) -> xr.Dataset:
     return stacked.isel(time=np.flatnonzero(keep))
 
 
+def _one_field_per_file(ds: xr.Dataset) -> xr.Dataset:
+    """A file holding one time (a radar frame, a GRIB2 message per file, as MRMS and HRRR are
+    delivered) has its valid time as a scalar: make it a time dimension of length one."""
+    if any(name in ds.dims for name in _DIM_NAMES["time"]):
+        return ds
+    for name in ("valid_time", "time"):
+        if name in ds.coords and ds[name].ndim == 0 and np.issubdtype(ds[name].dtype, np.datetime64):
+            stamp = ds[name].values
+            ds = ds.drop_vars([n for n in ("time", "valid_time", "step") if n in ds.coords])
+            return ds.expand_dims(time=[stamp])
+    return ds
+
+
 def _merge_expver(ds: xr.Dataset, where: str) -> xr.Dataset:
     """Old CDS files hold ERA5 (expver 1) and ERA5T (expver 5) as two halves of one series,
     each NaN where the other has data: take, at every point, the first non-missing value in
@@ -152,6 +165,7 @@ def normalise_layout(ds: xr.Dataset, where: str) -> xr.Dataset:
     """Canonical dimension names, one time axis, expver merged, ensemble/number dropped, only
     dimension coordinates kept, level in hPa."""
     ds = _stack_steps(ds)
+    ds = _one_field_per_file(ds)
     ds = _rename_dims(ds, where)
     ds = _merge_expver(ds, where)
     if "number" in ds.dims:

@@ -31,6 +31,14 @@ def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def valid_values(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The values of (time, latitude, longitude) `fields` at real cells and valid times,
+    flattened: masked cells and values missing at some times only (NaN) left out."""
+    values = fields[:, mask] if mask is not None else fields.reshape(len(fields), -1)
+    values = values.ravel()
+    return values[~np.isnan(values)]
+
+
 def grid_mask(stats: dict) -> np.ndarray | None:
     """(latitude, longitude) bool array, True at real cells; None when every cell is real."""
     mask = stats["grid"].get("mask")
@@ -40,7 +48,8 @@ def grid_mask(stats: dict) -> np.ndarray | None:
 def normalise(raw: dict[str, np.ndarray], norm: dict, mask: np.ndarray) -> np.ndarray:
     """Physical fields per variable (time, latitude, longitude) -> the normalised fields
     (time, variable, latitude, longitude) float32: forward(transform, x) standardised with the
-    train-split statistics `norm`, 0 at masked cells."""
+    train-split statistics `norm`, 0 at masked cells, NaN where a real cell is missing at that
+    time only (the consumers fill it and give it no weight: `valid_values`, the training loss)."""
     out = np.stack([(transforms.forward(n["transform"], raw[v].astype(np.float64)) - n["mean"]) / n["std"]
                     for v, n in norm.items()], axis=1)
     return np.where(mask, out, 0.0).astype(np.float32)

@@ -18,13 +18,16 @@ class SortedUnits:
     A resample is a count per unit (how often the bootstrap drew it); its quantiles and
     exceedance fractions are then a gather, a cumulative sum and a binary search, with no new
     sort or partition per replicate. Quantiles are inverted-CDF (the smallest value whose
-    empirical CDF reaches p), the same definition as `tails`."""
+    empirical CDF reaches p), the same definition as `tails`. NaN values (missing at that time)
+    are left out; their unit keeps its other values."""
 
     def __init__(self, fields: np.ndarray):
         flat = fields.reshape(fields.shape[0], -1)
-        order = np.argsort(flat, axis=None, kind="stable")
-        self.values = flat.ravel()[order]
-        self.unit = (order // flat.shape[1]).astype(np.int64)
+        order = np.argsort(flat, axis=None, kind="stable")  # NaN sorts last
+        values = flat.ravel()[order]
+        valid = int(np.count_nonzero(~np.isnan(values)))
+        self.values = values[:valid]
+        self.unit = (order[:valid] // flat.shape[1]).astype(np.int64)
         self.units = flat.shape[0]
 
     def cumulative(self, counts: np.ndarray | None = None) -> np.ndarray:

@@ -66,7 +66,8 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
                 gen, ref = ds[name].values.astype(np.float64), data[name]
                 if mask is not None:
                     gen, ref = gen[:, mask], ref[:, mask]
-                values = key_metrics(gen.ravel(), ref.ravel(), stats["variables"][name]["tails"],
+                ref = ref.ravel()
+                values = key_metrics(gen.ravel(), ref[~np.isnan(ref)], stats["variables"][name]["tails"],
                                      opts["tail_probability"])
                 rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m, "step": int(step),
                           "value": v, "error": float(error(m, v))} for m, v in values.items()]

@@ -5,6 +5,7 @@ the true process), the data's own tail quantiles, and per-grid-point quantile ma
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,9 @@ def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensem
     names = list(sources)
     out = {}
     for v in stats["channels"]:
-        maps = np.stack([np.quantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
+        with warnings.catch_warnings():  # masked cells are all NaN; a value missing at some times is left out
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+            maps = np.stack([np.nanquantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
         units = {"units": stats["variables"][v]["units"]}
         out[f"{v}_quantile"] = (("source", "latitude", "longitude"), maps, units)
         out[f"{v}_bias"] = (("source", "latitude", "longitude"), maps - maps[0], units)

@@ -113,11 +113,13 @@ def crps_climatology(ensemble: np.ndarray, observations: np.ndarray) -> float:
 
     ensemble: (members, *grid); observations: (times, *grid). The ensemble at a grid point is the
     same for every time, so it is sorted once and each observation costs a binary search
-    (`crps_against_sorted`), not a pass over the members."""
+    (`crps_against_sorted`), not a pass over the members. A missing observation (NaN) is left out."""
     members = np.sort(ensemble.reshape(ensemble.shape[0], -1).astype(np.float64), axis=0).T  # (cells, M)
     obs = observations.reshape(observations.shape[0], -1).astype(np.float64)  # (times, cells)
-    total = sum(float(crps_against_sorted(obs[:, cell], members[cell]).sum()) for cell in range(obs.shape[1]))
-    return total / obs.size
+    valid = ~np.isnan(obs)
+    total = sum(float(crps_against_sorted(obs[valid[:, cell], cell], members[cell]).sum())
+                for cell in range(obs.shape[1]))
+    return total / np.count_nonzero(valid)
 
 
 def crps_fast_path() -> bool:

@@ -135,6 +135,7 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
         if mask is not None:  # real cells only: (members or times, cells)
             gen_fields, data_fields = gen_fields[:, mask], data_fields[:, mask]
         g, d = gen_fields.ravel(), data_fields.ravel()
+        d = d[~np.isnan(d)]  # values missing at some times only
         log.info("%s / %s: %d generated vs %d test values (%s tails)", model, name, g.size, d.size, tails)
 
         point = {

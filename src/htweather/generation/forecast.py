@@ -64,6 +64,7 @@ class Stepper:
         """history (B, h, C, H, W) standardised -> next state (B, C, H, W) standardised, float32."""
         b, h, c, height, width = history.shape
         cond = self.to_model(history.reshape(b * h, c, height, width)).reshape(b, h * c, height, width)
+        cond = torch.nan_to_num(cond, nan=0.0)  # a value missing at that time: the mean, as in training
         with autocast(self.device):
             x = assemble.generate(self.model, self.spec, b, (height, width), self.sampling, self.device,
                                 cond=cond.to(self.device)).cpu().numpy()

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from scipy import special
 
+from ..data.store import valid_values
+
 KNOTS = 2**14 + 1  # quantile-table resolution of the inverse CDF (about 0.006 % in probability)
 
 
 def _real_values(fields: np.ndarray, channel: int, mask: np.ndarray | None) -> np.ndarray:
-    values = fields[:, channel]
-    return (values[:, mask] if mask is not None else values).ravel().astype(np.float64)
+    return valid_values(fields[:, channel], mask).astype(np.float64)
 
 
 class InverseCDF:

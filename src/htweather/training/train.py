@@ -56,12 +56,21 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 def masked_loss(loss_fn, weight: torch.Tensor | None):
-    """The per-element loss, weighted so that its mean is the mean over real cells only
-    (weight = mask / mean(mask)); masked cells (e.g. sea in a land-only product) carry no
-    signal and must not pull the network towards the fill value."""
-    if weight is None:
-        return loss_fn
-    return lambda model, x0, cond=None, draws=None: loss_fn(model, x0, cond, draws) * weight
+    """The per-element loss, weighted so that its mean is the mean over the real, valid values
+    only: masked cells (sea in a land-only product; `weight` = mask / mean(mask)) and values
+    missing at some times only (NaN in x0 or the condition: a radar outage) carry no signal and
+    must not pull the network towards a fill value. Missing values are filled with 0 (the
+    standardised mean) for the network and given no weight in the loss."""
+    def loss(model, x0, cond=None, draws=None):
+        valid = torch.isfinite(x0)
+        x0 = torch.where(valid, x0, torch.zeros((), dtype=x0.dtype, device=x0.device))
+        if cond is not None:
+            cond = torch.nan_to_num(cond, nan=0.0)
+        w = valid.to(x0.dtype) if weight is None else valid * weight
+        w = w * (w.numel() / w.sum())  # exactly 1 everywhere when nothing is masked or missing
+        return loss_fn(model, x0, cond, draws) * w
+
+    return loss
 
 
 @torch.no_grad()
@@ -156,7 +165,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     model = assemble.build(spec).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     objective = assemble.loss_fn(spec, opts)
-    loss_fn = masked_loss(objective, weight)
+    loss_fn = masked_loss(objective, weight)  # also for missing values when there is no mask
     # fused: one kernel for all parameters (CPU and CUDA); 4-13 % faster steps on CPU (benchmarks/cpu_kernels.py)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"], fused=True)
     warmup = max(1, opts["warmup_steps"])

@@ -80,7 +80,7 @@ def _one_line(error: jsonschema.ValidationError) -> str:
             if bad:
                 where, value = f"{where}.{bad[0]}", value[bad[0]]
         return (f"{where}: must be a number > 2 (Student-t noise has finite variance "
-                f"nu/(nu-2) only for nu > 2), 'inf' or 'auto', got {value!r}")
+                f"nu/(nu-2) only for nu > 2), 'inf', 'auto' or 'select', got {value!r}")
     if "propertyNames" in error.schema_path:
         if where.endswith("variables"):
             return (f"{where}: invalid variable name {error.instance!r} "
@@ -92,7 +92,7 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 
 def _valid_nu(value: Any) -> bool:
     if isinstance(value, str):
-        return value in ("inf", "infinity", "gaussian", "auto")
+        return value in ("inf", "infinity", "gaussian", "auto", "select")
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 2
 
 
@@ -200,12 +200,14 @@ def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = Tru
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     config = copy.deepcopy(dict(raw))
+    config.pop("nu_candidates", None)  # derived (expand_nu_select): a loaded config loads again
     validator = _validator_filling_defaults()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]))
     expand_nu_sweep(config)
     _check_semantics(config, check_paths=check_paths)
+    expand_nu_select(config)
     return config
 
 
@@ -235,6 +237,51 @@ def expand_nu_sweep(config: dict) -> None:
             raise ConfigError(f"nu_sweep: model name '{name}' is already taken in models")
         config["models"][name] = {**copy.deepcopy(base), "nu": {v: (value if v in swept else base_nu[v])
                                                                  for v in variables}}
+
+
+def selected_variables(entry: dict, variables: list[str]) -> list[str]:
+    """The variables whose nu the model entry leaves to `nu: select`."""
+    nu = entry["nu"]
+    return [v for v in variables if (nu.get(v) if isinstance(nu, dict) else nu) == "select"]
+
+
+def candidate_name(model: str, value: Any) -> str:
+    return f"{model}_select_nu{str(value).replace('.', 'p')}"
+
+
+def expand_nu_select(config: dict) -> None:
+    """`config["nu_candidates"]`: for every model with `nu: select` (for all variables or some),
+    one candidate per value of nu_select.candidates, named MODEL_select_nuVALUE: the model's
+    entry with those variables' nu set to the value, one replicate, `select_for` naming the model.
+    They train and sample like models but are scored on the validation split only
+    (evaluation.selection), never on the test split."""
+    variables = list(config["data"]["variables"])
+    config["nu_candidates"] = {}
+    for name, entry in config["models"].items():
+        selected = selected_variables(entry, variables)
+        if not selected:
+            continue
+        if entry["condition_steps"] > 0:
+            raise ConfigError(f"models.{name}.nu: 'select' scores candidates by their samples on the validation "
+                              f"split, which is for unconditional models (condition_steps 0); use auto or a number")
+        base = entry["nu"] if isinstance(entry["nu"], dict) else {v: entry["nu"] for v in variables}
+        for value in config["nu_select"]["candidates"]:
+            candidate = candidate_name(name, value)
+            if candidate in config["models"]:
+                raise ConfigError(f"nu_select: candidate name '{candidate}' is already taken in models")
+            config["nu_candidates"][candidate] = {
+                **copy.deepcopy(entry), "nu": {v: (value if v in selected else base[v]) for v in variables},
+                "replicates": 1, "select_for": name, "value": value}
+
+
+def with_selected_nu(config: dict, name: str, chosen: Any) -> dict:
+    """The config with model `name`'s `select` entries replaced by the chosen value."""
+    variables = list(config["data"]["variables"])
+    entry = config["models"][name]
+    selected = selected_variables(entry, variables)
+    base = entry["nu"] if isinstance(entry["nu"], dict) else {v: entry["nu"] for v in variables}
+    nu = {v: (chosen if v in selected else base[v]) for v in variables}
+    return {**config, "models": {**config["models"], name: {**entry, "nu": nu}}}
 
 
 def _check_semantics(config: dict, *, check_paths: bool) -> None:

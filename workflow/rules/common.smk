@@ -52,6 +52,10 @@ ENSEMBLES = GENERATORS + TRUTH
 # and the true process's where it is known.
 SEQUENCES = FORECASTERS + TRUTH
 VARIABLES = list(CFG["data"]["variables"])
+# nu: select: candidates (one training and one ensemble each) scored on the validation split only
+CANDIDATES = list(CFG["nu_candidates"])
+SELECTED = sorted({entry["select_for"] for entry in CFG["nu_candidates"].values()})
+SELECTIONS = expand("results/selection/{model}.json", model=SELECTED)
 # [model, baseline] pairs compared with intervals over their replicates (comparisons.csv)
 COMPARISONS = comparison_pairs(CFG)
 COMPARED = sorted({m for pair in COMPARISONS for m in pair})
@@ -63,8 +67,9 @@ def one_of(names):
 
 
 wildcard_constraints:
-    model=one_of(RUNS),
-    generator=one_of(GENERATOR_RUNS),
+    model=one_of(RUNS + CANDIDATES),
+    generator=one_of(GENERATOR_RUNS + CANDIDATES),
+    selected=one_of(SELECTED),
     forecaster=one_of(FORECASTER_RUNS),
     ensemble=one_of(GENERATOR_RUNS + TRUTH),
     source=one_of(["data"] + FORECASTER_RUNS + TRUTH),
@@ -102,7 +107,23 @@ def section(*keys):
 
 def model_section(wildcards):
     model, _ = split_replicate(wildcards.model)
-    return {**section("seed", "architecture", "training", "data.variables"), "models": {model: CFG["models"][model]}}
+    entry = CFG["models"].get(model) or CFG["nu_candidates"][model]
+    return {**section("seed", "architecture", "training", "data.variables"), "models": {model: entry}}
+
+
+def candidates_of(model):
+    return [c for c, entry in CFG["nu_candidates"].items() if entry["select_for"] == model]
+
+
+def nu_selection(wildcards):
+    """A model with nu: select trains with the value chosen on the validation split."""
+    model, _ = split_replicate(wildcards.model)
+    return [f"results/selection/{model}.json"] if model in SELECTED else []
+
+
+def selection_section(wildcards):
+    return {**section("evaluation"), "models": {wildcards.selected: CFG["models"][wildcards.selected]},
+            "nu_candidates": {c: CFG["nu_candidates"][c] for c in candidates_of(wildcards.selected)}}
 
 
 def source_sequences(wildcards):

@@ -21,6 +21,28 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+rule select_nu:
+    # nu: select: the candidates' ensembles against the validation split
+    input:
+        ensembles=lambda wildcards: expand("results/samples/{candidate}.zarr",
+                                           candidate=candidates_of(wildcards.selected)),
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+    output:
+        "results/selection/{selected}.json",
+    params:
+        config=selection_section,
+        candidates=lambda wildcards: candidates_of(wildcards.selected),
+    log:
+        "results/logs/select_nu_{selected}.log",
+    benchmark:
+        "results/benchmarks/select_nu_{selected}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/select_nu.py"
+
+
 rule verify_forecasts:
     input:
         forecasts="results/forecasts/{forecaster}.zarr",

@@ -5,6 +5,7 @@ rule train:
     input:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
+        selection=nu_selection,
     output:
         model="results/models/{model}/model.pt",
         train_log="results/models/{model}/train_log.csv",

@@ -6,4 +6,5 @@ run_step(snakemake, lambda: page.render(
     p.config, i.metrics, i.comparisons, p.figures, i.provenance, i.store, i.stats,
     ensembles=dict(zip(p.ensembles, i.ensembles)), train_logs=dict(zip(p.models, i.train_logs)),
     forecasts=dict(zip(p.forecasters, i.forecasts)),
-    convergence_csv=i.convergence[0] if i.convergence else None, out=snakemake.output[0]))
+    convergence_csv=i.convergence[0] if i.convergence else None, selections=list(i.selections),
+    out=snakemake.output[0]))

@@ -120,8 +120,13 @@ def load_stats(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def split_fields(store: str | Path, split: str) -> dict[str, np.ndarray]:
+    """One split's physical fields (time, latitude, longitude) per variable, float64."""
+    ds = xr.open_zarr(store, chunks=None)  # read at once: no dask tasks per chunk
+    part = ds.isel(time=np.flatnonzero(ds.split.values == split))
+    return {v: part[v].values.astype(np.float64) for v in json.loads(ds.attrs["channels"])}
+
+
 def test_fields(store: str | Path) -> dict[str, np.ndarray]:
     """The test split's physical fields (time, latitude, longitude) per variable."""
-    ds = xr.open_zarr(store, chunks=None)  # read at once: no dask tasks per chunk
-    test = ds.isel(time=np.flatnonzero(ds.split.values == "test"))
-    return {v: test[v].values.astype(np.float64) for v in json.loads(ds.attrs["channels"])}
+    return split_fields(store, "test")

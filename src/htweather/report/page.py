@@ -198,11 +198,27 @@ def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def selection_tables(paths: list[str | Path]) -> list[dict]:
+    """The nu: select choices (evaluation.selection JSON files) as table rows."""
+    out = []
+    for path in paths:
+        s = json.loads(Path(path).read_text())
+        names = list(next(iter(s["candidates"][0]["metrics"].values())))
+        rows = [{"candidate": r["candidate"], "nu": r["nu"] if r["nu"] == "inf" else _fmt(r["nu"]),
+                 "tail_error": _fmt(r["tail_error"]), "chosen": r["nu"] == s["chosen"],
+                 "scores": [_fmt(r["metrics"][v][m]) for v in s["variables"] for m in names]}
+                for r in s["candidates"]]
+        out.append({"model": s["model"], "variables": s["variables"], "metric_names": names, "rows": rows,
+                    "chosen": s["chosen"] if s["chosen"] == "inf" else _fmt(s["chosen"]),
+                    "margin": _fmt(s["margin"]), "validation_times": s["validation_times"]})
+    return out
+
+
 def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, figures: dict[str, str | Path],
            provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
            train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None,
-           convergence_csv: str | Path | None = None) -> None:
+           convergence_csv: str | Path | None = None, selections: list[str | Path] = ()) -> None:
     forecasts = forecasts or {}
     frame = summary(pd.read_csv(metrics_csv))
     stats = load_stats(stats_path)
@@ -276,7 +292,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                     "from a long simulation of the true process, "
                     f"{config['data']['synthetic']['storms']['truth_steps']} time steps"
                     if config["data"]["synthetic"].get("generator") == "storms" else "in closed form"),
-        tail_index=tail_index_rows(attrs_by_model), sweep=sweep,
+        tail_index=tail_index_rows(attrs_by_model), sweep=sweep, selections=selection_tables(selections),
         sweep_table=metrics_table(sweep_frame, list(sweep)),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
         figure_keys=sorted(figures), prov=prov,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 import logging
 import os
 import signal
@@ -32,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.store import load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows
-from ..config import snapshot_steps
+from ..config import selected_variables, snapshot_steps, with_selected_nu
 from ..errors import ConfigError, HtweatherError
 from ..models import assemble
 from ..models.tail_index import exceedance_summary
@@ -103,10 +104,20 @@ class Interrupted(HtweatherError):
 
 
 def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
-          threads: int | None = None, processes: int = 1, replicate: int = 0) -> Path:
+          threads: int | None = None, processes: int = 1, replicate: int = 0,
+          nu_selection: str | Path | None = None) -> Path:
     """Train replicate `replicate` of model `name` of `config` on the store (replicates differ
     only in their seed); `processes` > 1: data-parallel in that many processes (one per GPU;
-    gloo on CPU), launched here with torchrun."""
+    gloo on CPU), launched here with torchrun. `nu_selection`: the JSON of `select_nu` for a
+    model with `nu: select`, whose chosen value it trains with."""
+    if nu_selection is not None:
+        chosen = json.loads(Path(nu_selection).read_text())["chosen"]
+        selected = selected_variables(config["models"][name], list(config["data"]["variables"]))
+        config = with_selected_nu(config, name, chosen)
+        log.info("nu %s for %s, selected on the validation split (%s)", chosen, ", ".join(selected), nu_selection)
+    elif "select" in str(config["models"][name]["nu"]):
+        raise ConfigError(f"models.{name}.nu: 'select' needs the selection made on the validation split "
+                          f"(results/selection/{name}.json, rule select_nu)")
     world = processes if processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))
     if config["training"]["batch_size"] % world:
         raise ConfigError(f"training.batch_size: {config['training']['batch_size']} does not split evenly over "

@@ -147,3 +147,55 @@ def test_bad_comparisons_are_one_line_errors(pairs, message):
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     with pytest.raises(ConfigError, match=message):
         load_config({**raw, "comparisons": pairs}, check_paths=False)
+
+
+def test_interleaved_block_splits_with_guard_bands():
+    """Blocks of 1 h labelled train, train, train, validation, test in turn; 10 minutes dropped
+    after every change of split."""
+    import pandas as pd
+
+    from htweather.config import split_labels
+
+    time = pd.date_range("2019-06-10", periods=5 * 60, freq="2min")  # five hours of 2-minute frames
+    splits = {"blocks": "1h", "pattern": ["train", "train", "validation", "train", "test"], "guard": "10min"}
+    label = split_labels(time, splits)
+    assert list(label[:30]) == ["train"] * 30  # block 0: no guard at the start of the record
+    assert list(label[30:60]) == ["train"] * 30  # block 1: same split as before, no guard
+    assert list(label[60:65]) == [""] * 5 and list(label[65:90]) == ["validation"] * 25
+    assert list(label[90:95]) == [""] * 5 and (label[95:120] == "train").all()
+    assert (label[120:125] == "").all() and (label[125:150] == "test").all()
+    assert (label[150:155] == "").all() and (label[155:180] == "train").all()  # the pattern repeats
+    ends = split_labels(time, {**splits, "start": "2019-06-10T00:30", "end": "2019-06-10T01:58"})
+    assert (ends[:15] == "").all() and (ends[15:45] == "train").all() and (ends[60:] == "").all()
+    ranges = {"train": ["2019-06-10", "2019-06-10T01:00"], "validation": ["2019-06-10T02:00", "2019-06-10T02:58"],
+              "test": ["2019-06-10T03:00", "2019-06-10T04:00"]}
+    plain = split_labels(time, ranges)
+    assert (plain[:31] == "train").all() and (plain[31:60] == "").all() and (plain[60:90] == "validation").all()
+
+
+@pytest.mark.parametrize("splits, message", [
+    ({"blocks": "1h"}, r"data.splits: interleaved splits need both blocks and pattern"),
+    ({"blocks": "1h", "pattern": ["train", "train", "validation"]}, r"data.splits.pattern: no block for split 'test'"),
+    ({"blocks": "1h", "pattern": ["train", "validation", "test"], "guard": "2h"}, r"data.splits.guard: 2h leaves nothing"),
+    ({"blocks": "soon", "pattern": ["train", "validation", "test"]}, r"data.splits.blocks: not a length of time: 'soon'"),
+    ({"blocks": "1h", "pattern": ["train", "validation", "test"], "train": ["2000-01-01", "2000-01-31"]},
+     r"not both"),
+])
+def test_bad_splits_are_named(tiny_config, splits, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config({**tiny_config, "nu_sweep": None, "data": {**tiny_config["data"], "splits": splits}})
+
+
+def test_block_splits_reach_the_store(tiny_config, tmp_path):
+    """Interleaved splits on the synthetic data: every split gets its blocks, the guard bands are
+    dropped, and the statistics come from the train blocks."""
+    from htweather.data import ingest, synthetic
+
+    cfg = load_config({**tiny_config, "nu_sweep": None, "data": {**tiny_config["data"], "splits": {
+        "blocks": "5D", "pattern": ["train", "train", "validation", "test"], "guard": "1D"}}})
+    files = synthetic.write_netcdf(cfg["data"]["synthetic"], tmp_path / "raw", seed=1)
+    stats = ingest.ingest(cfg, [str(f) for f in files], tmp_path / "s.zarr", tmp_path / "s.json")
+    n = {s: stats["splits"][s]["n_times"] for s in ("train", "validation", "test")}
+    # 60 days of 6-hourly data = 12 blocks of 5 days; a change of split costs its first 4 steps
+    assert n["validation"] == 3 * (20 - 4) and n["test"] == 3 * (20 - 4)
+    assert n["train"] == 6 * 20 - 2 * 4  # the train blocks after a test block lose their first day

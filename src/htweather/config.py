@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -205,6 +206,11 @@ def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = Tru
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]))
+    splits = config["data"]["splits"]
+    if not {"blocks", "pattern"} & set(splits) and any(s in splits for s in SPLITS):
+        # date ranges: a split left out keeps the default's range
+        default = schema()["properties"]["data"]["properties"]["splits"]["default"]
+        config["data"]["splits"] = {**default, **splits}
     expand_nu_sweep(config)
     _check_semantics(config, check_paths=check_paths)
     expand_nu_select(config)
@@ -314,19 +320,7 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
             raise ConfigError(f"models.{name}.kappa: 'sample' (one kappa for the whole sample) needs one nu for "
                               f"every variable, got nu {model['nu']!r}")
 
-    bounds = {}
-    for split in SPLITS:
-        start, end = data["splits"][split]
-        try:
-            bounds[split] = (pd.Timestamp(start), pd.Timestamp(end))
-        except ValueError:
-            raise ConfigError(f"data.splits.{split}: not a date range: {start!r}, {end!r}") from None
-        if bounds[split][0] > bounds[split][1]:
-            raise ConfigError(f"data.splits.{split}: start {start} is after end {end}")
-    ordered = sorted(SPLITS, key=lambda s: bounds[s][0])
-    for a, b in zip(ordered, ordered[1:]):
-        if bounds[a][1] >= bounds[b][0]:
-            raise ConfigError(f"data.splits.{b}: overlaps data.splits.{a}")
+    _check_splits(data["splits"])
 
     if data["source"] == "synthetic":
         syn = data["synthetic"]
@@ -334,17 +328,16 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
             times = pd.date_range(syn["start"], syn["end"], freq=syn["freq"])
         except ValueError as exc:
             raise ConfigError(f"data.synthetic: bad time axis: {exc}") from None
+        labels = split_labels(times, data["splits"])
         for split in SPLITS:
-            lo, hi = bounds[split]
-            if not ((times >= lo) & (times <= hi)).any():
+            if not (labels == split).any():
                 raise ConfigError(f"data.splits.{split}: selects no time of the synthetic data "
                                   f"({syn['start']} .. {syn['end']})")
 
     forecasters = [m for m, e in config["models"].items() if e["condition_steps"] > 0]
     if forecasters and data["source"] == "synthetic":
         needed = max(config["models"][m]["condition_steps"] for m in forecasters) + config["forecast"]["lead_steps"]
-        test_lo, test_hi = bounds["test"]
-        n_test = int(((times >= test_lo) & (times <= test_hi)).sum())
+        n_test = int((labels == "test").sum())
         if n_test < needed:
             raise ConfigError(f"forecast.lead_steps: the test split has {n_test} time steps, fewer than the "
                               f"{needed} that a forecast needs (history + lead steps)")
@@ -362,6 +355,76 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
 
     if len(config["architecture"]["channel_mult"]) > 6:
         raise ConfigError("architecture.channel_mult: at most 6 resolution levels")
+
+
+def _check_splits(splits: dict) -> None:
+    ranges = [s for s in SPLITS if s in splits]
+    if "blocks" in splits or "pattern" in splits:
+        if ranges:
+            raise ConfigError(f"data.splits: give date ranges (train, validation, test) or blocks and pattern, "
+                              f"not both (got {ranges[0]} and blocks)")
+        if "blocks" not in splits or "pattern" not in splits:
+            raise ConfigError("data.splits: interleaved splits need both blocks and pattern")
+        lengths = {}
+        for key in ("blocks", "guard"):
+            if splits.get(key) is None:
+                continue
+            try:
+                lengths[key] = pd.Timedelta(splits[key])
+            except ValueError:
+                raise ConfigError(f"data.splits.{key}: not a length of time: {splits[key]!r}") from None
+        if lengths["blocks"] <= pd.Timedelta(0):
+            raise ConfigError(f"data.splits.blocks: must be positive, got {splits['blocks']!r}")
+        if lengths.get("guard", pd.Timedelta(0)) >= lengths["blocks"]:
+            raise ConfigError(f"data.splits.guard: {splits['guard']} leaves nothing of a block of {splits['blocks']}")
+        missing = [s for s in SPLITS if s not in splits["pattern"]]
+        if missing:
+            raise ConfigError(f"data.splits.pattern: no block for split '{missing[0]}'")
+        return
+    bounds = {}
+    for split in SPLITS:
+        start, end = splits[split]
+        try:
+            bounds[split] = (pd.Timestamp(start), pd.Timestamp(end))
+        except ValueError:
+            raise ConfigError(f"data.splits.{split}: not a date range: {start!r}, {end!r}") from None
+        if bounds[split][0] > bounds[split][1]:
+            raise ConfigError(f"data.splits.{split}: start {start} is after end {end}")
+    ordered = sorted(SPLITS, key=lambda s: bounds[s][0])
+    for a, b in zip(ordered, ordered[1:]):
+        if bounds[a][1] >= bounds[b][0]:
+            raise ConfigError(f"data.splits.{b}: overlaps data.splits.{a}")
+
+
+def split_labels(time: pd.DatetimeIndex, splits: dict) -> np.ndarray:
+    """The split of each time ("" where none: outside the splits, or in a guard band).
+
+    Date ranges label the times inside them. Interleaved blocks: block k covers
+    [origin + k * blocks, origin + (k + 1) * blocks), origin = `start` or the first time, and
+    takes pattern[k mod len(pattern)]; the times within `guard` of the start of a block whose
+    split differs from the previous block's are dropped."""
+    time = pd.DatetimeIndex(time)
+    label = np.full(len(time), "", dtype=object)
+    if "blocks" not in splits:
+        for split in SPLITS:
+            start, end = (pd.Timestamp(t) for t in splits[split])
+            label[(time >= start) & (time <= end)] = split
+        return label
+    if len(time) == 0:
+        return label
+    block, guard = pd.Timedelta(splits["blocks"]), pd.Timedelta(splits.get("guard") or 0)
+    origin = pd.Timestamp(splits["start"]) if splits.get("start") else time[0]
+    offset = time - origin
+    index = np.asarray(offset // block)
+    pattern = np.asarray(splits["pattern"], dtype=object)
+    own, previous = pattern[index % len(pattern)], pattern[(index - 1) % len(pattern)]
+    into_block = offset - index * block
+    guarded = (index > 0) & (own != previous) & (into_block < guard)
+    keep = (offset >= pd.Timedelta(0)) & ~guarded
+    if splits.get("end"):
+        keep &= time <= pd.Timestamp(splits["end"])
+    label[keep] = own[keep]
+    return label
 
 
 def input_files(config: dict) -> list[str]:

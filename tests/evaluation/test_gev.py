@@ -136,3 +136,20 @@ def test_return_levels_bootstrap_by_rows_keeps_blocks_together():
              {"rows": by_rows, "values": by_values, "single": single}.items()}
     assert width["rows"] > 2 * width["values"]
     assert width["rows"] == pytest.approx(width["single"], rel=0.5)
+
+
+def test_a_test_split_shorter_than_one_block_has_no_return_levels(tiny_config, caplog):
+    """A short record's test split (fewer steps than evaluation.block_steps) gives no return
+    levels and says why, rather than failing inside the fit."""
+    from htweather.evaluation import extremes
+
+    stats = {"grid": {"mask": None}, "variables": {"tp": {"lower_bound": 0.0}}}
+    short = {"tp": [np.random.default_rng(0).gamma(1.0, size=(5, 3, 3))]}
+    cfg = {**tiny_config, "evaluation": {**tiny_config["evaluation"], "block_steps": 6}}
+    with caplog.at_level("WARNING"):
+        rows = extremes.return_level_rows(cfg, "data", short, stats, np.random.default_rng(1))
+    assert rows == []
+    assert "no return levels: 5 time steps, fewer than one block of evaluation.block_steps = 6" in caplog.text
+    enough = {"tp": [np.random.default_rng(0).gamma(1.0, size=(60, 3, 3))]}
+    assert any(r["metric"] == "return_level_2" for r in extremes.return_level_rows(
+        cfg, "data", enough, stats, np.random.default_rng(1)))

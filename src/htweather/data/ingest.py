@@ -34,7 +34,7 @@ import pandas as pd
 import xarray as xr
 from dask.diagnostics import ProgressBar
 
-from ..config import SPLITS, input_files, is_zarr
+from ..config import SPLITS, input_files, is_zarr, split_labels
 from ..errors import IngestError
 from ..runtime import atomic_path
 from . import catalog, transforms
@@ -128,8 +128,11 @@ def coarsen(ds: xr.Dataset, resolution: float | None, where: str) -> xr.Dataset:
     return out
 
 
-def splits_span(splits: dict) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The first and last time of the train/validation/test splits."""
+def splits_span(splits: dict) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The first and last time of the train/validation/test splits (None: the data's own ends,
+    for interleaved blocks without start or end)."""
+    if "blocks" in splits:
+        return tuple(pd.Timestamp(splits[k]) if splits.get(k) else None for k in ("start", "end"))
     return (min(pd.Timestamp(splits[s][0]) for s in SPLITS), max(pd.Timestamp(splits[s][1]) for s in SPLITS))
 
 
@@ -137,7 +140,7 @@ def time_axis(time: pd.DatetimeIndex, splits: dict, gaps: str, where: str) -> fl
     """Check the time steps inside the span of the splits for gaps; return the step in hours
     (None for calendar steps such as months). A gap is a step longer than the usual one."""
     lo, hi = splits_span(splits)
-    span = time[(time >= lo) & (time <= hi)]
+    span = time[(time >= (lo or time[0])) & (time <= (hi or time[-1]))] if len(time) else time
     if len(span) < 2:
         return None
     steps = np.diff(span.asi8)
@@ -214,14 +217,17 @@ def resample(ds: xr.Dataset, freq: str | None, variables: dict, step_hours: floa
 
 def select_splits(ds: xr.Dataset, splits: dict, where: str) -> xr.Dataset:
     time = pd.DatetimeIndex(ds.time.values)
-    label = np.full(len(time), "", dtype=object)
+    label = split_labels(time, splits)
     for split in SPLITS:
-        start, end = (pd.Timestamp(t) for t in splits[split])
-        inside = (time >= start) & (time <= end)
-        if not inside.any():
-            raise IngestError(f"data.splits.{split}: {start} .. {end} selects no time of {where} "
+        if not (label == split).any():
+            chosen = (f"{splits[split][0]} .. {splits[split][1]}" if split in splits
+                      else f"the blocks of {splits['blocks']} (pattern {splits['pattern']})")
+            raise IngestError(f"data.splits.{split}: {chosen} selects no time of {where} "
                               f"({time[0]} .. {time[-1]})")
-        label[inside] = split
+    if "blocks" in splits:
+        log.info("splits: blocks of %s, pattern %s, guard %s: %s; %d time(s) in guard bands", splits["blocks"],
+                 splits["pattern"], splits.get("guard"),
+                 ", ".join(f"{s} {(label == s).sum()}" for s in SPLITS), int((label == "").sum()))
     keep = label != ""
     return ds.isel(time=np.flatnonzero(keep)).assign_coords(split=("time", label[keep].astype(str)))
 
@@ -266,7 +272,7 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
             period = pd.tseries.frequencies.to_offset(data["resample"])
         except ValueError:
             raise IngestError(f"data.resample: bad frequency {data['resample']!r}") from None
-        span = (span[0] - period, span[1] + 2 * period)
+        span = (span[0] - period if span[0] is not None else None, span[1] + 2 * period if span[1] is not None else None)
     ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
     ds = select_region(ds, data["region"], where)

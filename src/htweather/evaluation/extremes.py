@@ -51,7 +51,13 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
     alpha = (1 - opts["confidence"]) / 2
     rows = []
     for name, series in sequences.items():
-        maxima = pooled_block_maxima(series, opts["block_steps"], mask, opts["gev_cell_stride"])
+        longest = max((len(s) for s in series), default=0)
+        if longest < opts["block_steps"]:  # e.g. a short record's test split: no block to take a maximum of
+            log.warning("%s / %s: no return levels: %d time steps, fewer than one block of evaluation.block_steps "
+                        "= %d", source, name, longest, opts["block_steps"])
+            continue
+        maxima = pooled_block_maxima([s for s in series if len(s) >= opts["block_steps"]], opts["block_steps"],
+                                     mask, opts["gev_cell_stride"])
         fit = gev.return_levels_with_ci(maxima, periods, opts["gev_bootstrap"], opts["confidence"], rng,
                                              rows=True, lower_bound=stats["variables"][name]["lower_bound"])
         c = fit["params"][0]

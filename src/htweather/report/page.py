@@ -287,6 +287,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
+        short_test=stats["splits"]["test"]["n_times"] < config["evaluation"]["block_steps"],
         truth_checks=checks, truth_summary=_coverage_summary(checks),
         truth_kind=("in closed form" if not truth else
                     "from a long simulation of the true process, "

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,3 +71,21 @@ def tiny_run(tmp_path_factory):
     result = snakemake(workdir, "--cores", "2", "--configfile", str(REPO / "config" / "test.yaml"))
     assert result.returncode == 0, result.stderr[-5000:]
     return workdir
+
+
+# A projected grid's test data (tests/data/test_grids.py, tests/workflow/test_projected_grid.py)
+GRID_TIME = pd.date_range("2001-01-01", periods=40, freq="6h")
+GRID_SPLITS = {"train": ["2001-01-01", "2001-01-07T18:00"], "validation": ["2001-01-08", "2001-01-08T18:00"],
+          "test": ["2001-01-09", "2001-01-10T18:00"]}
+
+
+def rotated_to_geographic(rlat, rlon, pole_lat=39.25, pole_lon=-162.0):
+    """Geographic latitude and longitude of rotated-pole coordinates (degrees): the rotated
+    origin lands at (90 - pole_lat, pole_lon + 180), as in EURO-CORDEX."""
+    phi, lam = np.deg2rad(rlat), np.deg2rad(rlon)
+    v = np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
+    tilt, turn = np.deg2rad(90.0 - pole_lat), np.deg2rad(pole_lon + 180.0)
+    ry = np.array([[np.cos(tilt), 0, -np.sin(tilt)], [0, 1, 0], [np.sin(tilt), 0, np.cos(tilt)]])
+    rz = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+    x, y, z = np.tensordot(rz @ ry, v, axes=1)
+    return np.rad2deg(np.arcsin(z)), np.rad2deg(np.arctan2(y, x))

@@ -321,6 +321,8 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
                               f"every variable, got nu {model['nu']!r}")
 
     _check_splits(data["splits"])
+    if data["resolution"] and data["coarsen"]:
+        raise ConfigError("data.coarsen: give either coarsen (cells per block) or resolution (degrees), not both")
 
     if data["source"] == "synthetic":
         syn = data["synthetic"]

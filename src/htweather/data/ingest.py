@@ -38,7 +38,7 @@ from ..config import SPLITS, input_files, is_zarr, split_labels
 from ..errors import IngestError
 from ..runtime import atomic_path
 from . import catalog, transforms
-from .sources import TASK_BYTES, open_source
+from .sources import REGULAR, TASK_BYTES, grid_dims, open_source
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,44 @@ def check_first_file(config: dict) -> None:
 
 
 def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset:
-    """Crop to region = {lat: [south, north], lon: [west, east]} and order latitude descending.
+    """Crop to the region: index ranges of the grid's rows and columns (`y`, `x`: [start, stop),
+    0-based, in the store's order), then a lat/lon box. On a projected or curvilinear grid the
+    box keeps the smallest index window holding every cell whose 2-D latitude and longitude lie
+    in it; on a regular grid see `select_latlon_box`."""
+    region = region or {}
+    dims = grid_dims(ds)
+    if dims == REGULAR:  # rows north to south first, so that index ranges count in the store's order
+        ds = ds.isel(latitude=np.argsort(-ds.latitude.values, kind="stable"))
+    for key, dim in zip(("y", "x"), dims):
+        if region.get(key) is not None:
+            start, stop = region[key]
+            if not 0 <= start < stop <= ds.sizes[dim]:
+                raise IngestError(f"data.region.{key}: [{start}, {stop}) is not an index range of the "
+                                  f"{ds.sizes[dim]} {dim} cells of {where}")
+            ds = ds.isel({dim: slice(start, stop)})
+    if dims == REGULAR:
+        return select_latlon_box(ds, region, where)
+    if region.get("lat") is None and region.get("lon") is None:
+        return ds
+    lat, lon = ds.latitude.values, ds.longitude.values
+    inside = np.ones(lat.shape, dtype=bool)
+    if region.get("lat") is not None:
+        south, north = sorted(region["lat"])
+        inside &= (lat >= south) & (lat <= north)
+    if region.get("lon") is not None:
+        west, east = region["lon"]
+        width = east - west if 0 < east - west <= 360 else (east - west) % 360
+        inside &= np.mod(lon - west, 360.0) <= width
+    if not inside.any():
+        raise IngestError(f"{where}: data.region {region} selects no grid cell (source latitude "
+                          f"{np.nanmin(lat):g}..{np.nanmax(lat):g}, longitude {np.nanmin(lon):g}..{np.nanmax(lon):g})")
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    return ds.isel(y=slice(rows[0], rows[-1] + 1), x=slice(cols[0], cols[-1] + 1))
+
+
+def select_latlon_box(ds: xr.Dataset, region: dict, where: str) -> xr.Dataset:
+    """Crop a regular grid to region = {lat: [south, north], lon: [west, east]} and order
+    latitude descending.
 
     The lon box runs EAST from `west` to `east` in either convention (-180..180 or 0..360),
     whatever the source's: [-10, 5] crosses Greenwich, [170, -170] the dateline. Output
@@ -100,28 +137,38 @@ def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset
     return ds.assign_coords(longitude=("longitude", new_lon, ds.longitude.attrs))
 
 
-def coarsen(ds: xr.Dataset, resolution: float | None, where: str) -> xr.Dataset:
-    """Block means over k x k cells, k = resolution / grid spacing (must be a whole number).
-    A coarse cell is missing where fewer than half of its fine cells have data."""
-    if not resolution:
+def coarsen(ds: xr.Dataset, resolution: float | None, where: str, factor: int | None = None) -> xr.Dataset:
+    """Block means over blocks of cells: `factor` x `factor` on any grid (data.coarsen), or
+    k x k with k = resolution / grid spacing on a regular lat/lon grid (data.resolution; k must
+    be a whole number in each direction). A coarse cell is missing where fewer than half of its
+    fine cells have data; a remainder at the grid's far edges that fills no block is dropped.
+    Coordinates are block means (2-D latitude/longitude too)."""
+    dims = grid_dims(ds)
+    if factor:
+        factors, what = {d: int(factor) for d in dims}, f"data.coarsen: {factor}"
+    elif resolution:
+        if dims != REGULAR:
+            raise IngestError(f"data.resolution: {where} is on a projected grid (dims y, x): coarsen it by a "
+                              f"number of cells with data.coarsen instead")
+        factors, what = {}, f"data.resolution: {resolution:g}"
+        for dim in dims:
+            steps = np.abs(np.diff(ds[dim].values.astype(float)))
+            if steps.size == 0 or not np.allclose(steps, steps[0], rtol=1e-4):
+                raise IngestError(f"{where}: data.resolution needs a regular {dim} spacing")
+            k = resolution / steps[0]
+            if abs(k - round(k)) > 1e-3 or round(k) < 1:
+                raise IngestError(f"data.resolution: {resolution:g} is not a whole multiple of the {dim} "
+                                  f"spacing {steps[0]:g} of {where} (data.coarsen takes a number of cells)")
+            factors[dim] = int(round(k))
+    else:
         return ds
-    spacing = {d: np.abs(np.diff(ds[d].values.astype(float))) for d in ("latitude", "longitude")}
-    factors = {}
-    for dim, steps in spacing.items():
-        if steps.size == 0 or not np.allclose(steps, steps[0], rtol=1e-4):
-            raise IngestError(f"{where}: data.resolution needs a regular {dim} spacing")
-        factor = resolution / steps[0]
-        if abs(factor - round(factor)) > 1e-3 or round(factor) < 1:
-            raise IngestError(f"data.resolution: {resolution:g} is not a whole multiple of the {dim} "
-                              f"spacing {steps[0]:g} of {where}")
-        factors[dim] = int(round(factor))
     if all(f == 1 for f in factors.values()):
         return ds
     if any(ds.sizes[d] < f for d, f in factors.items()):
-        raise IngestError(f"data.resolution: {resolution:g} is coarser than the selected region of {where}")
+        raise IngestError(f"{what} is coarser than the selected region of {where}")
     blocks = ds.coarsen(factors, boundary="trim", coord_func="mean")
     counts = ds.notnull().coarsen(factors, boundary="trim").sum()
-    full = factors["latitude"] * factors["longitude"]
+    full = int(np.prod(list(factors.values())))
     out = blocks.mean().where(2 * counts >= full)  # mean skips NaN
     for name in out.data_vars:
         out[name].attrs = ds[name].attrs
@@ -276,7 +323,7 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
     ds = select_region(ds, data["region"], where)
-    ds = coarsen(ds, data["resolution"], where)
+    ds = coarsen(ds, data["resolution"], where, data["coarsen"])
 
     physical, meta = {}, {}
     for name, opts in variables.items():
@@ -298,6 +345,8 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
             converted = converted * scale + offset
         converted.attrs = {"units": target or source_units or "1", "long_name": field.attrs.get("long_name", name),
                            "source_name": field.attrs.get("source_name", name), "source_units": str(source_units)}
+        if "grid_mapping_attrs" in field.attrs:
+            converted.attrs["grid_mapping_attrs"] = field.attrs["grid_mapping_attrs"]
         physical[name] = converted
     out = resample(xr.Dataset(physical), data["resample"], variables, step_hours, where)
     out = select_splits(out, data["splits"], where)
@@ -305,8 +354,11 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
         meta[name] = {"transform": opts["transform"], "units": out[name].attrs["units"],
                       "source_units": out[name].attrs["source_units"], "source_name": out[name].attrs["source_name"],
                       "lower_bound": opts["lower_bound"], "tails": opts["tails"]}
+    mapping = next((ds[v].attrs["grid_mapping_attrs"] for v in variables if "grid_mapping_attrs" in ds[v].attrs), None)
     provenance = {"sources": sources if len(sources) <= 50 else sources[:50] + [f"... {len(sources) - 50} more"],
-                  "region": data["region"], "resolution": data["resolution"], "resample": data["resample"],
+                  "region": data["region"], "resolution": data["resolution"], "coarsen": data["coarsen"],
+                  "resample": data["resample"], "grid_dims": list(grid_dims(ds)),
+                  "grid_mapping": json.loads(mapping) if mapping else None,
                   "splits": data["splits"], "source_time_step_hours": step_hours,
                   "expver_merged": next((ds[v].attrs["expver_merged"] for v in variables
                                          if "expver_merged" in ds[v].attrs), None),
@@ -326,8 +378,10 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     store, stats_path = Path(store), Path(stats_path)
     ds, meta, provenance = prepare(config, sources)
     where = provenance["sources"][0]
-    ny, nx = ds.sizes["latitude"], ds.sizes["longitude"]
-    log.info("selected %s time steps x %s x %s grid cells, variables %s", ds.sizes["time"], ny, nx, variables)
+    dims = grid_dims(ds)
+    ny, nx = (ds.sizes[d] for d in dims)
+    log.info("selected %s time steps x %s x %s grid cells (%s), variables %s", ds.sizes["time"], ny, nx,
+             ", ".join(dims), variables)
 
     chunk = data["time_chunk"]
     work = processing_chunk(chunk, ny * nx)
@@ -335,7 +389,7 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     time_chunks = plan_time_chunks(first.chunksizes["time"] if first.chunks else (ds.sizes["time"],), chunk, work)
     # the source's encodings (zarr v3 codecs, NetCDF compression, fill values) do not apply here
     physical = xr.Dataset({v: ds[v].astype(np.float32) for v in variables}).drop_encoding().chunk(
-        {"time": time_chunks, "latitude": -1, "longitude": -1})
+        {"time": time_chunks, dims[0]: -1, dims[1]: -1})
     physical = physical.assign_coords(split=physical.split.compute())  # a small label array, not a dask one
     is_train = physical.split.values == "train"
     accumulators = {}
@@ -344,7 +398,7 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
         accumulators[v] = CellSums(physical[v].data.chunks[0], is_train, meta[v]["transform"])
         physical[v] = physical[v].copy(data=physical[v].data.map_blocks(
             accumulators[v], dtype=np.float32, meta=np.array((), dtype=np.float32)))
-        physical[v].attrs = ds[v].attrs
+        physical[v].attrs = {k: a for k, a in ds[v].attrs.items() if k != "grid_mapping_attrs"}
         physical[v].encoding = {"chunks": (chunk, ny, nx)}
     physical.attrs = {"created_by": "htweather.data.ingest", "provenance": json.dumps(provenance, default=str)}
 
@@ -363,7 +417,7 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
         stats["provenance"] = provenance
         normalisation = {v: {k: stats["variables"][v][k] for k in ("transform", "mean", "std")} for v in variables}
         extra = xr.Dataset(
-            {"mask": xr.DataArray(mask.astype(np.uint8), dims=("latitude", "longitude"),
+            {"mask": xr.DataArray(mask.astype(np.uint8), dims=dims,
                                   attrs={"description": "1 where the cell has data (real), 0 where masked"})},
             attrs={**physical.attrs, "channels": json.dumps(variables), "normalisation": json.dumps(normalisation)})
         extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)  # append rewrites the group's attrs
@@ -458,6 +512,9 @@ class CellSums:
 
 def _first_cell(where_true: np.ndarray, physical: xr.Dataset) -> str:
     i, j = np.argwhere(where_true)[0]
+    if physical.latitude.ndim == 2:
+        return (f"y {i}, x {j}: lat {float(physical.latitude[i, j]):.4g}, "
+                f"lon {float(physical.longitude[i, j]):.4g}")
     return f"lat {float(physical.latitude[i]):g}, lon {float(physical.longitude[j]):g}"
 
 
@@ -466,7 +523,7 @@ def _mask(sums: dict, variables: list[str], n_times: int, physical: xr.Dataset, 
     (sea in a land-only product, no radar coverage) is masked for good; a value missing at some
     times only (a radar outage) stays missing in the store and is left out, at those times, of
     the statistics, the loss and the metrics."""
-    mask = np.ones((physical.sizes["latitude"], physical.sizes["longitude"]), dtype=bool)
+    mask = np.ones(tuple(physical.sizes[d] for d in grid_dims(physical)), dtype=bool)
     for v in variables:
         missing, infinite = sums[v]["missing"], sums[v]["infinite"]
         if infinite.any():
@@ -514,7 +571,11 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
     for name in SPLITS:
         times = physical.time.values[split == name]
         result["splits"][name] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times))}
-    result["grid"] = {"latitude": physical.latitude.values.tolist(), "longitude": physical.longitude.values.tolist(),
+    provenance = json.loads(physical.attrs["provenance"])
+    result["grid"] = {"dims": list(grid_dims(physical)), "grid_mapping": provenance["grid_mapping"],
+                      **({"y": physical.y.values.tolist(), "x": physical.x.values.tolist()}
+                         if grid_dims(physical) != REGULAR else {}),
+                      "latitude": physical.latitude.values.tolist(), "longitude": physical.longitude.values.tolist(),
                       "valid_cells": int(mask.sum()),
                       "missing_at_some_times": {v: int(np.asarray(sums[v]["missing"])[mask].sum()) for v in variables},
                       "mask": None if mask.all() else mask.astype(int).tolist()}

@@ -5,13 +5,19 @@ dimension; new layout: ``valid_time``, ``pressure_level``, ``number`` and ``expv
 coordinates), GRIB through cfgrib, CF-style products (``lat``/``lon``), and zarr stores,
 local or remote (``gs://...`` with ``storage_options={"token": "anon"}`` for the public
 ARCO-ERA5 and WeatherBench2 stores). Every source comes out with dimensions ``time``,
-optionally ``level`` (hPa), ``latitude``, ``longitude`` and only those as coordinates; nothing
-is loaded: the arrays are dask arrays, read chunk by chunk when the store is written.
+optionally ``level`` (hPa), and its two grid dimensions: ``latitude``, ``longitude`` on a
+regular lat/lon grid (with only those as coordinates), or ``y``, ``x`` on a projected or
+curvilinear grid (HRRR and WRF on Lambert conformal, radar composites, CORDEX on rotated poles
+with ``rlat``, ``rlon``), whose 2-D ``latitude(y, x)`` and ``longitude(y, x)`` are kept as
+coordinates and whose CF ``grid_mapping`` is kept in each variable's attributes
+(``grid_mapping_attrs``, JSON). Nothing is loaded: the arrays are dask arrays, read chunk by
+chunk when the store is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import warnings
 
@@ -33,7 +39,16 @@ _DIM_NAMES = {
     "level": ("level", "pressure_level", "isobaricInhPa", "plev", "lev"),
     "latitude": ("latitude", "lat"),
     "longitude": ("longitude", "lon"),
+    "y": ("y", "rlat", "south_north", "yc"),
+    "x": ("x", "rlon", "west_east", "xc"),
 }
+REGULAR = ("latitude", "longitude")
+PROJECTED = ("y", "x")
+
+
+def grid_dims(ds) -> tuple[str, str]:
+    """The two grid dimensions of a canonical-layout dataset or array."""
+    return PROJECTED if "y" in ds.dims and "x" in ds.dims else REGULAR
 
 
 # float64 bytes per dask task along time: large enough to keep task overhead small, small
@@ -93,7 +108,7 @@ def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_
 def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
     """Dask chunks along time of about `time_chunk_bytes` (float64 fields of the whole grid)
     and a multiple of `time_multiple` steps."""
-    cells = int(np.prod([ds.sizes[d] for d in ("latitude", "longitude", "level") if d in ds.dims]))
+    cells = int(np.prod([ds.sizes[d] for d in (*grid_dims(ds), "level") if d in ds.dims]))
     steps = max(1, int(time_chunk_bytes // (8 * cells)))
     return ds.chunk({"time": max(time_multiple, steps - steps % time_multiple)})
 
@@ -173,13 +188,45 @@ def normalise_layout(ds: xr.Dataset, where: str) -> xr.Dataset:
             raise IngestError(f"{where}: has {ds.sizes['number']} ensemble members ('number'); "
                               f"ingest one member at a time")
         ds = ds.isel(number=0)
-    for dim in ("time", "latitude", "longitude"):
+    projected = "y" in ds.dims and "x" in ds.dims and not ("latitude" in ds.dims and "longitude" in ds.dims)
+    for dim in ("time",) + (PROJECTED if projected else REGULAR):
         if dim not in ds.dims:
-            raise IngestError(f"{where}: no '{dim}' dimension (dims: {', '.join(map(str, ds.dims))})")
-    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims])
+            raise IngestError(f"{where}: no '{dim}' dimension (dims: {', '.join(map(str, ds.dims))}); a projected "
+                              f"or curvilinear grid needs dims y, x (or rlat, rlon) with 2-D latitude/longitude")
+    if projected:
+        ds = _curvilinear_coordinates(ds, where)
+    keep = set(ds.dims) | ({"latitude", "longitude"} if projected else set())
+    ds = ds.drop_vars([c for c in ds.coords if c not in keep])
     if "level" in ds.dims and str(ds.level.attrs.get("units", "")).lower() == "pa":
         ds = ds.assign_coords(level=ds.level / 100.0)  # CF `plev` is in Pa
     return ds
+
+
+def _curvilinear_coordinates(ds: xr.Dataset, where: str) -> xr.Dataset:
+    """A projected grid's 2-D latitude/longitude (named latitude/lat, longitude/lon) as the
+    coordinates latitude(y, x), longitude(y, x), and the CF grid mapping of its variables in
+    their attributes."""
+    names = {}
+    for canonical, options in (("latitude", ("latitude", "lat", "XLAT", "nav_lat")),
+                               ("longitude", ("longitude", "lon", "XLONG", "nav_lon"))):
+        found = next((n for n in options if n in ds.variables and set(ds[n].dims) == {"y", "x"}), None)
+        if found is None:
+            raise IngestError(f"{where}: a grid on dims y, x needs 2-D {canonical} coordinates (looked for "
+                              f"{', '.join(options)}; found {', '.join(map(str, ds.coords))})")
+        names[canonical] = found
+    lat, lon = (ds[names[c]].transpose("y", "x").variable for c in ("latitude", "longitude"))
+    ds = ds.drop_vars([n for n in set(names.values()) if n in ds.variables])
+    ds = ds.assign_coords(latitude=(("y", "x"), lat.values.astype(np.float64), {"units": "degrees_north"}),
+                          longitude=(("y", "x"), lon.values.astype(np.float64), {"units": "degrees_east"}))
+    if "y" not in ds.coords:  # index coordinates where the file has none
+        ds = ds.assign_coords(y=np.arange(ds.sizes["y"]), x=np.arange(ds.sizes["x"]))
+    for name in list(ds.data_vars):
+        mapping = ds[name].attrs.get("grid_mapping")
+        if mapping and mapping in ds.variables:
+            attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in ds[mapping].attrs.items()}
+            ds[name].attrs["grid_mapping_attrs"] = json.dumps({"name": mapping, **attrs}, default=str)
+    mappings = {ds[n].attrs.get("grid_mapping") for n in ds.data_vars} - {None}
+    return ds.drop_vars([m for m in mappings if m in ds.variables])
 
 
 def variable(ds: xr.Dataset, name: str, where: str, source_name: str | None = None) -> xr.DataArray:
@@ -207,11 +254,12 @@ def variable(ds: xr.Dataset, name: str, where: str, source_name: str | None = No
             raise IngestError(f"{where}: variable '{name}' ('{found}') has {da.sizes['level']} pressure levels; "
                               f"name one, e.g. '{name}@850'")
         da = da.isel(level=0, drop=True)
-    extra = [d for d in da.dims if d not in ("time", "latitude", "longitude")]
+    grid = grid_dims(da)
+    extra = [d for d in da.dims if d not in ("time", *grid)]
     if extra:
         raise IngestError(f"{where}: variable '{name}' ('{found}') has unexpected dimension(s) "
                           f"{', '.join(map(str, extra))}")
-    da = da.transpose("time", "latitude", "longitude")  # WeatherBench2 stores may be (time, lon, lat)
+    da = da.transpose("time", *grid)  # WeatherBench2 stores may be (time, lon, lat)
     da.attrs = dict(da.attrs, source_name=found)
     return da.rename(name)
 
@@ -231,15 +279,16 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
     grid = None
     for path in files:
         ds = open_file(path, time_multiple)
-        # one orientation for all files (products differ: ERA5 north to south, CF south to north)
-        ds = ds.isel(latitude=np.argsort(-ds.latitude.values, kind="stable"),
-                     longitude=np.argsort(ds.longitude.values, kind="stable"))
+        if grid_dims(ds) == REGULAR:
+            # one orientation for all files (products differ: ERA5 north to south, CF south to north)
+            ds = ds.isel(latitude=np.argsort(-ds.latitude.values, kind="stable"),
+                         longitude=np.argsort(ds.longitude.values, kind="stable"))
         if grid is None:
-            grid = (path, ds.latitude.values, ds.longitude.values)
+            grid = (path, ds)
         else:
             _check_same_grid(path, ds, *grid)
             # equal within 1e-6 deg: take the first file's values (float32 vs float64 coordinates)
-            ds = ds.assign_coords(latitude=grid[1], longitude=grid[2])
+            ds = ds.assign_coords({c: grid[1][c] for c in _grid_coordinates(ds)})
         present = [n for n, o in variables.items() if catalog.resolve(n, ds.data_vars, o.get("source_name"))]
         if not present and (len(files) > 1 or not require_all):
             raise IngestError(f"{path}: none of the variables {', '.join(variables)} "
@@ -271,9 +320,16 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
                           + "; ".join(f"{n} {s}" for n, s in spans.items())) from None
 
 
-def _check_same_grid(path: str, ds: xr.Dataset, first: str, lat: np.ndarray, lon: np.ndarray) -> None:
-    for dim, ref in (("latitude", lat), ("longitude", lon)):
-        values = ds[dim].values
+def _grid_coordinates(ds: xr.Dataset) -> list[str]:
+    return ["latitude", "longitude"] + (["y", "x"] if grid_dims(ds) == PROJECTED else [])
+
+
+def _check_same_grid(path: str, ds: xr.Dataset, first: str, reference: xr.Dataset) -> None:
+    if grid_dims(ds) != grid_dims(reference):
+        raise IngestError(f"{path}: grid differs from {first} (dims {', '.join(grid_dims(ds))} vs "
+                          f"{', '.join(grid_dims(reference))})")
+    for dim in _grid_coordinates(ds):
+        values, ref = ds[dim].values.ravel(), reference[dim].values.ravel()
         if values.shape != ref.shape:
             raise IngestError(f"{path}: grid differs from {first} ({values.size} {dim} values vs {ref.size})")
         if not np.allclose(values, ref, rtol=0, atol=1e-6):

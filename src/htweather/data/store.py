@@ -39,6 +39,59 @@ def valid_values(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
+def grid_dims(stats: dict) -> tuple[str, str]:
+    """The store's two grid dimensions: latitude, longitude (regular) or y, x (projected)."""
+    return tuple(stats["grid"].get("dims", ("latitude", "longitude")))
+
+
+def grid_shape(stats: dict) -> tuple[int, int]:
+    lat = np.asarray(stats["grid"]["latitude"])
+    return lat.shape if lat.ndim == 2 else (len(stats["grid"]["latitude"]), len(stats["grid"]["longitude"]))
+
+
+def grid_coords(stats: dict) -> dict:
+    """Coordinates for a dataset on the store's grid: 1-D latitude, longitude; or y, x with the
+    2-D latitude(y, x), longitude(y, x)."""
+    grid = stats["grid"]
+    if grid_dims(stats) == ("latitude", "longitude"):
+        return {"latitude": grid["latitude"], "longitude": grid["longitude"]}
+    return {"y": grid["y"], "x": grid["x"], "latitude": (("y", "x"), np.asarray(grid["latitude"])),
+            "longitude": (("y", "x"), np.asarray(grid["longitude"]))}
+
+
+EARTH_RADIUS_KM = 6371.0
+
+
+def cell_areas(latitude, longitude) -> np.ndarray:
+    """(ny, nx) cell areas in km^2 on a sphere: R^2 cos(phi) |d(phi, lambda) / d(i, j)|, the
+    Jacobian of the grid's latitude and longitude (radians) with respect to its indices, by
+    central differences. On a regular lat/lon grid this is R^2 cos(phi) dphi dlambda (the
+    cos-latitude weights); on a projected grid it is each cell's own area (equal everywhere on
+    an equal-area projection). 1-D latitude and longitude mean a regular grid."""
+    lat, lon = np.asarray(latitude, dtype=np.float64), np.asarray(longitude, dtype=np.float64)
+    if lat.ndim == 1:
+        lat, lon = np.meshgrid(lat, lon, indexing="ij")
+    phi, lam = np.deg2rad(lat), np.deg2rad(np.unwrap(lon, period=360.0, axis=1))
+
+    def gradient(a, axis):
+        return np.gradient(a, axis=axis) if a.shape[axis] > 1 else np.ones_like(a) * 0.0
+
+    dphi_i, dphi_j = gradient(phi, 0), gradient(phi, 1)
+    dlam_i, dlam_j = gradient(lam, 0), gradient(lam, 1)
+    if lat.shape[0] == 1 or lat.shape[1] == 1:  # one row or column: no Jacobian; length only
+        return EARTH_RADIUS_KM**2 * np.cos(phi) * np.maximum(np.abs(dphi_i + dphi_j), np.abs(dlam_i + dlam_j))
+    return EARTH_RADIUS_KM**2 * np.cos(phi) * np.abs(dphi_i * dlam_j - dphi_j * dlam_i)
+
+
+def area_weights(stats: dict) -> np.ndarray:
+    """(ny, nx) cell-area weights normalised to mean 1 over the real cells (0 at masked ones)."""
+    areas = cell_areas(stats["grid"]["latitude"], stats["grid"]["longitude"])
+    areas = np.where(areas < 1e-12 * areas.max(), 0.0, areas)  # cos(90 deg) is 6e-17 in floating point
+    mask = grid_mask(stats)
+    real = mask if mask is not None else np.ones(areas.shape, dtype=bool)
+    return np.where(real, areas / areas[real].mean(), 0.0)
+
+
 def grid_mask(stats: dict) -> np.ndarray | None:
     """(latitude, longitude) bool array, True at real cells; None when every cell is real."""
     mask = stats["grid"].get("mask")
@@ -63,8 +116,8 @@ def normalised(store: str | Path) -> xr.DataArray:
     norm = json.loads(ds.attrs["normalisation"])
     mask = ds["mask"].values.astype(bool)  # read once, not per block
     fields = xr.concat([ds[v] for v in norm], dim=pd.Index(list(norm), name="variable"))
-    fields = fields.transpose("time", "variable", "latitude", "longitude").chunk({"variable": -1, "latitude": -1,
-                                                                                 "longitude": -1})
+    dims = ("y", "x") if "y" in ds.dims else ("latitude", "longitude")
+    fields = fields.transpose("time", "variable", *dims).chunk({"variable": -1, dims[0]: -1, dims[1]: -1})
     values = fields.data.map_blocks(lambda block: normalise(dict(zip(norm, np.moveaxis(block, 1, 0))), norm, mask),
                                     dtype=np.float32)
     return fields.copy(data=values)

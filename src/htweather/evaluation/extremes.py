@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..data.store import grid_mask, load_stats, test_fields
+from ..data.store import grid_coords, grid_dims, grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from . import gev
 from .bootstrap import SortedUnits, block_indices
@@ -158,8 +158,7 @@ def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensem
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             maps = np.stack([np.nanquantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
         units = {"units": stats["variables"][v]["units"]}
-        out[f"{v}_quantile"] = (("source", "latitude", "longitude"), maps, units)
-        out[f"{v}_bias"] = (("source", "latitude", "longitude"), maps - maps[0], units)
-    return xr.Dataset(out, coords={"source": names, "latitude": stats["grid"]["latitude"],
-                                   "longitude": stats["grid"]["longitude"]},
+        out[f"{v}_quantile"] = (("source", *grid_dims(stats)), maps, units)
+        out[f"{v}_bias"] = (("source", *grid_dims(stats)), maps - maps[0], units)
+    return xr.Dataset(out, coords={"source": names, **grid_coords(stats)},
                       attrs={"quantile": q, "description": "per-grid-point quantile; bias = source - data"})

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..data.store import load_split_times, load_stats, test_fields
+from ..data.store import area_weights, load_split_times, load_stats, test_fields
 from ..runtime import derived_seed
 from . import scores
 
@@ -32,8 +32,12 @@ TWCRPS_PROBABILITIES = (0.99, 0.999)  # twCRPS above the test data's p99 and p99
 
 
 def latitude_weights(stats: dict, latitude_weighting: bool) -> np.ndarray:
-    """(lat,) weights: cos(latitude), normalised to mean 1, or all ones."""
+    """Area weights of the grid's cells, or all ones: on a regular lat/lon grid (lat,) weights
+    cos(latitude), normalised to mean 1; on a projected or curvilinear grid (y, x) weights of
+    each cell's area (`store.area_weights`)."""
     lat = np.asarray(stats["grid"]["latitude"])
+    if lat.ndim == 2:
+        return area_weights(stats) if latitude_weighting else np.ones(lat.shape)
     return scores.latitude_weights(lat) if latitude_weighting else np.ones(len(lat))
 
 

@@ -9,17 +9,16 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..data.store import grid_coords, grid_dims
 from ..runtime import atomic_path
 
 
 def ensemble_dataset(fields: dict[str, np.ndarray], stats: dict, attrs: dict) -> xr.Dataset:
-    """Fields (member, latitude, longitude) per variable as a dataset on the store's grid."""
-    lat, lon = stats["grid"]["latitude"], stats["grid"]["longitude"]
+    """Fields (member, grid rows, grid columns) per variable as a dataset on the store's grid."""
     members = next(iter(fields.values())).shape[0]
-    data_vars = {name: (("member", "latitude", "longitude"), fields[name].astype(np.float32),
+    data_vars = {name: (("member", *grid_dims(stats)), fields[name].astype(np.float32),
                         {"units": stats["variables"][name]["units"]}) for name in stats["channels"]}
-    return xr.Dataset(data_vars, coords={"member": np.arange(members), "latitude": lat, "longitude": lon},
-                      attrs=attrs)
+    return xr.Dataset(data_vars, coords={"member": np.arange(members), **grid_coords(stats)}, attrs=attrs)
 
 
 def write_ensemble(ds: xr.Dataset, path: str | Path) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from ..data.store import denormalise, load_mask, load_split, load_split_times, load_stats
+from ..data.store import denormalise, grid_coords, grid_dims, load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows, time_step
 from ..errors import ConfigError
 from ..models import assemble
@@ -105,9 +105,9 @@ def run_trajectories(stepper: Stepper, history: torch.Tensor, steps: int, batch:
 
 def _physical(standardised: np.ndarray, stats: dict, dims: tuple[str, ...], coords: dict, attrs: dict) -> xr.Dataset:
     fields = denormalise(standardised.astype(np.float64), stats)
-    data_vars = {v: (dims + ("latitude", "longitude"), fields[v].astype(np.float32),
+    data_vars = {v: (dims + grid_dims(stats), fields[v].astype(np.float32),
                      {"units": stats["variables"][v]["units"]}) for v in stats["channels"]}
-    coords = {**coords, "latitude": stats["grid"]["latitude"], "longitude": stats["grid"]["longitude"]}
+    coords = {**coords, **grid_coords(stats)}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.store import denormalise, load_stats
+from ..data.store import denormalise, grid_shape, load_stats
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
 from ..runtime import FinishedChunks, derived_seed, file_digest, progress, replicate_seed
@@ -32,7 +32,7 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
                          "its ensembles come from htweather.generation.forecast")
     replicate = int(ckpt.get("replicate", 0))
     seed = replicate_seed(config["seed"], "sample", spec.name, replicate)
-    shape = (len(stats["grid"]["latitude"]), len(stats["grid"]["longitude"]))
+    shape = grid_shape(stats)
     members, batch = opts["members"], opts["batch_size"]
     nfe = assemble.evaluations_per_sample(spec, opts)
     # Each batch of members is a function of (seed, its first member) and is kept on disk once

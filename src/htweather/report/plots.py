@@ -112,6 +112,23 @@ def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndar
     plt.close(fig)
 
 
+def draw_field(ax, field: np.ndarray, lat: np.ndarray, lon: np.ndarray, **style):
+    """One field on its grid, axes in degrees: an image on a regular lat/lon grid (1-D
+    coordinates, rows north to south), cells at their own 2-D latitude and longitude on a
+    projected or curvilinear grid."""
+    lat, lon = np.asarray(lat), np.asarray(lon)
+    if lat.ndim == 2:
+        return ax.pcolormesh(lon, lat, field, shading="auto", **style)
+    return ax.imshow(field, origin="upper", extent=[lon.min(), lon.max(), lat.min(), lat.max()], aspect="auto",
+                     **style)
+
+
+def degree_ticks(ax, left: bool, bottom: bool) -> None:
+    """Latitude and longitude ticks (degrees) on the outer panels of a grid of maps only."""
+    ax.tick_params(labelsize=6, length=2, labelleft=left, labelbottom=bottom)
+    ax.locator_params(nbins=3)
+
+
 def sample_maps(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndarray]], variable: str,
                 info: dict, lat: np.ndarray, lon: np.ndarray, out: str | Path, members: int = 3) -> None:
     """Rows: test data, then each ensemble; columns: `members` fields. One colour scale per
@@ -131,15 +148,12 @@ def sample_maps(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.n
     fig, axes = plt.subplots(len(rows), members, figsize=(2.2 * members + 1.4, 2.0 * len(rows)), squeeze=False,
                              layout="constrained")
     stride = max(1, d.shape[0] // members)
-    extent = [lon.min(), lon.max(), lat.min(), lat.max()]
     for r, (source, fields) in enumerate(rows.items()):
         for c in range(members):
             idx = c * stride if source == "data (test)" else c
             ax = axes[r][c]
-            im = ax.imshow(fields[min(idx, fields.shape[0] - 1)], origin="upper", extent=extent,
-                           vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            im = draw_field(ax, fields[min(idx, fields.shape[0] - 1)], lat, lon, vmin=vmin, vmax=vmax, cmap=cmap)
+            degree_ticks(ax, left=c == 0, bottom=r == len(rows) - 1)
             if c == 0:
                 ax.set_ylabel(source, fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, label=_label(variable, info))
@@ -267,22 +281,20 @@ def quantile_maps(maps, variables: dict, out: str | Path) -> None:
     fig, axes = plt.subplots(len(names), 1 + len(sources), figsize=(2.1 * (1 + len(sources)) + 1.5, 2.2 * len(names)),
                              squeeze=False, layout="constrained")
     lat, lon = maps.latitude.values, maps.longitude.values
-    extent = [lon.min(), lon.max(), lat.min(), lat.max()]
     for r, name in enumerate(names):
         q = maps[f"{name}_quantile"]
-        im = axes[r][0].imshow(q.sel(source="data"), origin="upper", extent=extent, aspect="auto", cmap="viridis")
+        im = draw_field(axes[r][0], q.sel(source="data").values, lat, lon, cmap="viridis")
         fig.colorbar(im, ax=axes[r][0], shrink=0.8)
         bias = maps[f"{name}_bias"]
         limit = float(np.nanquantile(np.abs(bias.sel(source=sources).values), 0.98)) if sources else 1.0
         for c, source in enumerate(sources, start=1):
-            im = axes[r][c].imshow(bias.sel(source=source), origin="upper", extent=extent, aspect="auto",
-                                   cmap="RdBu_r", vmin=-limit, vmax=limit)
+            im = draw_field(axes[r][c], bias.sel(source=source).values, lat, lon, cmap="RdBu_r", vmin=-limit,
+                            vmax=limit)
         if sources:
             fig.colorbar(im, ax=axes[r][1:], shrink=0.8, label=f"bias [{variables[name].get('units', '')}]")
         axes[r][0].set_ylabel(name)
         for c, title in enumerate(["data"] + sources):
-            axes[r][c].set_xticks([])
-            axes[r][c].set_yticks([])
+            degree_ticks(axes[r][c], left=c == 0, bottom=r == len(names) - 1)
             if r == 0:
                 axes[r][c].set_title(title, fontsize=8)
     fig.suptitle(f"per-grid-point {maps.attrs['quantile']:g} quantile: data, and each source's bias")

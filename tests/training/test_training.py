@@ -148,3 +148,41 @@ def test_snapshots_hold_the_ema_part_way_and_leave_the_final_weights_unchanged(s
     early = torch.load(tmp_path / "a" / "snapshot_5.pt", weights_only=True)
     assert early["steps"] == 5 and early["spec"] == final["spec"]
     assert not all(torch.equal(early["ema"][k], final["ema"][k]) for k in final["ema"])
+
+
+def test_patch_training_crops_with_positions_and_generates_whole_fields(store, tmp_path):
+    """training.patch: 8 on the 12 x 12 tiny grid: every example is an 8 x 8 crop at a random
+    place, with the crop of the grid's positions as two extra input channels; sampling makes
+    whole 12 x 12 fields in one pass, given the whole grid's positions."""
+    from htweather.models.assemble import grid_positions
+    from htweather.training.examples import Examples, SplitFields, StepBatches
+    from htweather.training.distributed import Group
+
+    cfg, root = store
+    examples = Examples(SplitFields(root / "store.zarr", "train"), 1, "models.fc.condition_steps", patch=8)
+    whole = Examples(SplitFields(root / "store.zarr", "train"), 1, "models.fc.condition_steps")
+    batches = StepBatches(examples, 4, seed=3, group=Group())
+    x0, cond = batches[5]
+    assert x0.shape == (4, 3, 8, 8) and cond.shape == (4, 3 + 2, 8, 8)
+    generator = torch.Generator().manual_seed(train.derived_seed(3, "batch", "5"))
+    positions = torch.randint(len(examples), (4,), generator=generator)
+    offsets = examples.offsets(4, generator)
+    full_x0, full_cond = whole.read(positions.numpy())
+    grid = grid_positions((12, 12))
+    for b, (i, j) in enumerate(offsets):
+        assert torch.equal(x0[b], full_x0[b, :, i:i + 8, j:j + 8])
+        assert torch.equal(cond[b, :3], full_cond[b, :, i:i + 8, j:j + 8])
+        assert torch.equal(cond[b, 3:], grid[:, i:i + 8, j:j + 8])
+    assert len({tuple(o) for o in offsets}) > 1  # crops at different places
+    x0_again, _ = batches[5]
+    assert torch.equal(x0, x0_again)  # a function of (seed, step)
+
+    patch_cfg = {**cfg, "training": {**cfg["training"], "patch": 8}}
+    model_path = train.train(patch_cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "patch")
+    model, spec, _ = load_model(model_path, torch.device("cpu"))
+    assert spec.patch == 8 and model.net.stem.in_channels == 3 + 2  # the fields and the 2 position channels
+    out = sample.sample(patch_cfg, model_path, root / "stats.json", tmp_path / "ens.zarr")
+    ens = xr.open_zarr(out)
+    assert ens.t2m.shape == (cfg["sampling"]["members"], 12, 12) and np.isfinite(ens.t2m.values).all()
+    with pytest.raises(Exception, match=r"training.patch: 16 is larger than the grid \(12 x 12\)"):
+        Examples(SplitFields(root / "store.zarr", "train"), 0, "x", patch=16)

@@ -95,14 +95,18 @@ def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_
     multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking."""
     try:
         if path.lower().endswith(GRIB_SUFFIXES):
-            # indexpath "": no .idx file next to the input (input folders may be read-only)
-            ds = xr.open_dataset(path, engine="cfgrib", chunks=None, cache=False,
-                                 backend_kwargs={"indexpath": ""}, decode_timedelta=True)
+            ds = _cfgrib(path)
         else:
             ds = xr.open_dataset(path, engine="netcdf4", chunks=None, cache=False, decode_timedelta=True)
     except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
         raise IngestError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
     return time_chunked(normalise_layout(ds, path), time_multiple, time_chunk_bytes)
+
+
+def _cfgrib(path: str) -> xr.Dataset:
+    # indexpath "": no .idx file next to the input (input folders may be read-only)
+    return xr.open_dataset(path, engine="cfgrib", chunks=None, cache=False, backend_kwargs={"indexpath": ""},
+                           decode_timedelta=True)
 
 
 def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
@@ -153,7 +157,8 @@ def _one_field_per_file(ds: xr.Dataset) -> xr.Dataset:
         if name in ds.coords and ds[name].ndim == 0 and np.issubdtype(ds[name].dtype, np.datetime64):
             stamp = ds[name].values
             ds = ds.drop_vars([n for n in ("time", "valid_time", "step") if n in ds.coords])
-            return ds.expand_dims(time=[stamp])
+            # through dask: expand_dims on a lazily indexed backend array would read the field now
+            return ds.chunk().expand_dims(time=[stamp])
     return ds
 
 

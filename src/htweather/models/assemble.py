@@ -39,6 +39,8 @@ class ModelSpec:
     # kappa per sample and channel ("channel") or one per sample ("sample"); "auto": the paper's
     # one per sample where every variable has the same nu
     kappa: str = "auto"
+    # training.patch: trained on P x P crops, with the pixels' grid positions as 2 input channels
+    patch: int | None = None
 
     def to_dict(self) -> dict:
         # inf is stored as a string so that checkpoints stay plain data
@@ -66,7 +68,7 @@ class ModelSpec:
         return cls(name=name, family=entry["family"], nu=nu_per_variable(entry, variables),
                    sigma_data=sigma_data, variables=variables, architecture=dict(config["architecture"]),
                    condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"],
-                   kappa=entry.get("kappa", "auto"))
+                   kappa=entry.get("kappa", "auto"), patch=config.get("training", {}).get("patch"))
 
 
 def needs_training_data(spec: ModelSpec) -> bool:
@@ -97,7 +99,8 @@ def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
 def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
     channels = len(spec.variables)
     arch = spec.architecture
-    net = UNet(channels * (1 + spec.condition_steps), channels, base_channels=arch["base_channels"],
+    positions = POSITION_CHANNELS if spec.patch else 0
+    net = UNet(channels * (1 + spec.condition_steps) + positions, channels, base_channels=arch["base_channels"],
                channel_mult=tuple(arch["channel_mult"]), num_blocks=arch["num_blocks"],
                embedding_dim=arch["embedding_dim"], dropout=arch["dropout"])
     noise = StudentTNoise(spec.nu, channels, per_channel=spec.kappa_per_channel())
@@ -111,11 +114,34 @@ def loss_fn(spec: ModelSpec, training: dict):
     return FlowMatchingLoss()
 
 
+POSITION_CHANNELS = 2
+
+
+def grid_positions(shape: tuple[int, int]) -> torch.Tensor:
+    """(2, H, W) float32: each pixel's row and column in the whole grid, scaled to [-1, 1]. A
+    patch-trained model sees the crop of these that its patch covers, and the whole of them when
+    it generates whole fields, so every pixel is told where it is."""
+    rows, cols = (torch.linspace(-1.0, 1.0, n) if n > 1 else torch.zeros(1) for n in shape)
+    return torch.stack(torch.meshgrid(rows, cols, indexing="ij"))
+
+
+def with_positions(spec: ModelSpec, cond: torch.Tensor | None, n: int, shape: tuple[int, int],
+                   device) -> torch.Tensor | None:
+    """The network's conditioning channels for whole fields: the previous states (forecasts),
+    then, for a patch-trained model, the whole grid's positions."""
+    if not spec.patch:
+        return cond
+    positions = grid_positions(shape).to(device)[None].expand(n, -1, -1, -1)
+    return positions if cond is None else torch.cat([cond, positions.to(cond.dtype)], dim=1)
+
+
 @torch.no_grad()
 def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tuple[int, int],
              sampling: dict, device, cond: torch.Tensor | None = None) -> torch.Tensor:
     """n fields (n, C, H, W) in the model's units, float64, from Student-t (or Gaussian) noise;
-    `cond` (n, C * condition_steps, H, W): the previous states, for a forecast."""
+    `cond` (n, C * condition_steps, H, W): the previous states, for a forecast. A patch-trained
+    model generates the whole field in one pass, given the whole grid's positions."""
+    cond = with_positions(spec, cond, n, shape, device)
     noise = model.noise.sample((n, len(spec.variables), *shape), device=device, dtype=torch.float64)
     if spec.family == "edm":
         opts = sampling["edm"]

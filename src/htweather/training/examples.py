@@ -13,6 +13,7 @@ import torch
 from ..data.store import SplitReader, load_split_times
 from ..data.windows import regular_windows
 from ..errors import ConfigError
+from ..models.assemble import grid_positions
 from ..runtime import derived_seed
 from .distributed import Group
 
@@ -52,30 +53,67 @@ class SplitFields:
 
 class Examples:
     """Training examples of one split: a field, and for a forecast model (h = condition_steps > 0)
-    the h states before it, only where those are consecutive time steps."""
+    the h states before it, only where those are consecutive time steps. With `patch` = P, each
+    example is a P x P crop (at `offsets`) of them, its masked cells NaN (no weight in the loss),
+    with the crop's grid positions appended to the condition (`assemble.grid_positions`)."""
 
-    def __init__(self, fields: SplitFields, history: int, where: str):
+    def __init__(self, fields: SplitFields, history: int, where: str, patch: int | None = None,
+                 mask: np.ndarray | None = None):
         self.fields = fields
         self.history = history
         self.targets = regular_windows(fields.times, before=history, after=0)
         if len(self.targets) == 0:
             raise ConfigError(f"{where}: the split has no {history + 1} consecutive time steps to train on")
+        self.patch = patch
+        if patch:
+            self.grid = tuple(fields[np.zeros(1, dtype=np.int64)].shape[-2:])
+            if patch > min(self.grid):
+                raise ConfigError(f"training.patch: {patch} is larger than the grid ({self.grid[0]} x {self.grid[1]})")
+            self.positions = grid_positions(self.grid)
+            self.mask = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=bool))
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def read(self, positions) -> tuple[torch.Tensor, ...]:
-        """(x0,) or (x0, cond) for the examples at `positions`."""
+    def offsets(self, n: int, generator: torch.Generator) -> np.ndarray:
+        """(n, 2) random top-left corners of crops (none without a patch size)."""
+        if not self.patch:
+            return np.zeros((n, 2), dtype=np.int64)
+        return torch.stack([torch.randint(size - self.patch + 1, (n,), generator=generator)
+                            for size in self.grid], dim=1).numpy()
+
+    def read(self, positions, offsets=None) -> tuple[torch.Tensor, ...]:
+        """(x0,) or (x0, cond) for the examples at `positions` (cropped at `offsets`, default the
+        top-left corner, for a patch-trained model)."""
         index = self.targets[np.asarray(positions)]
         if self.history == 0:
-            return (self.fields[index],)
-        rows = np.stack([index - self.history + j for j in range(self.history)] + [index])  # oldest first
-        flat = self.fields[rows.reshape(-1)]
-        states = flat.reshape(self.history + 1, len(index), *flat.shape[1:])
-        return states[-1], torch.cat(list(states[:-1]), dim=1)
+            tensors = (self.fields[index],)
+        else:
+            rows = np.stack([index - self.history + j for j in range(self.history)] + [index])  # oldest first
+            flat = self.fields[rows.reshape(-1)]
+            states = flat.reshape(self.history + 1, len(index), *flat.shape[1:])
+            tensors = (states[-1], torch.cat(list(states[:-1]), dim=1))
+        return self._crop(tensors, offsets) if self.patch else tensors
 
-    def batch(self, positions, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        tensors = [t.to(device, non_blocking=True) for t in self.read(positions)]
+    def _crop(self, tensors, offsets) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.patch
+        offsets = np.zeros((len(tensors[0]), 2), dtype=np.int64) if offsets is None else np.asarray(offsets)
+
+        def crop(t, b):
+            i, j = offsets[b]
+            return t[..., i:i + p, j:j + p]
+
+        x0 = torch.stack([crop(tensors[0][b], b) for b in range(len(offsets))])
+        if self.mask is not None:  # masked cells: missing, so that the loss gives them no weight
+            hidden = ~torch.stack([crop(self.mask, b) for b in range(len(offsets))])[:, None]
+            x0 = x0.masked_fill(hidden, float("nan"))
+        cond = [torch.stack([crop(self.positions, b) for b in range(len(offsets))])]
+        if len(tensors) > 1:
+            cond.insert(0, torch.stack([crop(tensors[1][b], b) for b in range(len(offsets))]))
+        return x0, torch.cat(cond, dim=1)
+
+    def batch(self, positions, device, offsets=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tensors = [t.to(device, non_blocking=True) for t in self.read(positions, offsets)]
         return tensors[0], (tensors[1] if len(tensors) > 1 else None)
 
 
@@ -94,4 +132,5 @@ class StepBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "batch", str(step)))
         positions = torch.randint(len(self.examples), (self.global_batch,), generator=generator)
-        return self.examples.read(positions[self.share].numpy())
+        offsets = self.examples.offsets(self.global_batch, generator)  # crops; drawn after the positions
+        return self.examples.read(positions[self.share].numpy(), offsets[self.share])

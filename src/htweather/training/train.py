@@ -81,11 +81,12 @@ def validation_loss(model, loss_fn, examples: Examples, device, seed: int, batch
     between checkpoints; the training random stream is left untouched."""
     devices = [device] if device.type == "cuda" else []
     positions = torch.arange(min(limit, len(examples)))
+    offsets = examples.offsets(len(positions), torch.Generator().manual_seed(seed))  # fixed crops (patches)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         total, count = 0.0, 0
         for start in range(0, len(positions), batch):
-            x0, cond = examples.batch(positions[start:start + batch], device)
+            x0, cond = examples.batch(positions[start:start + batch], device, offsets[start:start + batch])
             with autocast(device):
                 total += float(loss_fn(model, x0, cond).float().sum())
             count += x0.numel()
@@ -157,19 +158,23 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         log.info("sigma_data %s", spec.sigma_data)
     where = f"models.{name}.condition_steps"
     train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0, values=train_np),
-                         spec.condition_steps, where)
+                         spec.condition_steps, where, patch=spec.patch, mask=mask)
     del train_np
     # validation uses the split's first VALIDATION_EXAMPLES windows: read only the rows they need
     windows = regular_windows(load_split_times(store, "validation"), before=spec.condition_steps, after=0)
     rows = int(windows[min(VALIDATION_EXAMPLES, len(windows)) - 1]) + 1 if len(windows) else None
-    val_set = Examples(SplitFields(store, "validation", input_map, rows=rows), spec.condition_steps, where)
+    val_set = Examples(SplitFields(store, "validation", input_map, rows=rows), spec.condition_steps, where,
+                       patch=spec.patch, mask=mask)
     log.info("model %s: family %s, nu %s, %s; %d training examples on %s%s; data %s", name, spec.family, spec.nu,
              f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",
              len(train_set), device, f", {group.world} data-parallel processes" if group.distributed else "",
              f"read from the store by {workers} loader processes" if workers else "held in memory")
 
     weight = None
-    if mask is not None:
+    if spec.patch:
+        log.info("training on random %d x %d crops of the %d x %d grid, positions as 2 input channels",
+                 spec.patch, spec.patch, *train_set.grid)
+    elif mask is not None:  # with patches, masked cells are missing values of the crops
         weight = torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
         log.info("loss over the %d of %d real grid cells", int(mask.sum()), mask.size)
 

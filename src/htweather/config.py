@@ -308,6 +308,8 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
             raise ConfigError(f"data.source: no file matches '{source}'")
 
     for name, model in config["models"].items():
+        if model.get("patch") is not None and 0 < model["patch"] < 4:
+            raise ConfigError(f"models.{name}.patch: {model['patch']} is too small (0 = whole fields, else 4 or more)")
         if isinstance(model["nu"], dict):
             extra = [v for v in model["nu"] if v not in variables]
             missing = [v for v in variables if v not in model["nu"]]

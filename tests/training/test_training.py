@@ -186,3 +186,54 @@ def test_patch_training_crops_with_positions_and_generates_whole_fields(store, t
     assert ens.t2m.shape == (cfg["sampling"]["members"], 12, 12) and np.isfinite(ens.t2m.values).all()
     with pytest.raises(Exception, match=r"training.patch: 16 is larger than the grid \(12 x 12\)"):
         Examples(SplitFields(root / "store.zarr", "train"), 0, "x", patch=16)
+
+
+@pytest.mark.slow
+def test_patch_trained_model_matches_whole_field_model(tmp_path):
+    """On a small case (the storm generator's 16 x 16 fields), a t-EDM trained on 8 x 8 patches
+    and one trained on whole fields, two replicates each, generate fields whose key tail metrics
+    against the test data are indistinguishable with the comparisons' intervals (replicate spread
+    plus test-data noise). The spread of the field means, a property of whole fields that no
+    8 x 8 crop sees, is printed beside the data's (measured, not asserted: see the README)."""
+    import yaml
+
+    from conftest import REPO
+    from htweather.config import load_config
+    from htweather.data import ingest, synthetic
+    from htweather.data.store import test_fields
+    from htweather.evaluation.comparisons import KEY_TAIL_METRICS, compare_tails
+
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = load_config({**raw, "models": {"whole": {"family": "edm", "nu": "auto"},
+                                         "patched": {"family": "edm", "nu": "auto", "patch": 8}},
+                       "comparisons": [], "nu_sweep": None,
+                       "data": {**raw["data"], "synthetic": {**raw["data"]["synthetic"], "end": "2002-12-31T18:00"},
+                                "splits": {"train": ["2000-01-01", "2001-12-31T18:00"],
+                                           "validation": ["2002-01-01", "2002-02-28T18:00"],
+                                           "test": ["2002-03-01", "2002-12-31T18:00"]}},
+                       "training": {**raw["training"], "steps": 500, "snapshots": []},
+                       "sampling": {**raw["sampling"], "members": 256}})
+    files = synthetic.write_netcdf(cfg["data"]["synthetic"], tmp_path / "raw", seed=cfg["seed"])
+    store, stats_path = tmp_path / "store.zarr", tmp_path / "stats.json"
+    stats = ingest.ingest(cfg, [str(f) for f in files], store, stats_path)
+    runs = {}
+    for name in ("whole", "patched"):
+        for replicate in range(2):
+            model = train.train(cfg, name, store, stats_path, tmp_path / f"{name}{replicate}", replicate=replicate)
+            out = sample.sample(cfg, model, stats_path, tmp_path / f"{name}{replicate}.zarr")
+            runs.setdefault(name, []).append(xr.open_zarr(out))
+    data = test_fields(store)
+    rng = np.random.default_rng(0)
+    verdicts = {}
+    for v in stats["channels"]:
+        values = {n: [r[v].values.reshape(len(r.member), -1).astype(np.float64) for r in rs] for n, rs in runs.items()}
+        found = compare_tails(values["patched"], values["whole"], data[v].reshape(len(data[v]), -1),
+                              stats["variables"][v]["tails"], cfg["evaluation"], rng)
+        verdicts.update({(v, m): found[m]["verdict"] for m in KEY_TAIL_METRICS})
+        spread = {n: np.concatenate([x.mean(axis=1) for x in vals]).std() for n, vals in values.items()}
+        spread["data"] = data[v].reshape(len(data[v]), -1).mean(axis=1).std()
+        print(v, "field-mean std", {k: round(float(x), 3) for k, x in spread.items()},
+              {m: (round(found[m]["difference"], 3), round(found[m]["ci_low"], 3), round(found[m]["ci_high"], 3))
+               for m in KEY_TAIL_METRICS})
+    print(verdicts)
+    assert all(verdict == "indistinguishable" for verdict in verdicts.values()), verdicts

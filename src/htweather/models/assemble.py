@@ -68,7 +68,7 @@ class ModelSpec:
         return cls(name=name, family=entry["family"], nu=nu_per_variable(entry, variables),
                    sigma_data=sigma_data, variables=variables, architecture=dict(config["architecture"]),
                    condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"],
-                   kappa=entry.get("kappa", "auto"), patch=config.get("training", {}).get("patch"))
+                   kappa=entry.get("kappa", "auto"), patch=model_patch(entry, config.get("training", {})))
 
 
 def needs_training_data(spec: ModelSpec) -> bool:
@@ -115,6 +115,13 @@ def loss_fn(spec: ModelSpec, training: dict):
 
 
 POSITION_CHANNELS = 2
+
+
+def model_patch(entry: dict, training: dict) -> int | None:
+    """The crop size a model trains on: its own `patch` (0 = whole fields), else training.patch."""
+    patch = entry.get("patch")
+    patch = training.get("patch") if patch is None else patch
+    return patch or None
 
 
 def grid_positions(shape: tuple[int, int]) -> torch.Tensor:

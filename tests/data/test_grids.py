@@ -4,6 +4,7 @@ values, sums and masks as in the source, regions by lat/lon box (the bounding in
 index ranges, coarsening by a factor, and cell-area weights against the projections' own areas."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -158,3 +159,30 @@ def test_regular_grid_areas_are_cos_latitude():
     areas = cell_areas(lat, lon)
     np.testing.assert_allclose(areas / areas.mean(), (np.cos(np.deg2rad(lat)) / np.cos(np.deg2rad(lat)).mean())
                                [:, None] * np.ones((1, 4)), rtol=1e-12)
+
+
+def test_a_grid_across_the_dateline_keeps_its_areas_and_block_longitudes():
+    """Longitudes that wrap from 179.x to -179.x between neighbouring cells (a rotated or polar
+    grid over the dateline): the cell areas see no 360-degree jump, and coarsening averages the
+    longitudes on the circle, not to 0."""
+    rlat, rlon = -2.0 + 0.5 * np.arange(8), -3.0 + 0.5 * np.arange(12)
+    lat, lon = rotated_to_geographic(*np.meshgrid(rlat, rlon, indexing="ij"), pole_lat=40.0, pole_lon=0.0)
+    assert lon.min() < -170 and lon.max() > 170  # the grid straddles the dateline
+    expected = 6371.0**2 * np.cos(np.deg2rad(rlat))[:, None] * np.deg2rad(0.5) ** 2 * np.ones((1, 12))
+    np.testing.assert_allclose(cell_areas(lat, lon), expected, rtol=2e-3)
+    ds = xr.Dataset({"pr": (("time", "y", "x"), np.ones((2, 8, 12)))},
+                    coords={"y": rlat, "x": rlon, "latitude": (("y", "x"), lat), "longitude": (("y", "x"), lon)})
+    coarse = ingest.coarsen(ds, None, "test", factor=2)
+    blocks = np.deg2rad(lon).reshape(4, 2, 6, 2)
+    circular = np.rad2deg(np.arctan2(np.sin(blocks).mean(axis=(1, 3)), np.cos(blocks).mean(axis=(1, 3))))
+    np.testing.assert_allclose(coarse.longitude.values, circular)
+    assert np.abs(coarse.longitude.values).min() > 150  # no block mean near 0
+
+
+def test_consecutive_runs_cut_a_split_at_its_gaps():
+    from htweather.data.windows import consecutive_runs
+
+    times = pd.DatetimeIndex(["2019-06-10T00:00", "2019-06-10T00:02", "2019-06-10T00:04", "2019-06-10T00:10",
+                              "2019-06-10T00:12", "2019-06-10T00:20"])
+    assert consecutive_runs(times) == [slice(0, 3), slice(3, 5), slice(5, 6)]
+    assert consecutive_runs(times[:3]) == [slice(0, 3)]

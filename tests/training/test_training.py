@@ -69,7 +69,7 @@ def test_masked_loss_is_the_mean_over_real_cells():
 
 def test_masked_loss_leaves_out_values_missing_at_some_times():
     """A value missing at one time only (NaN in the target or the condition) is filled with 0 for
-    the network and weighs nothing: the loss is the mean over the valid values."""
+    the network and weighs nothing; the valid values keep their loss unchanged."""
     x0 = torch.randn(2, 1, 3, 3)
     x0[0, 0, 1, 1] = x0[1, 0, 0, 2] = float("nan")
     cond = torch.randn(2, 1, 3, 3)
@@ -80,11 +80,13 @@ def test_masked_loss_leaves_out_values_missing_at_some_times():
         seen["x0"], seen["cond"] = x0, cond
         return (x0 - 1.0) ** 2
 
-    loss = train.masked_loss(per_element, None)(None, x0, cond).mean()
+    loss = train.masked_loss(per_element, None)(None, x0, cond)
     valid = torch.isfinite(x0)
     assert torch.isfinite(seen["x0"]).all() and torch.isfinite(seen["cond"]).all()
     assert float(seen["x0"][0, 0, 1, 1]) == 0.0 and float(seen["cond"][1, 0, 2, 2]) == 0.0
-    assert float(loss) == pytest.approx(float(((x0[valid] - 1.0) ** 2).mean()), rel=1e-6)
+    assert (loss[~valid] == 0).all() and torch.equal(loss[valid], (x0[valid] - 1.0) ** 2)
+    everything_missing = torch.full_like(x0, float("nan"))
+    assert (train.masked_loss(per_element, None)(None, everything_missing) == 0).all()  # no NaN
 
 
 def test_auto_nu_inc_and_pcp_are_resolved_and_saved(store, tmp_path):

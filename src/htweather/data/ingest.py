@@ -170,6 +170,12 @@ def coarsen(ds: xr.Dataset, resolution: float | None, where: str, factor: int | 
     counts = ds.notnull().coarsen(factors, boundary="trim").sum()
     full = int(np.prod(list(factors.values())))
     out = blocks.mean().where(2 * counts >= full)  # mean skips NaN
+    if ds.longitude.ndim == 2:  # a circular mean: a block across the dateline is not at 0 degrees
+        radians = np.deg2rad(ds.longitude)
+        mean = [np.cos(radians).coarsen(factors, boundary="trim").mean(),
+                np.sin(radians).coarsen(factors, boundary="trim").mean()]
+        out = out.assign_coords(longitude=(dims, np.rad2deg(np.arctan2(mean[1].values, mean[0].values)),
+                                           ds.longitude.attrs))
     for name in out.data_vars:
         out[name].attrs = ds[name].attrs
     return out
@@ -322,14 +328,15 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
         span = (span[0] - period if span[0] is not None else None, span[1] + 2 * period if span[1] is not None else None)
     ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
+    for name, opts in variables.items():  # a sentinel (MRMS: -3, no coverage) is missing, like NaN,
+        if opts["missing_value"] is not None:  # before coarsening averages it into real values
+            ds[name] = ds[name].where(ds[name] != opts["missing_value"])
     ds = select_region(ds, data["region"], where)
     ds = coarsen(ds, data["resolution"], where, data["coarsen"])
 
     physical, meta = {}, {}
     for name, opts in variables.items():
         field = ds[name]
-        if opts["missing_value"] is not None:  # a sentinel (MRMS: -3, no coverage) is missing, like NaN
-            field = field.where(field != opts["missing_value"])
         source_units = opts["source_units"] or field.attrs.get("units")
         if str(source_units).strip().lower() in UNKNOWN_UNITS:  # cfgrib's name for a local GRIB2 table's units
             source_units = None

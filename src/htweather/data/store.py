@@ -71,13 +71,15 @@ def cell_areas(latitude, longitude) -> np.ndarray:
     lat, lon = np.asarray(latitude, dtype=np.float64), np.asarray(longitude, dtype=np.float64)
     if lat.ndim == 1:
         lat, lon = np.meshgrid(lat, lon, indexing="ij")
-    phi, lam = np.deg2rad(lat), np.deg2rad(np.unwrap(lon, period=360.0, axis=1))
+    phi = np.deg2rad(lat)
 
     def gradient(a, axis):
-        return np.gradient(a, axis=axis) if a.shape[axis] > 1 else np.ones_like(a) * 0.0
+        return np.gradient(a, axis=axis) if a.shape[axis] > 1 else np.zeros_like(a)
 
     dphi_i, dphi_j = gradient(phi, 0), gradient(phi, 1)
-    dlam_i, dlam_j = gradient(lam, 0), gradient(lam, 1)
+    # longitude unwrapped along each direction of differencing: no 2 pi jump across the dateline
+    dlam_i = gradient(np.deg2rad(np.unwrap(lon, period=360.0, axis=0)), 0)
+    dlam_j = gradient(np.deg2rad(np.unwrap(lon, period=360.0, axis=1)), 1)
     if lat.shape[0] == 1 or lat.shape[1] == 1:  # one row or column: no Jacobian; length only
         return EARTH_RADIUS_KM**2 * np.cos(phi) * np.maximum(np.abs(dphi_i + dphi_j), np.abs(dlam_i + dlam_j))
     return EARTH_RADIUS_KM**2 * np.cos(phi) * np.abs(dphi_i * dlam_j - dphi_j * dlam_i)

@@ -26,3 +26,13 @@ def regular_windows(times: pd.DatetimeIndex, before: int, after: int) -> np.ndar
     for j in range(width):
         ok &= regular[j:j + n - width]
     return np.flatnonzero(ok).astype(np.int64) + before
+
+
+def consecutive_runs(times: pd.DatetimeIndex) -> list[slice]:
+    """The series cut at its gaps: slices of runs whose steps all equal the regular step (one
+    run for a series without gaps, one per block for interleaved splits)."""
+    if len(times) < 2:
+        return [slice(0, len(times))]
+    breaks = np.flatnonzero(np.diff(times.values) != time_step(times).to_timedelta64()) + 1
+    edges = [0, *breaks.tolist(), len(times)]
+    return [slice(a, b) for a, b in zip(edges, edges[1:])]

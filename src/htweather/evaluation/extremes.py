@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..data.store import grid_coords, grid_dims, grid_mask, load_stats, test_fields
+from ..data.store import grid_coords, grid_dims, grid_mask, load_split_times, load_stats, test_fields
+from ..data.windows import consecutive_runs
 from ..runtime import derived_seed
 from . import gev
 from .bootstrap import SortedUnits, block_indices
@@ -129,7 +130,10 @@ def extremes_table(config: dict, source: str, store: str | Path, stats_path: str
     if source == "data":
         data = test_fields(store)
         rows = data_quantile_rows(config, data, stats, rng)
-        series = {v: [data[v]] for v in stats["channels"]}
+        # block maxima within runs of consecutive steps: not across the gaps between the blocks
+        # of interleaved splits
+        runs = consecutive_runs(load_split_times(store, "test"))
+        series = {v: [data[v][run] for run in runs] for v in stats["channels"]}
     else:
         rows, series = [], sequence_fields(sequences, stats["channels"])
     rows += return_level_rows(config, source, series, stats, rng)

@@ -43,8 +43,9 @@ def select_nu(config: dict, model: str, ensembles: dict[str, str | Path], store:
             metrics[v] = found
             errors += [float(error(m, x)) for m, x in found.items()]
         value = config["nu_candidates"][candidate]["value"]
+        score = float(np.mean(errors))  # not finite (e.g. a q0.999 of 0 on a short split): never chosen
         rows.append({"candidate": candidate, "nu": "inf" if is_gaussian(value) else float(value),
-                     "tail_error": float(np.mean(errors)), "metrics": metrics})
+                     "tail_error": score if math.isfinite(score) else math.inf, "metrics": metrics})
     best = min(rows, key=lambda r: (r["tail_error"], -_as_float(r["nu"])))  # ties: the lighter tail
     ordered = sorted(r["tail_error"] for r in rows)
     return {"model": model, "variables": variables, "split": "validation",

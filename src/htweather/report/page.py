@@ -19,7 +19,7 @@ from scipy import stats as sstats
 
 from ..config import replicates
 from ..data import synthetic
-from ..data.store import load_stats, test_fields
+from ..data.store import grid_shape, load_stats, test_fields
 from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS
 from ..evaluation.convergence import STILL_FALLING, still_falling
 from ..evaluation.ranking import best_models
@@ -288,6 +288,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
         short_test=stats["splits"]["test"]["n_times"] < config["evaluation"]["block_steps"],
+        grid_shape=grid_shape(stats),
         truth_checks=checks, truth_summary=_coverage_summary(checks),
         truth_kind=("in closed form" if not truth else
                     "from a long simulation of the true process, "

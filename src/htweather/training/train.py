@@ -57,18 +57,19 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 def masked_loss(loss_fn, weight: torch.Tensor | None):
-    """The per-element loss, weighted so that its mean is the mean over the real, valid values
-    only: masked cells (sea in a land-only product; `weight` = mask / mean(mask)) and values
-    missing at some times only (NaN in x0 or the condition: a radar outage) carry no signal and
-    must not pull the network towards a fill value. Missing values are filled with 0 (the
-    standardised mean) for the network and given no weight in the loss."""
+    """The per-element loss, weighted so that masked cells (sea in a land-only product;
+    `weight` = mask / mean(mask), whose mean is then the mean over real cells) and values missing
+    at some times only (NaN in x0: a radar outage) carry no weight: they have no signal and must
+    not pull the network towards a fill value. Missing values are filled with 0 (the standardised
+    mean) in x0 and the condition. The weights are not renormalised per batch: a batch with more
+    missing values weighs a little less, and one process or N data-parallel ones compute the same
+    loss; with nothing missing the weights are exactly 1 (or the mask's)."""
     def loss(model, x0, cond=None, draws=None):
         valid = torch.isfinite(x0)
         x0 = torch.where(valid, x0, torch.zeros((), dtype=x0.dtype, device=x0.device))
         if cond is not None:
             cond = torch.nan_to_num(cond, nan=0.0)
         w = valid.to(x0.dtype) if weight is None else valid * weight
-        w = w * (w.numel() / w.sum())  # exactly 1 everywhere when nothing is masked or missing
         return loss_fn(model, x0, cond, draws) * w
 
     return loss
@@ -116,7 +117,7 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
         selected = selected_variables(config["models"][name], list(config["data"]["variables"]))
         config = with_selected_nu(config, name, chosen)
         log.info("nu %s for %s, selected on the validation split (%s)", chosen, ", ".join(selected), nu_selection)
-    elif "select" in str(config["models"][name]["nu"]):
+    elif selected_variables(config["models"][name], list(config["data"]["variables"])):
         raise ConfigError(f"models.{name}.nu: 'select' needs the selection made on the validation split "
                           f"(results/selection/{name}.json, rule select_nu)")
     world = processes if processes > 1 else int(os.environ.get("WORLD_SIZE", "1"))

@@ -186,3 +186,48 @@ def test_consecutive_runs_cut_a_split_at_its_gaps():
                               "2019-06-10T00:12", "2019-06-10T00:20"])
     assert consecutive_runs(times) == [slice(0, 3), slice(3, 5), slice(5, 6)]
     assert consecutive_runs(times[:3]) == [slice(0, 3)]
+
+
+def test_lambert_conformal_grib2_through_cfgrib(tmp_path):
+    """HRRR's layout as GRIB2: one Lambert-conformal message per file (3 km, tangent at
+    38.5 N, 262.5 E), written here with eccodes. cfgrib gives dims y, x with 2-D latitude and
+    longitude; the store keeps them, the values and the GRIB grid definition."""
+    eccodes = pytest.importorskip("eccodes")
+    nx, ny = 32, 24
+    rng = np.random.default_rng(2)
+    fields, files = [], []
+    for hour in range(8):
+        h = eccodes.codes_grib_new_from_samples("GRIB2")
+        for key, value in [("gridType", "lambert"), ("Nx", nx), ("Ny", ny), ("LaDInDegrees", 38.5),
+                           ("LoVInDegrees", 262.5), ("Latin1InDegrees", 38.5), ("Latin2InDegrees", 38.5),
+                           ("DxInMetres", 3000), ("DyInMetres", 3000),
+                           ("latitudeOfFirstGridPointInDegrees", 36.0), ("longitudeOfFirstGridPointInDegrees", 260.0),
+                           ("dataDate", 20190610), ("dataTime", hour * 100),
+                           ("discipline", 0), ("parameterCategory", 1), ("parameterNumber", 7)]:  # PRATE
+            if isinstance(value, str):
+                eccodes.codes_set_string(h, key, value)
+            else:
+                (eccodes.codes_set_double if isinstance(value, float) else eccodes.codes_set_long)(h, key, value)
+        values = rng.gamma(0.3, 2.0, size=ny * nx)
+        eccodes.codes_set_values(h, values)
+        files.append(tmp_path / f"hrrr.t{hour:02d}z.grib2")
+        with open(files[-1], "wb") as f:
+            eccodes.codes_write(h, f)
+        eccodes.codes_release(h)
+        fields.append(values.reshape(ny, nx))
+    cfg = load_config({"data": {"source": str(tmp_path / "*.grib2"),
+                                "variables": {"rain": {"source_name": "prate", "source_units": "mm h-1"}},
+                                "splits": {"blocks": "2h", "pattern": ["train", "validation", "test"]}}})
+    stats = ingest.ingest(cfg, [str(f) for f in files], tmp_path / "s.zarr", tmp_path / "s.json")
+    out = xr.open_zarr(tmp_path / "s.zarr")
+    assert out.rain.dims == ("time", "y", "x") and out.latitude.shape == (ny, nx)
+    with xr.open_dataset(files[0], engine="cfgrib", backend_kwargs={"indexpath": ""}) as src:
+        np.testing.assert_allclose(out.latitude.values, src.latitude.values)
+        np.testing.assert_allclose(out.rain.values[0], src.prate.values, rtol=1e-6)
+    np.testing.assert_allclose(out.rain.values, np.stack(fields), rtol=1e-3, atol=1e-3)  # GRIB packing
+    assert stats["grid"]["grid_mapping"]["gridType"] == "lambert"
+    assert stats["grid"]["grid_mapping"]["LaDInDegrees"] == 38.5
+    areas = cell_areas(out.latitude.values, out.longitude.values)
+    expected = 3.0 * 3.0 / lambert_scale(out.latitude.values) ** 2
+    np.testing.assert_allclose(areas[1:-1, 1:-1], expected[1:-1, 1:-1], rtol=5e-3)
+    assert [stats["splits"][s]["n_times"] for s in ("train", "validation", "test")] == [4, 2, 2]

@@ -5,13 +5,16 @@ Steps, all lazy (dask) until the store is written:
 1. open the source in one layout (`sources`) and pick the config's variables (canonical
    names, pressure levels);
 2. check the time axis (order, duplicates, gaps within the splits' span);
-3. crop to the region (longitudes in either convention, boxes across the dateline or
-   Greenwich), latitude descending (ERA5 order), optional coarsening to a target resolution;
+3. read sentinels (`missing_value`) as missing; crop to the region (index ranges; lat/lon
+   boxes in either longitude convention, across the dateline or Greenwich, or over the 2-D
+   coordinates of a projected grid), latitude descending on regular grids (ERA5 order),
+   optional coarsening by block means (`resolution` in degrees, or `coarsen` cells);
 4. convert units, optionally resample in time (amounts summed, states averaged), keep the
    times of the train/validation/test splits;
 5. read the source ONCE: write the physical fields and, from the same chunks, per-cell
    counts and sums, which give the mask of real cells (e.g. land-only products with NaN over
-   sea) and the normalisation statistics from the TRAIN split over real cells only;
+   sea; a cell missing at some times only stays, NaN at those times) and the normalisation
+   statistics from the TRAIN split over the real, valid values only;
 6. add the mask, the statistics and provenance attributes; consolidate the metadata.
 
 The later stages read the store through `store` (`split_rows(store, split)`: the per-variable transform

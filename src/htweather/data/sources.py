@@ -230,6 +230,12 @@ def _curvilinear_coordinates(ds: xr.Dataset, where: str) -> xr.Dataset:
         if mapping and mapping in ds.variables:
             attrs = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in ds[mapping].attrs.items()}
             ds[name].attrs["grid_mapping_attrs"] = json.dumps({"name": mapping, **attrs}, default=str)
+        elif "GRIB_gridType" in ds[name].attrs:  # cfgrib: the GRIB grid definition (HRRR: lambert)
+            keys = ("gridType", "LaDInDegrees", "LoVInDegrees", "Latin1InDegrees", "Latin2InDegrees",
+                    "DxInMetres", "DyInMetres", "latitudeOfFirstGridPointInDegrees",
+                    "longitudeOfFirstGridPointInDegrees", "Nx", "Ny")
+            attrs = {k: ds[name].attrs[f"GRIB_{k}"] for k in keys if f"GRIB_{k}" in ds[name].attrs}
+            ds[name].attrs["grid_mapping_attrs"] = json.dumps({"name": "grib", **attrs}, default=str)
     mappings = {ds[n].attrs.get("grid_mapping") for n in ds.data_vars} - {None}
     return ds.drop_vars([m for m in mappings if m in ds.variables])
 

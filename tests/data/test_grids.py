@@ -53,6 +53,8 @@ def test_rotated_pole_grid_keeps_its_coordinates_values_and_mask(cordex, tmp_pat
     np.testing.assert_allclose(out.longitude.values, src.lon.values)
     assert stats["grid"]["grid_mapping"]["grid_mapping_name"] == "rotated_latitude_longitude"
     assert stats["grid"]["grid_mapping"]["grid_north_pole_latitude"] == 39.25
+    assert out.pr.attrs["grid_mapping"] == "crs"  # CF: the store's own grid mapping variable
+    assert out.crs.attrs["grid_mapping_name"] == "rotated_latitude_longitude"
     np.testing.assert_array_equal(out["mask"].values.astype(bool), ~np.isnan(src.pr.values[0]))
     np.testing.assert_allclose(out.pr.values, src.pr.values * 3600, rtol=1e-6)  # kg m-2 s-1 -> mm h-1
     assert float(out.pr.sum()) == pytest.approx(float(src.pr.sum()) * 3600, rel=1e-5)

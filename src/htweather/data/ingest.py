@@ -409,6 +409,8 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
         physical[v] = physical[v].copy(data=physical[v].data.map_blocks(
             accumulators[v], dtype=np.float32, meta=np.array((), dtype=np.float32)))
         physical[v].attrs = {k: a for k, a in ds[v].attrs.items() if k != "grid_mapping_attrs"}
+        if provenance["grid_mapping"]:  # CF: the variable names its grid mapping variable
+            physical[v].attrs["grid_mapping"] = "crs"
         physical[v].encoding = {"chunks": (chunk, ny, nx)}
     physical.attrs = {"created_by": "htweather.data.ingest", "provenance": json.dumps(provenance, default=str)}
 
@@ -426,9 +428,13 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
         stats = _statistics(sums, mask, meta, physical, where)
         stats["provenance"] = provenance
         normalisation = {v: {k: stats["variables"][v][k] for k in ("transform", "mean", "std")} for v in variables}
+        grid_mapping = {"crs": xr.DataArray(np.int32(0), attrs={k: (json.dumps(a) if isinstance(a, (dict, list)) else a)
+                                                                for k, a in provenance["grid_mapping"].items()
+                                                                if k != "name"})} if provenance["grid_mapping"] else {}
         extra = xr.Dataset(
             {"mask": xr.DataArray(mask.astype(np.uint8), dims=dims,
-                                  attrs={"description": "1 where the cell has data (real), 0 where masked"})},
+                                  attrs={"description": "1 where the cell has data (real), 0 where masked"}),
+             **grid_mapping},
             attrs={**physical.attrs, "channels": json.dumps(variables), "normalisation": json.dumps(normalisation)})
         extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)  # append rewrites the group's attrs
         stats_tmp.write_text(json.dumps(stats, indent=2))

@@ -1,5 +1,6 @@
 """The Snakemake workflow end to end on the tiny config, its errors, lint and the cluster profile."""
 
+import json
 import os
 import re
 
@@ -21,9 +22,9 @@ def test_end_to_end_outputs(tiny_run):
     replicates = metrics.groupby("model")["replicate"].agg(lambda r: set(map(str, r)))
     for model in ("edm", "tedm", "tedm_nu3", "fc_tedm"):  # 2 replicates each (tedm_nu3: a copy of tedm)
         assert replicates[model] == {"0", "1", "mean"}, model
-    for model in ("tflow", "edm_inc", "fc_flow", "truth", "data"):
+    for model in ("tflow", "edm_inc", "fc_flow", "truth", "data", "tedm_sel"):
         assert replicates[model] == {"0"}, model
-    generators = {"edm", "tedm", "tflow", "edm_inc", "edm_pcp", "tedm_nu3"}
+    generators = {"edm", "tedm", "tflow", "edm_inc", "edm_pcp", "tedm_nu3", "tedm_sel"}
     forecasters = {"fc_tedm", "fc_flow"}
     assert set(metrics.model) == generators | forecasters | {"truth", "data"}
     assert set(metrics.variable) == {"t2m", "w", "tp"}
@@ -69,8 +70,8 @@ def test_end_to_end_outputs(tiny_run):
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
     steps = convergence.groupby(["model", "replicate"])["step"].agg(lambda x: sorted(set(x)))
-    # 9 unconditional runs and 3 forecast runs: snapshots at 1/4, 1/2; the end
-    assert len(steps) == 12 and all(s == [5, 10, 20] for s in steps)
+    # 10 unconditional runs and 3 forecast runs: snapshots at 1/4, 1/2; the end
+    assert len(steps) == 13 and all(s == [5, 10, 20] for s in steps)
     forecast_rows = convergence.model.isin(["fc_tedm", "fc_flow"])
     assert set(convergence[~forecast_rows].metric) == {"exceedance_ratio_p99", "exceedance_ratio_p999",
                                                        "quantile_rel_error_0.999", "tail_ks"}
@@ -87,6 +88,13 @@ def test_end_to_end_outputs(tiny_run):
     assert (first["replicate"], second["replicate"]) == (0, 1) and first["seed"] != second["seed"]
     assert not np.array_equal(xr.open_zarr(results / "samples" / "tedm.zarr").w.values,
                               xr.open_zarr(results / "samples" / "tedm.r1.zarr").w.values)
+    # nu: select: the candidates scored on the validation split, the model trained with the winner
+    selection = json.loads((results / "selection" / "tedm_sel.json").read_text())
+    assert [c["candidate"] for c in selection["candidates"]] == ["tedm_sel_select_nu3", "tedm_sel_select_nu8"]
+    assert selection["split"] == "validation" and selection["chosen"] in (3.0, 8.0)
+    chosen = torch.load(results / "models" / "tedm_sel" / "model.pt", weights_only=True)["spec"]["nu"]
+    assert chosen == ["inf", selection["chosen"], selection["chosen"]]
+    assert "tedm_sel_select_nu3" not in set(metrics.model)  # never evaluated on the test split
     maps = xr.open_dataset(results / "evaluation" / "quantile_maps.nc")
     assert {"data", "edm", "truth", "fc_tedm"} <= set(maps.source.values) and "tp_bias" in maps
 
@@ -95,7 +103,7 @@ def test_end_to_end_outputs(tiny_run):
     assert "tedm against edm (2 vs 2 replicates)" in html and "edm_inc was trained once" in html
     for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
-                    "What <code>nu: auto</code> chose",
+                    "What <code>nu: auto</code> chose", "What <code>nu: select</code> chose for tedm_sel",
                     "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds"):
         assert section in html, section
     # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
@@ -175,8 +183,9 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
                  "provenance", "report", "all"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     assert "gpu=1" in out.replace(" ", "") or "gpu: 1" in out
-    # one training job per replicate: 2 each of edm, tedm, tedm_nu3 and fc_tedm, 1 of the other four
-    assert out.count("rule train:") == 12
+    # one training job per replicate: 2 each of edm, tedm, tedm_nu3 and fc_tedm, 1 of the other five,
+    # and one per nu: select candidate of tedm_sel (2)
+    assert out.count("rule train:") == 15 and out.count("rule select_nu:") == 1
     assert "results/models/tedm.r1/model.pt" in out and "results/forecasts/fc_tedm.r1.zarr" in out
 
 

@@ -233,3 +233,19 @@ def test_lambert_conformal_grib2_through_cfgrib(tmp_path):
     expected = 3.0 * 3.0 / lambert_scale(out.latitude.values) ** 2
     np.testing.assert_allclose(areas[1:-1, 1:-1], expected[1:-1, 1:-1], rtol=5e-3)
     assert [stats["splits"][s]["n_times"] for s in ("train", "validation", "test")] == [4, 2, 2]
+
+
+def test_a_sentinel_is_missing_before_coarsening(cordex, tmp_path):
+    """missing_value is read as missing before the block means: a -3 (MRMS: no coverage) is
+    left out of its block's mean rather than averaged into it."""
+    path, src = cordex
+    pr = src.pr.values.copy()
+    pr[:, 4, 4] = -3.0
+    src.assign(pr=(src.pr.dims, pr, src.pr.attrs)).to_netcdf(tmp_path / "sentinel.nc")
+    cfg = load_config({"data": {"source": str(tmp_path / "sentinel.nc"), "splits": SPLITS, "coarsen": 2,
+                                "variables": {"pr": {"missing_value": -3}}}})
+    ingest.ingest(cfg, None, tmp_path / "s.zarr", tmp_path / "s.json")
+    out = xr.open_zarr(tmp_path / "s.zarr")
+    block = np.where(pr[:, 4:6, 4:6] == -3.0, np.nan, pr[:, 4:6, 4:6])
+    np.testing.assert_allclose(out.pr.values[:, 2, 2], np.nanmean(block, axis=(1, 2)) * 3600, rtol=1e-6)  # mm h-1
+    assert (out.pr.values[:, 2, 2] > 0).all()

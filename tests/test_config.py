@@ -69,6 +69,8 @@ def test_default_file_matches_schema_defaults():
     ({"models": {"m": {"family": "edm", "condition_steps": 1}},
       "data": {"splits": {"test": ["2005-12-31T12:00", "2005-12-31T18:00"]}}, "forecast": {"lead_steps": 2}},
      "forecast.lead_steps: the test split has 2 time steps"),
+    ({"data": {"coarsen": 2, "resolution": 1.0}}, "data.coarsen: give either coarsen"),
+    ({"models": {"m": {"family": "edm", "patch": 2}}}, "models.m.patch: 2 is too small"),
 ])
 def test_errors_are_one_line_and_name_the_key(raw, message):
     with pytest.raises(ConfigError) as info:

@@ -202,14 +202,15 @@ def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = Tru
             raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     config = copy.deepcopy(dict(raw))
     config.pop("nu_candidates", None)  # derived (expand_nu_select): a loaded config loads again
-    validator = _validator_filling_defaults()(schema())
+    full_schema = schema()
+    validator = _validator_filling_defaults()(full_schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0]))
     splits = config["data"]["splits"]
     if not {"blocks", "pattern"} & set(splits) and any(s in splits for s in SPLITS):
         # date ranges: a split left out keeps the default's range
-        default = schema()["properties"]["data"]["properties"]["splits"]["default"]
+        default = full_schema["properties"]["data"]["properties"]["splits"]["default"]
         config["data"]["splits"] = {**default, **splits}
     expand_nu_sweep(config)
     _check_semantics(config, check_paths=check_paths)
@@ -236,13 +237,18 @@ def expand_nu_sweep(config: dict) -> None:
     if unknown:
         raise ConfigError(f"nu_sweep.variables: '{unknown[0]}' is not a variable in data.variables")
     base = config["models"][base_name]
-    base_nu = base["nu"] if isinstance(base["nu"], dict) else {v: base["nu"] for v in variables}
+    base_nu = nu_by_variable(base, variables)
     for value in sweep["values"]:
         name = sweep_model_name(base_name, value)
         if name in config["models"]:
             raise ConfigError(f"nu_sweep: model name '{name}' is already taken in models")
         config["models"][name] = {**copy.deepcopy(base), "nu": {v: (value if v in swept else base_nu[v])
                                                                  for v in variables}}
+
+
+def nu_by_variable(entry: dict, variables: list[str]) -> dict:
+    """A model entry's nu as configured (numbers or strings), one per variable."""
+    return dict(entry["nu"]) if isinstance(entry["nu"], dict) else {v: entry["nu"] for v in variables}
 
 
 def selected_variables(entry: dict, variables: list[str]) -> list[str]:
@@ -270,7 +276,7 @@ def expand_nu_select(config: dict) -> None:
         if entry["condition_steps"] > 0:
             raise ConfigError(f"models.{name}.nu: 'select' scores candidates by their samples on the validation "
                               f"split, which is for unconditional models (condition_steps 0); use auto or a number")
-        base = entry["nu"] if isinstance(entry["nu"], dict) else {v: entry["nu"] for v in variables}
+        base = nu_by_variable(entry, variables)
         for value in config["nu_select"]["candidates"]:
             candidate = candidate_name(name, value)
             if candidate in config["models"]:
@@ -285,7 +291,7 @@ def with_selected_nu(config: dict, name: str, chosen: Any) -> dict:
     variables = list(config["data"]["variables"])
     entry = config["models"][name]
     selected = selected_variables(entry, variables)
-    base = entry["nu"] if isinstance(entry["nu"], dict) else {v: entry["nu"] for v in variables}
+    base = nu_by_variable(entry, variables)
     nu = {v: (chosen if v in selected else base[v]) for v in variables}
     return {**config, "models": {**config["models"], name: {**entry, "nu": nu}}}
 

@@ -89,14 +89,22 @@ def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset
         south, north = sorted(region["lat"])
         inside &= (lat >= south) & (lat <= north)
     if region.get("lon") is not None:
-        west, east = region["lon"]
-        width = east - west if 0 < east - west <= 360 else (east - west) % 360
-        inside &= np.mod(lon - west, 360.0) <= width
+        inside &= east_of(lon, *region["lon"])[1]
     if not inside.any():
         raise IngestError(f"{where}: data.region {region} selects no grid cell (source latitude "
                           f"{np.nanmin(lat):g}..{np.nanmax(lat):g}, longitude {np.nanmin(lon):g}..{np.nanmax(lon):g})")
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
     return ds.isel(y=slice(rows[0], rows[-1] + 1), x=slice(cols[0], cols[-1] + 1))
+
+
+def east_of(lon: np.ndarray, west: float, east: float, tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Longitudes' offsets east of `west` (degrees, in [-tol, 360 - tol)) and whether they lie in
+    the box running east from `west` to `east`, in either convention ([170, -170] crosses the
+    dateline)."""
+    width = east - west if 0 < east - west <= 360 else (east - west) % 360
+    offset = np.mod(lon - west, 360.0)
+    offset = np.where(offset > 360.0 - tol, offset - 360.0, offset)  # a hair west of `west`
+    return offset, offset <= width + tol
 
 
 def select_latlon_box(ds: xr.Dataset, region: dict, where: str) -> xr.Dataset:
@@ -122,10 +130,8 @@ def select_latlon_box(ds: xr.Dataset, region: dict, where: str) -> xr.Dataset:
         west, east = region["lon"]
         if east - west > 360:
             raise IngestError(f"data.region.lon: [{west:g}, {east:g}] spans more than 360 degrees")
-        width = east - west if 0 < east - west <= 360 else (east - west) % 360
-        offset = np.mod(lon - west, 360.0)
-        offset = np.where(offset > 360.0 - tol, offset - 360.0, offset)  # a hair west of `west`
-        inside = np.flatnonzero(offset <= width + tol)
+        offset, inside = east_of(lon, west, east, tol)
+        inside = np.flatnonzero(inside)
         inside = inside[np.argsort(offset[inside], kind="stable")]
         # a cyclic column (both 0 and 360, or -180 and 180) would appear twice: keep the first
         wrapped = np.round(np.mod(lon[inside], 360.0) / tol).astype(np.int64) % int(round(360 / tol))

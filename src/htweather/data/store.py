@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import transforms
+from . import sources, transforms
 
 
 def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
@@ -118,7 +118,7 @@ def normalised(store: str | Path) -> xr.DataArray:
     norm = json.loads(ds.attrs["normalisation"])
     mask = ds["mask"].values.astype(bool)  # read once, not per block
     fields = xr.concat([ds[v] for v in norm], dim=pd.Index(list(norm), name="variable"))
-    dims = ("y", "x") if "y" in ds.dims else ("latitude", "longitude")
+    dims = sources.grid_dims(ds)
     fields = fields.transpose("time", "variable", *dims).chunk({"variable": -1, dims[0]: -1, dims[1]: -1})
     values = fields.data.map_blocks(lambda block: normalise(dict(zip(norm, np.moveaxis(block, 1, 0))), norm, mask),
                                     dtype=np.float32)

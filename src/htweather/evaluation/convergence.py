@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from ..config import split_replicate
-from ..data.store import grid_mask, load_stats, test_fields
+from ..data.store import grid_mask, load_stats, test_fields, valid_values
 from .comparisons import error
 from .forecasts import lead_components
 from .tails import exceedance_ratio, quantile_rel_error, tail_ks
@@ -63,11 +63,8 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
                 continue
             ds = xr.open_zarr(path, chunks=None).isel(member=slice(0, members))
             for name in stats["channels"]:
-                gen, ref = ds[name].values.astype(np.float64), data[name]
-                if mask is not None:
-                    gen, ref = gen[:, mask], ref[:, mask]
-                ref = ref.ravel()
-                values = key_metrics(gen.ravel(), ref[~np.isnan(ref)], stats["variables"][name]["tails"],
+                gen, ref = valid_values(ds[name].values.astype(np.float64), mask), valid_values(data[name], mask)
+                values = key_metrics(gen, ref, stats["variables"][name]["tails"],
                                      opts["tail_probability"])
                 rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m, "step": int(step),
                           "value": v, "error": float(error(m, v))} for m, v in values.items()]

@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from ..data.store import grid_mask, load_stats, test_fields
+from ..data.store import grid_mask, load_stats, test_fields, valid_values
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, bootstrap_intervals
 from .scores import crps_climatology
@@ -132,10 +132,10 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
         tails = stats["variables"][name]["tails"]
         gen_fields = ensemble[name].values.astype(np.float64)
         data_fields = data[name]
-        if mask is not None:  # real cells only: (members or times, cells)
+        # real cells and valid times only (a value may be missing at some times)
+        g, d = valid_values(gen_fields, mask), valid_values(data_fields, mask)
+        if mask is not None:  # (members or times, cells)
             gen_fields, data_fields = gen_fields[:, mask], data_fields[:, mask]
-        g, d = gen_fields.ravel(), data_fields.ravel()
-        d = d[~np.isnan(d)]  # values missing at some times only
         log.info("%s / %s: %d generated vs %d test values (%s tails)", model, name, g.size, d.size, tails)
 
         point = {

@@ -136,7 +136,7 @@ def test_default_comparisons_pair_student_t_models_with_their_twins_and_the_base
     from htweather.config import default_comparisons
 
     cfg = load_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), check_paths=False)
-    assert default_comparisons(cfg) == [["tedm", "edm"], ["tedm", "edm_inc"], ["tedm", "edm_pcp"],
+    assert default_comparisons(cfg) == [["tedm", "edm"], ["tedm", "edm_inc"],
                                         ["tedm", "edm_softlog"], ["tflow", "flow"], ["fc_tedm", "fc_edm"]]
 
 
@@ -149,6 +149,19 @@ def test_bad_comparisons_are_one_line_errors(pairs, message):
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     with pytest.raises(ConfigError, match=message):
         load_config({**raw, "comparisons": pairs}, check_paths=False)
+
+
+@pytest.mark.parametrize("tp,message", [
+    ({"trace": 0.1}, "data.variables.tp.trace: needs a lower_bound"),
+    ({"dry_below": 0.1}, "data.variables.tp.dry_below: needs a lower_bound"),
+    ({"lower_bound": 0.0, "trace": 0.0}, "data.variables.tp.trace: 0.0 is not above the lower_bound"),
+    ({"lower_bound": 0.0, "trace": "some"}, "data.variables.tp.trace"),
+])
+def test_bad_trace_amounts_are_one_line_errors(tp, message):
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    raw["data"]["variables"]["tp"] = {"units": "mm", **tp}
+    with pytest.raises(ConfigError, match=message):
+        load_config(raw, check_paths=False)
 
 
 def test_interleaved_block_splits_with_guard_bands():

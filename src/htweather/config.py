@@ -313,6 +313,15 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
         elif not input_files(config):
             raise ConfigError(f"data.source: no file matches '{source}'")
 
+    for name, opts in data["variables"].items():
+        for key in ("trace", "dry_below"):
+            if opts.get(key) not in (None, "auto") and opts.get("lower_bound") is None:
+                raise ConfigError(f"data.variables.{name}.{key}: needs a lower_bound (the dry value, 0 for "
+                                  "precipitation)")
+            if isinstance(opts.get(key), (int, float)) and opts[key] <= opts["lower_bound"]:
+                raise ConfigError(f"data.variables.{name}.{key}: {opts[key]} is not above the lower_bound "
+                                  f"{opts['lower_bound']}")
+
     for name, model in config["models"].items():
         if model.get("patch") is not None and 0 < model["patch"] < 4:
             raise ConfigError(f"models.{name}.patch: {model['patch']} is too small (0 = whole fields, else 4 or more)")

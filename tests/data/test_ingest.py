@@ -63,6 +63,24 @@ def test_statistics_come_from_the_train_split_only(ingested, raw_files):
     assert not np.allclose(test_norm.mean(axis=(0, 2, 3)), 0, atol=1e-5)
 
 
+def test_trace_amount_is_the_smallest_wet_train_value(ingested, raw_files, tiny_config, tmp_path):
+    store, _, stats = ingested
+    raw = xr.open_mfdataset(raw_files)
+    train = raw.tp.sel(time=slice("2000-01-01", "2000-01-31T18:00")).values.astype(np.float32) * np.float32(1000)
+    smallest = float(train[train > 0].min())
+    for key in ("smallest_wet", "trace", "dry_below"):  # auto: the smallest wet train value
+        assert stats["variables"]["tp"][key] == pytest.approx(smallest, rel=1e-6)
+        assert stats["variables"]["t2m"][key] is None  # no lower bound
+    # a number is taken as it is; null is none
+    cfg = data_only(tiny_config)
+    cfg["data"]["variables"] = {"tp": {"units": "mm", "lower_bound": 0.0, "trace": 0.5}}
+    given = ingest.ingest(load_config(cfg), raw_files, tmp_path / "t.zarr", tmp_path / "t.json")["variables"]["tp"]
+    assert given["trace"] == 0.5 and given["dry_below"] == pytest.approx(smallest, rel=1e-6)
+    cfg["data"]["variables"] = {"tp": {"units": "mm", "lower_bound": 0.0, "trace": None, "dry_below": None}}
+    none = ingest.ingest(load_config(cfg), raw_files, tmp_path / "n.zarr", tmp_path / "n.json")["variables"]["tp"]
+    assert none["trace"] is None and none["dry_below"] is None and none["smallest_wet"] == given["smallest_wet"]
+
+
 def test_units_converted_and_values_kept(ingested, raw_files):
     store, _, stats = ingested
     ds = xr.open_zarr(store)
@@ -215,6 +233,8 @@ def test_real_w5e5_daily_precipitation(samples_dir, tmp_path):
     assert stats["variables"]["pr"]["tails"] == "upper"
     assert np.all(np.diff(out.latitude.values) < 0)
     assert stats["splits"]["train"]["n_times"] == len(pd.date_range("1979-01-01", "2004-12-31"))
+    train = out.pr.sel(time=out.split == "train").values
+    assert stats["variables"]["pr"]["smallest_wet"] == float(train[train > 0].min())
 
 
 def test_real_wfde5_land_box_across_files(samples_dir, tmp_path):

@@ -369,7 +369,8 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     for name, opts in variables.items():
         meta[name] = {"transform": opts["transform"], "units": out[name].attrs["units"],
                       "source_units": out[name].attrs["source_units"], "source_name": out[name].attrs["source_name"],
-                      "lower_bound": opts["lower_bound"], "tails": opts["tails"]}
+                      "lower_bound": opts["lower_bound"], "tails": opts["tails"], "trace": opts["trace"],
+                      "dry_below": opts["dry_below"]}
     mapping = next((ds[v].attrs["grid_mapping_attrs"] for v in variables if "grid_mapping_attrs" in ds[v].attrs), None)
     provenance = {"sources": sources if len(sources) <= 50 else sources[:50] + [f"... {len(sources) - 50} more"],
                   "region": data["region"], "resolution": data["resolution"], "coarsen": data["coarsen"],
@@ -411,7 +412,8 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     accumulators = {}
     for v in variables:
         # statistics accumulate as the chunks go to the store: the source is read once
-        accumulators[v] = CellSums(physical[v].data.chunks[0], is_train, meta[v]["transform"])
+        accumulators[v] = CellSums(physical[v].data.chunks[0], is_train, meta[v]["transform"],
+                                   meta[v]["lower_bound"])
         physical[v] = physical[v].copy(data=physical[v].data.map_blocks(
             accumulators[v], dtype=np.float32, meta=np.array((), dtype=np.float32)))
         physical[v].attrs = {k: a for k, a in ds[v].attrs.items() if k != "grid_mapping_attrs"}
@@ -447,13 +449,16 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     return stats
 
 
-SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "min", "max")
+SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "min", "max", "wet_min")
 
 
-def _block_sums(block: np.ndarray, train: np.ndarray, transform: str) -> np.ndarray:
+def _block_sums(block: np.ndarray, train: np.ndarray, transform: str,
+                lower_bound: float | None = None) -> np.ndarray:
     """Per-cell reductions over the time steps of one chunk, in one sweep (float64): missing
     and infinite counts over all times; over train times, count, sum and sum of squares of
-    the transformed (s) and physical (p) values; min and max. Shape (len(SUMS), ny, nx)."""
+    the transformed (s) and physical (p) values; min and max; and, for a variable with a
+    lower bound, the smallest train value above it (its trace amount; NaN where none).
+    Shape (len(SUMS), ny, nx)."""
     x = block.astype(np.float64)
     out = np.empty((len(SUMS),) + x.shape[1:])
     out[0] = np.isnan(x).sum(0)
@@ -475,6 +480,11 @@ def _block_sums(block: np.ndarray, train: np.ndarray, transform: str) -> np.ndar
         out[7] = np.einsum("tij,tij->ij", xt, xt)
     out[8] = np.nanmin(x, axis=0)
     out[9] = np.nanmax(x, axis=0)
+    out[10] = np.nan
+    if lower_bound is not None:
+        xt = x[train.ravel()]
+        out[10] = np.nanmin(np.where(xt > lower_bound, xt, np.inf), axis=0, initial=np.inf)
+        out[10][np.isinf(out[10])] = np.nan
     return out
 
 
@@ -489,18 +499,20 @@ class CellSums:
     are done), so the result is bit-identical whatever order the threads finish in, and only
     O(log n) partial sums wait in memory even when dask does the first chunk last."""
 
-    def __init__(self, time_chunks: tuple[int, ...], is_train: np.ndarray, transform: str):
+    def __init__(self, time_chunks: tuple[int, ...], is_train: np.ndarray, transform: str,
+                 lower_bound: float | None = None):
         self.starts = np.cumsum((0,) + tuple(time_chunks))
         self.count = len(time_chunks)
         self.is_train = is_train
         self.transform = transform
+        self.lower_bound = lower_bound
         self.lock = threading.Lock()
         self.nodes: dict[tuple[int, int], np.ndarray] = {}
 
     def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
         i = block_info[0]["chunk-location"][0]
         train = self.is_train[self.starts[i]:self.starts[i + 1]]
-        part = _block_sums(block, train, self.transform)
+        part = _block_sums(block, train, self.transform, self.lower_bound)
         with self.lock:
             self._insert(0, i, part)
         return block
@@ -520,6 +532,7 @@ class CellSums:
                 first[:8] += second[:8]
                 np.fmin(first[8], second[8], out=first[8])
                 np.fmax(first[9], second[9], out=first[9])
+                np.fmin(first[10], second[10], out=first[10])
                 part = first
             level, index = level + 1, index // 2
         self.nodes[(level, 0)] = part
@@ -587,8 +600,11 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
         tails = meta[v]["tails"]
         if tails == "auto":
             tails = auto_tails(vmin, physical_mean, physical_std)
+        smallest_wet = smallest_wet_value(meta[v], s["wet_min"], v)
         result["variables"][v] = {**meta[v], "tails": tails, "mean": float(mean), "std": std,
-                                  "min": vmin, "max": vmax}
+                                  "min": vmin, "max": vmax, "smallest_wet": smallest_wet,
+                                  "trace": _resolve_auto(meta[v]["trace"], smallest_wet, meta[v]),
+                                  "dry_below": _resolve_auto(meta[v]["dry_below"], smallest_wet, meta[v])}
     split = physical.split.values
     for name in SPLITS:
         times = physical.time.values[split == name]
@@ -602,6 +618,27 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
                       "missing_at_some_times": {v: int(np.asarray(sums[v]["missing"])[mask].sum()) for v in variables},
                       "mask": None if mask.all() else mask.astype(int).tolist()}
     return result
+
+
+def smallest_wet_value(meta: dict, wet_min: np.ndarray, name: str) -> float | None:
+    """A bounded variable's smallest train value above its lower bound: the data's own
+    resolution (the storm generator's drizzle cut, a gauge's 0.1 mm), below which the data hold
+    nothing. None for a variable without a lower bound, or never above it."""
+    if meta["lower_bound"] is None:
+        return None
+    finite = wet_min[np.isfinite(wet_min)]
+    if not finite.size:
+        log.warning("variable '%s' is never above its lower bound in the train split: no smallest wet value", name)
+        return None
+    return float(finite.min())
+
+
+def _resolve_auto(setting, smallest_wet: float | None, meta: dict) -> float | None:
+    """`trace` / `dry_below`: auto is the smallest wet value, a number itself, null none; none
+    without a lower bound."""
+    if meta["lower_bound"] is None or setting is None:
+        return None
+    return smallest_wet if setting == "auto" else float(setting)
 
 
 def auto_tails(minimum: float, mean: float, std: float) -> str:

@@ -16,19 +16,31 @@ from . import sources, transforms
 
 def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
     """Normalised fields (..., C, H, W) -> physical fields per variable: invert the
-    standardisation, then the transform, then apply the physical lower bound."""
+    standardisation, then the transform, then apply the physical lower bound and make amounts
+    below the variable's `dry_below` dry."""
     out = {}
     for c, name in enumerate(stats["channels"]):
         v = stats["variables"][name]
         x = transforms.inverse(v["transform"], values[..., c, :, :] * v["std"] + v["mean"])
         if v["lower_bound"] is not None:
             x = np.maximum(x, v["lower_bound"])
+            x = make_dry_below(x, v)
         out[name] = x
     mask = grid_mask(stats)
     if mask is not None:
         for name in out:
             out[name] = np.where(mask, out[name], np.nan)
     return out
+
+
+def make_dry_below(x: np.ndarray, variable: dict) -> np.ndarray:
+    """Amounts below the variable's `dry_below` (by default its smallest wet train value) set to
+    its lower bound: the data hold no value between the two, and a diffusion model, which
+    cannot put an exact atom at the bound, would otherwise fill that gap with drizzle."""
+    threshold = variable.get("dry_below")
+    if threshold is None:
+        return x
+    return np.where(x < threshold, variable["lower_bound"], x)
 
 
 def valid_values(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -52,6 +52,27 @@ class SortedUnits:
         below = np.searchsorted(self.values, threshold, side="left")
         return float(cum[below - 1] if below else 0) / cum[-1]
 
+    def quantiles_from(self, cum: np.ndarray, threshold: float, probs) -> np.ndarray:
+        """Quantiles of the values at or above `threshold` only (e.g. of wet amounts); NaN
+        when there is none."""
+        first = np.searchsorted(self.values, threshold, side="left")
+        before = cum[first - 1] if first else 0
+        if first >= self.values.size or cum[-1] == before:
+            return np.full(len(probs), np.nan)
+        target = before + np.asarray(probs) * (cum[-1] - before)
+        if np.issubdtype(cum.dtype, np.integer):
+            target = np.ceil(target).astype(cum.dtype)
+        index = np.searchsorted(cum, target, side="left")
+        return self.values[np.clip(index, first, self.values.size - 1)]
+
+    def mean_from(self, cum: np.ndarray, threshold: float) -> float:
+        """The mean of the values at or above `threshold` (e.g. the mean wet intensity)."""
+        first = np.searchsorted(self.values, threshold, side="left")
+        before = cum[first - 1] if first else 0
+        counts = np.diff(cum[first:], prepend=before)
+        total = counts.sum()
+        return float(self.values[first:] @ counts / total) if total else float("nan")
+
 
 def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
     """Moving-block bootstrap indices for a series of length n."""

@@ -46,7 +46,7 @@ from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, block_indices
 from .forecasts import lead_components
-from .tails import quantile_metrics_at
+from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_
            "replicates"]
 # the tail metrics the report's verdict and the convergence check rest on
 KEY_TAIL_METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
+# the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
+KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
 # the forecast scores compared (lower is better), by lead
 FORECAST_SCORES = ["crps", "twcrps_p99", "twcrps_p999"]
 
@@ -62,7 +64,7 @@ def ideal(metric: str) -> float | None:
     """The perfect value of a tail metric (None: a lower-is-better score, judged as it is)."""
     if metric.startswith("exceedance_ratio"):
         return 1.0
-    if metric.startswith(("quantile_rel_error", "tail_ks", "ks")):
+    if metric.startswith(("quantile_rel_error", "tail_ks", "ks", "wet_", "dry_")):
         return 0.0
     return None
 
@@ -128,11 +130,15 @@ def _weighted_ks(gen: np.ndarray, data: np.ndarray, weights: np.ndarray) -> floa
 
 
 def tail_metric_values(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.ndarray, quantiles: list[float],
-                       tail_probability: float, tails: str) -> dict[str, float]:
+                       tail_probability: float, tails: str, wet: tuple | None = None,
+                       wet_quantiles: list[float] = ()) -> dict[str, float]:
     """The comparison's tail metrics of one ensemble against the data, for the cumulative
     resample counts `cg` (its members) and `cd` (the data's time steps; `SortedUnits.cumulative`):
-    quantile errors and exceedance ratios (as in `tails`) and the tail KS statistic."""
+    quantile errors and exceedance ratios (as in `tails`) and the tail KS statistic; for a
+    zero-inflated variable (`wet`: its lower bound and trace amount) the precipitation statistics."""
     out = quantile_metrics_at(gen, data, cg, cd, quantiles, tails)
+    if wet is not None:
+        out.update(wet_metrics_at(gen, data, cg, cd, *wet, wet_quantiles))
     hi = data.quantiles(cd, [tail_probability])[0]
     g0, d0 = np.searchsorted(gen.values, hi, side="right"), np.searchsorted(data.values, hi, side="right")
     upper = _weighted_ks(np.repeat(gen.values[g0:], _counts(cg, g0, cg.size)), data.values[d0:],
@@ -156,18 +162,20 @@ def _counts(cum: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.ndarray | SortedUnits, tails: str,
-                  opts: dict, rng: np.random.Generator) -> dict[str, dict]:
+                  opts: dict, rng: np.random.Generator, wet: tuple | None = None) -> dict[str, dict]:
     """Per tail metric, the comparison of two models' replicates (each (members, cells): one
     variable's values, real cells only) on the test data (times, cells; or already sorted).
 
     opts: the evaluation settings quantiles, tail_probability, bootstrap (resamples), block_length
-    (time steps per block) and confidence."""
+    (time steps per block), confidence and wet_quantiles; wet: (lower bound, trace amount) of a
+    zero-inflated variable, whose precipitation statistics are compared too."""
     data_units = data if isinstance(data, SortedUnits) else SortedUnits(data)
     sides = {"model": [SortedUnits(e) for e in model], "baseline": [SortedUnits(e) for e in baseline]}
     as_they_are = {side: [u.cumulative() for u in units] for side, units in sides.items()}
 
     def values(side: str, cd: np.ndarray, cgs: list[np.ndarray] | None = None) -> list[dict[str, float]]:
-        return [tail_metric_values(u, data_units, cg, cd, opts["quantiles"], opts["tail_probability"], tails)
+        return [tail_metric_values(u, data_units, cg, cd, opts["quantiles"], opts["tail_probability"], tails,
+                                   wet, opts.get("wet_quantiles", ()))
                 for u, cg in zip(sides[side], cgs or as_they_are[side])]
 
     def errors(cd: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -242,7 +250,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                           for run in runs[model] + runs[baseline]}
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
                 found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],
-                                      data_units, tails, opts, rng)
+                                      data_units, tails, opts, rng, wet_threshold(stats["variables"][name]))
                 for metric, result in found.items():
                     rows.append({"model": model, "baseline": baseline, "variable": name, "metric": metric,
                                  "lead": pd.NA, **_row(result), "replicates": replicates(model, baseline)})

@@ -117,6 +117,39 @@ def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float]
     return quantile_metrics_at(gen, data, gen.cumulative(gen_counts), data.cumulative(data_counts), quantiles, tails)
 
 
+def wet_metrics_at(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.ndarray, lower_bound: float,
+                   trace: float, wet_quantiles: list[float]) -> dict[str, float]:
+    """The precipitation statistics of a zero-inflated variable against the data's, for the
+    cumulative resample counts `cg` and `cd` (`SortedUnits.cumulative`):
+
+    - `dry_fraction_error`: P_gen(x <= lower bound) - P_data(x <= lower bound), exactly dry;
+    - `wet_fraction_error`: P_gen(x >= trace) - P_data(x >= trace), wet at the trace amount.
+      A model that turns dry cells into drizzle (amounts between the bound and the trace,
+      which the data never hold) has too few dry values but not too many wet ones;
+    - `wet_quantile_rel_error_P`: relative error of the P-quantile of the wet values alone
+      (wet-day percentiles), so the dry mass does not move it;
+    - `wet_mean_rel_error`: relative error of the mean wet intensity."""
+    out = {"dry_fraction_error": (1 - gen.fraction_above(cg, lower_bound)) - (1 - data.fraction_above(cd, lower_bound)),
+           "wet_fraction_error": (1 - gen.fraction_below(cg, trace)) - (1 - data.fraction_below(cd, trace))}
+    q_gen, q_data = gen.quantiles_from(cg, trace, wet_quantiles), data.quantiles_from(cd, trace, wet_quantiles)
+    for p, g, d in zip(wet_quantiles, q_gen, q_data):
+        out[wet_quantile_metric_name(p)] = float((g - d) / abs(d)) if d else float("nan")
+    m_gen, m_data = gen.mean_from(cg, trace), data.mean_from(cd, trace)
+    out["wet_mean_rel_error"] = float((m_gen - m_data) / abs(m_data)) if m_data else float("nan")
+    return out
+
+
+def wet_quantile_metric_name(q: float) -> str:
+    return f"wet_quantile_rel_error_{q:g}"
+
+
+def wet_threshold(variable: dict) -> tuple[float, float] | None:
+    """(lower bound, trace amount) of a zero-inflated variable; None where it has no trace."""
+    if variable.get("lower_bound") is None or variable.get("trace") is None:
+        return None
+    return float(variable["lower_bound"]), float(variable["trace"])
+
+
 def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store: str | Path,
                       stats_path: str | Path) -> pd.DataFrame:
     """Every tail metric of one ensemble against the test split, with bootstrap intervals for
@@ -146,8 +179,14 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
         }
         gen_sorted, data_sorted = SortedUnits(gen_fields), SortedUnits(data_fields)
 
-        def statistic(gen_counts=None, data_counts=None, _tails=tails, _g=gen_sorted, _d=data_sorted):
-            return quantile_metrics(_g, _d, opts["quantiles"], _tails, gen_counts, data_counts)
+        wet = wet_threshold(stats["variables"][name])
+
+        def statistic(gen_counts=None, data_counts=None, _tails=tails, _g=gen_sorted, _d=data_sorted, _wet=wet):
+            out = quantile_metrics(_g, _d, opts["quantiles"], _tails, gen_counts, data_counts)
+            if _wet is not None:
+                out.update(wet_metrics_at(_g, _d, _g.cumulative(gen_counts), _d.cumulative(data_counts), *_wet,
+                                          opts["wet_quantiles"]))
+            return out
 
         point.update(statistic())
         intervals = bootstrap_intervals(gen_sorted.units, data_sorted.units, statistic, opts["bootstrap"],

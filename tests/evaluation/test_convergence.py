@@ -3,7 +3,7 @@
 import pandas as pd
 
 from htweather.config import snapshot_steps
-from htweather.evaluation.convergence import still_falling
+from htweather.evaluation.convergence import REFERENCE, states, still_falling
 
 
 def test_snapshot_steps_are_fractions_of_the_steps_before_the_end():
@@ -21,3 +21,35 @@ def test_a_tail_error_still_falling_at_the_end_is_flagged():
                           "value": e, "error": e} for m in ("tail_ks", "exceedance_ratio_p999")]
     flagged = still_falling(pd.DataFrame(rows))
     assert [(w["model"], w["step_before"], w["step"]) for w in flagged] == [("falling", 200, 400)]
+
+
+def _table(curves: dict, reference: float | None) -> pd.DataFrame:
+    rows = []
+    for model, errors in curves.items():
+        for step, e in zip((100, 200, 400), errors):
+            rows += [{"model": model, "replicate": 0, "variable": "tp", "metric": m, "step": step,
+                      "value": e, "error": e} for m in ("tail_ks", "exceedance_ratio_p999")]
+    if reference is not None:
+        rows += [{"model": REFERENCE, "replicate": 0, "variable": "tp", "metric": m, "step": 0,
+                  "value": reference, "error": reference} for m in ("tail_ks", "exceedance_ratio_p999")]
+    return pd.DataFrame(rows)
+
+
+def test_three_states_improving_converged_near_and_stalled_far():
+    """A flat tail error far above the reference's is stalled, not converged: the failure the
+    check used to call done (p999 mass 0 at every snapshot: error 1)."""
+    curves = {"falling": [0.9, 0.6, 0.4], "near": [0.5, 0.12, 0.12], "no_tail": [1.0, 1.0, 1.0],
+              "rising": [0.5, 0.3, 0.35]}
+    found = {s["model"]: s for s in states(_table(curves, reference=0.05))}
+    assert found["falling"]["state"] == "still improving"
+    assert found["near"]["state"] == "converged near the data"  # 0.12 <= 2 x 0.05 + 0.05
+    assert found["no_tail"]["state"] == "stalled far from the data"
+    assert found["rising"]["state"] == "stalled far from the data"
+    assert found["no_tail"]["reference_error"] == 0.05
+    assert "reference" not in found  # the reference is not a model
+    assert [w["model"] for w in still_falling(_table(curves, 0.05))] == ["falling"]
+
+
+def test_without_a_reference_a_flat_curve_is_only_not_improving():
+    found = {s["model"]: s["state"] for s in states(_table({"flat": [1.0, 1.0, 1.0]}, reference=None))}
+    assert found == {"flat": "not improving"}

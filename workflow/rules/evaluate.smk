@@ -158,6 +158,8 @@ rule convergence:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
         ensembles=[path for steps in CONVERGENCE.values() for path in steps.values()],
+        # the reference sample: the true process's ensemble where it is known, else the validation split
+        reference=["results/samples/truth.zarr"] if SYNTHETIC else [],
     output:
         report("results/evaluation/convergence.csv", caption="../report/convergence_table.rst", category="Training"),
     params:

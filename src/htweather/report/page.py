@@ -20,8 +20,9 @@ from scipy import stats as sstats
 from ..config import replicates
 from ..data import synthetic
 from ..data.store import grid_shape, load_stats, test_fields
-from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS
-from ..evaluation.convergence import STILL_FALLING, still_falling
+from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS, KEY_WET_METRICS
+from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, STATES, STILL_FALLING
+from ..evaluation.convergence import states as convergence_states
 from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
 from ..runtime import atomic_path
@@ -69,14 +70,17 @@ _IN_WORDS = {"exceedance_ratio_p99": "mass beyond the data's 99th percentile (ex
              "exceedance_ratio_p999": "mass beyond the data's 99.9th percentile (exceedance ratio, 1 is right)",
              "quantile_rel_error_0.999": "99.9th percentile (relative error, 0 is right)",
              "tail_ks": "shape of the tail beyond the 99th percentile (tail KS, 0 is right)",
-             "crps": "CRPS", "twcrps_p99": "twCRPS above the data's p99", "twcrps_p999": "twCRPS above the data's p999"}
+             "crps": "CRPS", "twcrps_p99": "twCRPS above the data's p99", "twcrps_p999": "twCRPS above the data's p999",
+             "dry_fraction_error": "the exactly-dry fraction (difference from the data's, 0 is right)",
+             "wet_quantile_rel_error_0.99": "the 99th percentile of wet values (relative error, 0 is right)",
+             "wet_mean_rel_error": "the mean wet intensity (relative error, 0 is right)"}
 
 
 def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame) -> list[dict]:
     """Per variable: the comparisons on the key tail metrics (and forecast scores by lead), each
     with both models' values and errors, and one plain sentence per pair."""
     out = []
-    keep = comparisons[comparisons.metric.isin(KEY_TAIL_METRICS + FORECAST_SCORES)]
+    keep = comparisons[comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES)]
     for variable, by_variable in keep.groupby("variable", sort=False):
         rows, sentences = [], []
         for (model, baseline), pair in by_variable.groupby(["model", "baseline"], sort=False):
@@ -100,7 +104,8 @@ def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) ->
 
 def _sentence(model: str, baseline: str, variable: str, pair: pd.DataFrame, frame: pd.DataFrame) -> str:
     counts = pair.verdict.value_counts()
-    kind = "scores (all leads)" if pair["lead"].notna().any() else "key tail metrics"
+    kind = "scores (all leads)" if pair["lead"].notna().any() else (
+        "key tail and precipitation metrics" if pair.metric.isin(KEY_WET_METRICS).any() else "key tail metrics")
     text = (f"{variable}, {model} against {baseline} ({pair.replicates.iloc[0]} replicates): better on "
             f"{counts.get('better', 0)} of {len(pair)} {kind}, worse on {counts.get('worse', 0)}, "
             f"indistinguishable on {counts.get('indistinguishable', 0)}.")
@@ -269,12 +274,18 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                                      if "nu_by_variable" in a})
     sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
 
-    not_converged, convergence_steps = [], []
+    not_converged, convergence_steps, state_groups = [], [], []
     if convergence_csv is not None:
         table = pd.read_csv(convergence_csv)
         convergence_steps = sorted(set(table.step))
+        found = convergence_states(table)
         not_converged = [{**w, "error_before": _fmt(w["error_before"]), "error": _fmt(w["error"])}
-                         for w in still_falling(table)]
+                         for w in found if w["state"] == STATES[0]]
+        state_groups = [{"state": state, "entries": [{**w, "error": _fmt(w["error"]),
+                                                      "reference_error": _fmt(w["reference_error"])}
+                                                     for w in found if w["state"] == state]}
+                        for state in (STATES[2], STATES[0], "not improving", STATES[1])]
+        state_groups = [g for g in state_groups if g["entries"]]
     checks = truth_checks(frame, config, stats, truth)
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
@@ -285,6 +296,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
         table=metrics_table(unconditional, model_order), verdicts=verdicts(pd.read_csv(comparisons_csv), frame),
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
+        state_groups=state_groups, near=(NEAR_FACTOR, NEAR_MARGIN),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
         level_table=metrics_table(levels, level_sources), level_sources=level_sources,
         short_test=stats["splits"]["test"]["n_times"] < config["evaluation"]["block_steps"],

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN  # noqa: E402
+
 DATA_STYLE = {"color": "0.55", "alpha": 0.45}
 TRUTH_COLOR = "black"
 
@@ -336,10 +338,13 @@ def nu_sweep(metrics: pd.DataFrame, points: dict[str, dict[str, float]], variabl
 
 
 def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: list[str], out: str | Path,
-                forecasters: set[str] = frozenset()) -> None:
+                forecasters: set[str] = frozenset(), reference: dict[str, float] | None = None) -> None:
     """Tail error against training steps, one panel per variable: a line per model (the mean
-    over its replicates), each replicate's points faint. Forecast models (`forecasters`), scored
-    on lead-1 twCRPS in the variable's units, get a row of their own."""
+    over its replicates), each replicate's points faint; `reference`: per variable, the error of
+    an independent sample of the real process (a dashed line: what sampling noise alone gives)
+    and the band below which a model counts as near the data. Forecast models (`forecasters`),
+    scored on lead-1 twCRPS in the variable's units, get a row of their own."""
+    reference = reference or {}
     models = list(dict.fromkeys(tail_error.model))
     colors = model_colors(models)
     rows = [(label, [m for m in models if (m in forecasters) == is_forecast])
@@ -355,6 +360,10 @@ def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: l
                 ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
                 each = replicates[(replicates.model == model) & (replicates.variable == name)]
                 ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
+            if name in reference and not any(m in forecasters for m in group):
+                ax.axhline(reference[name], color="0.3", ls="--", lw=1, label="reference sample")
+                ax.axhspan(0, NEAR_FACTOR * reference[name] + NEAR_MARGIN, color="0.85", alpha=0.5, lw=0,
+                           label="near the data")
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("training step")
             ax.set_ylim(bottom=0)

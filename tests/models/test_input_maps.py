@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from htweather.models import input_maps
-from htweather.models.input_maps import InverseCDF, SoftLog, robust_sigma_data
+from htweather.models.input_maps import InverseCDF, SoftLog, channel_sigma_data
 
 
 @pytest.fixture
@@ -53,19 +53,19 @@ def test_inverse_cdf_state_round_trip_and_mask(fields):
     np.testing.assert_array_equal(again.forward(fields), inc.forward(fields))
 
 
-def test_robust_sigma_data_known_distributions():
+def test_channel_sigma_data_is_each_channels_standard_deviation():
     rng = np.random.default_rng(2)
     normal = rng.normal(0, 2.0, size=(2000, 1, 10, 10))
     t4 = rng.standard_t(4, size=(2000, 1, 10, 10))
     t4 = t4 / t4.std()  # standardised, as the store's fields are
-    dry = np.zeros((2000, 1, 10, 10))
-    sd = robust_sigma_data(np.concatenate([normal, t4, dry], axis=1))
-    # a normal's IQR / 1.349 is its standard deviation; a standardised t4's is
-    # 2 t4.ppf(0.75) / (1.349 std(t4)) with std(t4) = sqrt(2)
+    # mostly dry rain, standardised: its interquartile range is 0, its standard deviation 1
+    rain = np.where(rng.random((2000, 1, 10, 10)) < 0.8, 0.0, rng.gamma(0.5, 3.0, (2000, 1, 10, 10)))
+    rain = (rain - rain.mean()) / rain.std()
+    assert np.subtract(*np.quantile(rain, [0.75, 0.25])) == 0
+    sd = channel_sigma_data(np.concatenate([normal, t4, rain], axis=1))
     assert sd[0] == pytest.approx(2.0, rel=0.02)
-    assert sd[1] == pytest.approx(2 * stats.t(4).ppf(0.75) / 1.349 / np.sqrt(2), rel=0.03)
-    assert sd[1] < 1.0
-    assert sd[2] == 0.05  # a constant channel keeps the floor
+    assert sd[1] == pytest.approx(1.0, rel=1e-6)
+    assert sd[2] == pytest.approx(1.0, rel=1e-6)  # not the floor a robust scale of the bulk would hit
 
 
 def test_softlog_is_the_signed_log_restandardised_and_inverts_exactly(fields):
@@ -93,3 +93,19 @@ def test_input_maps_by_name_and_from_their_state(fields):
     legacy = InverseCDF.fit(fields).state()
     del legacy["kind"]  # a model file written before softlog existed
     assert isinstance(input_maps.from_state(legacy), InverseCDF)
+
+
+def test_pcp_on_standardised_fields_is_edm():
+    """EDM + PCP resolves sigma_data from the training fields: on standardised fields, mostly dry
+    rain included, every channel's is 1 (EDM's), not a 0.05 floor."""
+    from htweather.models import assemble
+
+    rng = np.random.default_rng(3)
+    t2m = rng.normal(size=(500, 1, 8, 8))
+    rain = np.where(rng.random((500, 1, 8, 8)) < 0.85, 0.0, rng.gamma(0.4, 4.0, (500, 1, 8, 8)))
+    fields = np.concatenate([t2m, rain], axis=1)
+    fields = (fields - fields.mean(axis=(0, 2, 3), keepdims=True)) / fields.std(axis=(0, 2, 3), keepdims=True)
+    spec = assemble.ModelSpec(name="edm_pcp", family="edm", nu=[np.inf, np.inf], sigma_data=None,
+                              variables=["t2m", "tp"], architecture={})
+    resolved, _, _ = assemble.resolve(spec, fields.astype(np.float32), None, {"t2m": "both", "tp": "upper"})
+    np.testing.assert_allclose(resolved.sigma_data, [1.0, 1.0], rtol=1e-5)

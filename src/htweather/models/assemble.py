@@ -91,7 +91,7 @@ def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
             nu[c] = tail_indices[name]["nu"]
     sigma_data = spec.sigma_data
     if sigma_data is None:
-        sigma_data = input_maps.robust_sigma_data(model_fields, mask)
+        sigma_data = input_maps.channel_sigma_data(model_fields, mask)
     resolved = ModelSpec(**{**spec.__dict__, "nu": nu, "sigma_data": sigma_data})
     return resolved, input_map, tail_indices
 

@@ -10,12 +10,13 @@ the data or the preconditioning rather than the noise.
   re-standardised with the training mean and standard deviation of y (so sigma_data = 1 still
   holds); inverted exactly, z = sign(y') (exp(|y'|) - 1) with y' = y s + m, and unbounded: a
   generated value may go beyond the training extremes.
-- `robust_sigma_data` (EDM + PCP): one sigma_data per channel. After per-variable
-  standardisation every channel's standard deviation is 1, so taking sigma_data = std would give
-  EDM back exactly. For a heavy-tailed channel the standard deviation is inflated by rare
-  extremes while the bulk of the field varies much less; PCP here sets each channel's sigma_data
-  to the spread of its bulk, IQR / 1.349 (the standard deviation of a Gaussian with that
-  interquartile range), so EDM's c_skip / c_out / c_in match what most pixels look like.
+- `channel_sigma_data` (EDM + PCP, per-channel preconditioning): one sigma_data per channel, EDM's
+  own definition (the standard deviation of the training data the model sees) taken channel by
+  channel. Under the default per-variable standardisation every channel's is 1, so PCP is EDM;
+  it differs where the model's channels are not standardised one by one (an input map that does
+  not re-standardise). An earlier version took the spread of the bulk, IQR / 1.349, which is 0
+  on mostly dry precipitation: floored at 0.05, it put c_in, c_out and the loss weights of that
+  channel off by a factor of 20 and the model generated noise.
 """
 
 from __future__ import annotations
@@ -135,11 +136,7 @@ def from_state(state: dict | None):
     return None if state is None else MAPS[state.get("kind", "inc")].from_state(state)
 
 
-def robust_sigma_data(fields: np.ndarray, mask: np.ndarray | None = None, floor: float = 0.05) -> list[float]:
-    """Per-channel IQR / 1.349 of the training data (see the module docstring), floored so a
-    channel whose bulk is constant (e.g. mostly dry) keeps a usable scale."""
-    out = []
-    for c in range(fields.shape[1]):
-        q25, q75 = np.quantile(_real_values(fields, c, mask), [0.25, 0.75])
-        out.append(max(float(q75 - q25) / 1.349, floor))
-    return out
+def channel_sigma_data(fields: np.ndarray, mask: np.ndarray | None = None) -> list[float]:
+    """Per-channel standard deviation of the training data in the model's units (see the module
+    docstring): EDM's sigma_data, channel by channel."""
+    return [max(float(np.std(_real_values(fields, c, mask))), 1e-6) for c in range(fields.shape[1])]

@@ -62,7 +62,7 @@ def test_the_data_against_itself_has_no_error_and_an_all_dry_ensemble_has_no_wet
     dry = SortedUnits(np.zeros((10, 40)))
     found = wet_metrics_at(dry, d, dry.cumulative(), d.cumulative(), 0.0, TRACE, WET_QUANTILES)
     assert found["dry_fraction_error"] == pytest.approx(1 - np.mean(data <= 0))
-    assert np.isnan(found["wet_quantile_rel_error_0.99"]) and np.isnan(found["wet_mean_rel_error"])
+    assert found["wet_quantile_rel_error_0.99"] == -1 and found["wet_mean_rel_error"] == -1  # the worst, not NaN
 
 
 def test_a_model_that_drizzles_is_worse_on_the_dry_fraction():

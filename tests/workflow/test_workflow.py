@@ -38,6 +38,9 @@ def test_end_to_end_outputs(tiny_run):
         if model in generators | {"truth"}:
             assert unconditional <= set(group.metric), (model, variable)
             assert group["lead"].isna().all()
+            wet = {"dry_fraction_error", "wet_fraction_error", "wet_quantile_rel_error_0.5",
+                   "wet_quantile_rel_error_0.9", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"}
+            assert (wet <= set(group.metric)) == (variable == "tp"), (model, variable)  # rain only
         if model in forecasters:
             scored = group[group["lead"].notna()]
             assert set(scored["lead"]) == {1, 2}
@@ -63,12 +66,16 @@ def test_end_to_end_outputs(tiny_run):
     assert set(pairs.get_group(("tedm", "edm_inc")).replicates) == {"2 vs 1"}
     tails = pairs.get_group(("tedm", "edm"))
     assert {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"} <= set(tails.metric)
+    assert {"dry_fraction_error", "wet_mean_rel_error"} <= set(tails[tails.variable == "tp"].metric)
     assert tails["lead"].isna().all() and set(tails.variable) == {"t2m", "w", "tp"}
     scores = pairs.get_group(("fc_tedm", "fc_flow"))
     assert set(scores.metric) == {"crps", "twcrps_p99", "twcrps_p999"} and set(scores["lead"]) == {1, 2}
     assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable"}
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
+    reference = convergence[convergence.model == "reference"]  # the truth ensemble's key metrics, step 0
+    assert set(reference.variable) == {"t2m", "w", "tp"} and set(reference.step) == {0} and len(reference) == 12
+    convergence = convergence[convergence.model != "reference"]
     steps = convergence.groupby(["model", "replicate"])["step"].agg(lambda x: sorted(set(x)))
     # 10 unconditional runs and 3 forecast runs: snapshots at 1/4, 1/2; the end
     assert len(steps) == 13 and all(s == [5, 10, 20] for s in steps)

@@ -128,13 +128,18 @@ def wet_metrics_at(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.n
       which the data never hold) has too few dry values but not too many wet ones;
     - `wet_quantile_rel_error_P`: relative error of the P-quantile of the wet values alone
       (wet-day percentiles), so the dry mass does not move it;
-    - `wet_mean_rel_error`: relative error of the mean wet intensity."""
+    - `wet_mean_rel_error`: relative error of the mean wet intensity.
+
+    An ensemble with no wet value at all has wet quantiles and mean at the lower bound (−1 for
+    a bound of 0), the worst it can be, rather than an undefined value that would hide it."""
     out = {"dry_fraction_error": (1 - gen.fraction_above(cg, lower_bound)) - (1 - data.fraction_above(cd, lower_bound)),
            "wet_fraction_error": (1 - gen.fraction_below(cg, trace)) - (1 - data.fraction_below(cd, trace))}
     q_gen, q_data = gen.quantiles_from(cg, trace, wet_quantiles), data.quantiles_from(cd, trace, wet_quantiles)
+    q_gen = np.where(np.isnan(q_gen), lower_bound, q_gen)
     for p, g, d in zip(wet_quantiles, q_gen, q_data):
         out[wet_quantile_metric_name(p)] = float((g - d) / abs(d)) if d else float("nan")
     m_gen, m_data = gen.mean_from(cg, trace), data.mean_from(cd, trace)
+    m_gen = lower_bound if np.isnan(m_gen) else m_gen
     out["wet_mean_rel_error"] = float((m_gen - m_data) / abs(m_data)) if m_data else float("nan")
     return out
 

@@ -21,10 +21,11 @@ def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
     out = {}
     for c, name in enumerate(stats["channels"]):
         v = stats["variables"][name]
-        x = transforms.inverse(v["transform"], values[..., c, :, :] * v["std"] + v["mean"])
+        z = values[..., c, :, :]
+        x = transforms.inverse(v["transform"], z * v["std"] + v["mean"])
         if v["lower_bound"] is not None:
             x = np.maximum(x, v["lower_bound"])
-            x = make_dry_below(x, v)
+            x = make_dry_below(x, v, z)
         out[name] = x
     mask = grid_mask(stats)
     if mask is not None:
@@ -33,14 +34,23 @@ def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def make_dry_below(x: np.ndarray, variable: dict) -> np.ndarray:
+def make_dry_below(x: np.ndarray, variable: dict, normalised: np.ndarray | None = None) -> np.ndarray:
     """Amounts below the variable's `dry_below` (by default its smallest wet train value) set to
     its lower bound: the data hold no value between the two, and a diffusion model, which
-    cannot put an exact atom at the bound, would otherwise fill that gap with drizzle."""
+    cannot put an exact atom at the bound, would otherwise fill that gap with drizzle.
+
+    With `normalised` (the values x came from), the comparison is made there, with a margin of
+    1e-6, about float32's resolution of normalised values: the smallest wet value itself, taken
+    through float32 and back, may come out a rounding error short of it and must stay wet."""
     threshold = variable.get("dry_below")
     if threshold is None:
         return x
-    return np.where(x < threshold, variable["lower_bound"], x)
+    if normalised is None:
+        below = x < threshold
+    else:
+        level = (transforms.forward(variable["transform"], threshold) - variable["mean"]) / variable["std"]
+        below = normalised < level - 1e-6
+    return np.where(below, variable["lower_bound"], x)
 
 
 def valid_values(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

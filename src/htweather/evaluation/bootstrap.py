@@ -95,4 +95,5 @@ def bootstrap_intervals(gen: np.ndarray, data: np.ndarray, statistic, replicates
         for key, value in statistic(gen_counts, data_counts).items():
             draws.setdefault(key, []).append(value)
     alpha = (1 - confidence) / 2
-    return {k: tuple(np.quantile(v, [alpha, 1 - alpha])) for k, v in draws.items()}
+    # a resample can leave a statistic undefined (no wet value in it): the others still count
+    return {k: tuple(np.nanquantile(v, [alpha, 1 - alpha])) for k, v in draws.items()}

@@ -102,6 +102,7 @@ def interval(model_errors, baseline_errors, data_differences, confidence: float 
             terms.append(float(within or 0.0))
             dfs.append(math.inf)
     draws = np.asarray(data_differences, dtype=float)
+    draws = draws[np.isfinite(draws)]  # a resample can leave a statistic undefined (no wet value in it)
     v_data = float(draws.var(ddof=1)) if draws.size >= 2 else 0.0
     variance = sum(terms) + v_data
     denominator = sum(t * t / df for t, df in zip(terms, dfs) if math.isfinite(df))
@@ -197,7 +198,7 @@ def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.
             u = units[0]
             samples = [values(side, cd, [u.cumulative(np.bincount(rng.integers(0, u.units, u.units), minlength=u.units))])[0]
                        for _ in range(opts["bootstrap"])]
-            within[side] = {m: float(np.var([error(m, s[m]) for s in samples], ddof=1)) if len(samples) >= 2 else 0.0
+            within[side] = {m: float(np.nanvar([error(m, s[m]) for s in samples], ddof=1)) if len(samples) >= 2 else 0.0
                             for m in point}
     return {m: interval(a, b, draws[m], opts["confidence"], within["model"].get(m), within["baseline"].get(m))
             for m, (a, b) in point.items()}

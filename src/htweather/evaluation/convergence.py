@@ -14,7 +14,9 @@ at every snapshot as the model's own forecasts, whose lead 1 is the final point.
 "Not still falling" is not "done": a model whose tail error sits far above what the data allow
 at every snapshot has stalled, not converged. So the check also scores a *reference*, an
 independent sample of the real process with the same number of fields (the true process's
-ensemble where it is known, else the validation split), whose error is sampling noise only,
+ensemble where it is known, else that many validation fields spread evenly over the split,
+which come from another period and may differ from the test split's climate by more than
+noise), whose error is sampling noise only,
 and gives each unconditional model and variable one of three states (`states`):
 
 - `still improving`: the tail error fell by more than STILL_FALLING (relative) between the
@@ -75,8 +77,11 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
         if reference is not None:
             with xr.open_zarr(reference, chunks=None) as ds:
                 fields = {v: ds[v].isel(member=slice(0, members)).values for v in stats["channels"]}
-        else:
+        else:  # as many validation fields as the models have members, spread over the split
             fields = split_fields(store, "validation")
+            n = len(next(iter(fields.values())))
+            pick = np.unique(np.linspace(0, n - 1, min(members, n)).round().astype(int))
+            fields = {v: f[pick] for v, f in fields.items()}
         for name in stats["channels"]:
             values = key_metrics(valid_values(np.asarray(fields[name], dtype=np.float64), mask),
                                  valid_values(data[name], mask), stats["variables"][name]["tails"],

@@ -20,7 +20,7 @@ ORIENTATION = {
 
 
 def orientation(metric: str) -> str | None:
-    if metric.startswith("quantile_rel_error"):
+    if metric.startswith(("quantile_rel_error", "wet_", "dry_")):  # signed errors and differences
         return "zero"
     if metric.startswith(("brier_", "twcrps_")):
         return "min"

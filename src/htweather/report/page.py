@@ -21,7 +21,7 @@ from ..config import replicates
 from ..data import synthetic
 from ..data.store import grid_shape, load_stats, test_fields
 from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS, KEY_WET_METRICS
-from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, STATES, STILL_FALLING
+from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, REFERENCE, STATES, STILL_FALLING
 from ..evaluation.convergence import states as convergence_states
 from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
@@ -277,7 +277,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     not_converged, convergence_steps, state_groups = [], [], []
     if convergence_csv is not None:
         table = pd.read_csv(convergence_csv)
-        convergence_steps = sorted(set(table.step))
+        convergence_steps = sorted(set(table[table.model != REFERENCE].step))
         found = convergence_states(table)
         not_converged = [{**w, "error_before": _fmt(w["error_before"]), "error": _fmt(w["error"])}
                          for w in found if w["state"] == STATES[0]]

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from htweather.config import snapshot_steps
-from htweather.evaluation.convergence import REFERENCE, states, still_falling
+from htweather.evaluation.convergence import REFERENCE, reference_error, states, still_falling, tail_error
 
 
 def test_snapshot_steps_are_fractions_of_the_steps_before_the_end():
@@ -53,3 +53,27 @@ def test_three_states_improving_converged_near_and_stalled_far():
 def test_without_a_reference_a_flat_curve_is_only_not_improving():
     found = {s["model"]: s["state"] for s in states(_table({"flat": [1.0, 1.0, 1.0]}, reference=None))}
     assert found == {"flat": "not improving"}
+
+
+def test_where_a_model_ends_is_read_from_its_whole_ensemble():
+    """A small sample can read no mass beyond q99.9 (error 1) where the whole ensemble has half
+    the data's: the trend is read at the snapshots' size, the state at the whole ensemble's,
+    beside a reference of as many fields."""
+    rows = []
+    for model, (trend, whole) in {"resolved_near": ([1.0, 1.0, 1.0], 0.1), "far": ([1.0, 1.0, 1.0], 0.9)}.items():
+        for step, e in zip((100, 200, 400), trend):
+            rows += [{"model": model, "replicate": 0, "variable": "tp", "metric": "exceedance_ratio_p999",
+                      "step": step, "members": 64, "value": 0.0, "error": e}]
+        rows += [{"model": model, "replicate": 0, "variable": "tp", "metric": "exceedance_ratio_p999",
+                  "step": 400, "members": 256, "value": 1 - whole, "error": whole}]
+    rows += [{"model": REFERENCE, "replicate": 0, "variable": "tp", "metric": "exceedance_ratio_p999",
+              "step": 0, "members": n, "value": 1 - e, "error": e} for n, e in ((64, 0.4), (256, 0.04))]
+    table = pd.DataFrame(rows)
+    found = {s["model"]: s for s in states(table)}
+    assert found["resolved_near"]["state"] == "converged near the data"  # 0.1 <= 2 x 0.04 + 0.05
+    assert found["far"]["state"] == "stalled far from the data"
+    assert found["far"]["final_error"] == 0.9 and found["far"]["reference_error"] == 0.04
+    assert found["far"]["error"] == 1.0  # the trend's last point, of 64 members
+    trend = tail_error(table)
+    assert len(trend) == 6 and set(trend.error) == {1.0}
+    assert reference_error(table) == {"tp": 0.4} and reference_error(table, whole=True) == {"tp": 0.04}

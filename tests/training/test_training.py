@@ -239,3 +239,26 @@ def test_patch_trained_model_matches_whole_field_model(tmp_path):
                for m in KEY_TAIL_METRICS})
     print(verdicts)
     assert all(verdict == "indistinguishable" for verdict in verdicts.values()), verdicts
+
+
+def test_the_validation_loss_is_the_median_over_examples_not_swamped_by_one_heavy_draw():
+    """One example's loss 1000 times the others' (a Student-t draw far out) moves a mean by
+    a factor of 5 and the median not at all."""
+    from htweather.training.train import validation_loss
+
+    class Stub:  # 10 examples of one value each: example i has loss values[i]
+        values = torch.tensor([1.0] * 9 + [1000.0])
+
+        def __len__(self):
+            return len(self.values)
+
+        def offsets(self, n, generator):
+            return [None] * n
+
+        def batch(self, positions, device, offsets):
+            return self.values[positions].reshape(-1, 1, 1, 1).expand(-1, 1, 2, 2), None
+
+    def loss_fn(model, x0, cond):
+        return x0
+
+    assert validation_loss(None, loss_fn, Stub(), torch.device("cpu"), seed=0, batch=4) == 1.0

@@ -74,8 +74,13 @@ def test_end_to_end_outputs(tiny_run):
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
     reference = convergence[convergence.model == "reference"]  # the truth ensemble's key metrics, step 0
-    assert set(reference.variable) == {"t2m", "w", "tp"} and set(reference.step) == {0} and len(reference) == 12
+    assert set(reference.variable) == {"t2m", "w", "tp"} and set(reference.step) == {0} and len(reference) == 24
+    assert set(reference.members) == {4, 8}  # the trend's sample size and the whole ensemble's
     convergence = convergence[convergence.model != "reference"]
+    unconditional_end = convergence[(convergence.step == 20) & ~convergence.model.isin(["fc_tedm", "fc_flow"])]
+    assert unconditional_end.groupby(["model", "replicate"]).members.agg(lambda x: sorted(set(x))).map(
+        lambda m: m == [4, 8]).all()
+    assert set(convergence[convergence.step < 20].members) == {4}
     steps = convergence.groupby(["model", "replicate"])["step"].agg(lambda x: sorted(set(x)))
     # 10 unconditional runs and 3 forecast runs: snapshots at 1/4, 1/2; the end
     assert len(steps) == 13 and all(s == [5, 10, 20] for s in steps)

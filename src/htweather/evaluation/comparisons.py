@@ -44,6 +44,7 @@ from scipy import stats
 
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
+from ..tail_metrics import KEY_METRICS, error, ideal  # noqa: F401  (ideal: part of this module's interface)
 from .bootstrap import SortedUnits, block_indices
 from .forecasts import lead_components
 from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
@@ -53,26 +54,11 @@ log = logging.getLogger(__name__)
 COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "verdict",
            "replicates"]
 # the tail metrics the report's verdict and the convergence check rest on
-KEY_TAIL_METRICS = ["exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"]
+KEY_TAIL_METRICS = list(KEY_METRICS)
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
 # the forecast scores compared (lower is better), by lead
 FORECAST_SCORES = ["crps", "twcrps_p99", "twcrps_p999"]
-
-
-def ideal(metric: str) -> float | None:
-    """The perfect value of a tail metric (None: a lower-is-better score, judged as it is)."""
-    if metric.startswith("exceedance_ratio"):
-        return 1.0
-    if metric.startswith(("quantile_rel_error", "tail_ks", "ks", "wet_", "dry_")):
-        return 0.0
-    return None
-
-
-def error(metric: str, value):
-    """Distance from the ideal value; a lower-is-better score as it is."""
-    target = ideal(metric)
-    return value if target is None else np.abs(np.asarray(value, dtype=float) - target)
 
 
 def verdict(low: float, high: float) -> str:

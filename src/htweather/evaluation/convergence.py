@@ -5,7 +5,11 @@ training, and the report says so.
 
 Cheap by design: no extra training, `evaluation.convergence_members` members per snapshot (the
 same initial noise at every snapshot: sampling is seeded by the model and replicate), the final
-point from the first members of the model's own ensemble.
+point from the first members of the model's own ensemble: the trend is read between samples of
+one size and one noise. The far tail needs more: 64 fields of 16 x 16 cells hold about 16 values
+beyond the data's 99.9th percentile, so where the model stands at the end (near the data or far
+from it) is read from its whole ensemble, beside a reference of as many fields (rows with
+`members` = the whole ensemble's size).
 
 Forecast models are judged on their tail scores instead: twCRPS above the data's p99 and p999
 (FORECAST_TAIL_SCORES) of lead-1 forecasts from the same start times and with the same members
@@ -19,10 +23,10 @@ which come from another period and may differ from the test split's climate by m
 noise), whose error is sampling noise only,
 and gives each unconditional model and variable one of three states (`states`):
 
-- `still improving`: the tail error fell by more than STILL_FALLING (relative) between the
-  last snapshot and the end of training;
-- `converged near the data`: it did not, and the final error is within NEAR_FACTOR times the
-  reference's error plus NEAR_MARGIN;
+- `still improving`: the tail error (of `convergence_members` members) fell by more than
+  STILL_FALLING (relative) between the last snapshot and the end of training;
+- `converged near the data`: it did not, and the final error of the whole ensemble is within
+  NEAR_FACTOR times the error of a reference of as many fields plus NEAR_MARGIN;
 - `stalled far from the data`: it did not, and the final error is beyond that.
 """
 
@@ -36,11 +40,10 @@ import xarray as xr
 
 from ..config import split_replicate
 from ..data.store import grid_mask, load_stats, split_fields, test_fields, valid_values
-from .comparisons import error
+from ..tail_metrics import error, key_metrics
 from .forecasts import lead_components
-from .tails import exceedance_ratio, quantile_rel_error, tail_ks
 
-COLUMNS = ["model", "replicate", "variable", "metric", "step", "value", "error"]
+COLUMNS = ["model", "replicate", "variable", "metric", "step", "members", "value", "error"]
 STILL_FALLING = 0.10  # relative drop of the tail error over the last stretch of training that counts
 # near the data: final tail error <= NEAR_FACTOR * the reference's + NEAR_MARGIN. The reference's
 # error is the sampling noise of an ensemble of that size; a model's error carries the same noise
@@ -52,82 +55,114 @@ STATES = ("still improving", "converged near the data", "stalled far from the da
 FORECAST_TAIL_SCORES = ["twcrps_p99", "twcrps_p999"]  # lower is better; lead 1
 
 
-def key_metrics(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability: float) -> dict[str, float]:
-    """The key tail metrics (comparisons.KEY_TAIL_METRICS) of flattened generated values against
-    the data's (definitions of `tails`)."""
-    return {"exceedance_ratio_p99": exceedance_ratio(gen, data, 0.99, tails),
-            "exceedance_ratio_p999": exceedance_ratio(gen, data, 0.999, tails),
-            "quantile_rel_error_0.999": float(quantile_rel_error(gen, data, 0.999)),
-            "tail_ks": tail_ks(gen, data, tail_probability, tails)["tail_ks"]}
-
-
 def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], store: str | Path,
                       stats_path: str | Path, reference: str | Path | None = None) -> pd.DataFrame:
     """paths: {run: {step: ensemble or forecast store}}, the last step being the model's own
-    ensemble (its first `convergence_members` members are used) or forecasts (lead 1).
-    reference: the true process's ensemble (its first `convergence_members` members), or None
-    for the validation split; its rows have model REFERENCE and step 0."""
+    ensemble or forecasts (lead 1). Every step is scored on `convergence_members` members (the
+    trend); a model's own ensemble also on all its members (where it stands at the end).
+    reference: the true process's ensemble, or None for the validation split; its rows have
+    model REFERENCE and step 0, at both sizes."""
     opts = config["evaluation"]
     members = opts["convergence_members"]
     stats = load_stats(stats_path)
     mask = grid_mask(stats)
     data = test_fields(store)
-    rows = []
-    if paths:
-        if reference is not None:
-            with xr.open_zarr(reference, chunks=None) as ds:
-                fields = {v: ds[v].isel(member=slice(0, members)).values for v in stats["channels"]}
-        else:  # as many validation fields as the models have members, spread over the split
-            fields = split_fields(store, "validation")
-            n = len(next(iter(fields.values())))
-            pick = np.unique(np.linspace(0, n - 1, min(members, n)).round().astype(int))
-            fields = {v: f[pick] for v, f in fields.items()}
-        for name in stats["channels"]:
-            values = key_metrics(valid_values(np.asarray(fields[name], dtype=np.float64), mask),
-                                 valid_values(data[name], mask), stats["variables"][name]["tails"],
-                                 opts["tail_probability"])
-            rows += [{"model": REFERENCE, "replicate": 0, "variable": name, "metric": m, "step": 0,
-                      "value": v, "error": float(error(m, v))} for m, v in values.items()]
+    data_values = {name: valid_values(data[name], mask) for name in stats["channels"]}
+
+    def scored(fields, n):
+        """{variable: key metrics} of the first n members (fields along the first axis)."""
+        return {name: key_metrics(valid_values(np.asarray(fields[name][:n], dtype=np.float64), mask),
+                                  data_values[name], stats["variables"][name]["tails"], opts["tail_probability"])
+                for name in stats["channels"]}
+
+    def rows_of(model, replicate, step, n, by_variable):
+        return [{"model": model, "replicate": replicate, "variable": name, "metric": m, "step": int(step),
+                 "members": n, "value": v, "error": float(error(m, v))}
+                for name, values in by_variable.items() for m, v in values.items()]
+
+    rows, whole = [], 0  # whole: the largest ensemble, the size of the reference's second sample
     for run, by_step in paths.items():
         model, replicate = split_replicate(run)
+        last = max(by_step)
         for step, path in sorted(by_step.items()):
-            if "init_time" in xr.open_zarr(path, chunks=None).dims:  # a forecast model
+            with xr.open_zarr(path, chunks=None) as ds:
+                forecast_members = ds.sizes["member"] if "init_time" in ds.dims else None
+            if forecast_members:  # a forecast model
                 for name, lead, _, _, components in lead_components(config, path, store, stats, data):
                     if lead != 1:
                         continue
                     rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m,
-                              "step": int(step), "value": float(np.mean(components[m])),
+                              "step": int(step), "members": forecast_members,
+                              "value": float(np.mean(components[m])),
                               "error": float(np.mean(components[m]))} for m in FORECAST_TAIL_SCORES]
                 continue
-            ds = xr.open_zarr(path, chunks=None).isel(member=slice(0, members))
-            for name in stats["channels"]:
-                gen, ref = valid_values(ds[name].values.astype(np.float64), mask), valid_values(data[name], mask)
-                values = key_metrics(gen, ref, stats["variables"][name]["tails"],
-                                     opts["tail_probability"])
-                rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m, "step": int(step),
-                          "value": v, "error": float(error(m, v))} for m, v in values.items()]
+            with xr.open_zarr(path, chunks=None) as ds:
+                sizes = [min(members, ds.sizes["member"])] + ([ds.sizes["member"]] if step == last else [])
+                fields = {v: ds[v].isel(member=slice(0, max(sizes))).values for v in stats["channels"]}
+            for n in dict.fromkeys(sizes):
+                rows += rows_of(model, replicate, step, n, scored(fields, n))
+            whole = max(whole, sizes[-1])
+    if rows:
+        if reference is not None:
+            with xr.open_zarr(reference, chunks=None) as ds:
+                fields = {v: ds[v].values for v in stats["channels"]}
+        else:  # as many validation fields as the models have members, spread over the split
+            fields = split_fields(store, "validation")
+        available = len(next(iter(fields.values())))
+        for n in dict.fromkeys(min(n, available) for n in (min(members, whole or members), whole or members)):
+            if reference is None:
+                pick = np.unique(np.linspace(0, available - 1, n).round().astype(int))
+                sample = {v: f[pick] for v, f in fields.items()}
+            else:
+                sample = fields
+            rows = rows_of(REFERENCE, 0, 0, n, scored(sample, n)) + rows
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def trend_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one sample size per model (its smallest: the snapshots' and the first members
+    of its final ensemble); tables without a members column are all trend."""
+    if "members" not in frame or frame.members.isna().all():
+        return frame
+    return frame[frame.members.fillna(-1) == frame.groupby("model").members.transform("min").fillna(-1)]
+
+
+def whole_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model, its largest sample (the whole final ensemble; the reference of as many fields)."""
+    if "members" not in frame or frame.members.isna().all():
+        return frame
+    return frame[frame.members.fillna(-1) == frame.groupby("model").members.transform("max").fillna(-1)]
+
+
 def tail_error(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model, variable and step: the mean error over the key metrics and the replicates
-    (the reference's rows left out)."""
-    frame = frame[frame.model != REFERENCE]
+    """Per model, variable and step: the mean error over the key metrics and the replicates,
+    of the trend's sample size (the reference's rows left out)."""
+    frame = trend_rows(frame[frame.model != REFERENCE])
     return frame.groupby(["model", "variable", "step"], as_index=False, sort=False)["error"].mean()
 
 
-def reference_error(frame: pd.DataFrame) -> dict[str, float]:
-    """Per variable, the reference sample's mean error over the key metrics (empty when the
-    table has no reference)."""
+def reference_error(frame: pd.DataFrame, whole: bool = False) -> dict[str, float]:
+    """Per variable, the reference sample's mean error over the key metrics, at the trend's
+    sample size or (whole) at the whole ensemble's; empty when the table has no reference."""
     ref = frame[frame.model == REFERENCE]
+    ref = whole_rows(ref) if whole else trend_rows(ref)
     return ref.groupby("variable")["error"].mean().to_dict()
+
+
+def final_error(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Per (model, variable), the mean error over the key metrics and the replicates of the whole
+    final ensembles."""
+    frame = frame[frame.model != REFERENCE]
+    frame = whole_rows(frame[frame.step == frame.groupby("model").step.transform("max")])
+    return frame.groupby(["model", "variable"])["error"].mean().to_dict()
 
 
 def states(frame: pd.DataFrame) -> list[dict]:
     """Per model and variable, its state (STATES; see the module's docstring) with the numbers
     it rests on. Forecast models (scored on twCRPS, which has no reference) are only told apart
     as still improving or not ("not improving")."""
-    reference = reference_error(frame)
+    reference = reference_error(frame, whole=True)
+    final = final_error(frame)
     forecast = set(frame[frame.metric.isin(FORECAST_TAIL_SCORES)].model)
     out = []
     for (model, variable), group in tail_error(frame).groupby(["model", "variable"], sort=False):
@@ -135,18 +170,19 @@ def states(frame: pd.DataFrame) -> list[dict]:
         last = float(group.error.iloc[-1])
         before = float(group.error.iloc[-2]) if len(group) >= 2 else float("nan")
         ref = reference.get(variable, float("nan")) if model not in forecast else float("nan")
+        end = final.get((model, variable), last)  # the whole ensemble's
         if len(group) >= 2 and last < (1 - STILL_FALLING) * before:
             state = STATES[0]
         elif np.isnan(ref):
             state = "not improving"
-        elif last <= NEAR_FACTOR * ref + NEAR_MARGIN:
+        elif end <= NEAR_FACTOR * ref + NEAR_MARGIN:
             state = STATES[1]
         else:
             state = STATES[2]
         out.append({"model": model, "variable": variable, "state": state,
                     "step_before": int(group.step.iloc[-2]) if len(group) >= 2 else None,
                     "step": int(group.step.iloc[-1]), "error_before": before, "error": last,
-                    "reference_error": ref})
+                    "final_error": end, "reference_error": ref})
     return out
 
 

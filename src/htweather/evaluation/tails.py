@@ -29,6 +29,7 @@ import xarray as xr
 from scipy import stats
 
 from ..data.store import grid_mask, load_stats, test_fields, valid_values
+from ..tail_metrics import exceedance_ratio, quantile_rel_error, tail_ks  # noqa: F401  (the tail metrics' home)
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, bootstrap_intervals
 from .scores import crps_climatology
@@ -37,10 +38,6 @@ from .tables import COLUMNS
 log = logging.getLogger(__name__)
 
 EXCEEDANCE = {"exceedance_ratio_p99": 0.99, "exceedance_ratio_p999": 0.999}
-
-
-def _quantile(x: np.ndarray, q):
-    return np.quantile(x, q, method="inverted_cdf")
 
 
 def kurtosis_ratio(gen: np.ndarray, data: np.ndarray) -> float:
@@ -59,42 +56,6 @@ def skewness_ratio(gen: np.ndarray, data: np.ndarray) -> float:
 def ks(gen: np.ndarray, data: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov statistic over the whole distribution."""
     return float(stats.ks_2samp(gen, data).statistic)
-
-
-def _tail_ks_one_side(gen_tail: np.ndarray, data_tail: np.ndarray) -> float:
-    if gen_tail.size == 0:
-        return 1.0
-    return float(stats.ks_2samp(gen_tail, data_tail).statistic)
-
-
-def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "upper") -> dict[str, float]:
-    """KS statistic between the values beyond the data's p-quantile (and, for two tails, below
-    its (1-p)-quantile) in the generated set and in the data: the SHAPE of the tail.
-
-    Returns {"tail_ks": ...} and, for two tails, also "tail_ks_upper" and "tail_ks_lower"."""
-    hi = _quantile(data, p)
-    upper = _tail_ks_one_side(gen[gen > hi], data[data > hi])
-    if tails == "upper":
-        return {"tail_ks": upper}
-    lo = _quantile(data, 1 - p)
-    lower = _tail_ks_one_side(gen[gen < lo], data[data < lo])
-    return {"tail_ks": max(upper, lower), "tail_ks_upper": upper, "tail_ks_lower": lower}
-
-
-def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "upper") -> float:
-    """P_gen(X > q_p) / (1 - p), q_p the data's p-quantile (the MASS in the tail; 1 is perfect).
-    Two tails: (P_gen(X > q_p) + P_gen(X < q_(1-p))) / (2 (1 - p))."""
-    upper = np.mean(gen > _quantile(data, p))
-    if tails == "upper":
-        return float(upper / (1 - p))
-    lower = np.mean(gen < _quantile(data, 1 - p))
-    return float((upper + lower) / (2 * (1 - p)))
-
-
-def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
-    """(Q_gen(q) - Q_data(q)) / |Q_data(q)|: signed, so its sign says over- or under-estimate."""
-    q_gen, q_data = _quantile(gen, q), _quantile(data, q)
-    return (q_gen - q_data) / np.abs(q_data)
 
 
 def quantile_metric_name(q: float) -> str:

@@ -14,7 +14,7 @@ import xarray as xr
 from ..config import is_gaussian, is_plain, split_replicate
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
-from ..evaluation.convergence import FORECAST_TAIL_SCORES, REFERENCE, reference_error, tail_error
+from ..evaluation.convergence import FORECAST_TAIL_SCORES, REFERENCE, reference_error, tail_error, trend_rows
 from ..evaluation.tables import summary
 from . import plots
 
@@ -94,7 +94,7 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
         # in the config's model order: each model keeps the colour it has in the other figures
         order = {m: i for i, m in enumerate(config["models"])}
         table = table.iloc[table.model.map(order).fillna(len(order)).argsort(kind="stable")]
-        per_replicate = table[table.model != REFERENCE].groupby(
+        per_replicate = trend_rows(table[table.model != REFERENCE]).groupby(
             ["model", "replicate", "variable", "step"], as_index=False)["error"].mean()
         plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"],
                           forecasters=set(table[table.metric.isin(FORECAST_TAIL_SCORES)].model),

@@ -281,7 +281,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         found = convergence_states(table)
         not_converged = [{**w, "error_before": _fmt(w["error_before"]), "error": _fmt(w["error"])}
                          for w in found if w["state"] == STATES[0]]
-        state_groups = [{"state": state, "entries": [{**w, "error": _fmt(w["error"]),
+        state_groups = [{"state": state, "entries": [{**w, "final_error": _fmt(w["final_error"]),
                                                       "reference_error": _fmt(w["reference_error"])}
                                                      for w in found if w["state"] == state]}
                         for state in (STATES[2], STATES[0], "not improving", STATES[1])]

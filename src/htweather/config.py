@@ -115,11 +115,19 @@ def nu_per_variable(model: dict, variables: list[str]) -> list[float]:
     return [parse_nu(spec)] * len(variables)
 
 
-def snapshot_steps(training: dict) -> list[int]:
+def snapshot_steps(training: dict, steps: int | None = None) -> list[int]:
     """The training steps at which EMA snapshots are saved (training.snapshots as fractions of
-    training.steps), before the last step."""
-    steps = training["steps"]
+    `steps`, by default training.steps), before the last step."""
+    steps = steps or training["steps"]
     return sorted({max(1, round(f * steps)) for f in training["snapshots"]} - {steps})
+
+
+def snapshot_count(training: dict) -> int:
+    """How many snapshots training writes (snapshot_1.pt, ...): with steps: auto, whose steps are
+    known only at the end, one per fraction."""
+    if training["steps"] == "auto":
+        return len(set(training["snapshots"]))
+    return len(snapshot_steps(training))
 
 
 def replicates(config: dict, model: str) -> int:

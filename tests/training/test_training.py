@@ -145,9 +145,10 @@ def test_snapshots_hold_the_ema_part_way_and_leave_the_final_weights_unchanged(s
     without = train.train(plain, "edm", root / "store.zarr", root / "stats.json", tmp_path / "b")
     final, reference = (torch.load(p, weights_only=True) for p in (with_snapshots, without))
     assert all(torch.equal(final["ema"][k], reference["ema"][k]) for k in final["ema"])
-    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot_*.pt")) == ["snapshot_10.pt", "snapshot_5.pt"]
+    assert sorted(p.name for p in (tmp_path / "a").glob("snapshot_*.pt")) == ["snapshot_1.pt", "snapshot_2.pt"]
     assert not list((tmp_path / "b").glob("snapshot_*.pt"))
-    early = torch.load(tmp_path / "a" / "snapshot_5.pt", weights_only=True)
+    assert torch.load(tmp_path / "a" / "snapshot_2.pt", weights_only=True)["steps"] == 10
+    early = torch.load(tmp_path / "a" / "snapshot_1.pt", weights_only=True)
     assert early["steps"] == 5 and early["spec"] == final["spec"]
     assert not all(torch.equal(early["ema"][k], final["ema"][k]) for k in final["ema"])
 
@@ -262,3 +263,30 @@ def test_the_validation_loss_is_the_median_over_examples_not_swamped_by_one_heav
         return x0
 
     assert validation_loss(None, loss_fn, Stub(), torch.device("cpu"), seed=0, batch=4) == 1.0
+
+
+def test_the_stop_rule_stops_after_patience_checks_without_a_ten_percent_improvement():
+    from htweather.training.stopping import Plateau
+    rule = Plateau(patience=2)
+    assert [rule.update(e) for e in (1.0, 0.5, 0.46, 0.47, 0.30, 0.29, 0.28)] == [
+        False, False, False, True, False, False, True]
+    assert rule.best == 0.30  # 0.29 and 0.28 are within 10 % of it: no progress
+
+
+def test_steps_auto_stops_on_the_validation_tail_error_and_records_the_steps_used(store, tmp_path):
+    cfg, root = store
+    auto = {**cfg, "training": {**cfg["training"], "steps": "auto", "max_steps": 60, "snapshots": [0.25, 0.5],
+                                "stop": {"every": 5, "patience": 2, "members": 8}}}
+    model_path = train.train(auto, "edm", root / "store.zarr", root / "stats.json", tmp_path / "auto")
+    final = torch.load(model_path, weights_only=True)
+    with open(tmp_path / "auto" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    checks = [(int(r["step"]), float(r["tail_error"])) for r in rows if r["tail_error"]]
+    assert [s for s, _ in checks] == list(range(5, final["steps"] + 1, 5)) and final["steps"] == int(rows[-1]["step"])
+    assert all(e >= 0 for _, e in checks)
+    if final["steps"] < 60:  # stopped by the rule: the last two checks did not beat the best by 10 %
+        errors = [e for _, e in checks]
+        assert min(errors[-2:]) >= 0.9 * min(errors[:-2])
+    snaps = [torch.load(tmp_path / "auto" / f"snapshot_{k}.pt", weights_only=True)["steps"] for k in (1, 2)]
+    assert snaps[0] <= snaps[1] < final["steps"] and all(s % 5 == 0 for s in snaps)
+    assert not list((tmp_path / "auto" / "checks").glob("*.pt"))  # the checks' weights are cleaned up

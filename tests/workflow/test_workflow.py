@@ -201,6 +201,19 @@ def test_cluster_profile_plans_the_whole_dag(tmp_path):
     assert "results/models/tedm.r1/model.pt" in out and "results/forecasts/fc_tedm.r1.zarr" in out
 
 
+def test_steps_auto_plans_snapshots_by_their_place_not_their_step(tmp_path):
+    """With training.steps: auto the steps are known only at the end: the DAG names snapshot K
+    by its place in training.snapshots, and the convergence check reads each one's step from
+    the ensemble it made."""
+    auto = tmp_path / "auto.yaml"
+    auto.write_text("training: {steps: auto, max_steps: 40, stop: {every: 5, patience: 2, members: 8}}\n")
+    result = snakemake(tmp_path, "--cores", "2", "-n", "--configfile", str(REPO / "config" / "test.yaml"), str(auto))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    assert "results/models/tedm.r1/snapshot_1.pt" in out and "results/snapshots/tedm.r1/snapshot_2.zarr" in out
+    assert "snapshot_5.pt" not in out and "rule convergence:" in out
+
+
 def test_masked_pressure_level_source_end_to_end(tmp_path):
     """A land-only flux (sea NaN, lat/lon ascending, CF names) beside a pressure-level field in
     the new CDS layout, through the whole workflow: the mask reaches training, samples,

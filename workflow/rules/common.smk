@@ -13,7 +13,7 @@ sys.path.insert(0, str(SRC))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
 from htweather.config import comparison_pairs, input_files, load_config, merge_configs  # noqa: E402
-from htweather.config import replicate_names, snapshot_steps, split_replicate  # noqa: E402
+from htweather.config import replicate_names, snapshot_count, split_replicate  # noqa: E402
 from htweather.errors import HtweatherError  # noqa: E402
 from htweather.data.ingest import check_first_file  # noqa: E402
 
@@ -81,10 +81,12 @@ def runs_of(models):
 
 # Convergence: small ensembles (lead-1 forecasts for forecast models) from EMA snapshots part-way
 # through training, and the final ensemble (forecasts)
-SNAPSHOT_STEPS = snapshot_steps(CFG["training"])
-CONVERGENCE = {run: {**{step: f"results/snapshots/{run}/step_{step}.zarr" for step in SNAPSHOT_STEPS},
-                     CFG["training"]["steps"]: f"results/{'samples' if run in GENERATOR_RUNS else 'forecasts'}/{run}.zarr"}
-               for run in (GENERATOR_RUNS + FORECASTER_RUNS if SNAPSHOT_STEPS else [])}
+# (snapshot K: the K-th of training.snapshots; its step is in the file, known at the end of training
+# with steps: auto)
+SNAPSHOTS = list(range(1, snapshot_count(CFG["training"]) + 1))
+CONVERGENCE = {run: [*(f"results/snapshots/{run}/snapshot_{k}.zarr" for k in SNAPSHOTS),
+                     f"results/{'samples' if run in GENERATOR_RUNS else 'forecasts'}/{run}.zarr"]
+               for run in (GENERATOR_RUNS + FORECASTER_RUNS if SNAPSHOTS else [])}
 
 # what the comparisons read: each compared run's ensemble or forecasts
 COMPARED_RUNS = {run: f"results/{'samples' if m in GENERATORS else 'forecasts'}/{run}.zarr"
@@ -108,7 +110,9 @@ def section(*keys):
 def model_section(wildcards):
     model, _ = split_replicate(wildcards.model)
     entry = CFG["models"].get(model) or CFG["nu_candidates"][model]
-    return {**section("seed", "architecture", "training", "data.variables"), "models": {model: entry}}
+    # steps: auto samples from the EMA weights during training (training.stop)
+    stop_rule = section("sampling", "evaluation.tail_probability") if CFG["training"]["steps"] == "auto" else {}
+    return {**section("seed", "architecture", "training", "data.variables"), **stop_rule, "models": {model: entry}}
 
 
 def candidates_of(model):

@@ -157,7 +157,7 @@ rule convergence:
     input:
         store="results/data/store.zarr",
         stats="results/data/stats.json",
-        ensembles=[path for steps in CONVERGENCE.values() for path in steps.values()],
+        ensembles=[path for paths in CONVERGENCE.values() for path in paths],
         # the reference sample: the true process's ensemble where it is known, else the validation split
         reference=["results/samples/truth.zarr"] if SYNTHETIC else [],
     output:

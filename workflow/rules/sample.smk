@@ -21,16 +21,16 @@ rule sample:
         "../scripts/sample.py"
 
 
-if SNAPSHOT_STEPS:  # a rule with no output cannot be defined
+if SNAPSHOTS:  # a rule with no output cannot be defined
 
     rule sample_snapshots:
         # every snapshot of a run in one job: a job's start-up (imports, loading) costs more than
         # sampling a small ensemble
         input:
-            models=expand("results/models/{{generator}}/snapshot_{step}.pt", step=SNAPSHOT_STEPS),
+            models=expand("results/models/{{generator}}/snapshot_{k}.pt", k=SNAPSHOTS),
             stats="results/data/stats.json",
         output:
-            [directory(f"results/snapshots/{{generator}}/step_{step}.zarr") for step in SNAPSHOT_STEPS],
+            [directory(f"results/snapshots/{{generator}}/snapshot_{k}.zarr") for k in SNAPSHOTS],
         params:
             config={**section("seed", "sampling", "training.device"),
                     "sampling": {**CFG["sampling"], "members": CFG["evaluation"]["convergence_members"]}},
@@ -48,11 +48,11 @@ if SNAPSHOT_STEPS:  # a rule with no output cannot be defined
         # the convergence check of a forecast model: lead-1 forecasts from each snapshot, from the
         # same start times and with the same members as its own forecasts
         input:
-            models=expand("results/models/{{forecaster}}/snapshot_{step}.pt", step=SNAPSHOT_STEPS),
+            models=expand("results/models/{{forecaster}}/snapshot_{k}.pt", k=SNAPSHOTS),
             store="results/data/store.zarr",
             stats="results/data/stats.json",
         output:
-            [directory(f"results/snapshots/{{forecaster}}/step_{step}.zarr") for step in SNAPSHOT_STEPS],
+            [directory(f"results/snapshots/{{forecaster}}/snapshot_{k}.zarr") for k in SNAPSHOTS],
         params:
             config=forecaster_section,
         threads: CFG["sampling"]["threads"]

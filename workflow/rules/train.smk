@@ -9,7 +9,7 @@ rule train:
     output:
         model="results/models/{model}/model.pt",
         train_log="results/models/{model}/train_log.csv",
-        snapshots=expand("results/models/{{model}}/snapshot_{step}.pt", step=SNAPSHOT_STEPS),
+        snapshots=expand("results/models/{{model}}/snapshot_{k}.pt", k=SNAPSHOTS),
     params:
         config=model_section,
     threads: CFG["training"]["threads"]

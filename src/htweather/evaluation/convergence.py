@@ -55,10 +55,11 @@ STATES = ("still improving", "converged near the data", "stalled far from the da
 FORECAST_TAIL_SCORES = ["twcrps_p99", "twcrps_p999"]  # lower is better; lead 1
 
 
-def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], store: str | Path,
+def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: str | Path,
                       stats_path: str | Path, reference: str | Path | None = None) -> pd.DataFrame:
-    """paths: {run: {step: ensemble or forecast store}}, the last step being the model's own
-    ensemble or forecasts (lead 1). Every step is scored on `convergence_members` members (the
+    """paths: {run: [ensemble or forecast store, ...]}, from the snapshots' to the model's own
+    ensemble or forecasts (lead 1); each one's step is its `training_steps` attribute (a snapshot
+    that shares its step with a later one is read once). Every step is scored on `convergence_members` members (the
     trend); a model's own ensemble also on all its members (where it stands at the end).
     reference: the true process's ensemble, or None for the validation split; its rows have
     model REFERENCE and step 0, at both sizes."""
@@ -81,8 +82,12 @@ def convergence_table(config: dict, paths: dict[str, dict[int, str | Path]], sto
                 for name, values in by_variable.items() for m, v in values.items()]
 
     rows, whole = [], 0  # whole: the largest ensemble, the size of the reference's second sample
-    for run, by_step in paths.items():
+    for run, run_paths in paths.items():
         model, replicate = split_replicate(run)
+        by_step = {}
+        for path in reversed(run_paths):  # the model's own ensemble first: it keeps its step
+            with xr.open_zarr(path, chunks=None) as ds:
+                by_step.setdefault(int(ds.attrs["training_steps"]), path)
         last = max(by_step)
         for step, path in sorted(by_step.items()):
             with xr.open_zarr(path, chunks=None) as ds:

@@ -4,11 +4,13 @@ Writes, in the model's directory:
 - ``model.pt``: the EMA weights, the model's spec with its data-dependent settings resolved
   (``nu: auto``, per-channel sigma_data), the INC table if any and the tail-index estimates
   (what sampling needs);
-- ``snapshot_STEP.pt``: the same at the steps of ``training.snapshots`` (fractions of the
-  steps), for the convergence check;
+- ``snapshot_K.pt``: the same at the K-th of ``training.snapshots`` (fractions of the steps;
+  with ``steps: auto``, the stop rule's check nearest that fraction of the steps used), for the
+  convergence check;
 - ``train_log.csv``: step, mean training loss since the last row, learning rate, elapsed
-  seconds, and the validation loss at checkpoint steps (the median over validation examples:
-  `validation_loss`);
+  seconds, the validation loss at checkpoint steps (the median over validation examples:
+  `validation_loss`) and, with ``steps: auto``, the stop rule's tail error at its checks
+  (`stopping`);
 - ``checkpoint.pt``: the full training state (model, EMA, optimiser, scheduler, step, random
   states, the log so far), rewritten atomically every ``checkpoint_every`` steps and when a
   stop signal (SIGTERM, SIGUSR1) arrives. A rerun that finds one for the same model and
@@ -40,12 +42,12 @@ from ..models import assemble
 from ..models.tail_index import exceedance_summary
 from ..models.devices import autocast, set_threads
 from ..runtime import StopSignals, atomic_path, derived_seed, progress, replicate_seed
-from . import checkpoints, distributed
+from . import checkpoints, distributed, stopping
 from .examples import Examples, SplitFields, StepBatches
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s", "val_loss"]
+LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s", "val_loss", "tail_error"]
 VALIDATION_EXAMPLES = 256  # validated at every checkpoint, with fixed noise
 
 
@@ -204,18 +206,30 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
 
     def write_log():
         with atomic_path(log_path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, LOG_COLUMNS)
+            writer = csv.DictWriter(f, LOG_COLUMNS, extrasaction="ignore")  # "check": the stop rule's rows
             writer.writeheader()
             writer.writerows(rows)
 
-    def write_model(path, steps_done):
+    def write_model(path, steps_done, weights=None):
         """What sampling needs: the EMA weights, the resolved spec, the INC table, the tail index."""
         with atomic_path(path) as tmp:
-            torch.save({"spec": spec.to_dict(), "ema": ema.state_dict(), "steps": steps_done,
+            torch.save({"spec": spec.to_dict(), "ema": weights or ema.state_dict(), "steps": steps_done,
                         "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
                         "input_map": input_map.state() if input_map is not None else None}, tmp)
 
-    snapshots = set(snapshot_steps(opts))
+    auto = opts["steps"] == "auto"
+    total = opts["max_steps"] if auto else opts["steps"]
+    snapshots = {} if auto else {step: k for k, step in enumerate(snapshot_steps(opts), start=1)}
+    check_every = (opts["stop"]["every"] or opts["checkpoint_every"]) if auto else None
+    checks_dir = out_dir / "checks"  # steps: auto: the EMA weights at each check, for the snapshots
+    plateau = stopping.Plateau(opts["stop"]["patience"]) if auto else None
+    tail_check = None
+    if auto and group.main and not spec.condition_steps:
+        tail_check = stopping.TailCheck(config, spec, load_stats(stats_path), store, input_map, device, seed + 3)
+    if auto:  # a resumed run replays the checks it logged
+        for row in rows:
+            if row.get("check"):
+                plateau.update(float(row["val_loss" if spec.condition_steps else "tail_error"]))
 
     def write_checkpoint(done):
         if group.main:
@@ -229,7 +243,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         log.info("network compiled with torch.compile")
     batches = torch.utils.data.DataLoader(
         StepBatches(train_set, opts["batch_size"], seed, group), batch_size=None,
-        sampler=range(start_step, opts["steps"]), num_workers=workers, pin_memory=device.type == "cuda",
+        sampler=range(start_step, total), num_workers=workers, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None,
         # spawned, not forked: a fork copies zarr's event-loop thread's locks mid-use and hangs
         multiprocessing_context="spawn" if workers else None, worker_init_fn=_ignore_stop_signals)
@@ -237,9 +251,12 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
 
     t0 = time.perf_counter()
     running, running_n = 0.0, 0
-    bar = progress(opts["steps"], f"train {name}", initial=start_step, enabled=group.main)
+    bar = progress(total, f"train {name}" + (" (steps: auto, at most)" if auto else ""), initial=start_step,
+                   enabled=group.main)
     model.train()
-    for step, tensors in zip(range(start_step, opts["steps"]), batches):
+    done = start_step
+    stopped = plateau is not None and plateau.since >= plateau.patience  # a resumed run that had stopped
+    for step, tensors in zip(range(start_step, total if not stopped else start_step), batches):
         x0 = tensors[0].to(device, non_blocking=True)
         cond = tensors[1].to(device, non_blocking=True) if len(tensors) > 1 else None
         # The noise of the whole global batch from a per-step seed; this rank keeps its share.
@@ -261,30 +278,66 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         bar.update(1)
         done = step + 1
         if done in snapshots and group.main:  # EMA weights part-way, for the convergence check
-            write_model(out_dir / f"snapshot_{done}.pt", done)
-        at_checkpoint = done % opts["checkpoint_every"] == 0 or done == opts["steps"]
-        stopping = distributed.any_rank(signals.received is not None, group, device)
-        if done % opts["log_every"] == 0 or at_checkpoint or stopping:
+            write_model(out_dir / f"snapshot_{snapshots[done]}.pt", done)
+        at_check = auto and done % check_every == 0
+        at_checkpoint = done % opts["checkpoint_every"] == 0 or done == total or at_check
+        stopping_signal = distributed.any_rank(signals.received is not None, group, device)
+        row = None
+        if done % opts["log_every"] == 0 or at_checkpoint or stopping_signal:
             row = {"step": done, "loss": running / running_n, "lr": sched.get_last_lr()[0],
-                   "elapsed_s": round(time.perf_counter() - t0, 3), "val_loss": ""}
+                   "elapsed_s": round(time.perf_counter() - t0, 3), "val_loss": "", "tail_error": ""}
             running, running_n = 0.0, 0
             if at_checkpoint and group.main:
                 row["val_loss"] = validation_loss(ema, loss_fn, val_set, device, seed + 2)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_loss']:.4f}")
             rows.append(row)
-        if at_checkpoint or stopping:
+        if at_check:
+            stop = False
+            if group.main:
+                if tail_check is not None:
+                    row["tail_error"] = tail_check(ema)
+                row["check"] = 1
+                criterion = row["tail_error"] if tail_check is not None else row["val_loss"]
+                stop = plateau.update(float(criterion))
+                write_model(checks_dir / f"step_{done}.pt", done)
+                log.info("step %d: stop-rule error %.4f (best %.4f, %d of %d checks without improvement)",
+                         done, criterion, plateau.best, plateau.since, plateau.patience)
+            stopped = distributed.any_rank(stop, group, device)
+        if at_checkpoint or stopping_signal or stopped:
             write_checkpoint(done)
-        if stopping and done < opts["steps"]:
+        if stopping_signal and done < total and not stopped:
             distributed.barrier(group)  # no rank exits (and gets the group torn down) before the checkpoint is written
             bar.close()
             what = signal.Signals(signals.received).name if signals.received else "a signal on another rank"
-            raise Interrupted(f"model {name}: stopped by {what} at step {done} of {opts['steps']}; "
+            raise Interrupted(f"model {name}: stopped by {what} at step {done} of {total}; "
                               f"checkpoint written to {checkpoint_path}, a rerun resumes from it")
+        if stopped:
+            break
     bar.close()
 
     model_path = out_dir / "model.pt"
     if group.main:
         write_log()
-        write_model(model_path, opts["steps"])
-        log.info("done: %d steps, last losses %s", opts["steps"], [round(float(r["loss"]), 4) for r in rows[-5:]])
+        if auto:
+            log.info("steps: auto: %s at step %d", "stopped, the tail error no longer improving" if stopped
+                     else f"reached training.max_steps ({total}) still improving", done)
+            write_auto_snapshots(opts["snapshots"], done, checks_dir, out_dir, write_model)
+        write_model(model_path, done)
+        log.info("done: %d steps, last losses %s", done, [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path
+
+
+def write_auto_snapshots(fractions: list[float], steps: int, checks_dir: Path, out_dir: Path, write_model) -> None:
+    """With steps: auto, snapshot K is the check nearest the K-th fraction of the steps used
+    (the final weights where no check came before the end); the other checks are removed."""
+    checks = sorted(int(p.stem.split("_")[1]) for p in checks_dir.glob("step_*.pt"))
+    checks = [c for c in checks if c < steps]
+    for k, fraction in enumerate(sorted(set(fractions)), start=1):
+        if checks:
+            nearest = min(checks, key=lambda c: abs(c - fraction * steps))
+            state = torch.load(checks_dir / f"step_{nearest}.pt", weights_only=True)
+            write_model(out_dir / f"snapshot_{k}.pt", nearest, state["ema"])
+        else:
+            write_model(out_dir / f"snapshot_{k}.pt", steps)
+    for path in checks_dir.glob("step_*.pt"):
+        path.unlink()

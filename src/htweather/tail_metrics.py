@@ -10,6 +10,9 @@ import numpy as np
 from scipy import stats
 
 KEY_METRICS = ("exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks")
+# a relative drop of the key tail error larger than this is progress: the stop rule of
+# training.steps: auto and the convergence check's "still improving" read the same threshold
+IMPROVEMENT = 0.10
 
 
 def quantile(x: np.ndarray, q):

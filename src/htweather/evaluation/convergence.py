@@ -40,11 +40,11 @@ import xarray as xr
 
 from ..config import split_replicate
 from ..data.store import grid_mask, load_stats, split_fields, test_fields, valid_values
-from ..tail_metrics import error, key_metrics
+from ..tail_metrics import IMPROVEMENT, error, key_metrics
 from .forecasts import lead_components
 
 COLUMNS = ["model", "replicate", "variable", "metric", "step", "members", "value", "error"]
-STILL_FALLING = 0.10  # relative drop of the tail error over the last stretch of training that counts
+STILL_FALLING = IMPROVEMENT  # relative drop of the tail error over the last stretch of training that counts
 # near the data: final tail error <= NEAR_FACTOR * the reference's + NEAR_MARGIN. The reference's
 # error is the sampling noise of an ensemble of that size; a model's error carries the same noise
 # plus its own, hence the factor; the margin keeps a tiny reference error from demanding the
@@ -158,7 +158,8 @@ def final_error(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
     """Per (model, variable), the mean error over the key metrics and the replicates of the whole
     final ensembles."""
     frame = frame[frame.model != REFERENCE]
-    frame = whole_rows(frame[frame.step == frame.groupby("model").step.transform("max")])
+    # each replicate's own last step (with steps: auto, replicates stop at different steps)
+    frame = whole_rows(frame[frame.step == frame.groupby(["model", "replicate"]).step.transform("max")])
     return frame.groupby(["model", "variable"])["error"].mean().to_dict()
 
 
@@ -170,13 +171,18 @@ def states(frame: pd.DataFrame) -> list[dict]:
     final = final_error(frame)
     forecast = set(frame[frame.metric.isin(FORECAST_TAIL_SCORES)].model)
     out = []
-    for (model, variable), group in tail_error(frame).groupby(["model", "variable"], sort=False):
-        group = group.sort_values("step")
-        last = float(group.error.iloc[-1])
-        before = float(group.error.iloc[-2]) if len(group) >= 2 else float("nan")
+    # the trend per replicate, its last two points (with steps: auto, replicates stop at
+    # different steps), then the mean over replicates
+    trend = trend_rows(frame[frame.model != REFERENCE]).groupby(
+        ["model", "replicate", "variable", "step"], as_index=False, sort=False)["error"].mean()
+    for (model, variable), group in trend.groupby(["model", "variable"], sort=False):
+        ends = [g.sort_values("step").tail(2) for _, g in group.groupby("replicate")]
+        last = float(np.mean([g.error.iloc[-1] for g in ends]))
+        paired = all(len(g) == 2 for g in ends)
+        before = float(np.mean([g.error.iloc[0] for g in ends])) if paired else float("nan")
         ref = reference.get(variable, float("nan")) if model not in forecast else float("nan")
         end = final.get((model, variable), last)  # the whole ensemble's
-        if len(group) >= 2 and last < (1 - STILL_FALLING) * before:
+        if paired and last < (1 - STILL_FALLING) * before:
             state = STATES[0]
         elif np.isnan(ref):
             state = "not improving"
@@ -185,8 +191,8 @@ def states(frame: pd.DataFrame) -> list[dict]:
         else:
             state = STATES[2]
         out.append({"model": model, "variable": variable, "state": state,
-                    "step_before": int(group.step.iloc[-2]) if len(group) >= 2 else None,
-                    "step": int(group.step.iloc[-1]), "error_before": before, "error": last,
+                    "step_before": int(max(g.step.iloc[0] for g in ends)) if paired else None,
+                    "step": int(max(g.step.iloc[-1] for g in ends)), "error_before": before, "error": last,
                     "final_error": end, "reference_error": ref})
     return out
 

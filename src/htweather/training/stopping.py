@@ -25,9 +25,7 @@ import torch
 from ..data.store import denormalise, grid_mask, grid_shape, split_fields, valid_values
 from ..models import assemble
 from ..models.devices import autocast
-from ..tail_metrics import key_tail_error
-
-IMPROVEMENT = 0.10  # relative drop below the best error that counts as progress
+from ..tail_metrics import IMPROVEMENT, key_tail_error
 
 
 @dataclass

@@ -5,9 +5,10 @@ Every `training.stop.every` steps the EMA weights generate `training.stop.member
 the model's sampling settings and one fixed initial noise, so checks differ by the weights
 alone) and `key_tail_error` (htweather.tail_metrics: the mean over variables of the exceedance
 ratios' distance from 1 beyond the 99th and 99.9th percentiles, the 99.9th percentile's relative
-error and tail KS) is taken against the validation split in physical units. A check improves
-when its error is more than IMPROVEMENT below the best so far; training stops after
-`training.stop.patience` checks in a row without improvement, or at `training.max_steps`.
+error and tail KS) is taken against the validation split in physical units. Training stops when
+the error has not improved by more than IMPROVEMENT over the last doubling of the steps (the best
+check after s/2 against the best before; `Plateau`), once `training.stop.patience` checks lie
+after s/2, or at `training.max_steps`.
 
 The model is the EMA weights at the stopping step, not those of the best check: the minimum of
 noisy checks is partly noise, and picking it would select on the validation split's luck.
@@ -17,7 +18,7 @@ median over examples, `train.validation_loss`) instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,18 +31,27 @@ from ..tail_metrics import IMPROVEMENT, key_tail_error
 
 @dataclass
 class Plateau:
-    """The stopping rule's state: the best error so far and the checks since it improved."""
+    """The stopping rule: stop when the tail error has stopped improving over the last doubling
+    of the steps, i.e. when the best check in the later half of the steps so far, (s/2, s], is
+    not more than IMPROVEMENT below the best check up to s/2, once at least `patience` checks lie
+    in the later half. Tail errors fall roughly as a power of the steps, so a fixed window of
+    checks would stop a slow, steady improvement; a doubling is the window the convergence
+    check reads too (its last snapshot at half the steps)."""
     patience: int
-    best: float = float("inf")
-    since: int = 0
+    checks: list = field(default_factory=list)  # (step, error)
 
-    def update(self, error: float) -> bool:
+    def update(self, step: int, error: float) -> bool:
         """Record one check's error; True when training should stop."""
-        if error < (1 - IMPROVEMENT) * self.best:
-            self.best, self.since = error, 0
-        else:
-            self.since += 1
-        return self.since >= self.patience
+        self.checks.append((step, error))
+        early = [e for s, e in self.checks if s <= step / 2]
+        late = [e for s, e in self.checks if s > step / 2]
+        return bool(early) and len(late) >= self.patience and min(late) > (1 - IMPROVEMENT) * min(early)
+
+    def summary(self, step: int) -> str:
+        early = [e for s, e in self.checks if s <= step / 2]
+        late = [e for s, e in self.checks if s > step / 2]
+        return (f"best {min(late):.4f} after step {step // 2}, {min(early):.4f} before" if early and late
+                else "no doubling yet")
 
 
 class TailCheck:

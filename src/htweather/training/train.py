@@ -229,7 +229,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     if auto:  # a resumed run replays the checks it logged
         for row in rows:
             if row.get("check"):
-                plateau.update(float(row["val_loss" if spec.condition_steps else "tail_error"]))
+                plateau.update(int(row["step"]), float(row["val_loss" if spec.condition_steps else "tail_error"]))
 
     def write_checkpoint(done):
         if group.main:
@@ -255,7 +255,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
                    enabled=group.main)
     model.train()
     done = start_step
-    stopped = plateau is not None and plateau.since >= plateau.patience  # a resumed run that had stopped
+    # a resumed run that had stopped
+    stopped = plateau is not None and bool(plateau.checks) and plateau.update(*plateau.checks.pop())
     for step, tensors in zip(range(start_step, total if not stopped else start_step), batches):
         x0 = tensors[0].to(device, non_blocking=True)
         cond = tensors[1].to(device, non_blocking=True) if len(tensors) > 1 else None
@@ -298,10 +299,10 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
                     row["tail_error"] = tail_check(ema)
                 row["check"] = 1
                 criterion = row["tail_error"] if tail_check is not None else row["val_loss"]
-                stop = plateau.update(float(criterion))
+                stop = plateau.update(done, float(criterion))
                 write_model(checks_dir / f"step_{done}.pt", done)
-                log.info("step %d: stop-rule error %.4f (best %.4f, %d of %d checks without improvement)",
-                         done, criterion, plateau.best, plateau.since, plateau.patience)
+                log.info("step %d: stop-rule error %.4f (%s)%s", done, criterion, plateau.summary(done),
+                         ": no longer improving, stopping" if stop else "")
             stopped = distributed.any_rank(stop, group, device)
         if at_checkpoint or stopping_signal or stopped:
             write_checkpoint(done)

@@ -76,9 +76,10 @@ _IN_WORDS = {"exceedance_ratio_p99": "mass beyond the data's 99th percentile (ex
              "wet_mean_rel_error": "the mean wet intensity (relative error, 0 is right)"}
 
 
-def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame) -> list[dict]:
+def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, nu: dict[str, dict] | None = None) -> list[dict]:
     """Per variable: the comparisons on the key tail metrics (and forecast scores by lead), each
-    with both models' values and errors, and one plain sentence per pair."""
+    with both models' values and errors, and one plain sentence per pair. nu: {model: {variable:
+    nu}} as trained, to say where a pair's two models use the same noise."""
     out = []
     keep = comparisons[comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES)]
     for variable, by_variable in keep.groupby("variable", sort=False):
@@ -91,9 +92,21 @@ def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame) -> list[dict]:
                              "model_value": _fmt(value[model]), "baseline_value": _fmt(value[baseline]),
                              "difference": _fmt(r.difference), "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
                              "verdict": r.verdict, "replicates": r.replicates})
-            sentences.append(_sentence(model, baseline, variable, pair, frame))
+            sentences.append(_same_noise(model, baseline, variable, nu or {}) + _sentence(model, baseline, variable, pair, frame))
         out.append({"variable": variable, "rows": rows, "sentences": sentences})
     return out
+
+
+def _same_noise(model: str, baseline: str, variable: str, nu: dict[str, dict]) -> str:
+    """A warning where both models of a pair trained `variable` with the same noise (nu: auto
+    finds no heavy tail in a variable as the model sees it, e.g. after a cube root, and chooses
+    Gaussian noise): then the pair compares two trainings of one method, not the noises."""
+    a, b = nu.get(model, {}).get(variable), nu.get(baseline, {}).get(variable)
+    if a is None or str(a) != str(b):
+        return ""
+    noise = "Gaussian noise" if str(a) == "inf" else f"Student-t noise with nu {_fmt(float(a))}"
+    return (f"Same noise: {model} and {baseline} both train {variable} with {noise} (nu as trained), so this "
+            "pair compares two trainings of one method on it, not Student-t with Gaussian noise. ")
 
 
 def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:
@@ -294,7 +307,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
         config=config, stats=stats, models=model_order, forecasters=forecasters,
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
-        table=metrics_table(unconditional, model_order), verdicts=verdicts(pd.read_csv(comparisons_csv), frame),
+        table=metrics_table(unconditional, model_order), verdicts=verdicts(pd.read_csv(comparisons_csv), frame,
+                         {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}),
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         state_groups=state_groups, near=(NEAR_FACTOR, NEAR_MARGIN),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),

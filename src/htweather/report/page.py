@@ -291,6 +291,11 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     if convergence_csv is not None:
         table = pd.read_csv(convergence_csv)
         convergence_steps = sorted(set(table[table.model != REFERENCE].step))
+        # with training.steps: auto each replicate stops at its own step: list them all
+        used = table[table.model != REFERENCE].groupby(["model", "replicate"]).step.max()
+        for m, steps in used.groupby(level="model"):
+            if m in model_meta and steps.nunique() > 1:
+                model_meta[m]["steps"] = ", ".join(str(int(v)) for v in steps)
         found = convergence_states(table)
         not_converged = [{**w, "error_before": _fmt(w["error_before"]), "error": _fmt(w["error"])}
                          for w in found if w["state"] == STATES[0]]

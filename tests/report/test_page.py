@@ -20,6 +20,6 @@ def test_a_pair_whose_models_train_a_variable_with_the_same_noise_says_so():
     comparisons, metrics = _comparisons()
     nu = {"tedm": {"pr": "inf", "w": 3.5}, "edm": {"pr": "inf", "w": "inf"}}
     found = {v["variable"]: v["sentences"][0] for v in verdicts(comparisons, metrics, nu)}
-    assert found["pr"].startswith("Same noise: tedm and edm both train pr with Gaussian noise")
+    assert found["pr"].startswith("Same noise on pr (Gaussian in both): a difference here is not Student-t")
     assert "Same noise" not in found["w"]
     assert not any("Same noise" in v["sentences"][0] for v in verdicts(comparisons, metrics))

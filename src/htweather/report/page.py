@@ -100,13 +100,13 @@ def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, nu: dict[str, dict]
 def _same_noise(model: str, baseline: str, variable: str, nu: dict[str, dict]) -> str:
     """A warning where both models of a pair trained `variable` with the same noise (nu: auto
     finds no heavy tail in a variable as the model sees it, e.g. after a cube root, and chooses
-    Gaussian noise): then the pair compares two trainings of one method, not the noises."""
+    Gaussian noise): then a difference between them is not the noises' (for a Student-t model
+    and its Gaussian twin, it is two trainings of one method)."""
     a, b = nu.get(model, {}).get(variable), nu.get(baseline, {}).get(variable)
     if a is None or str(a) != str(b):
         return ""
-    noise = "Gaussian noise" if str(a) == "inf" else f"Student-t noise with nu {_fmt(float(a))}"
-    return (f"Same noise: {model} and {baseline} both train {variable} with {noise} (nu as trained), so this "
-            "pair compares two trainings of one method on it, not Student-t with Gaussian noise. ")
+    noise = "Gaussian" if str(a) == "inf" else f"Student-t, nu {_fmt(float(a))}"
+    return f"Same noise on {variable} ({noise} in both): a difference here is not Student-t against Gaussian noise. "
 
 
 def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:

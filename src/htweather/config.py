@@ -115,10 +115,10 @@ def nu_per_variable(model: dict, variables: list[str]) -> list[float]:
     return [parse_nu(spec)] * len(variables)
 
 
-def snapshot_steps(training: dict, steps: int | None = None) -> list[int]:
+def snapshot_steps(training: dict) -> list[int]:
     """The training steps at which EMA snapshots are saved (training.snapshots as fractions of
-    `steps`, by default training.steps), before the last step."""
-    steps = steps or training["steps"]
+    training.steps), before the last step."""
+    steps = training["steps"]
     return sorted({max(1, round(f * steps)) for f in training["snapshots"]} - {steps})
 
 

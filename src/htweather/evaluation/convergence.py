@@ -84,14 +84,13 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
     rows, whole = [], 0  # whole: the largest ensemble, the size of the reference's second sample
     for run, run_paths in paths.items():
         model, replicate = split_replicate(run)
-        by_step = {}
+        by_step = {}  # step: (path, its member count if it holds forecasts)
         for path in reversed(run_paths):  # the model's own ensemble first: it keeps its step
             with xr.open_zarr(path, chunks=None) as ds:
-                by_step.setdefault(int(ds.attrs["training_steps"]), path)
+                by_step.setdefault(int(ds.attrs["training_steps"]),
+                                   (path, ds.sizes["member"] if "init_time" in ds.dims else None))
         last = max(by_step)
-        for step, path in sorted(by_step.items()):
-            with xr.open_zarr(path, chunks=None) as ds:
-                forecast_members = ds.sizes["member"] if "init_time" in ds.dims else None
+        for step, (path, forecast_members) in sorted(by_step.items()):
             if forecast_members:  # a forecast model
                 for name, lead, _, _, components in lead_components(config, path, store, stats, data):
                     if lead != 1:
@@ -108,13 +107,14 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
                 rows += rows_of(model, replicate, step, n, scored(fields, n))
             whole = max(whole, sizes[-1])
     if rows:
+        whole = whole or members  # forecast models only: the reference is not read by them
         if reference is not None:
             with xr.open_zarr(reference, chunks=None) as ds:
                 fields = {v: ds[v].values for v in stats["channels"]}
         else:  # as many validation fields as the models have members, spread over the split
             fields = split_fields(store, "validation")
         available = len(next(iter(fields.values())))
-        for n in dict.fromkeys(min(n, available) for n in (min(members, whole or members), whole or members)):
+        for n in dict.fromkeys(min(n, available) for n in (min(members, whole), whole)):
             if reference is None:
                 pick = np.unique(np.linspace(0, available - 1, n).round().astype(int))
                 sample = {v: f[pick] for v, f in fields.items()}
@@ -124,19 +124,23 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def trend_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of one sample size per model (its smallest: the snapshots' and the first members
-    of its final ensemble); tables without a members column are all trend."""
+def _rows_of_size(frame: pd.DataFrame, which: str) -> pd.DataFrame:
+    """Per model, the rows of its smallest ("min") or largest ("max") sample; tables without a
+    members column are all one size."""
     if "members" not in frame or frame.members.isna().all():
         return frame
-    return frame[frame.members.fillna(-1) == frame.groupby("model").members.transform("min").fillna(-1)]
+    return frame[frame.members.fillna(-1) == frame.groupby("model").members.transform(which).fillna(-1)]
+
+
+def trend_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trend's rows: per model its smallest sample (the snapshots' and the first members of
+    its final ensemble)."""
+    return _rows_of_size(frame, "min")
 
 
 def whole_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model, its largest sample (the whole final ensemble; the reference of as many fields)."""
-    if "members" not in frame or frame.members.isna().all():
-        return frame
-    return frame[frame.members.fillna(-1) == frame.groupby("model").members.transform("max").fillna(-1)]
+    return _rows_of_size(frame, "max")
 
 
 def tail_error(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,8 +18,7 @@ import xarray as xr
 from ..config import is_gaussian, selected_variables
 from ..data.store import grid_mask, load_stats, split_fields, valid_values
 from ..runtime import atomic_path
-from .comparisons import error
-from .convergence import key_metrics
+from ..tail_metrics import error, key_metrics
 
 log = logging.getLogger(__name__)
 

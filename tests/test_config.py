@@ -113,8 +113,9 @@ def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("training: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("seed: 1\ntraining: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 3: not valid YAML: expected ',' or '\]', but got "
+                                          r"'<stream end>' \(while parsing a flow sequence started on line 2\)$"):
         load_config(bad)
 
 

@@ -1,6 +1,6 @@
 """Command line for the steps that are useful outside the workflow.
 
-  htweather check CONFIG                  validate a config and open its source (metadata only)
+  htweather check CONFIG                  validate a config and its source as ingestion would (metadata only)
   htweather ingest CONFIG STORE [STATS]   build a training store from the config's data section
 """
 
@@ -18,7 +18,7 @@ from .runtime import setup_logging
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="htweather", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate a config and open its source (metadata only)")
+    check = commands.add_parser("check", help="validate a config and its source as ingestion would (metadata only)")
     check.add_argument("config", type=Path)
     build = commands.add_parser("ingest", help="build the normalised zarr store from the config's data section")
     build.add_argument("config", type=Path)
@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         if args.command == "check":
-            if config["data"]["source"] != "synthetic":
-                ingest.check_first_file(config)
+            ingest.check_source(config)  # the workflow's start-up check, the same function
+    except HtweatherError as error:
+        print(f"htweather: config error: {error}", file=sys.stderr)  # the workflow's start prints the same line
+        return 2
+    try:
+        if args.command == "check":
             print(f"{args.config}: ok")
         else:
             if config["data"]["source"] == "synthetic":

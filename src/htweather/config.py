@@ -193,6 +193,29 @@ def comparison_pairs(config: dict) -> list[list[str]]:
     return config["comparisons"] if config["comparisons"] is not None else default_comparisons(config)
 
 
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line naming the file and the line of a YAML syntax error (and the line where the
+    unclosed bracket or quote behind it began)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {str(exc).splitlines()[0]}"
+    where = ""
+    if getattr(exc, "context", None) and exc.context_mark is not None and exc.context_mark.line != mark.line:
+        where = f" ({exc.context} started on line {exc.context_mark.line + 1})"
+    return f"{path}, line {mark.line + 1}: not valid YAML: {exc.problem}{where}"
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file's contents; a missing file or a YAML syntax error is one ConfigError line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path, exc)) from None
+
+
 def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = True) -> dict:
     """Validate a config (dict or YAML path), fill defaults, and run cross-key checks.
 
@@ -201,13 +224,7 @@ def load_config(raw: dict | str | Path | None = None, *, check_paths: bool = Tru
     if raw is None:
         raw = {}
     if isinstance(raw, (str, Path)):
-        path = Path(raw)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raw = read_yaml(raw)
     config = copy.deepcopy(dict(raw))
     config.pop("nu_candidates", None)  # derived (expand_nu_select): a loaded config loads again
     full_schema = schema()

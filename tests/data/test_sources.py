@@ -358,6 +358,9 @@ def test_store_time_range_is_selected_before_dask(tmp_path):
                              time_multiple=8)
     assert ds.sizes["time"] == 48 and ds.t2m.data.chunks[0] == (48,)
     assert len(ds.t2m.data.dask) < 10
+    with pytest.raises(IngestError, match=r"data.splits: 2030-01-01 .. 2030-01-31 selects no time of .*arco.zarr "
+                                          r"\(2001-01-01 00:00:00 .. "):
+        sources.open_source([str(store)], {"t2m": {}}, time_range=("2030-01-01", "2030-01-31"))
 
 
 @pytest.mark.parametrize("units,factor", [("mm", 1.0), ("mm h-1", 1 / 24), ("mm day-1", 1.0)])

@@ -4,7 +4,6 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(workflow.main_snakefile).parent
 SRC = ROOT / "src"
@@ -12,27 +11,32 @@ SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
-from htweather.config import comparison_pairs, input_files, load_config, merge_configs  # noqa: E402
+from htweather.config import comparison_pairs, input_files, load_config, merge_configs, read_yaml  # noqa: E402
 from htweather.config import replicate_names, snapshot_count, split_replicate  # noqa: E402
 from htweather.errors import HtweatherError  # noqa: E402
-from htweather.data.ingest import check_first_file  # noqa: E402
+from htweather.data.ingest import check_source  # noqa: E402
 
 
 # Snakemake deep-merges --configfile into a `configfile:` default, which would graft the default
 # variables and models onto a user's config. Instead: the default file only when no config file
 # is given (so `--config key=value` still overrides it); schema defaults fill in the rest.
-if not workflow.config_settings.configfiles:
-    _defaults = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    _merged = merge_configs(_defaults, dict(config))
-    config.clear()
-    config.update(_merged)
-
+# (A YAML error in a --configfile is Snakemake's to report, before this file runs: without the
+# line; `htweather check FILE` gives it.)
 try:
+    if not workflow.config_settings.configfiles:
+        _merged = merge_configs(read_yaml(ROOT / "config" / "config.yaml"), dict(config))
+        config.clear()
+        config.update(_merged)
+    # The config, and what ingestion would reject of its source (`htweather check`: the same
+    # function and the same line), fail here, before any job runs. A job that reparses this file
+    # on a cluster node skips the source check: the main process has done it, and it opens every
+    # input file.
     CFG = load_config(config)
-    if CFG["data"]["source"] != "synthetic":
-        check_first_file(CFG)
+    if workflow.is_main_process:
+        check_source(CFG)
 except HtweatherError as _error:
-    sys.exit(f"htweather: config error: {_error}")
+    print(f"htweather: config error: {_error}", file=sys.stderr)
+    sys.exit(2)  # as `htweather check`
 
 MODELS = list(CFG["models"])
 # Unconditional generators sample ensembles; forecast models (condition_steps > 0) forecast.

@@ -40,7 +40,7 @@ from dask.diagnostics import ProgressBar
 from ..config import SPLITS, input_files, is_zarr, split_labels
 from ..errors import IngestError
 from ..runtime import atomic_path
-from . import catalog, transforms
+from . import catalog, synthetic, transforms
 from .sources import REGULAR, TASK_BYTES, grid_dims, open_source
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,24 @@ def source_list(config: dict, files: list[str] | None = None) -> list[str]:
     return input_files(config) or ([source] if is_zarr(source) else [])
 
 
-def check_first_file(config: dict) -> None:
-    """Cheap up-front check (metadata only) that the source has the variables, levels and
-    dimensions the config asks for, so a bad config fails before any job runs."""
+def check_source(config: dict) -> None:
+    """What ingestion would reject, found before any job runs: the command line's `check` and
+    the workflow's start call this. It runs ingestion's own preparation (`prepare`), which is
+    lazy, so the two cannot disagree: every file opened for its metadata and coordinates (no
+    field is read, nothing is written), every variable found in some file, the grids, time
+    axes and gaps, the region, the units converted, and every split selecting times of the
+    source. The synthetic source, which the workflow writes later, has known units only."""
     data = config["data"]
+    if data["source"] == "synthetic":
+        where = "the synthetic data"
+        step_hours = time_axis(synthetic.times(data["synthetic"]), data["splits"], data["gaps"], where)
+        for name, opts in data["variables"].items():
+            units_conversion(name, opts, synthetic.ATTRS[name]["units"], step_hours, where)
+        return
     sources = source_list(config)
-    opened = open_source(sources[:1], data["variables"], data["storage_options"], require_all=len(sources) == 1)
-    opened.close()
+    if not sources:
+        raise IngestError(f"data.source: no file matches '{data['source']}'")
+    prepare(config, sources)[0].close()
 
 
 def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset:
@@ -227,6 +238,24 @@ AMOUNT_UNITS = ("mm", "m")  # per time step: summed when resampling
 RATE_UNITS = ("kg m-2 s-1", "mm h-1", "mm day-1")
 
 
+def units_conversion(name: str, opts: dict, file_units: str | None, step_hours: float | None,
+                     where: str) -> tuple[str | None, str | None, float, float]:
+    """Variable `name`'s source units (data.variables.NAME.source_units, else the file's; None
+    when unknown), the units it is stored in (None: as it comes) and the (scale, offset) from
+    one to the other; a conversion ingestion cannot make is an error naming the key."""
+    source_units = opts["source_units"] or file_units
+    if str(source_units).strip().lower() in UNKNOWN_UNITS:  # cfgrib's name for a local GRIB2 table's units
+        source_units = None
+    target = opts["units"] or catalog.default_units(name)
+    if target and source_units is None:
+        log.warning("%s: variable '%s' has no units (set data.variables.%s.source_units); kept as is",
+                    where, name, name)
+        target = None
+    scale, offset = transforms.unit_conversion(source_units, target, where=f"data.variables.{name}.units",
+                                               step_hours=step_hours)
+    return source_units, target, scale, offset
+
+
 def aggregation(name: str, units: str, source_units: str | None, how: str = "auto") -> str:
     """How resampling aggregates a variable: "auto" sums amounts per time step (tp in m or mm,
     or a flux stored as mm per step) and averages everything else, rates included."""
@@ -346,16 +375,8 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
     physical, meta = {}, {}
     for name, opts in variables.items():
         field = ds[name]
-        source_units = opts["source_units"] or field.attrs.get("units")
-        if str(source_units).strip().lower() in UNKNOWN_UNITS:  # cfgrib's name for a local GRIB2 table's units
-            source_units = None
-        target = opts["units"] or catalog.default_units(name)
-        if target and source_units is None:
-            log.warning("%s: variable '%s' has no units (set data.variables.%s.source_units); kept as is",
-                        where, name, name)
-            target = None
-        scale, offset = transforms.unit_conversion(source_units, target, where=f"data.variables.{name}.units",
-                                                   step_hours=step_hours)
+        source_units, target, scale, offset = units_conversion(name, opts, field.attrs.get("units"), step_hours,
+                                                               where)
         converted = field.astype(np.float64)
         if (scale, offset) != (1.0, 0.0):
             converted = converted * scale + offset

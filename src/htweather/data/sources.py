@@ -275,18 +275,18 @@ def variable(ds: xr.Dataset, name: str, where: str, source_name: str | None = No
     return da.rename(name)
 
 
-def open_files(files: list[str], variables: dict[str, dict], require_all: bool = True,
-               time_multiple: int = 8) -> xr.Dataset:
+def open_files(files: list[str], variables: dict[str, dict], time_multiple: int = 8) -> xr.Dataset:
     """NetCDF/GRIB files -> one dataset of the config's variables (named as in the config).
 
     Variables may be spread over files (one file per variable, as the CDS often delivers) and
-    time over many files; every file must be on the same grid, and files holding the same
-    variables must not overlap in time. Errors name the file and variable at fault. With
-    require_all=False, variables absent from every file are not an error (used to check a
-    first file of many)."""
+    time over many files; every variable must be in some file, every file must hold one of
+    them and be on the same grid, and files holding the same variables must not overlap in
+    time. Errors name the file and variable at fault. Only metadata and coordinates are read."""
     if not files:
         raise IngestError("no input files")
     by_name: dict[str, list[tuple[str, xr.DataArray]]] = {}
+    held: dict[str, list[str]] = {}  # each file's data variables, for the errors
+    idle = []  # files holding none of the variables
     grid = None
     for path in files:
         ds = open_file(path, time_multiple)
@@ -300,20 +300,27 @@ def open_files(files: list[str], variables: dict[str, dict], require_all: bool =
             _check_same_grid(path, ds, *grid)
             # equal within 1e-6 deg: take the first file's values (float32 vs float64 coordinates)
             ds = ds.assign_coords({c: grid[1][c] for c in _grid_coordinates(ds)})
+        held[path] = list(map(str, ds.data_vars))
         present = [n for n, o in variables.items() if catalog.resolve(n, ds.data_vars, o.get("source_name"))]
-        if not present and (len(files) > 1 or not require_all):
-            raise IngestError(f"{path}: none of the variables {', '.join(variables)} "
-                              f"(file has: {', '.join(map(str, ds.data_vars))})")
         if present:
             check_time(pd.DatetimeIndex(ds.time.values), path)
+        else:
+            idle.append(path)
         for name in present:
             by_name.setdefault(name, []).append((path, variable(ds, name, path, variables[name].get("source_name"))))
+    # a variable that no file holds before a file that holds none: the likelier mistake first
     missing = [n for n in variables if n not in by_name]
-    if missing and require_all:
+    if missing:
+        name, source_name = missing[0], variables[missing[0]].get("source_name")
         if len(files) == 1:
-            variable(open_file(files[0]), missing[0], files[0], variables[missing[0]].get("source_name"))
-        raise IngestError(f"variable '{missing[0]}' not found in {files[0]} or the {len(files) - 1} "
-                          f"other input file(s)")
+            variable(open_file(files[0]), name, files[0], source_name)
+        holds = sorted({v for names in held.values() for v in names})
+        raise IngestError(f"data.variables.{name}: no input file holds it (looked for "
+                          f"{', '.join(catalog.candidates(name, source_name))} in {files[0]} and the "
+                          f"{len(files) - 1} other file(s), which hold: {', '.join(holds)})")
+    if idle:
+        raise IngestError(f"{idle[0]}: none of the variables {', '.join(variables)} "
+                          f"(file has: {', '.join(held[idle[0]])})")
     arrays = {}
     for name, parts in by_name.items():
         parts.sort(key=lambda p: p[1].time.values[0])
@@ -349,19 +356,21 @@ def _check_same_grid(path: str, ds: xr.Dataset, first: str, reference: xr.Datase
 
 
 def open_source(sources: list[str], variables: dict[str, dict], storage_options: dict | None = None,
-                require_all: bool = True, time_multiple: int = 8, time_range: tuple | None = None) -> xr.Dataset:
+                time_multiple: int = 8, time_range: tuple | None = None) -> xr.Dataset:
     """The config's variables from files or one zarr store, lazily, in the canonical layout.
     For a store, only `time_range` (first, last) is kept before any dask array is made."""
     if len(sources) == 1 and is_zarr(sources[0]):
         ds = open_zarr(sources[0], storage_options)
-        check_time(pd.DatetimeIndex(ds.time.values), sources[0])
+        time = pd.DatetimeIndex(ds.time.values)
+        check_time(time, sources[0])
         if time_range is not None:
             ds = ds.sel(time=slice(*time_range))
             if ds.sizes["time"] == 0:
-                raise IngestError(f"{sources[0]}: no time between {time_range[0]} and {time_range[1]}")
+                raise IngestError(f"data.splits: {time_range[0]} .. {time_range[1]} selects no time of "
+                                  f"{sources[0]} ({time[0]} .. {time[-1]})")
         arrays = [variable(ds, name, sources[0], opts.get("source_name")) for name, opts in variables.items()]
         return time_chunked(xr.merge(arrays, combine_attrs="drop_conflicts"), time_multiple)
-    return open_files(sources, variables, require_all=require_all, time_multiple=time_multiple)
+    return open_files(sources, variables, time_multiple=time_multiple)
 
 
 def check_time(time: pd.DatetimeIndex, where: str) -> None:

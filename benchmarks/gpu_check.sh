@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
 if ! "$PYTHON" -c "import htweather.training" 2>/dev/null; then
-    echo "gpu_check: htweather is not importable with $PYTHON; install it first (see README: Install and run)"
+    echo "gpu_check: htweather is not importable with $PYTHON; install it first (see docs/getting-started.md)"
     exit 1
 fi
 exec "$PYTHON" benchmarks/gpu_check.py "$@"

@@ -197,7 +197,7 @@ def test_patch_trained_model_matches_whole_field_model(tmp_path):
     and one trained on whole fields, two replicates each, generate fields whose key tail metrics
     against the test data are indistinguishable with the comparisons' intervals (replicate spread
     plus test-data noise). The spread of the field means, a property of whole fields that no
-    8 x 8 crop sees, is printed beside the data's (measured, not asserted: see the README)."""
+    8 x 8 crop sees, is printed beside the data's (measured, not asserted: see docs/results/mrms.md)."""
     import yaml
 
     from conftest import REPO

@@ -166,6 +166,11 @@ def is_plain(entry: dict) -> bool:
     return entry["condition_steps"] == 0 and entry["normalisation"] == "standard" and entry["sigma_data"] == 1.0
 
 
+def is_twin(entry: dict, other: dict) -> bool:
+    """Two model entries that differ only in their noise (and replicates)."""
+    return all(entry.get(k) == other.get(k) for k in (set(entry) | set(other)) - {"nu", "replicates"})
+
+
 def default_comparisons(config: dict) -> list[list[str]]:
     """Every Student-t model against its Gaussian twin (the entry with nu: inf and all else equal)
     and, if unconditional, against the Gaussian baselines of its family (INC, softlog, PCP)."""
@@ -179,8 +184,7 @@ def default_comparisons(config: dict) -> list[list[str]]:
         for other, candidate in models.items():
             if other == name or not is_gaussian(candidate["nu"]):
                 continue
-            keys = set(entry) | set(candidate)
-            twin = all(entry.get(k) == candidate.get(k) for k in keys - {"nu", "replicates"})
+            twin = is_twin(entry, candidate)
             baseline = (entry["condition_steps"] == 0 == candidate["condition_steps"] and is_plain(entry)
                         and not is_plain(candidate) and candidate["family"] == entry["family"])
             if twin or baseline:

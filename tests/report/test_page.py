@@ -1,25 +1,140 @@
-"""The report's verdict sentences."""
+"""The report's first screen (report.answer) and its tables (report.page): what they say, said
+once, with every interval labelled."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from htweather.report.page import verdicts
+from htweather.report import answer
+from htweather.report.page import metrics_table, verdicts
 
-
-def _comparisons():
-    rows = [{"model": "tedm", "baseline": "edm", "variable": v, "metric": m, "lead": None, "difference": 0.1,
-             "ci_low": -0.2, "ci_high": 0.4, "verdict": "indistinguishable", "replicates": "3 vs 3"}
-            for v in ("pr", "w") for m in ("exceedance_ratio_p999", "tail_ks")]
-    metrics = pd.DataFrame([{"model": m, "variable": v, "metric": "exceedance_ratio_p999", "lead": None, "value": 0.5}
-                            for m in ("tedm", "edm") for v in ("pr", "w")])
-    return pd.DataFrame(rows), metrics
+MODELS = {"edm": {"family": "edm", "nu": "inf", "replicates": 3, "normalisation": "standard"},
+          "tedm": {"family": "edm", "nu": "auto", "replicates": 3, "normalisation": "standard"},
+          "edm_inc": {"family": "edm", "nu": "inf", "replicates": 1, "normalisation": "inc"}}
+CONFIG = {"models": MODELS, "evaluation": {"confidence": 0.95}}
 
 
-def test_a_pair_whose_models_train_a_variable_with_the_same_noise_says_so():
+def _comparisons(verdict="indistinguishable", variables=("pr", "w")):
+    rows = [{"model": "tedm", "baseline": b, "variable": v, "metric": m, "lead": None, "difference": -0.1,
+             "ci_low": -0.2, "ci_high": 0.4, "verdict": verdict, "replicates": f"3 vs {1 if b == 'edm_inc' else 3}"}
+            for b in ("edm", "edm_inc") for v in variables for m in ("exceedance_ratio_p999", "tail_ks")]
+    return pd.DataFrame(rows)
+
+
+def _metrics(values):
+    """values: {(model, metric): (value, low, high)} on variable pr."""
+    return pd.DataFrame([{"model": m, "variable": "pr", "metric": k, "lead": np.nan, "value": v, "ci_low": lo,
+                          "ci_high": hi} for (m, k), (v, lo, hi) in values.items()])
+
+
+def test_only_pairs_that_differ_in_their_noise_are_the_twins():
+    assert answer.twin_pairs(CONFIG, _comparisons()) == [("tedm", "edm")]
+
+
+def test_the_same_noise_on_a_variable_is_said_once_for_all_its_pairs():
     """nu: auto chose Gaussian noise for pr on its cube root (no heavy tail left): t-EDM against
-    EDM is then two trainings of one method on pr, and the sentence must say it, first."""
-    comparisons, metrics = _comparisons()
+    EDM is then two trainings of one method on pr, said once for the variable."""
     nu = {"tedm": {"pr": "inf", "w": 3.5}, "edm": {"pr": "inf", "w": "inf"}}
-    found = {v["variable"]: v["sentences"][0] for v in verdicts(comparisons, metrics, nu)}
-    assert found["pr"].startswith("Same noise on pr (Gaussian in both): a difference here is not Student-t")
-    assert "Same noise" not in found["w"]
-    assert not any("Same noise" in v["sentences"][0] for v in verdicts(comparisons, metrics))
+    twins = [("tedm", "edm")]
+    assert "tedm trained with the same noise as its Gaussian twin" in answer.same_noise("pr", twins, nu)
+    assert answer.same_noise("w", twins, nu) == ""
+    assert answer.same_noise("pr", twins, {}) == ""
+
+
+def test_a_model_trained_once_is_named_once_not_per_pair():
+    text = answer.trained_once(_comparisons(), {"edm": 3, "tedm": 3, "edm_inc": 1})
+    assert text.startswith("edm_inc was trained once") and text.count("edm_inc") == 1
+    assert answer.trained_once(_comparisons()[lambda f: f.baseline == "edm"], {"edm": 3, "tedm": 3}) == ""
+
+
+def test_the_multiplicity_sentence_gives_what_chance_alone_would():
+    comparisons = pd.concat([_comparisons("better")] + [_comparisons()] * 4, ignore_index=True)  # 8 of 40
+    text = answer.multiplicity(comparisons, 0.95)
+    assert "of the 40 in comparisons.csv" in text and "8 say better or worse at 95 %" in text
+    assert "about 2 would by chance alone (0 to 5 in 95 % of cases" in text
+
+
+def test_cells_are_green_only_where_the_interval_reaches_the_truths_and_bold_for_the_closest():
+    frame = _metrics({("edm", "exceedance_ratio_p999"): (0.05, 0.0, 0.12),
+                      ("tedm", "exceedance_ratio_p999"): (0.3, 0.2, 0.4),
+                      ("truth", "exceedance_ratio_p999"): (1.13, 0.9, 1.4),
+                      ("edm", "tail_ks"): (0.2, 0.15, 0.3), ("tedm", "tail_ks"): (0.05, 0.03, 0.08),
+                      ("truth", "tail_ks"): (0.06, 0.02, 0.1)})
+    table = answer.distance_table(frame, "pr", ["edm", "tedm"], {"edm": 3, "tedm": 3}, truth=True)
+    assert [m["name"] for m in table["metrics"]] == ["exceedance_ratio_p999", "tail_ks"]
+    cells = {r["model"]: r["cells"] for r in table["rows"]}
+    assert [c["within"] for c in cells["edm"]] == [False, False]
+    assert [c["within"] for c in cells["tedm"]] == [False, True]
+    assert [c["closest"] for c in cells["tedm"]] == [True, True] and not any(c["within"] for c in cells["truth"])
+    assert [r["kind"] for r in table["rows"]] == ["3 runs: t interval", "3 runs: t interval", "bootstrap"]
+    # a wide interval reaching the truth's is not enough: the value itself must be one a perfect model gives
+    wide = frame.copy()
+    wide.loc[(wide.model == "tedm") & (wide.metric == "exceedance_ratio_p999"), ["ci_low", "ci_high"]] = (0.0, 2.9)
+    cells = {r["model"]: r["cells"] for r in answer.distance_table(wide, "pr", ["edm", "tedm"], {}, True)["rows"]}
+    assert not cells["tedm"][0]["within"]
+    # a truth value without an interval: within when no farther from the ideal than the truth
+    bare = frame.copy()
+    bare.loc[bare.model == "truth", ["ci_low", "ci_high"]] = np.nan
+    cells = {r["model"]: r["cells"] for r in answer.distance_table(bare, "pr", ["edm", "tedm"], {}, True)["rows"]}
+    assert [c["within"] for c in cells["tedm"]] == [False, True] and not cells["edm"][1]["within"]
+    # without a truth ensemble the reference is the ideal value itself
+    table = answer.distance_table(frame, "pr", ["edm", "tedm"], {"edm": 3, "tedm": 1}, truth=False)
+    cells = {r["model"]: r["cells"] for r in table["rows"]}
+    assert [c["within"] for c in cells["tedm"]] == [False, False] and "truth" not in cells
+    assert table["rows"][1]["kind"] == "1 run: bootstrap"
+
+
+def test_the_headline_says_when_no_model_gets_there():
+    frame = _metrics({("edm", "exceedance_ratio_p999"): (0.05, 0.0, 0.12),
+                      ("tedm", "exceedance_ratio_p999"): (0.23, 0.1, 0.4),
+                      ("truth", "exceedance_ratio_p999"): (1.13, 0.9, 1.4)})
+    states = [{"model": m, "variable": "pr", "state": s, "final_error": e, "reference_error": 0.08}
+              for m, s, e in (("edm", "stalled far from the data", 0.6), ("tedm", "still improving", 0.4))]
+    text = answer.headline(frame, "pr", ["edm", "tedm"], states, truth=True)
+    assert text.startswith("No model gets there on pr.")
+    assert "from 0.4 (tedm) to 0.6, against 0.08 for a sample of the true process of as many fields; within 0.21" in text
+    assert "Still improving at the end of training: tedm." in text
+    assert "the closest, tedm, puts 0.23 of the data's mass (1 is right; a perfect model's sample of this size: 1.1)" in text
+    states[1]["final_error"] = 0.2
+    assert answer.headline(frame, "pr", ["edm", "tedm"], states, truth=True).startswith(
+        "tedm gets there on pr; edm does not.")
+
+
+def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_far():
+    comparisons = _comparisons()
+    states = [{"model": m, "variable": "pr", "state": "stalled far from the data"} for m in ("edm", "tedm")]
+    [text] = answer.pair_sentences(comparisons, pd.DataFrame(), "pr", [("tedm", "edm")], states, 0.95)
+    assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2")
+    assert "Mass beyond data's q99.9: difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable." in text
+    assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
+    assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
+        comparisons, "pr", [("tedm", "edm")])
+
+
+def test_variables_come_heaviest_tail_first():
+    assert answer.variable_order({"t2m": -0.1, "tp": 40.0, "w": 3.0}) == ["tp", "w", "t2m"]
+
+
+def test_the_comparison_tables_follow_the_first_screens_order():
+    found = verdicts(_comparisons(), _metrics({}).reindex(columns=["model", "variable", "metric", "lead", "value"]),
+                     ["w", "pr"])
+    assert [v["variable"] for v in found] == ["w", "pr"] and len(found[0]["rows"]) == 4
+
+
+def test_the_metrics_table_leaves_out_rows_only_the_truth_fills_and_prints_leads_as_integers():
+    frame = pd.DataFrame([{"model": "truth", "variable": "pr", "metric": "quantile_0.99", "lead": np.nan,
+                           "value": 3.0, "ci_low": 2.0, "ci_high": 4.0},
+                          {"model": "edm", "variable": "pr", "metric": "tail_ks", "lead": np.nan, "value": 0.2,
+                           "ci_low": np.nan, "ci_high": np.nan}])
+    assert [r["metric"] for r in metrics_table(frame, ["edm", "truth"])] == ["tail_ks"]
+    assert [r["metric"] for r in metrics_table(frame, ["edm", "truth"], reference_rows=True)] == ["quantile_0.99",
+                                                                                                  "tail_ks"]
+    leads = pd.DataFrame([{"model": "fc", "variable": "pr", "metric": "crps", "lead": 1.0, "value": 0.5,
+                           "ci_low": 0.4, "ci_high": 0.6}])
+    assert metrics_table(leads, ["fc"], by_lead=True)[0]["lead"] == 1
+
+
+@pytest.mark.parametrize("value, text", [(0.23456, "0.235"), (590.2, "590"), (12345.0, "1.2e+04"), (float("nan"), "")])
+def test_numbers_print_with_three_significant_digits_on_the_first_screen(value, text):
+    from htweather.report.text import fmt
+    assert fmt(value, 3) == text

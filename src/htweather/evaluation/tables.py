@@ -20,6 +20,26 @@ COLUMNS = ["model", "variable", "metric", "value", "ci_low", "ci_high"]
 TABLE_COLUMNS = ["model", "replicate", "variable", "metric", "lead", "value", "ci_low", "ci_high"]
 KEYS = ["model", "variable", "metric", "lead"]
 
+# Where a metric's values can lie, whatever the variable: a t interval over a few replicates is
+# symmetric and can cross these bounds (an exceedance ratio of -0.08 is impossible), so it is
+# clipped to them. Metrics not listed (quantile errors of two-tailed variables, return levels,
+# GEV shapes, skewness ratios) can take any value.
+_RANGES = (
+    (("exceedance_ratio_", "crps", "fair_crps", "twcrps_", "brier_", "rmse", "spread", "spread_skill"), (0.0, np.inf)),
+    (("ks", "tail_ks", "rank_flatness", "block_maxima_at_bound"), (0.0, 1.0)),
+    (("dry_fraction_error",), (-1.0, 1.0)),
+    # a ratio of two positive numbers minus 1; relative errors of positive quantities
+    (("kurtosis_ratio", "wet_mean_rel_error", "wet_quantile_rel_error_"), (-1.0, np.inf)),
+)
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values `metric` can take (see _RANGES); (-inf, inf) where it is unbounded."""
+    for names, bounds in _RANGES:
+        if any(metric == n or (n.endswith("_") and metric.startswith(n)) for n in names):
+            return bounds
+    return (-np.inf, np.inf)
+
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
@@ -38,7 +58,8 @@ def with_replicates(frame: pd.DataFrame) -> pd.DataFrame:
 def replicate_means(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """For every model with 2 or more replicates, rows with replicate "mean": the mean value over
     the replicates and the t interval of that mean from their spread (training-seed variance and
-    ensemble sampling noise; the test data are the same for every replicate)."""
+    ensemble sampling noise; the test data are the same for every replicate), clipped to the
+    metric's range (metric_range)."""
     rows = []
     for key, group in frame.groupby(KEYS, sort=False, dropna=False):
         values = group["value"].to_numpy(dtype=float)
@@ -46,8 +67,9 @@ def replicate_means(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
             continue
         half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
         mean = values.mean()
-        rows.append({**dict(zip(KEYS, key)), "replicate": "mean", "value": mean, "ci_low": mean - half,
-                     "ci_high": mean + half})
+        low, high = metric_range(str(key[2]))
+        rows.append({**dict(zip(KEYS, key)), "replicate": "mean", "value": mean,
+                     "ci_low": max(mean - half, low), "ci_high": min(mean + half, high)})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

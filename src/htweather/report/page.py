@@ -27,6 +27,8 @@ from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
 from ..runtime import atomic_path
 from . import plots
+from .answer import answer, interval_kind
+from .text import fmt
 from .figures import SWEEP_METRICS, closed_form_marginals, load_ensembles, nu_sweep_points
 
 
@@ -35,109 +37,61 @@ def _image(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if value == 0 or 1e-3 <= abs(value) < 1e4:
-        return f"{value:.4g}"
-    return f"{value:.2e}"
-
-
-def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = False) -> list[dict]:
-    """Rows (variable, metric[, lead]) with one cell per model, the best generative model flagged."""
+def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = False,
+                  reference_rows: bool = False) -> list[dict]:
+    """Rows (variable, metric[, lead]) with one cell per model, the generative model closest to
+    perfect flagged (`best`; the least wrong, not necessarily right). Rows that no generative
+    model fills (the data's or the truth's own statistics) are left out unless reference_rows."""
     if frame.empty:
         return []
     keys = ["variable", "metric"] + (["lead"] if by_lead else [])
     best = {tuple(r[:-1]): r[-1] for r in best_models(frame, tuple(keys)).itertuples(index=False)}
+    sources = [m for m in model_order if m not in ("truth", "data")]
     rows = []
     for key, group in frame.groupby(keys, sort=False):
         variable, metric = key[0], key[1]
         by_model = {r.model: r for r in group.itertuples()}
+        if not reference_rows and not any(m in by_model for m in sources):
+            continue
         cells = []
         for model in model_order:
             r = by_model.get(model)
             if r is None:
                 cells.append({"text": "", "ci": "", "best": False, "truth": model == "truth"})
                 continue
-            ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else ""
-            cells.append({"text": _fmt(r.value), "ci": ci, "best": best.get(key) == model,
+            ci = f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]" if pd.notna(r.ci_low) else ""
+            cells.append({"text": fmt(r.value), "ci": ci, "best": best.get(key) == model,
                           "truth": model == "truth"})
-        rows.append({"variable": variable, "metric": metric, "lead": key[2] if by_lead else "", "cells": cells})
+        rows.append({"variable": variable, "metric": metric, "lead": int(key[2]) if by_lead and pd.notna(key[2]) else "",
+                     "cells": cells})
     return rows
 
 
-_IN_WORDS = {"exceedance_ratio_p99": "mass beyond the data's 99th percentile (exceedance ratio, 1 is right)",
-             "exceedance_ratio_p999": "mass beyond the data's 99.9th percentile (exceedance ratio, 1 is right)",
-             "quantile_rel_error_0.999": "99.9th percentile (relative error, 0 is right)",
-             "tail_ks": "shape of the tail beyond the 99th percentile (tail KS, 0 is right)",
-             "crps": "CRPS", "twcrps_p99": "twCRPS above the data's p99", "twcrps_p999": "twCRPS above the data's p999",
-             "dry_fraction_error": "the exactly-dry fraction (difference from the data's, 0 is right)",
-             "wet_quantile_rel_error_0.99": "the 99th percentile of wet values (relative error, 0 is right)",
-             "wet_mean_rel_error": "the mean wet intensity (relative error, 0 is right)"}
-
-
-def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, nu: dict[str, dict] | None = None) -> list[dict]:
-    """Per variable: the comparisons on the key tail metrics (and forecast scores by lead), each
-    with both models' values and errors, and one plain sentence per pair. nu: {model: {variable:
-    nu}} as trained, to say where a pair's two models use the same noise."""
+def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | None = None) -> list[dict]:
+    """Per variable (in `order`, else as they come): every comparison on the key tail metrics
+    (and forecast scores by lead), with both models' values, the difference of their errors, its
+    interval and the verdict: the tables behind the first screen's sentences."""
     out = []
     keep = comparisons[comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES)]
     for variable, by_variable in keep.groupby("variable", sort=False):
-        rows, sentences = [], []
-        for (model, baseline), pair in by_variable.groupby(["model", "baseline"], sort=False):
-            for r in pair.itertuples():
-                lead = None if pd.isna(r.lead) else int(r.lead)
-                value = {m: _value(frame, m, variable, r.metric, lead) for m in (model, baseline)}
-                rows.append({"model": model, "baseline": baseline, "metric": r.metric, "lead": "" if lead is None else lead,
-                             "model_value": _fmt(value[model]), "baseline_value": _fmt(value[baseline]),
-                             "difference": _fmt(r.difference), "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
-                             "verdict": r.verdict, "replicates": r.replicates})
-            sentences.append(_same_noise(model, baseline, variable, nu or {}) + _sentence(model, baseline, variable, pair, frame))
-        out.append({"variable": variable, "rows": rows, "sentences": sentences})
+        rows = []
+        for r in by_variable.itertuples():
+            lead = None if pd.isna(r.lead) else int(r.lead)
+            value = {m: _value(frame, m, variable, r.metric, lead) for m in (r.model, r.baseline)}
+            rows.append({"model": r.model, "baseline": r.baseline, "metric": r.metric, "lead": "" if lead is None else lead,
+                         "model_value": fmt(value[r.model]), "baseline_value": fmt(value[r.baseline]),
+                         "difference": fmt(r.difference), "ci": f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+                         "verdict": r.verdict, "replicates": r.replicates})
+        out.append({"variable": variable, "rows": rows})
+    if order:
+        out.sort(key=lambda v: order.index(v["variable"]) if v["variable"] in order else len(order))
     return out
-
-
-def _same_noise(model: str, baseline: str, variable: str, nu: dict[str, dict]) -> str:
-    """A warning where both models of a pair trained `variable` with the same noise (nu: auto
-    finds no heavy tail in a variable as the model sees it, e.g. after a cube root, and chooses
-    Gaussian noise): then a difference between them is not the noises' (for a Student-t model
-    and its Gaussian twin, it is two trainings of one method)."""
-    a, b = nu.get(model, {}).get(variable), nu.get(baseline, {}).get(variable)
-    if a is None or str(a) != str(b):
-        return ""
-    noise = "Gaussian" if str(a) == "inf" else f"Student-t, nu {_fmt(float(a))}"
-    return f"Same noise on {variable} ({noise} in both): a difference here is not Student-t against Gaussian noise. "
 
 
 def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:
     sub = frame[(frame.model == model) & (frame.variable == variable) & (frame.metric == metric)]
     sub = sub[sub["lead"].isna()] if lead is None else sub[sub["lead"] == lead]
     return float(sub.value.iloc[0]) if len(sub) else math.nan
-
-
-def _sentence(model: str, baseline: str, variable: str, pair: pd.DataFrame, frame: pd.DataFrame) -> str:
-    counts = pair.verdict.value_counts()
-    kind = "scores (all leads)" if pair["lead"].notna().any() else (
-        "key tail and precipitation metrics" if pair.metric.isin(KEY_WET_METRICS).any() else "key tail metrics")
-    text = (f"{variable}, {model} against {baseline} ({pair.replicates.iloc[0]} replicates): better on "
-            f"{counts.get('better', 0)} of {len(pair)} {kind}, worse on {counts.get('worse', 0)}, "
-            f"indistinguishable on {counts.get('indistinguishable', 0)}.")
-    headline = pair[pair.metric.isin(["exceedance_ratio_p999", "twcrps_p999"])]
-    if len(headline):
-        r = headline.iloc[0]
-        lead = None if pd.isna(r["lead"]) else int(r["lead"])
-        v_m, v_b = _value(frame, model, variable, r.metric, lead), _value(frame, baseline, variable, r.metric, lead)
-        at = f" at lead {lead}" if lead is not None else ""
-        words = _IN_WORDS[r.metric]
-        text += (f" {words[0].upper() + words[1:]}{at}: {_fmt(v_m)} for {model}, {_fmt(v_b)} for {baseline}; "
-                 f"the difference of their errors is {_fmt(r.difference)}, 95 % interval [{_fmt(r.ci_low)}, "
-                 f"{_fmt(r.ci_high)}]: {r.verdict}.")
-    one_run = [m for m, n in zip((model, baseline), str(pair.replicates.iloc[0]).split(" vs ")) if n.strip() == "1"]
-    if one_run:
-        text += (f" {' and '.join(one_run)} {'was' if len(one_run) == 1 else 'were'} trained once: the interval "
-                 "covers ensemble sampling and test-data noise but not the spread between training runs, so it is "
-                 "too narrow to settle the question (set replicates: 3 or more).")
-    return text
 
 
 def describe(values: np.ndarray) -> dict:
@@ -183,8 +137,8 @@ def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | N
         else:
             continue
         covered = bool(r.ci_low <= true <= r.ci_high) if pd.notna(r.ci_low) else None
-        rows.append({"variable": r.variable, "statistic": r.metric, "estimate": _fmt(r.value),
-                     "ci": f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", "true": _fmt(true), "kind": kind,
+        rows.append({"variable": r.variable, "statistic": r.metric, "estimate": fmt(r.value),
+                     "ci": f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]", "true": fmt(true), "kind": kind,
                      "covered": "yes" if covered else ("no" if covered is not None else "")})
     return rows
 
@@ -209,10 +163,10 @@ def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
                 continue
             ratios = ", ".join(f"{k:g}: {p / g:.3g}×" for k, p, g in
                                zip(t["levels"], t["exceedance"], t["gaussian_exceedance"])) or "none"
-            rows.append({"model": model, "variable": variable, "ratios": ratios, "nu_fit": _fmt(t["nu_fit"]),
-                         "hill": "n/a" if t.get("hill_alpha") is None else _fmt(t["hill_alpha"]), "n": t["n"],
+            rows.append({"model": model, "variable": variable, "ratios": ratios, "nu_fit": fmt(t["nu_fit"]),
+                         "hill": "n/a" if t.get("hill_alpha") is None else fmt(t["hill_alpha"]), "n": t["n"],
                          "heavy": "yes" if t["heavy"] else "no",
-                         "nu": "inf" if math.isinf(t["nu"]) else _fmt(t["nu"])})
+                         "nu": "inf" if math.isinf(t["nu"]) else fmt(t["nu"])})
     return rows
 
 
@@ -222,13 +176,13 @@ def selection_tables(paths: list[str | Path]) -> list[dict]:
     for path in paths:
         s = json.loads(Path(path).read_text())
         names = list(next(iter(s["candidates"][0]["metrics"].values())))
-        rows = [{"candidate": r["candidate"], "nu": r["nu"] if r["nu"] == "inf" else _fmt(r["nu"]),
-                 "tail_error": _fmt(r["tail_error"]), "chosen": r["nu"] == s["chosen"],
-                 "scores": [_fmt(r["metrics"][v][m]) for v in s["variables"] for m in names]}
+        rows = [{"candidate": r["candidate"], "nu": r["nu"] if r["nu"] == "inf" else fmt(r["nu"]),
+                 "tail_error": fmt(r["tail_error"]), "chosen": r["nu"] == s["chosen"],
+                 "scores": [fmt(r["metrics"][v][m]) for v in s["variables"] for m in names]}
                 for r in s["candidates"]]
         out.append({"model": s["model"], "variables": s["variables"], "metric_names": names, "rows": rows,
-                    "chosen": s["chosen"] if s["chosen"] == "inf" else _fmt(s["chosen"]),
-                    "margin": _fmt(s["margin"]), "validation_times": s["validation_times"]})
+                    "chosen": s["chosen"] if s["chosen"] == "inf" else fmt(s["chosen"]),
+                    "margin": fmt(s["margin"]), "validation_times": s["validation_times"]})
     return out
 
 
@@ -257,25 +211,26 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         nu = attrs.get("nu_by_variable")
         model_meta[m] = {"family": attrs.get("family", ""),
                          "replicates": replicates(config, m) if m in config["models"] else "",
-                         "nu": ", ".join(str(_fmt(x) if not isinstance(x, str) else x)
+                         "nu": ", ".join(str(fmt(x) if not isinstance(x, str) else x)
                                          for x in json.loads(nu).values()) if nu else "",
                          "variant": _variant(entry),
                          "steps": attrs.get("training_steps", ""),
-                         "train_s": _fmt(float(log.elapsed_s.iloc[-1])) if log is not None else "",
-                         "final_val_loss": _fmt(float(log.val_loss.dropna().iloc[-1])) if log is not None else "",
+                         "train_s": fmt(float(log.elapsed_s.iloc[-1])) if log is not None else "",
+                         "final_val_loss": fmt(float(log.val_loss.dropna().iloc[-1])) if log is not None else "",
                          "nfe": attrs.get("network_evaluations_per_member",
                                           attrs.get("network_evaluations_per_field", "")),
                          "members": ds.sizes.get("member", ""),
                          "sample_s": attrs.get("sampling_seconds", "")}
-    summaries = []
+    summaries, kurtosis = [], {}
     for v in stats["channels"]:
         rows = [{"source": "data (test)", **describe(data[v])}]
+        kurtosis[v] = float(rows[0]["excess kurtosis"])
         if truth:
             kind = getattr(truth[v], "kind", "closed form")
             rows.append({"source": f"true distribution ({kind})", **describe_closed_form(truth[v])})
         rows += [{"source": m, **describe(fields[m][v])} for m in fields]
         summaries.append({"variable": v, "units": stats["variables"][v]["units"],
-                          "rows": [{k: (_fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
+                          "rows": [{k: (fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
 
     unconditional = frame[frame.model.isin(model_order) & frame["lead"].isna()]
     forecast_rows = frame[frame.model.isin(forecasters) & frame.metric.isin(
@@ -287,7 +242,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                                      if "nu_by_variable" in a})
     sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
 
-    not_converged, convergence_steps, state_groups = [], [], []
+    not_converged, convergence_steps, state_groups, found = [], [], [], []
     if convergence_csv is not None:
         table = pd.read_csv(convergence_csv)
         convergence_steps = sorted(set(table[table.model != REFERENCE].step))
@@ -297,14 +252,19 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
             if m in model_meta and steps.nunique() > 1:
                 model_meta[m]["steps"] = ", ".join(str(int(v)) for v in steps)
         found = convergence_states(table)
-        not_converged = [{**w, "error_before": _fmt(w["error_before"]), "error": _fmt(w["error"])}
+        not_converged = [{**w, "error_before": fmt(w["error_before"]), "error": fmt(w["error"])}
                          for w in found if w["state"] == STATES[0]]
-        state_groups = [{"state": state, "entries": [{**w, "final_error": _fmt(w["final_error"]),
-                                                      "reference_error": _fmt(w["reference_error"])}
+        state_groups = [{"state": state, "entries": [{**w, "final_error": fmt(w["final_error"], 2),
+                                                      "reference_error": fmt(w["reference_error"], 2)}
                                                      for w in found if w["state"] == state]}
                         for state in (STATES[2], STATES[0], "not improving", STATES[1])]
         state_groups = [g for g in state_groups if g["entries"]]
     checks = truth_checks(frame, config, stats, truth)
+    comparisons = pd.read_csv(comparisons_csv)
+    runs = {m: replicates(config, m) for m in config["models"]}
+    nu_by_model = {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}
+    first_screen = answer(config, frame, comparisons, generators, runs, kurtosis, found, nu_by_model,
+                          truth="truth" in model_order)
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
@@ -312,12 +272,13 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
         config=config, stats=stats, models=model_order, forecasters=forecasters,
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
-        table=metrics_table(unconditional, model_order), verdicts=verdicts(pd.read_csv(comparisons_csv), frame,
-                         {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}),
+        answer=first_screen, interval_kinds={m: interval_kind(n) for m, n in runs.items()},
+        table=metrics_table(unconditional, model_order),
+        verdicts=verdicts(comparisons, frame, [v["variable"] for v in first_screen["variables"]]),
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         state_groups=state_groups, near=(NEAR_FACTOR, NEAR_MARGIN),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
-        level_table=metrics_table(levels, level_sources), level_sources=level_sources,
+        level_table=metrics_table(levels, level_sources, reference_rows=True), level_sources=level_sources,
         short_test=stats["splits"]["test"]["n_times"] < config["evaluation"]["block_steps"],
         grid_shape=grid_shape(stats),
         truth_checks=checks, truth_summary=_coverage_summary(checks),

@@ -1,0 +1,261 @@
+"""The report's first screen: the answer to "does Student-t noise get the extremes right here,
+and by how much?", per variable, heaviest tail first.
+
+The order is the question's own. First, how far each model is from the data on the key tail
+metrics (and, for precipitation, the dry fraction and wet intensities), beside what a perfect
+model's sample of the same size gives: a comparison between two models that both miss the tail
+says little. Then the paired verdicts that matter (each Student-t model against its Gaussian
+twin), with their intervals. Then what many comparisons give by chance alone. Everything here is
+read from metrics.csv, comparisons.csv and the convergence table; nothing is computed anew.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..config import is_twin
+from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS, KEY_WET_METRICS
+from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, STATES
+from ..tail_metrics import error, ideal
+from .text import fmt
+
+HEAVY_KURTOSIS = 1.0  # excess kurtosis above which a variable is called heavy-tailed (a normal has 0)
+HEADLINE = "exceedance_ratio_p999"
+
+# column headings: what each key metric measures, and its perfect value
+SHORT_NAMES = {"exceedance_ratio_p99": "mass beyond data's q99", "exceedance_ratio_p999": "mass beyond data's q99.9",
+               "quantile_rel_error_0.999": "q99.9 error", "tail_ks": "tail KS",
+               "dry_fraction_error": "dry fraction error", "wet_quantile_rel_error_0.99": "wet q99 error",
+               "wet_mean_rel_error": "wet mean error"}
+
+
+def interval_kind(replicates: int) -> str:
+    """What a model's interval in metrics.csv is: a t interval over its replicates (clipped to
+    the metric's range), or a bootstrap interval of its one run."""
+    return f"{replicates} runs: t interval" if replicates > 1 else "1 run: bootstrap"
+
+
+def _band(row) -> tuple[float, float]:
+    if row is None:
+        return (math.nan, math.nan)
+    low, high = row.ci_low, row.ci_high
+    return (row.value, row.value) if pd.isna(low) else (float(low), float(high))
+
+
+def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replicates: dict[str, int],
+                   truth: bool) -> dict:
+    """Each model's key metrics on `variable` with their intervals; a cell is `within` where the
+    model could be right: where the true process is known, its value is one that a perfect
+    model's sample of the same size gives (inside the truth ensemble's interval, or no farther
+    from the ideal than the truth is where that has no interval); else its interval covers the
+    ideal value. `closest`: the model nearest the ideal value."""
+    sub = frame[(frame.variable == variable) & frame["lead"].isna()]
+    metrics = [m for m in KEY_TAIL_METRICS + KEY_WET_METRICS if (sub.metric == m).any()]
+    value = {(r.model, r.metric): r for r in sub.itertuples()}
+    closest = {}
+    for m in metrics:
+        errors = {model: float(error(m, value[model, m].value)) for model in models if (model, m) in value}
+        if errors:
+            closest[m] = min(errors, key=errors.get)
+    rows = []
+    for model in models + (["truth"] if truth else []):
+        cells = []
+        for m in metrics:
+            r = value.get((model, m))
+            if r is None:
+                cells.append({"text": "", "ci": "", "within": False, "closest": False})
+                continue
+            if truth:
+                low = high = r.value
+                reference = value.get(("truth", m))
+                band = _band(reference)
+                if reference is not None and pd.isna(reference.ci_low):
+                    spread = float(error(m, reference.value))
+                    band = (ideal(m) - spread, ideal(m) + spread)
+            else:
+                (low, high), band = _band(r), (ideal(m), ideal(m))
+            within = model != "truth" and low <= band[1] and high >= band[0]
+            cells.append({"text": fmt(r.value, 3), "ci": "" if pd.isna(r.ci_low) else
+                          f"[{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]", "within": bool(within),
+                          "closest": closest.get(m) == model})
+        rows.append({"model": model, "kind": "bootstrap" if model == "truth" else interval_kind(replicates.get(model, 1)),
+                     "truth": model == "truth", "cells": cells})
+    return {"metrics": [{"name": m, "short": SHORT_NAMES.get(m, m), "ideal": fmt(ideal(m))} for m in metrics],
+            "rows": rows}
+
+
+def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list[dict], truth: bool) -> str:
+    """Whether the models get there on `variable` (from where each ends: its whole ensemble's
+    tail error against a reference sample of as many fields), then the far tail in words."""
+    sub = frame[(frame.variable == variable) & frame["lead"].isna()]
+    text = ""
+    ends = {s["model"]: s for s in states if s["variable"] == variable and s["model"] in models
+            and not math.isnan(s.get("reference_error", math.nan))}
+    if ends:
+        ref = next(iter(ends.values()))["reference_error"]
+        limit = NEAR_FACTOR * ref + NEAR_MARGIN
+        near = [m for m, s in ends.items() if s["final_error"] <= limit]
+        far = [m for m in ends if m not in near]
+        if not near:
+            text = f"No model gets there on {variable}."
+        elif not far:
+            text = f"Every model gets there on {variable}."
+        else:
+            text = f"{_join(near)} {'gets' if len(near) == 1 else 'get'} there on {variable}; {_join(far)} {'does' if len(far) == 1 else 'do'} not."
+        best = min(ends, key=lambda m: ends[m]["final_error"])
+        text += (f" Tail error (mean distance from the ideal over the four key tail metrics): from "
+                 f"{fmt(ends[best]['final_error'], 2)} ({best}) to {fmt(max(s['final_error'] for s in ends.values()), 2)}, "
+                 f"against {fmt(ref, 2)} for a sample of the {'true process' if truth else 'validation split'} "
+                 f"of as many fields; within {fmt(limit, 2)} counts as there.")
+        still = [m for m, s in ends.items() if s["state"] == STATES[0]]
+        if still:
+            text += f" Still improving at the end of training: {_join(still)}."
+    p999 = sub[(sub.metric == HEADLINE) & sub.model.isin(models)]
+    if len(p999):
+        errors = {r.model: abs(r.value - 1) for r in p999.itertuples()}
+        best = min(errors, key=errors.get)
+        value = float(p999[p999.model == best].value.iloc[0])
+        reference = sub[(sub.metric == HEADLINE) & (sub.model == "truth")]
+        text += (f" Beyond the data's 99.9th percentile the closest, {best}, puts {fmt(value, 2)} of the data's mass "
+                 f"(1 is right{'; a perfect model' + chr(39) + 's sample of this size: ' + fmt(float(reference.value.iloc[0]), 2) if len(reference) else ''}).")
+    return text.strip()
+
+
+def _percent(confidence: float) -> str:
+    return f"{confidence * 100:.0f} %"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def pair_sentences(comparisons: pd.DataFrame, frame: pd.DataFrame, variable: str, twins: list[tuple[str, str]],
+                   states: list[dict], confidence: float) -> list[str]:
+    """One line per Student-t model against its Gaussian twin on `variable`: how many of the
+    key metrics (or forecast scores, over leads) say better / worse / indistinguishable, and the
+    far tail's difference with its interval."""
+    out = []
+    keep = comparisons[(comparisons.variable == variable)
+                       & comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES)]
+    state = {(s["model"], s["variable"]): s["state"] for s in states}
+    for model, baseline in twins:
+        pair = keep[(keep.model == model) & (keep.baseline == baseline)]
+        if pair.empty:
+            continue
+        counts = pair.verdict.value_counts()
+        forecast = pair["lead"].notna().any()
+        what = "scores over all leads" if forecast else "key metrics"
+        text = (f"{model} against {baseline} ({pair.replicates.iloc[0]} runs): better on {counts.get('better', 0)}, "
+                f"worse on {counts.get('worse', 0)}, indistinguishable on {counts.get('indistinguishable', 0)} "
+                f"of {len(pair)} {what}.")
+        lead_one = pair[pair["lead"] == pair["lead"].min()] if forecast else pair
+        head = lead_one[lead_one.metric.isin([HEADLINE, "twcrps_p999"])]
+        if len(head):
+            r = head.iloc[0]
+            at = f" at lead {int(r['lead'])}" if forecast else ""
+            name = SHORT_NAMES.get(r.metric, r.metric)
+            text += (f" {name[0].upper() + name[1:]}{at}: difference of errors {fmt(r.difference, 2)}, "
+                     f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict}.")
+        ends = [state.get((m, variable)) for m in (model, baseline)]
+        if all(e == STATES[2] for e in ends):
+            text += " Both are stalled far from the data: this says little about the extremes."
+        elif STATES[0] in ends:
+            text += " Not converged: may change with more training."
+        out.append(text)
+    return out
+
+
+def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]]) -> str:
+    """The Student-t models against the other Gaussian baselines (INC, softlog, PCP), counted."""
+    pairs = set(map(tuple, comparisons[["model", "baseline"]].drop_duplicates().to_numpy())) - set(twins)
+    rest = comparisons[(comparisons.variable == variable)
+                       & comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS)
+                       & np.array([p in pairs for p in zip(comparisons.model, comparisons.baseline)], dtype=bool)]
+    if rest.empty:
+        return ""
+    counts = rest.verdict.value_counts()
+    baselines = sorted(set(rest.baseline))
+    return (f"Against the other Gaussian baselines ({', '.join(baselines)}): better on {counts.get('better', 0)}, "
+            f"worse on {counts.get('worse', 0)}, indistinguishable on {counts.get('indistinguishable', 0)} "
+            f"of {len(rest)} comparisons on the key metrics.")
+
+
+def multiplicity(comparisons: pd.DataFrame, confidence: float) -> str:
+    """How many `better` / `worse` verdicts chance alone gives among N comparisons."""
+    n = len(comparisons)
+    if not n:
+        return ""
+    found = int(comparisons.verdict.isin(["better", "worse"]).sum())
+    alpha = 1 - confidence
+    low, high = (int(x) for x in stats.binom.ppf([0.025, 0.975], n, alpha))
+    return (f"Many comparisons: of the {n} in comparisons.csv (every pair, variable, metric and lead), {found} say "
+            f"better or worse at {_percent(confidence)}. If no model differed from its baseline, about {fmt(alpha * n, 2)} "
+            f"would by chance alone ({low} to {high} in 95 % of cases if the comparisons were independent; the "
+            f"metrics of one pair move together, so the spread is wider). A single verdict among many is weak "
+            f"evidence; a pattern across metrics and variables is stronger.")
+
+
+def same_noise(variable: str, twins: list[tuple[str, str]], nu: dict[str, dict]) -> str:
+    """Where nu: auto chose the same noise for both models of twin pairs on `variable` (e.g.
+    Gaussian on a cube root with no heavy tail left): said once per variable."""
+    def noise(model: str) -> str | None:
+        value = nu.get(model, {}).get(variable)
+        return None if value is None else str(value)
+
+    same = [model for model, baseline in twins if noise(model) is not None and noise(model) == noise(baseline)]
+    if not same:
+        return ""
+    return (f"On {variable}, {_join(same)} trained with the same noise as {'its' if len(same) == 1 else 'their'} "
+            f"Gaussian twin (nu: auto found no heavy tail in {variable} as the model sees it): "
+            f"{'its comparison there is' if len(same) == 1 else 'their comparisons there are'} two trainings of "
+            f"one method, not Student-t against Gaussian noise.")
+
+
+def trained_once(comparisons: pd.DataFrame, replicates: dict[str, int]) -> str:
+    """The models compared with a single training run, said once."""
+    once = [m for m in dict.fromkeys(list(comparisons.model) + list(comparisons.baseline)) if replicates.get(m, 1) == 1]
+    if not once:
+        return ""
+    return (f"{_join(once)} {'was' if len(once) == 1 else 'were'} trained once: the intervals of "
+            f"{'its' if len(once) == 1 else 'their'} comparisons cover ensemble sampling and test-data noise but not the "
+            f"spread between training runs, so they are too narrow to settle the question (set replicates: 3 or more).")
+
+
+def twin_pairs(config: dict, comparisons: pd.DataFrame) -> list[tuple[str, str]]:
+    """The compared pairs that differ only in their noise (and replicates): the paired verdicts
+    that answer the question."""
+    models = config["models"]
+    out = []
+    for model, baseline in comparisons[["model", "baseline"]].drop_duplicates().itertuples(index=False):
+        if model in models and baseline in models and is_twin(models[model], models[baseline]):
+            out.append((model, baseline))
+    return out
+
+
+def variable_order(kurtosis: dict[str, float]) -> list[str]:
+    """Heaviest tail first (the data's excess kurtosis)."""
+    return sorted(kurtosis, key=lambda v: -np.nan_to_num(kurtosis[v], nan=-np.inf))
+
+
+def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models: list[str],
+           replicates: dict[str, int], kurtosis: dict[str, float], states: list[dict],
+           nu: dict[str, dict], truth: bool) -> dict:
+    """Everything the first screen shows, per variable in variable_order."""
+    confidence = config["evaluation"]["confidence"]
+    twins = twin_pairs(config, comparisons)
+    out = []
+    for variable in variable_order(kurtosis):
+        out.append({"variable": variable, "kurtosis": fmt(kurtosis[variable], 2),
+                    "heavy": bool(kurtosis[variable] > HEAVY_KURTOSIS),
+                    "headline": headline(frame, variable, models, states, truth),
+                    "table": distance_table(frame, variable, models, replicates, truth),
+                    "pairs": pair_sentences(comparisons, frame, variable, twins, states, confidence),
+                    "baselines": baseline_summary(comparisons, variable, twins),
+                    "same_noise": same_noise(variable, twins, nu)})
+    return {"variables": out, "multiplicity": multiplicity(comparisons, confidence),
+            "trained_once": trained_once(comparisons, replicates), "heavy_kurtosis": fmt(HEAVY_KURTOSIS),
+            "near": (fmt(NEAR_FACTOR), fmt(NEAR_MARGIN))}

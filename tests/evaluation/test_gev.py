@@ -87,8 +87,14 @@ def test_return_levels_with_ci_zero_replicates_gives_nan():
     out = gev.return_levels_with_ci(maxima, PERIODS, replicates=0)
     assert np.isnan(out["ci_low"]).all() and np.isnan(out["ci_high"]).all()
     assert out["ci_low"].shape == out["level"].shape == (3,)
-    np.testing.assert_allclose(out["level"], gev.return_levels(gev.fit_gev(maxima), PERIODS))
-    assert out["params"] == gev.fit_gev(maxima)
+    # the fit censors the lowest 70 % of the maxima (gev.CENSOR); every period here lies above
+    u = gev.censoring_threshold(maxima)
+    assert u == pytest.approx(np.quantile(maxima, gev.CENSOR)) and out["threshold"] == u
+    assert out["censored"] == pytest.approx(gev.CENSOR, abs=0.01)
+    np.testing.assert_allclose(out["level"], gev.return_levels(gev.fit_gev(maxima, u), PERIODS))
+    assert out["params"] == gev.fit_gev(maxima, u)
+    plain = gev.return_levels_with_ci(maxima, PERIODS, replicates=0, censor=0.0)
+    assert plain["threshold"] is None and plain["params"] == gev.fit_gev(maxima)
 
 
 def test_bootstrap_interval_coverage():

@@ -1,6 +1,7 @@
 """Extremes of sequences and of the test data: GEV and empirical return levels of block maxima
-with whole-block bootstrap intervals (the data, the forecast models' free-running sequences,
-the true process), the data's own tail quantiles, and per-grid-point quantile maps."""
+(two estimates of one quantity from the same pooled per-cell maxima) with whole-block bootstrap
+intervals (the data, the forecast models' free-running sequences, the true process), the data's
+own tail quantiles, and per-grid-point quantile maps."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from ..data.store import grid_coords, grid_dims, grid_mask, load_split_times, load_stats, test_fields
-from ..data.windows import consecutive_runs
+from ..data.windows import consecutive_runs, time_step
 from ..runtime import derived_seed
 from . import gev
 from .bootstrap import SortedUnits, block_indices
@@ -25,6 +26,20 @@ log = logging.getLogger(__name__)
 
 def return_period_name(period: float) -> str:
     return f"return_level_{period:g}"
+
+
+# Rows for the return-level figure's curves (not for the tables): GEV and empirical levels at
+# CURVE_POINTS log-spaced periods, named gev_curve_T / empirical_curve_T, and the block's length
+# in days (block_days) for its period axis.
+CURVE_POINTS = 17
+
+
+def curve_periods(periods) -> np.ndarray:
+    """Log-spaced return periods (in blocks) from min(2, shortest configured) to twice the
+    longest configured, rounded to 3 significant digits: the points of the figure's curves."""
+    periods = np.asarray(periods, dtype=float)
+    grid = np.geomspace(min(2.0, periods.min()), 2.0 * periods.max(), CURVE_POINTS)
+    return np.unique([float(f"{t:.3g}") for t in grid])
 
 
 def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarray | None,
@@ -41,16 +56,25 @@ def pooled_block_maxima(sequences: list[np.ndarray], block: int, mask: np.ndarra
 
 
 def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.ndarray]], stats: dict,
-                      rng: np.random.Generator) -> list[dict]:
-    """GEV return levels (periods in blocks) of the pooled per-cell block maxima, with percentile
-    bootstrap intervals over whole blocks. Pooling cells assumes their maxima share one
-    distribution (true for the homogeneous synthetic default; the quantile maps show where a
-    real region is not homogeneous)."""
+                      rng: np.random.Generator, step: pd.Timedelta | None = None) -> list[dict]:
+    """Return levels (periods in blocks) of the pooled per-cell block maxima, two estimates of
+    the same quantity, the ``1 - 1/T`` quantile of one cell's block maximum, from the same
+    maxima: the GEV fit (``return_level_T``; censored below the maxima's median, see
+    `gev.return_levels_with_ci`) and the empirical quantile (``empirical_return_level_T``), both
+    with percentile bootstrap intervals over whole blocks. Pooling cells assumes their maxima
+    share one distribution (true for the homogeneous synthetic default; the quantile maps show
+    where a real region is not homogeneous). Also the figure's curves (`curve_periods`) and,
+    where the time `step` is given, the block's length in days."""
     opts = config["evaluation"]
     periods = np.asarray(opts["return_periods"], dtype=float)
+    curve = curve_periods(periods)
+    every = np.concatenate([periods, curve])
     mask = grid_mask(stats)
-    alpha = (1 - opts["confidence"]) / 2
     rows = []
+
+    def row(name: str, metric: str, value, low=np.nan, high=np.nan) -> dict:
+        return {"model": source, "variable": name, "metric": metric, "value": value, "ci_low": low, "ci_high": high}
+
     for name, series in sequences.items():
         longest = max((len(s) for s in series), default=0)
         if longest < opts["block_steps"]:  # e.g. a short record's test split: no block to take a maximum of
@@ -59,32 +83,34 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
             continue
         maxima = pooled_block_maxima([s for s in series if len(s) >= opts["block_steps"]], opts["block_steps"],
                                      mask, opts["gev_cell_stride"])
-        fit = gev.return_levels_with_ci(maxima, periods, opts["gev_bootstrap"], opts["confidence"], rng,
-                                             rows=True, lower_bound=stats["variables"][name]["lower_bound"])
-        c = fit["params"][0]
-        log.info("%s / %s: GEV on %d blocks x %d cells, shape xi = %.3f, return levels %s", source, name,
-                 maxima.shape[0], maxima.shape[1], -c, np.round(fit["level"], 4))
-        rows.append({"model": source, "variable": name, "metric": "gev_shape_xi", "value": -c,
-                     "ci_low": np.nan, "ci_high": np.nan})
-        if fit["atom"] > 0:  # e.g. blocks without rain: their maxima sit at the lower bound
-            rows.append({"model": source, "variable": name, "metric": "block_maxima_at_bound", "value": fit["atom"],
-                         "ci_low": np.nan, "ci_high": np.nan})
-        levels, intervals = fit["level"], (fit["ci_low"], fit["ci_high"])
-        for period, level, low, high in zip(periods, levels, intervals[0], intervals[1]):
-            rows.append({"model": source, "variable": name, "metric": return_period_name(period), "value": level,
-                         "ci_low": low, "ci_high": high})
+        fit = gev.return_levels_with_ci(maxima, every, opts["gev_bootstrap"], opts["confidence"], rng,
+                                        rows=True, lower_bound=stats["variables"][name]["lower_bound"])
         # The same levels without the GEV: empirical quantiles of the pooled maxima, with the same
         # whole-block bootstrap. From a long simulation of the true process they are the true
         # return levels, free of the GEV's model error; within the range of the data they show
-        # how far the three-parameter fit is from the maxima it was fitted to.
-        def empirical(table: np.ndarray) -> np.ndarray:
-            return np.quantile(table[np.isfinite(table)], 1 - 1 / periods, method="inverted_cdf")
-
-        draws = [empirical(maxima[rng.integers(0, len(maxima), len(maxima))]) for _ in range(opts["gev_bootstrap"])]
-        low, high = (np.quantile(draws, [alpha, 1 - alpha], axis=0) if draws else np.full((2, len(periods)), np.nan))
-        for period, level, lo, hi in zip(periods, empirical(maxima), low, high):
-            rows.append({"model": source, "variable": name, "metric": f"empirical_{return_period_name(period)}",
-                         "value": level, "ci_low": lo, "ci_high": hi})
+        # how far the fit is from the maxima it was fitted to.
+        empirical = gev.empirical_return_levels_with_ci(maxima, every, opts["gev_bootstrap"], opts["confidence"],
+                                                        rng, rows=True)
+        c = fit["params"][0]
+        log.info("%s / %s: GEV on %d blocks x %d cells (the %.0f %% at or below %.4g censored), shape xi = %.3f, "
+                 "return levels %s, empirical %s", source, name, maxima.shape[0], maxima.shape[1],
+                 100 * fit["censored"], fit["threshold"] if fit["threshold"] is not None else np.nan, -c,
+                 np.round(fit["level"][:len(periods)], 4), np.round(empirical["level"][:len(periods)], 4))
+        rows.append(row(name, "gev_shape_xi", -c))
+        if fit["atom"] > 0:  # e.g. blocks without rain: their maxima sit at the lower bound
+            rows.append(row(name, "block_maxima_at_bound", fit["atom"]))
+        if step is not None:
+            rows.append(row(name, "block_days", opts["block_steps"] * (step / pd.Timedelta(days=1))))
+        n = len(periods)
+        for prefix, est in (("", fit), ("empirical_", empirical)):
+            rows += [row(name, f"{prefix}{return_period_name(p)}", v, lo, hi) for p, v, lo, hi in
+                     zip(periods, est["level"][:n], est["ci_low"][:n], est["ci_high"][:n])]
+        # the empirical curve stops where fewer than 2 pooled maxima are expected above the level
+        count = np.isfinite(maxima).sum()
+        for kind, est in (("gev", fit), ("empirical", empirical)):
+            rows += [row(name, f"{kind}_curve_{p:g}", v, lo, hi) for p, v, lo, hi in
+                     zip(curve, est["level"][n:], est["ci_low"][n:], est["ci_high"][n:])
+                     if kind == "gev" or count / p >= 2]
     return rows
 
 
@@ -127,16 +153,18 @@ def extremes_table(config: dict, source: str, store: str | Path, stats_path: str
     free-running sequences, or the true process)."""
     stats = load_stats(stats_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "extremes", source))
+    times = load_split_times(store, "test")
+    step = time_step(times) if len(times) > 1 else None  # the sequences' step is the data's
     if source == "data":
         data = test_fields(store)
         rows = data_quantile_rows(config, data, stats, rng)
         # block maxima within runs of consecutive steps: not across the gaps between the blocks
         # of interleaved splits
-        runs = consecutive_runs(load_split_times(store, "test"))
+        runs = consecutive_runs(times)
         series = {v: [data[v][run] for run in runs] for v in stats["channels"]}
     else:
         rows, series = [], sequence_fields(sequences, stats["channels"])
-    rows += return_level_rows(config, source, series, stats, rng)
+    rows += return_level_rows(config, source, series, stats, rng, step)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

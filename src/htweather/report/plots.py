@@ -246,32 +246,91 @@ def rank_histograms(ranks: pd.DataFrame, forecasters: list[str], variables: list
     plt.close(fig)
 
 
+def return_period_unit(block_days: float | None) -> tuple[str, float]:
+    """The unit of the return-period axis for blocks of `block_days` days, and the length of a
+    block in that unit: years for blocks of about a year, weeks for whole weeks, days for whole
+    days, else hours; "blocks" where the block's length is unknown."""
+    if block_days is None or not np.isfinite(block_days) or block_days <= 0:
+        return "blocks", 1.0
+    if 360 <= block_days <= 366:  # a year of daily steps (365) or a 360-day model calendar
+        return "years", 1.0
+    if block_days > 366:
+        return "years", block_days / 365.25
+    if block_days >= 7 and np.isclose(block_days / 7, round(block_days / 7)):
+        return "weeks", block_days / 7
+    if block_days >= 1 and np.isclose(block_days, round(block_days)):
+        return "days", block_days
+    return "hours", block_days * 24
+
+
+def _level_rows(sub: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """Rows whose metric is `prefix` + a period, with the period (in blocks) as a column."""
+    part = sub[sub.metric.str.startswith(prefix)].copy()
+    part["period"] = part.metric.str.slice(len(prefix)).astype(float)
+    return part.sort_values("period")
+
+
 def return_levels(metrics: pd.DataFrame, sources: list[str], variables: dict, out: str | Path) -> None:
-    """Return level against return period (in blocks), with bootstrap intervals: the data (grey
-    band), the true process where known (black) and each forecast model's free-running sequences."""
+    """Return level against return period, one panel per variable: the GEV fit as a curve with
+    its 95 % bootstrap band (rows gev_curve_T, with the configured return_level_T) and the
+    empirical levels (empirical_return_level_T, the maxima's own 1 - 1/T quantiles) as points
+    with their intervals, for the data (grey), the true process where known (black) and each
+    forecast model's free-running sequences. The period axis is in the block's real length
+    (rows block_days: weeks for the default weekly blocks, years for annual ones)."""
+    from matplotlib import ticker
+    from matplotlib.lines import Line2D
+
     names = list(variables)
-    colors = model_colors(sources)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.2), squeeze=False)
+    order = ["data"] + [s for s in sources if s != "data"]
+    colors = model_colors(order)
+    days = metrics.loc[metrics.metric == "block_days", "value"]
+    unit, per_block = return_period_unit(float(days.iloc[0]) if len(days) else None)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(3.0 * len(names), 6.0), 3.7), squeeze=False)
     for ax, name in zip(axes[0], names):
-        sub = metrics[(metrics.variable == name) & metrics.metric.str.startswith("return_level_")].copy()
-        sub["period"] = sub.metric.str.rsplit("_", n=1).str[1].astype(float)
-        data = sub[sub.model == "data"].sort_values("period")
-        ax.fill_between(data.period, data.ci_low, data.ci_high, **DATA_STYLE, label="data (95 % interval)")
-        ax.plot(data.period, data.value, color="0.35", lw=1.5)
-        for i, source in enumerate(sources):
-            part = sub[sub.model == source].sort_values("period")
-            ls = "--" if source == "truth" else "-"
-            _errorbar(ax, part.period * (1 + 0.03 * i), part, marker="o", ms=4, ls=ls, color=colors[source],
-                      label=source)
+        sub = metrics[metrics.variable == name]
+        for i, source in enumerate(order):
+            part = sub[sub.model == source]
+            if part.empty:
+                continue
+            color = colors[source]
+            curve = pd.concat([_level_rows(part, "gev_curve_"), _level_rows(part, "return_level_")])
+            curve = curve.drop_duplicates("period").sort_values("period")
+            x = curve.period.to_numpy(dtype=float) * per_block
+            band = np.isfinite(curve.ci_low.to_numpy(dtype=float))
+            if band.any():
+                style = ({"color": DATA_STYLE["color"], "alpha": 0.35} if source == "data"
+                         else {"color": color, "alpha": 0.12})
+                ax.fill_between(x[band], curve.ci_low[band], curve.ci_high[band], lw=0, **style)
+            ax.plot(x, curve.value, color="0.35" if source == "data" else color, lw=2.2 if source == "data" else 1.3,
+                    ls="--" if source == "truth" else "-")
+            points = _level_rows(part, "empirical_return_level_")
+            if len(points):
+                shift = 1 + 0.05 * (i - (len(order) - 1) / 2)  # side by side on the log axis
+                _errorbar(ax, points.period.to_numpy(dtype=float) * per_block * shift, points, fmt="o",
+                          ms=4, lw=1, color="0.35" if source == "data" else color, mfc="white", mew=1.3)
         ax.set_xscale("log")
-        ax.set_xticks(sorted(data.period), [f"{p:g}" for p in sorted(data.period)])
-        ax.minorticks_off()
-        ax.set_xlabel("return period [blocks]")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_xlabel(f"return period [{unit}]")
         ax.set_ylabel(_label(name, variables[name]))
         ax.set_title(name)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+        ax.grid(True, which="major", color="0.9", lw=0.6)
+    handles = [Line2D([], [], color="0.35" if s == "data" else colors[s], lw=2, ls="--" if s == "truth" else "-",
+                      marker="o", mfc="white", ms=5,
+                      label="data (test split)" if s == "data" else ("true process" if s == "truth" else s))
+               for s in order if (metrics.model == s).any()]
+    block = "blocks" if unit == "blocks" else f"blocks of {per_block:g} {unit[:-1] if per_block == 1 else unit}"
+    title = (f"maxima of {block} at each grid cell; lines and bands: GEV fit, points and bars: empirical "
+             "levels (95 % intervals)")
+    if len(names) < 3:
+        title = title.replace("; ", "\n")
+    ncol = min(len(handles), 5)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=9, frameon=False, title=title,
+               title_fontsize=9)
+    lines = -(-len(handles) // ncol) + title.count("\n") + 1
+    fig.tight_layout(rect=(0, 0.025 + 0.055 * lines, 1, 1))
+    fig.savefig(out, dpi=100)
     plt.close(fig)
 
 

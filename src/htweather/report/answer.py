@@ -30,7 +30,8 @@ HEADLINE = "exceedance_ratio_p999"
 SHORT_NAMES = {"exceedance_ratio_p99": "mass beyond data's q99", "exceedance_ratio_p999": "mass beyond data's q99.9",
                "quantile_rel_error_0.999": "q99.9 error", "tail_ks": "tail KS",
                "dry_fraction_error": "dry fraction error", "wet_quantile_rel_error_0.99": "wet q99 error",
-               "wet_mean_rel_error": "wet mean error"}
+               "wet_mean_rel_error": "wet mean error", "crps": "CRPS", "twcrps_p99": "twCRPS above data's q99",
+               "twcrps_p999": "twCRPS above data's q99.9"}
 
 
 def interval_kind(replicates: int) -> str:

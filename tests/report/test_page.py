@@ -105,7 +105,7 @@ def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_f
     states = [{"model": m, "variable": "pr", "state": "stalled far from the data"} for m in ("edm", "tedm")]
     [text] = answer.pair_sentences(comparisons, pd.DataFrame(), "pr", [("tedm", "edm")], states, 0.95)
     assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2")
-    assert "Mass beyond data's q99.9: difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable." in text
+    assert "Far tail (mass beyond data's q99.9): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable." in text
     assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
     assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
         comparisons, "pr", [("tedm", "edm")])

@@ -157,9 +157,8 @@ def pair_sentences(comparisons: pd.DataFrame, frame: pd.DataFrame, variable: str
         head = lead_one[lead_one.metric.isin([HEADLINE, "twcrps_p999"])]
         if len(head):
             r = head.iloc[0]
-            at = f" at lead {int(r['lead'])}" if forecast else ""
-            name = SHORT_NAMES.get(r.metric, r.metric)
-            text += (f" {name[0].upper() + name[1:]}{at}: difference of errors {fmt(r.difference, 2)}, "
+            at = f", lead {int(r['lead'])}" if forecast else ""
+            text += (f" Far tail ({SHORT_NAMES.get(r.metric, r.metric)}{at}): difference of errors {fmt(r.difference, 2)}, "
                      f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict}.")
         ends = [state.get((m, variable)) for m in (model, baseline)]
         if all(e == STATES[2] for e in ends):

@@ -94,7 +94,13 @@ def test_the_headline_says_when_no_model_gets_there():
     assert text.startswith("No model gets there on pr.")
     assert "from 0.4 (tedm) to 0.6, against 0.08 for a sample of the true process of as many fields; within 0.21" in text
     assert "Still improving at the end of training: tedm." in text
-    assert "the closest, tedm, puts 0.23 of the data's mass (1 is right; a perfect model's sample of this size: 1.1)" in text
+    assert "the closest, tedm, puts 0.23 of the data's mass there (1 is right; a perfect model's sample of this size: 1.1)" in text
+    # closest by the runs' own errors: three runs scattered around the ideal are not close
+    runs = {("tedm", "pr", "exceedance_ratio_p999"): [0.02, 0.15, 0.52],
+            ("edm", "pr", "exceedance_ratio_p999"): [0.02, 2.3, 0.3]}
+    frame.loc[frame.model == "edm", "value"] = 0.87
+    assert "the closest, tedm, puts 0.23" in answer.headline(frame, "pr", ["edm", "tedm"], states, True, runs)
+    assert "the closest, edm, puts 0.87" in answer.headline(frame, "pr", ["edm", "tedm"], states, True)
     states[1]["final_error"] = 0.2
     assert answer.headline(frame, "pr", ["edm", "tedm"], states, truth=True).startswith(
         "tedm gets there on pr; edm does not.")
@@ -104,8 +110,9 @@ def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_f
     comparisons = _comparisons()
     states = [{"model": m, "variable": "pr", "state": "stalled far from the data"} for m in ("edm", "tedm")]
     [text] = answer.pair_sentences(comparisons, pd.DataFrame(), "pr", [("tedm", "edm")], states, 0.95)
-    assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2")
-    assert "Far tail (mass beyond data's q99.9): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable." in text
+    assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2 "
+                           "metrics in the table")
+    assert "Far tail (mass beyond data's q99.9): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable (negative: tedm is closer)." in text
     assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
     assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
         comparisons, "pr", [("tedm", "edm")])
@@ -138,3 +145,18 @@ def test_the_metrics_table_leaves_out_rows_only_the_truth_fills_and_prints_leads
 def test_numbers_print_with_three_significant_digits_on_the_first_screen(value, text):
     from htweather.report.text import fmt
     assert fmt(value, 3) == text
+
+
+def test_a_cell_is_green_only_if_every_run_is_and_each_model_shows_where_it_ends():
+    frame = _metrics({("tedm", "exceedance_ratio_p999"): (0.9, 0.0, 2.9), ("truth", "exceedance_ratio_p999"): (1.1, 0.3, 2.4)})
+    runs = {("tedm", "pr", "exceedance_ratio_p999"): [0.2, 2.0, 0.5]}
+    states = [{"model": "tedm", "variable": "pr", "state": "stalled far from the data", "final_error": 0.41,
+               "reference_error": 0.086}]
+    table = answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)
+    row = table["rows"][0]
+    assert not row["cells"][0]["within"] and row["cells"][0]["runs"] == "runs: 0.2, 2, 0.5"
+    assert (row["tail_error"], row["state"], row["there"], table["limit"]) == ("0.41", "stalled, far", False, "0.22")
+    runs[("tedm", "pr", "exceedance_ratio_p999")] = [0.8, 1.0, 0.9]
+    states[0]["final_error"] = 0.2
+    row = answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)["rows"][0]
+    assert row["cells"][0]["within"] and row["there"]

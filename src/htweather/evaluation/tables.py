@@ -26,7 +26,7 @@ KEYS = ["model", "variable", "metric", "lead"]
 # GEV shapes, skewness ratios) can take any value.
 _RANGES = (
     (("exceedance_ratio_", "crps", "fair_crps", "twcrps_", "brier_", "rmse", "spread", "spread_skill"), (0.0, np.inf)),
-    (("ks", "tail_ks", "rank_flatness", "block_maxima_at_bound"), (0.0, 1.0)),
+    (("ks", "tail_ks", "tail_ks_", "rank_flatness", "block_maxima_at_bound"), (0.0, 1.0)),
     (("dry_fraction_error",), (-1.0, 1.0)),
     # a ratio of two positive numbers minus 1; relative errors of positive quantities
     (("kurtosis_ratio", "wet_mean_rel_error", "wet_quantile_rel_error_"), (-1.0, np.inf)),

@@ -28,9 +28,9 @@ HEADLINE = "exceedance_ratio_p999"
 
 # column headings: what each key metric measures, and its perfect value
 SHORT_NAMES = {"exceedance_ratio_p99": "mass beyond data's q99", "exceedance_ratio_p999": "mass beyond data's q99.9",
-               "quantile_rel_error_0.999": "q99.9 error", "tail_ks": "tail KS",
-               "dry_fraction_error": "dry fraction error", "wet_quantile_rel_error_0.99": "wet q99 error",
-               "wet_mean_rel_error": "wet mean error", "crps": "CRPS", "twcrps_p99": "twCRPS above data's q99",
+               "quantile_rel_error_0.999": "q99.9 rel. error", "tail_ks": "tail KS",
+               "dry_fraction_error": "dry fraction error", "wet_quantile_rel_error_0.99": "wet q99 rel. error",
+               "wet_mean_rel_error": "wet mean rel. error", "crps": "CRPS", "twcrps_p99": "twCRPS above data's q99",
                "twcrps_p999": "twCRPS above data's q99.9"}
 
 
@@ -47,58 +47,104 @@ def _band(row) -> tuple[float, float]:
     return (row.value, row.value) if pd.isna(low) else (float(low), float(high))
 
 
+def runs_of(metrics: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
+    """Per (model, variable, metric) without a lead: each training run's value, from the tidy
+    metrics table with its `replicate` column (the replicate means left out)."""
+    if "replicate" not in metrics:
+        return {}
+    rows = metrics[(metrics["replicate"].astype(str) != "mean") & metrics["lead"].isna()]
+    return {key: group.value.astype(float).tolist() for key, group in rows.groupby(["model", "variable", "metric"])}
+
+
+def _run_errors(runs: dict, model: str, variable: str, metric: str, mean: float) -> list[float]:
+    return [float(error(metric, v)) for v in runs.get((model, variable, metric), [mean])]
+
+
 def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replicates: dict[str, int],
-                   truth: bool) -> dict:
-    """Each model's key metrics on `variable` with their intervals; a cell is `within` where the
-    model could be right: where the true process is known, its value is one that a perfect
-    model's sample of the same size gives (inside the truth ensemble's interval, or no farther
-    from the ideal than the truth is where that has no interval); else its interval covers the
-    ideal value. `closest`: the model nearest the ideal value."""
+                   truth: bool, runs: dict | None = None, states: list[dict] = ()) -> dict:
+    """Each model's key metrics on `variable` with their intervals, and where it ends (its
+    whole ensemble's tail error and state, from `states`).
+
+    `closest`: the model whose runs are nearest the ideal value on average (the error the
+    comparisons use: the mean of three runs that scatter around the ideal is not close). A
+    cell is `within` where the model could be right on that metric alone: where the true
+    process is known, every run's value is one that a perfect model's sample of the same size
+    gives (inside the truth ensemble's interval, or no farther from the ideal than the truth is
+    where that has no interval); else its interval covers the ideal value."""
+    runs = runs or {}
     sub = frame[(frame.variable == variable) & frame["lead"].isna()]
     metrics = [m for m in KEY_TAIL_METRICS + KEY_WET_METRICS if (sub.metric == m).any()]
     value = {(r.model, r.metric): r for r in sub.itertuples()}
     closest = {}
     for m in metrics:
-        errors = {model: float(error(m, value[model, m].value)) for model in models if (model, m) in value}
+        errors = {model: float(np.mean(_run_errors(runs, model, variable, m, value[model, m].value)))
+                  for model in models if (model, m) in value}
         if errors:
             closest[m] = min(errors, key=errors.get)
+    ends = {s["model"]: s for s in states if s["variable"] == variable}
+    limit = _near_limit(ends)
     rows = []
     for model in models + (["truth"] if truth else []):
         cells = []
         for m in metrics:
             r = value.get((model, m))
             if r is None:
-                cells.append({"text": "", "ci": "", "within": False, "closest": False})
+                cells.append({"text": "", "ci": "", "within": False, "closest": False, "runs": ""})
                 continue
+            each = runs.get((model, variable, m), [r.value])
             if truth:
-                low = high = r.value
                 reference = value.get(("truth", m))
                 band = _band(reference)
                 if reference is not None and pd.isna(reference.ci_low):
                     spread = float(error(m, reference.value))
                     band = (ideal(m) - spread, ideal(m) + spread)
+                within = all(band[0] <= v <= band[1] for v in each)
             else:
-                (low, high), band = _band(r), (ideal(m), ideal(m))
-            within = model != "truth" and low <= band[1] and high >= band[0]
+                low, high = _band(r)
+                within = low <= ideal(m) <= high
             cells.append({"text": fmt(r.value, 3), "ci": "" if pd.isna(r.ci_low) else
-                          f"[{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]", "within": bool(within),
-                          "closest": closest.get(m) == model})
+                          f"[{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]", "within": bool(within and model != "truth"),
+                          "closest": closest.get(m) == model,
+                          "runs": "runs: " + ", ".join(fmt(v, 3) for v in each) if len(each) > 1 else ""})
+        end = ends.get(model)
+        if model == "truth" and limit is not None:  # the reference sample: what sampling noise alone gives
+            end = {"final_error": _reference(ends), "state": "reference sample"}
         rows.append({"model": model, "kind": "bootstrap" if model == "truth" else interval_kind(replicates.get(model, 1)),
-                     "truth": model == "truth", "cells": cells})
+                     "truth": model == "truth", "cells": cells,
+                     "tail_error": fmt(end["final_error"], 2) if end else "",
+                     "state": _STATE_WORDS.get(end["state"], end["state"]) if end else "",
+                     "there": bool(end and model != "truth" and limit is not None and end["final_error"] <= limit)})
     return {"metrics": [{"name": m, "short": SHORT_NAMES.get(m, m), "ideal": fmt(ideal(m))} for m in metrics],
-            "rows": rows}
+            "rows": rows, "limit": fmt(limit, 2) if limit is not None else ""}
 
 
-def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list[dict], truth: bool) -> str:
+_STATE_WORDS = {STATES[0]: "still improving", STATES[1]: "converged, near", STATES[2]: "stalled, far"}
+
+
+def _reference(ends: dict[str, dict]) -> float | None:
+    """The reference sample's tail error (what sampling noise alone gives); None without one."""
+    refs = [s["reference_error"] for s in ends.values() if not math.isnan(s.get("reference_error", math.nan))]
+    return refs[0] if refs else None
+
+
+def _near_limit(ends: dict[str, dict]) -> float | None:
+    """The tail error within which a model counts as near the data (convergence's rule)."""
+    reference = _reference(ends)
+    return None if reference is None else NEAR_FACTOR * reference + NEAR_MARGIN
+
+
+def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list[dict], truth: bool,
+             runs: dict | None = None) -> str:
     """Whether the models get there on `variable` (from where each ends: its whole ensemble's
     tail error against a reference sample of as many fields), then the far tail in words."""
+    runs = runs or {}
     sub = frame[(frame.variable == variable) & frame["lead"].isna()]
     text = ""
     ends = {s["model"]: s for s in states if s["variable"] == variable and s["model"] in models
             and not math.isnan(s.get("reference_error", math.nan))}
     if ends:
         ref = next(iter(ends.values()))["reference_error"]
-        limit = NEAR_FACTOR * ref + NEAR_MARGIN
+        limit = _near_limit(ends)
         near = [m for m, s in ends.items() if s["final_error"] <= limit]
         far = [m for m in ends if m not in near]
         if not near:
@@ -117,12 +163,15 @@ def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list
             text += f" Still improving at the end of training: {_join(still)}."
     p999 = sub[(sub.metric == HEADLINE) & sub.model.isin(models)]
     if len(p999):
-        errors = {r.model: abs(r.value - 1) for r in p999.itertuples()}
+        errors = {r.model: float(np.mean(_run_errors(runs, r.model, variable, HEADLINE, r.value)))
+                  for r in p999.itertuples()}
         best = min(errors, key=errors.get)
         value = float(p999[p999.model == best].value.iloc[0])
         reference = sub[(sub.metric == HEADLINE) & (sub.model == "truth")]
+        perfect = (f"; a perfect model's sample of this size: {fmt(float(reference.value.iloc[0]), 2)}"
+                   if len(reference) else "")
         text += (f" Beyond the data's 99.9th percentile the closest, {best}, puts {fmt(value, 2)} of the data's mass "
-                 f"(1 is right{'; a perfect model' + chr(39) + 's sample of this size: ' + fmt(float(reference.value.iloc[0]), 2) if len(reference) else ''}).")
+                 f"there (1 is right{perfect}).")
     return text.strip()
 
 
@@ -149,7 +198,7 @@ def pair_sentences(comparisons: pd.DataFrame, frame: pd.DataFrame, variable: str
             continue
         counts = pair.verdict.value_counts()
         forecast = pair["lead"].notna().any()
-        what = "scores over all leads" if forecast else "key metrics"
+        what = "scores over all leads" if forecast else "metrics in the table"
         text = (f"{model} against {baseline} ({pair.replicates.iloc[0]} runs): better on {counts.get('better', 0)}, "
                 f"worse on {counts.get('worse', 0)}, indistinguishable on {counts.get('indistinguishable', 0)} "
                 f"of {len(pair)} {what}.")
@@ -159,7 +208,8 @@ def pair_sentences(comparisons: pd.DataFrame, frame: pd.DataFrame, variable: str
             r = head.iloc[0]
             at = f", lead {int(r['lead'])}" if forecast else ""
             text += (f" Far tail ({SHORT_NAMES.get(r.metric, r.metric)}{at}): difference of errors {fmt(r.difference, 2)}, "
-                     f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict}.")
+                     f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict} "
+                     f"(negative: {model} is closer).")
         ends = [state.get((m, variable)) for m in (model, baseline)]
         if all(e == STATES[2] for e in ends):
             text += " Both are stalled far from the data: this says little about the extremes."
@@ -243,16 +293,17 @@ def variable_order(kurtosis: dict[str, float]) -> list[str]:
 
 def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models: list[str],
            replicates: dict[str, int], kurtosis: dict[str, float], states: list[dict],
-           nu: dict[str, dict], truth: bool) -> dict:
-    """Everything the first screen shows, per variable in variable_order."""
+           nu: dict[str, dict], truth: bool, runs: dict | None = None) -> dict:
+    """Everything the first screen shows, per variable in variable_order. frame: one row per
+    model, variable and metric (replicate means); runs: each run's values (runs_of)."""
     confidence = config["evaluation"]["confidence"]
     twins = twin_pairs(config, comparisons)
     out = []
     for variable in variable_order(kurtosis):
         out.append({"variable": variable, "kurtosis": fmt(kurtosis[variable], 2),
                     "heavy": bool(kurtosis[variable] > HEAVY_KURTOSIS),
-                    "headline": headline(frame, variable, models, states, truth),
-                    "table": distance_table(frame, variable, models, replicates, truth),
+                    "headline": headline(frame, variable, models, states, truth, runs),
+                    "table": distance_table(frame, variable, models, replicates, truth, runs, states),
                     "pairs": pair_sentences(comparisons, frame, variable, twins, states, confidence),
                     "baselines": baseline_summary(comparisons, variable, twins),
                     "same_noise": same_noise(variable, twins, nu)})

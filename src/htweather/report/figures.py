@@ -14,7 +14,8 @@ import xarray as xr
 from ..config import is_gaussian, is_plain, split_replicate
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
-from ..evaluation.convergence import FORECAST_TAIL_SCORES, REFERENCE, reference_error, tail_error, trend_rows
+from ..evaluation.convergence import FORECAST_TAIL_SCORES, REFERENCE, final_error, reference_error, tail_error
+from ..evaluation.convergence import trend_rows
 from ..evaluation.tables import summary
 from . import plots
 
@@ -98,7 +99,8 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
             ["model", "replicate", "variable", "step"], as_index=False)["error"].mean()
         plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"],
                           forecasters=set(table[table.metric.isin(FORECAST_TAIL_SCORES)].model),
-                          reference=reference_error(table))
+                          reference=reference_error(table), final=final_error(table),
+                          whole_reference=reference_error(table, whole=True))
     if "nu_sweep" in out:
         points = nu_sweep_points(config, nu_values(ensembles))
         plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])

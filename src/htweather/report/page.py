@@ -27,7 +27,7 @@ from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
 from ..runtime import atomic_path
 from . import plots
-from .answer import answer, interval_kind
+from .answer import answer, interval_kind, runs_of
 from .text import fmt
 from .figures import SWEEP_METRICS, closed_form_marginals, load_ensembles, nu_sweep_points
 
@@ -150,7 +150,16 @@ def _coverage_summary(checks: list[dict]) -> str:
               "empirical return levels": [c for c in checks if c["statistic"].startswith("empirical_")]}
     parts = [f"{sum(c['covered'] == 'yes' for c in rows)} of {len(rows)} {name}"
              for name, rows in groups.items() if rows]
-    return ("Covered: " + ", ".join(parts) + ".") if parts else ""
+    if not parts:
+        return ""
+    judged = [c for c in checks if c["covered"]]
+    covered = sum(c["covered"] == "yes" for c in judged)
+    text = "Covered: " + ", ".join(parts) + "."
+    # how short of 95 % is more than chance: below the binomial's 2.5 % point
+    if judged and covered < sstats.binom.ppf(0.025, len(judged), 0.95):
+        text += (f" {covered} of {len(judged)} is fewer than 95 % intervals give by chance: these intervals are too "
+                 "narrow here, and the comparisons' intervals, built the same way, may be too.")
+    return text
 
 
 def tail_index_rows(attrs: dict[str, dict]) -> list[dict]:
@@ -192,7 +201,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
            train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None,
            convergence_csv: str | Path | None = None, selections: list[str | Path] = ()) -> None:
     forecasts = forecasts or {}
-    frame = summary(pd.read_csv(metrics_csv))
+    tidy = pd.read_csv(metrics_csv)
+    frame = summary(tidy)
     stats = load_stats(stats_path)
     prov = json.loads(Path(provenance_json).read_text())
     generators = [m for m in config["models"] if m not in forecasts]
@@ -261,10 +271,10 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         state_groups = [g for g in state_groups if g["entries"]]
     checks = truth_checks(frame, config, stats, truth)
     comparisons = pd.read_csv(comparisons_csv)
-    runs = {m: replicates(config, m) for m in config["models"]}
+    run_counts = {m: replicates(config, m) for m in config["models"]}
     nu_by_model = {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}
-    first_screen = answer(config, frame, comparisons, generators, runs, kurtosis, found, nu_by_model,
-                          truth="truth" in model_order)
+    first_screen = answer(config, frame, comparisons, generators, run_counts, kurtosis, found, nu_by_model,
+                          truth="truth" in model_order, runs=runs_of(tidy))
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
@@ -272,7 +282,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
         config=config, stats=stats, models=model_order, forecasters=forecasters,
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
-        answer=first_screen, interval_kinds={m: interval_kind(n) for m, n in runs.items()},
+        answer=first_screen, interval_kinds={m: interval_kind(n) for m, n in run_counts.items()},
         table=metrics_table(unconditional, model_order),
         verdicts=verdicts(comparisons, frame, [v["variable"] for v in first_screen["variables"]]),
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),

@@ -397,13 +397,18 @@ def nu_sweep(metrics: pd.DataFrame, points: dict[str, dict[str, float]], variabl
 
 
 def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: list[str], out: str | Path,
-                forecasters: set[str] = frozenset(), reference: dict[str, float] | None = None) -> None:
+                forecasters: set[str] = frozenset(), reference: dict[str, float] | None = None,
+                final: dict[tuple[str, str], float] | None = None,
+                whole_reference: dict[str, float] | None = None) -> None:
     """Tail error against training steps, one panel per variable: a line per model (the mean
-    over its replicates), each replicate's points faint; `reference`: per variable, the error of
-    an independent sample of the real process (a dashed line: what sampling noise alone gives)
-    and the band below which a model counts as near the data. Forecast models (`forecasters`),
-    scored on lead-1 twCRPS in the variable's units, get a row of their own."""
-    reference = reference or {}
+    over its replicates, small ensembles), each replicate's points faint; `reference`: per
+    variable, the error of an independent sample of the real process of that size (a dashed
+    line: what sampling noise alone gives). `final`: per (model, variable), the whole final
+    ensemble's error (a star at the last step: where the model ends, as the report's text reads
+    it), and the band below which it counts as near the data, from `whole_reference` (the
+    reference of as many fields). Forecast models (`forecasters`), scored on lead-1 twCRPS in
+    the variable's units, get a row of their own."""
+    reference, final, whole_reference = reference or {}, final or {}, whole_reference or {}
     models = list(dict.fromkeys(tail_error.model))
     colors = model_colors(models)
     rows = [(label, [m for m in models if (m in forecasters) == is_forecast])
@@ -419,10 +424,15 @@ def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: l
                 ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
                 each = replicates[(replicates.model == model) & (replicates.variable == name)]
                 ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
+                if (model, name) in final and len(mean):
+                    ax.scatter([mean.step.iloc[-1]], [final[model, name]], marker="*", s=90, color=colors[model],
+                               edgecolor="black", linewidth=0.5, zorder=3)
             if name in reference and not any(m in forecasters for m in group):
                 ax.axhline(reference[name], color="0.3", ls="--", lw=1, label="reference sample")
-                ax.axhspan(0, NEAR_FACTOR * reference[name] + NEAR_MARGIN, color="0.85", alpha=0.5, lw=0,
-                           label="near the data")
+            if name in whole_reference and not any(m in forecasters for m in group):
+                ax.axhspan(0, NEAR_FACTOR * whole_reference[name] + NEAR_MARGIN, color="0.85", alpha=0.5, lw=0,
+                           label="near the data (whole ensemble)")
+                ax.scatter([], [], marker="*", s=90, color="white", edgecolor="black", label="whole final ensemble")
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("training step")
             ax.set_ylim(bottom=0)

@@ -160,3 +160,19 @@ def test_a_cell_is_green_only_if_every_run_is_and_each_model_shows_where_it_ends
     states[0]["final_error"] = 0.2
     row = answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)["rows"][0]
     assert row["cells"][0]["within"] and row["there"]
+
+
+def test_return_levels_sit_side_by_side_in_the_blocks_real_length_with_a_finding():
+    from htweather.report.page import return_level_table
+    rows = [("data", "block_days", 7.0, np.nan, np.nan)]
+    for source, gev, emp in (("data", 11.4, 11.8), ("truth", 11.4, 11.5), ("fc_edm", 9.5, 9.9)):
+        rows += [(source, "return_level_50", gev, gev - 1.3, gev + 2.0), (source, "empirical_return_level_50", emp,
+                                                                          emp - 2, emp + 2)]
+    frame = pd.DataFrame([{"model": m, "variable": "tp", "metric": k, "lead": np.nan, "value": v, "ci_low": lo,
+                           "ci_high": hi} for m, k, v, lo, hi in rows])
+    table = return_level_table(frame, ["data", "truth", "fc_edm"], [50])
+    [row] = table["rows"]
+    assert row["period"] == "50 weeks" and [c["text"] for c in row["cells"]] == ["11.4", "11.8", "11.4", "11.5",
+                                                                                  "9.5", "9.9"]
+    assert table["findings"] == ["tp, 50-week level (GEV): data 11.4 [10.1, 13.4]; fc_edm 9.5 (below the data's "
+                                 "interval)."]

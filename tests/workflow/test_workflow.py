@@ -111,8 +111,13 @@ def test_end_to_end_outputs(tiny_run):
     assert {"data", "edm", "truth", "fc_tedm"} <= set(maps.source.values) and "tp_bias" in maps
 
     html = (results / "report.html").read_text()
-    assert html.index("Verdict: does Student-t noise") < html.index("<h2>Models</h2>")  # it opens with the verdict
-    assert "tedm against edm (2 vs 2 replicates)" in html and "edm_inc was trained once" in html
+    # it opens with the answer, then the contents, then the details
+    assert html.index("Does Student-t noise get the extremes right here") < html.index('id="contents"') < html.index(
+        '<h2 id="models">')
+    assert html.count('<table class="answer">') == 3  # one per variable
+    assert html.count("trained once: the intervals") == 1  # said once, not per pair
+    assert "edm_inc and fc_flow were trained once" in html and "tedm against edm (2 vs 2 runs)" in html
+    assert "Many comparisons: of the" in html
     for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
                     "What <code>nu: auto</code> chose", "What <code>nu: select</code> chose for tedm_sel",

@@ -115,6 +115,50 @@ def describe_closed_form(dist) -> dict:
 FORECAST_METRICS = ["crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_skill", "rmse", "spread", "rank_flatness"]
 
 
+def return_level_table(frame: pd.DataFrame, sources: list[str], periods: list[int]) -> dict:
+    """Return levels per variable and period, GEV and empirical side by side for each source
+    (data, truth, forecast models), the period in the block's real length, and per variable a
+    sentence on where the forecast models' longest-period level stands against the data's."""
+    unit, per_block = plots.return_period_unit(_first(frame, "data", None, "block_days"))
+    rows, findings = [], []
+    for variable in dict.fromkeys(frame[frame.metric.str.startswith("return_level_")].variable):
+        for period in periods:
+            cells = []
+            for source in sources:
+                for kind in ("return_level_", "empirical_return_level_"):
+                    r = _row(frame, source, variable, f"{kind}{period}")
+                    cells.append({"text": fmt(r.value, 3) if r is not None else "",
+                                  "ci": f"[{fmt(r.ci_low, 3)}, {fmt(r.ci_high, 3)}]"
+                                  if r is not None and pd.notna(r.ci_low) else ""})
+            rows.append({"variable": variable, "period": f"{fmt(period * per_block, 3)} {unit}", "cells": cells})
+        longest, data = max(periods), _row(frame, "data", variable, f"return_level_{max(periods)}")
+        models = [s for s in sources if s not in ("data", "truth")]
+        if data is not None and pd.notna(data.ci_low) and models:
+            words = []
+            for m in models:
+                r = _row(frame, m, variable, f"return_level_{longest}")
+                if r is not None:
+                    where = ("below" if r.value < data.ci_low else "above" if r.value > data.ci_high else "within")
+                    words.append(f"{m} {fmt(r.value, 3)} ({where} the data's interval)")
+            if words:
+                findings.append(f"{variable}, {fmt(longest * per_block, 3)}-{unit[:-1]} level (GEV): data "
+                                f"{fmt(data.value, 3)} [{fmt(data.ci_low, 3)}, {fmt(data.ci_high, 3)}]; "
+                                + ", ".join(words) + ".")
+    return {"rows": rows, "findings": findings, "unit": unit}
+
+
+def _row(frame: pd.DataFrame, model: str, variable: str, metric: str):
+    sub = frame[(frame.model == model) & (frame.variable == variable) & (frame.metric == metric)]
+    return next(sub.itertuples(), None)
+
+
+def _first(frame: pd.DataFrame, model: str, variable: str | None, metric: str) -> float | None:
+    sub = frame[(frame.model == model) & (frame.metric == metric)]
+    if variable is not None:
+        sub = sub[sub.variable == variable]
+    return float(sub.value.iloc[0]) if len(sub) else None
+
+
 def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
     """Synthetic data only: the data's estimates (tail quantiles, return levels) with their 95 %
     intervals beside the true values (quantiles in closed form or from a long simulation; return
@@ -248,6 +292,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     level_sources = ["data"] + (["truth"] if "truth" in set(frame.model) else []) + forecasters
     levels = frame[frame.metric.str.startswith(("return_level_", "empirical_return_level_", "gev_shape",
                                                 "block_maxima_at_bound")) & frame.model.isin(level_sources)]
+    levels_all = frame[frame.model.isin(level_sources)]
     sweep = nu_sweep_points(config, {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items()
                                      if "nu_by_variable" in a})
     sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
@@ -288,7 +333,9 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         state_groups=state_groups, near=(NEAR_FACTOR, NEAR_MARGIN),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
-        level_table=metrics_table(levels, level_sources, reference_rows=True), level_sources=level_sources,
+        level_table=metrics_table(levels[~levels.metric.str.contains("return_level_")], level_sources,
+                                  reference_rows=True), level_sources=level_sources,
+        return_levels=return_level_table(levels_all, level_sources, config["evaluation"]["return_periods"]),
         short_test=stats["splits"]["test"]["n_times"] < config["evaluation"]["block_steps"],
         grid_shape=grid_shape(stats),
         truth_checks=checks, truth_summary=_coverage_summary(checks),

@@ -18,8 +18,8 @@ import torch
 
 from ..config import nu_per_variable
 from . import input_maps, tail_index
-from .diffusion import (EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise,
-                        edm_heun_sampler, flow_sampler)
+from .diffusion import (EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise, edm_sampler,
+                        flow_sampler)
 from .diffusion.samplers import network_evaluations
 from .networks import UNet
 
@@ -147,20 +147,28 @@ def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tu
              sampling: dict, device, cond: torch.Tensor | None = None) -> torch.Tensor:
     """n fields (n, C, H, W) in the model's units, float64, from Student-t (or Gaussian) noise;
     `cond` (n, C * condition_steps, H, W): the previous states, for a forecast. A patch-trained
-    model generates the whole field in one pass, given the whole grid's positions."""
+    model generates the whole field in one pass, given the whole grid's positions. The solver is
+    the configured one (sampling.edm.solver, sampling.flow.solver) for every caller: ensembles,
+    snapshots, forecasts and the training's tail checks."""
     cond = with_positions(spec, cond, n, shape, device)
     noise = model.noise.sample((n, len(spec.variables), *shape), device=device, dtype=torch.float64)
     if spec.family == "edm":
         opts = sampling["edm"]
-        return edm_heun_sampler(model, noise, num_steps=opts["steps"], sigma_min=opts["sigma_min"],
-                                sigma_max=opts["sigma_max"], rho=opts["rho"], cond=cond)
+        return edm_sampler(model, noise, solver=edm_solver(sampling), num_steps=opts["steps"],
+                           sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"],
+                           churn=opts.get("churn"), cond=cond)
     opts = sampling["flow"]
     return flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond)
 
 
+def edm_solver(sampling: dict) -> str:
+    # a sampling section written before the setting existed meant EDM's Heun
+    return sampling["edm"].get("solver", "heun")
+
+
 def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
     if spec.family == "edm":
-        return network_evaluations("edm", sampling["edm"]["steps"])
+        return network_evaluations("edm", sampling["edm"]["steps"], edm_solver(sampling))
     return network_evaluations("flow", sampling["flow"]["steps"], sampling["flow"]["solver"])
 
 

@@ -1,0 +1,146 @@
+"""Tail error against sampler budget: each trained model sampled with several solvers and step
+counts, compared with a 255-evaluation reference of the same model and with the test data.
+
+    python benchmarks/sampler_budget.py sample --models edm tedm      # one process per core
+    python benchmarks/sampler_budget.py sample --models flow tflow
+    python benchmarks/sampler_budget.py report                       # the table, from the cache
+
+Reads a finished run (results/models/NAME[.rK]/model.pt, results/data/), so the models are the
+ones the run trained. Every setting of one replicate starts from the same initial noise (one
+seed per replicate), so what differs between settings is the solver's error, not the draw. Each
+setting's ensembles (physical units) are cached as .npz under --cache, so `report` and reruns
+cost nothing. The report gives, per model, variable and setting: the network evaluations, the
+time per member (measured in this run, and as a ratio to the reference's), the key tail error
+against the data (the mean over the replicates), and the paired comparison against the
+reference on the key tail metrics (evaluation.comparisons.compare_tails: intervals over the
+replicates and the test data; `indistinguishable` on every metric is what a cheaper default
+must show).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from htweather.config import load_config, replicate_names
+from htweather.data.store import denormalise, grid_mask, grid_shape, load_stats, test_fields
+from htweather.evaluation.bootstrap import SortedUnits
+from htweather.evaluation.comparisons import KEY_TAIL_METRICS, compare_tails
+from htweather.evaluation.tails import wet_threshold
+from htweather.models import assemble
+from htweather.models.diffusion.samplers import network_evaluations
+from htweather.runtime import derived_seed, replicate_seed
+from htweather.tail_metrics import key_tail_error
+
+REFERENCE = ("heun", 128)  # 255 network evaluations
+SETTINGS = {  # (solver, steps) per family, beside the reference and the default (heun, 18)
+    "edm": [("heun", 18), ("heun", 8), ("heun", 5), ("heun", 3), ("dpmpp_2m", 15), ("dpmpp_2m", 10),
+            ("dpmpp_2m", 7), ("dpmpp_2m", 5), ("euler", 10), ("stochastic", 18)],
+    "flow": [("heun", 18), ("heun", 8), ("heun", 5), ("heun", 3), ("ab2", 15), ("ab2", 10), ("ab2", 7),
+             ("ab2", 5), ("euler", 10)],
+}
+
+
+def label(solver: str, steps: int) -> str:
+    return f"{solver}-{steps}"
+
+
+def sample_run(config: dict, run: str, results: Path, cache: Path, members: int) -> None:
+    stats = load_stats(results / "data" / "stats.json")
+    device = torch.device("cpu")
+    model, spec, ckpt = assemble.load_model(results / "models" / run / "model.pt", device)
+    seed = replicate_seed(config["seed"], "sampler-budget", spec.name, int(ckpt.get("replicate", 0)))
+    shape = grid_shape(stats)
+    for solver, steps in [REFERENCE] + SETTINGS[spec.family]:
+        out = cache / f"{run}__{label(solver, steps)}.npz"
+        if out.exists():
+            continue
+        sampling = json.loads(json.dumps(config["sampling"]))
+        sampling[spec.family]["solver"], sampling[spec.family]["steps"] = solver, steps
+        torch.manual_seed(derived_seed(seed, "noise"))  # the same initial noise for every setting
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fields = assemble.generate(model, spec, members, shape, sampling, device).numpy()
+        seconds = time.perf_counter() - t0
+        if ckpt["input_map"] is not None:
+            fields = ckpt["input_map"].inverse(fields)
+        physical = denormalise(fields, stats)
+        np.savez(out, seconds=seconds, evaluations=network_evaluations(spec.family, steps, solver), **physical)
+        print(f"{run} {label(solver, steps)}: {seconds:.1f} s", flush=True)
+
+
+def report(config: dict, models: list[str], results: Path, cache: Path) -> pd.DataFrame:
+    stats = load_stats(results / "data" / "stats.json")
+    mask = grid_mask(stats)
+
+    def cells(fields: np.ndarray) -> np.ndarray:  # (n, lat, lon) -> (n, real cells), as the comparisons
+        return fields[:, mask] if mask is not None else fields.reshape(len(fields), -1)
+
+    data = test_fields(results / "data" / "store.zarr")
+    opts = config["evaluation"]
+    rows = []
+    for model in models:
+        runs = replicate_names(config, [model])
+        family = config["models"][model]["family"]
+        loaded = {(run, s): np.load(cache / f"{run}__{label(*s)}.npz") for run in runs
+                  for s in [REFERENCE] + SETTINGS[family]}
+        reference_seconds = np.mean([float(loaded[run, REFERENCE]["seconds"]) for run in runs])
+        for variable in stats["channels"]:
+            data_values = cells(data[variable])
+            units = SortedUnits(data_values)
+            tails = stats["variables"][variable]["tails"]
+            reference = [cells(loaded[run, REFERENCE][variable]) for run in runs]
+            for setting in [REFERENCE] + SETTINGS[family]:
+                ensembles = [cells(loaded[run, setting][variable]) for run in runs]
+                rng = np.random.default_rng(derived_seed(config["seed"], "sampler-budget", model, variable))
+                found = ({} if setting == REFERENCE else
+                         compare_tails(ensembles, reference, units, tails, {**opts, "bootstrap": 100}, rng,
+                                       wet_threshold(stats["variables"][variable])))
+                key = {m: r for m, r in found.items() if m in KEY_TAIL_METRICS}
+                seconds = np.mean([float(loaded[run, setting]["seconds"]) for run in runs])
+                rows.append({
+                    "model": model, "variable": variable, "solver": setting[0], "steps": setting[1],
+                    "evaluations": int(loaded[runs[0], setting]["evaluations"]),
+                    "s_per_member": seconds / len(ensembles[0]), "time_ratio": seconds / reference_seconds,
+                    "tail_error": float(np.mean([key_tail_error(e.ravel(), data_values.ravel(), tails,
+                                                                opts["tail_probability"]) for e in ensembles])),
+                    "vs_reference": ("reference" if setting == REFERENCE else
+                                     f"{sum(r['verdict'] == 'indistinguishable' for r in key.values())} of {len(key)} "
+                                     "indistinguishable"),
+                    "worst": "" if setting == REFERENCE else max(
+                        key, key=lambda m: abs(key[m]["difference"]) / max(key[m]["ci_high"] - key[m]["ci_low"], 1e-12)),
+                })
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["sample", "report"])
+    parser.add_argument("--config", default="config/config.yaml")
+    parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--models", nargs="+", default=["edm", "tedm", "flow", "tflow"])
+    parser.add_argument("--members", type=int, default=128)
+    parser.add_argument("--cache", default="results/benchmarks/sampler_budget", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = load_config(args.config)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.command == "sample":
+        for model in args.models:
+            for run in replicate_names(config, [model]):
+                sample_run(config, run, args.results, args.cache, args.members)
+        return
+    table = report(config, args.models, args.results, args.cache)
+    table.to_csv(args.cache / "table.csv", index=False, float_format="%.5g")
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -48,13 +48,20 @@ def edm_heun_sampler(denoiser: EDMPrecond, noise: torch.Tensor, num_steps: int =
     sigmas = edm_sigma_steps(num_steps, sigma_min, sigma_max, rho, device=noise.device)
     x = noise.to(torch.float64) * sigmas[0]
     for sigma_cur, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-        d_cur = (x - denoiser(x, sigma_cur, cond).to(torch.float64)) / sigma_cur
-        x_next = x + (sigma_next - sigma_cur) * d_cur
-        if sigma_next > 0:  # second-order correction, except on the last step
-            d_next = (x_next - denoiser(x_next, sigma_next, cond).to(torch.float64)) / sigma_next
-            x_next = x + (sigma_next - sigma_cur) * (0.5 * d_cur + 0.5 * d_next)
-        x = x_next
+        x = heun_step(denoiser, x, sigma_cur, sigma_next, cond)
     return x
+
+
+def heun_step(denoiser: EDMPrecond, x: torch.Tensor, sigma_cur, sigma_next, cond: torch.Tensor | None):
+    """One step of dx/dsigma = (x - D(x, sigma)) / sigma from sigma_cur to sigma_next: Euler,
+    then Heun's second-order correction, except on the step to sigma = 0: two network
+    evaluations, one on that last step."""
+    d_cur = (x - denoiser(x, sigma_cur, cond).to(torch.float64)) / sigma_cur
+    x_next = x + (sigma_next - sigma_cur) * d_cur
+    if sigma_next > 0:
+        d_next = (x_next - denoiser(x_next, sigma_next, cond).to(torch.float64)) / sigma_next
+        x_next = x + (sigma_next - sigma_cur) * (0.5 * d_cur + 0.5 * d_next)
+    return x_next
 
 
 @torch.no_grad()
@@ -161,12 +168,7 @@ def edm_stochastic_sampler(denoiser: EDMPrecond, noise: torch.Tensor, num_steps:
         sigma_hat = sigma_cur + gamma * sigma_cur
         churn = denoiser.noise.sample(x.shape, device=x.device, dtype=torch.float64)
         x_hat = x + (sigma_hat**2 - sigma_cur**2).sqrt() * S_noise * churn
-        d_cur = (x_hat - denoiser(x_hat, sigma_hat, cond).to(torch.float64)) / sigma_hat
-        x_next = x_hat + (sigma_next - sigma_hat) * d_cur
-        if sigma_next > 0:  # second-order correction, except on the last step
-            d_next = (x_next - denoiser(x_next, sigma_next, cond).to(torch.float64)) / sigma_next
-            x_next = x_hat + (sigma_next - sigma_hat) * (0.5 * d_cur + 0.5 * d_next)
-        x = x_next
+        x = heun_step(denoiser, x_hat, sigma_hat, sigma_next, cond)
     return x
 
 

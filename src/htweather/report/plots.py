@@ -93,11 +93,13 @@ def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndar
     for ax, name in zip(axes[0], names):
         probs = qq_probabilities(variables[name].get("tails", "upper"), top)
         qd = np.quantile(finite(data[name]), probs)
+        lines = [qd]  # the axis is set by the lines: one replicate far off would squash them all
         for model, fields in ensembles.items():
             ls = ":" if model == "truth" else "-"
             runs = replicates.get(model, [])
             label = f"{model} ({len(runs)} replicates)" if len(runs) > 1 else model
-            ax.plot(qd, np.quantile(finite(fields[name]), probs), ls, color=colors[model], lw=1.4, label=label)
+            lines.append(np.quantile(finite(fields[name]), probs))
+            ax.plot(qd, lines[-1], ls, color=colors[model], lw=1.4, label=label)
             if len(runs) > 1:
                 q = np.stack([np.quantile(finite(run[name]), probs) for run in runs])
                 ax.fill_between(qd, q.min(axis=0), q.max(axis=0), color=colors[model], alpha=0.18, lw=0)
@@ -105,6 +107,8 @@ def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndar
             ax.plot(qd, closed_form[name].ppf(probs), "--", color=TRUTH_COLOR, lw=1.0, label="true quantiles")
         span = [qd.min(), qd.max()]
         ax.plot(span, span, color="0.6", lw=0.8, zorder=0)
+        low, high = min(v.min() for v in lines), max(v.max() for v in lines)
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
         ax.set_xlabel(f"data quantile, {_label(name, variables[name])}")
         ax.set_ylabel("generated quantile")
         ax.set_title(f"{name} (to p = {top})")

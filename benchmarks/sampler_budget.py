@@ -3,7 +3,7 @@ counts, compared with a 255-evaluation reference of the same model and with the 
 
     python benchmarks/sampler_budget.py sample --models edm tedm      # one process per core
     python benchmarks/sampler_budget.py sample --models flow tflow
-    python benchmarks/sampler_budget.py report                       # the table, from the cache
+    python benchmarks/sampler_budget.py report                       # the table and a figure, from the cache
 
 Reads a finished run (results/models/NAME[.rK]/model.pt, results/data/), so the models are the
 ones the run trained. Every setting of one replicate starts from the same initial noise (one
@@ -45,6 +45,13 @@ SETTINGS = {  # (solver, steps) per family, beside the reference and the default
     "flow": [("heun", 18), ("heun", 8), ("heun", 5), ("heun", 3), ("ab2", 15), ("ab2", 10), ("ab2", 7),
              ("ab2", 5), ("euler", 10)],
 }
+
+
+# the multistep solvers of the two families share a colour: each is its family's cheap second-order solver
+SOLVER_COLORS = {"dpmpp_2m": "tab:blue", "ab2": "tab:blue", "euler": "tab:orange", "heun": "tab:green",
+                 "stochastic": "tab:red"}
+SOLVER_LABELS = {"dpmpp_2m": "DPM-Solver++(2M) (EDM)", "ab2": "Adams-Bashforth 2 (flow)",
+                 "stochastic": "stochastic, Student-t churn"}
 
 
 def label(solver: str, steps: int) -> str:
@@ -119,6 +126,44 @@ def report(config: dict, models: list[str], results: Path, cache: Path) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def figure(table: pd.DataFrame, out: Path) -> None:
+    """Tail error against the data per network evaluations: a panel per model and variable, a
+    line per solver, the reference's error dashed. Points that leave the axis (Heun at very few
+    steps diverges) are clipped at 3 times the reference's range."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models, variables = list(dict.fromkeys(table.model)), list(dict.fromkeys(table.variable))
+    fig, axes = plt.subplots(len(variables), len(models), figsize=(3.2 * len(models), 2.6 * len(variables)),
+                             squeeze=False, sharex=True)
+    for row, variable in zip(axes, variables):
+        for ax, model in zip(row, models):
+            sub = table[(table.model == model) & (table.variable == variable)]
+            reference = sub[(sub.solver == REFERENCE[0]) & (sub.steps == REFERENCE[1])].tail_error.iloc[0]
+            others = sub[~((sub.solver == REFERENCE[0]) & (sub.steps == REFERENCE[1]))]
+            for solver, line in others.groupby("solver"):
+                line = line.sort_values("evaluations")
+                ax.plot(line.evaluations, line.tail_error, marker="o", ms=3, lw=1.2, color=SOLVER_COLORS[solver],
+                        label=SOLVER_LABELS.get(solver, solver))
+            ax.axhline(reference, color="0.3", ls="--", lw=1, label=f"reference ({2 * REFERENCE[1] - 1})")
+            ax.set_xscale("log")
+            ax.set_xticks([5, 10, 15, 35], ["5", "10", "15", "35"])
+            ax.minorticks_off()
+            ax.set_ylim(0, max(3 * reference, 0.1))
+            ax.set_title(f"{model}: {variable}", fontsize=9)
+        row[0].set_ylabel("tail error vs data", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("network evaluations per member", fontsize=8)
+    handles = {}
+    for ax in axes.ravel():
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["sample", "report"])
@@ -138,6 +183,7 @@ def main() -> None:
         return
     table = report(config, args.models, args.results, args.cache)
     table.to_csv(args.cache / "table.csv", index=False, float_format="%.5g")
+    figure(table, args.cache / "tail_error_vs_evaluations.png")
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
 

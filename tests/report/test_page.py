@@ -109,7 +109,7 @@ def test_the_headline_says_when_no_model_gets_there():
 def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_far():
     comparisons = _comparisons()
     states = [{"model": m, "variable": "pr", "state": "stalled far from the data"} for m in ("edm", "tedm")]
-    [text] = answer.pair_sentences(comparisons, pd.DataFrame(), "pr", [("tedm", "edm")], states, 0.95)
+    [text] = answer.pair_sentences(comparisons, "pr", [("tedm", "edm")], states, 0.95)
     assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2 "
                            "metrics in the table")
     assert "Far tail (mass beyond data's q99.9): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable (negative: tedm is closer)." in text

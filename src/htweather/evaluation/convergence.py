@@ -55,6 +55,12 @@ STATES = ("still improving", "converged near the data", "stalled far from the da
 FORECAST_TAIL_SCORES = ["twcrps_p99", "twcrps_p999"]  # lower is better; lead 1
 
 
+def near_limit(reference: float) -> float:
+    """The tail error within which a model counts as near the data, given the error of a
+    reference sample of as many fields."""
+    return NEAR_FACTOR * reference + NEAR_MARGIN
+
+
 def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: str | Path,
                       stats_path: str | Path, reference: str | Path | None = None) -> pd.DataFrame:
     """paths: {run: [ensemble or forecast store, ...]}, from the snapshots' to the model's own
@@ -190,7 +196,7 @@ def states(frame: pd.DataFrame) -> list[dict]:
             state = STATES[0]
         elif np.isnan(ref):
             state = "not improving"
-        elif end <= NEAR_FACTOR * ref + NEAR_MARGIN:
+        elif end <= near_limit(ref):
             state = STATES[1]
         else:
             state = STATES[2]

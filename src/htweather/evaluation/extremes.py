@@ -59,7 +59,7 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
                       rng: np.random.Generator, step: pd.Timedelta | None = None) -> list[dict]:
     """Return levels (periods in blocks) of the pooled per-cell block maxima, two estimates of
     the same quantity, the ``1 - 1/T`` quantile of one cell's block maximum, from the same
-    maxima: the GEV fit (``return_level_T``; censored below the maxima's median, see
+    maxima: the GEV fit (``return_level_T``; the lowest `gev.CENSOR` of the maxima censored, see
     `gev.return_levels_with_ci`) and the empirical quantile (``empirical_return_level_T``), both
     with percentile bootstrap intervals over whole blocks. Pooling cells assumes their maxima
     share one distribution (true for the homogeneous synthetic default; the quantile maps show

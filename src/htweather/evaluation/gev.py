@@ -223,8 +223,7 @@ def _levels(t: np.ndarray, params, values: np.ndarray, lower_bound: float | None
         return levels
     below = p <= p0 + (1.0 - p0) * (np.mean(above <= u) if u is not None else 0.0)
     if np.any(below):
-        finite = values[np.isfinite(values)]
-        levels[below] = np.quantile(finite, p[below], method="inverted_cdf")
+        levels[below] = empirical_return_levels(values, t[below])
     return np.where(below, levels, np.maximum(levels, floor))
 
 

@@ -154,21 +154,16 @@ def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tu
     noise = model.noise.sample((n, len(spec.variables), *shape), device=device, dtype=torch.float64)
     if spec.family == "edm":
         opts = sampling["edm"]
-        return edm_sampler(model, noise, solver=edm_solver(sampling), num_steps=opts["steps"],
+        return edm_sampler(model, noise, solver=opts["solver"], num_steps=opts["steps"],
                            sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"],
                            churn=opts.get("churn"), cond=cond)
     opts = sampling["flow"]
     return flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond)
 
 
-def edm_solver(sampling: dict) -> str:
-    # a sampling section written before the setting existed meant EDM's Heun
-    return sampling["edm"].get("solver", "heun")
-
-
 def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
     if spec.family == "edm":
-        return network_evaluations("edm", sampling["edm"]["steps"], edm_solver(sampling))
+        return network_evaluations("edm", sampling["edm"]["steps"], sampling["edm"]["solver"])
     return network_evaluations("flow", sampling["flow"]["steps"], sampling["flow"]["solver"])
 
 

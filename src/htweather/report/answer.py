@@ -19,7 +19,7 @@ from scipy import stats
 
 from ..config import is_twin
 from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS, KEY_WET_METRICS
-from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, STATES
+from ..evaluation.convergence import STATES, near_limit
 from ..tail_metrics import error, ideal
 from .text import fmt
 
@@ -56,8 +56,13 @@ def runs_of(metrics: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
     return {key: group.value.astype(float).tolist() for key, group in rows.groupby(["model", "variable", "metric"])}
 
 
-def _run_errors(runs: dict, model: str, variable: str, metric: str, mean: float) -> list[float]:
-    return [float(error(metric, v)) for v in runs.get((model, variable, metric), [mean])]
+def _closest(sub: pd.DataFrame, models: list[str], runs: dict, variable: str, metric: str) -> str | None:
+    """The model whose runs are nearest the ideal on `metric` on average (the error the
+    comparisons use); `sub`: one row per model (replicate means) of one variable."""
+    rows = sub[(sub.metric == metric) & sub.model.isin(models)]
+    errors = {r.model: float(np.mean([error(metric, v) for v in runs.get((r.model, variable, metric), [r.value])]))
+              for r in rows.itertuples()}
+    return min(errors, key=errors.get) if errors else None
 
 
 def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replicates: dict[str, int],
@@ -75,12 +80,7 @@ def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replic
     sub = frame[(frame.variable == variable) & frame["lead"].isna()]
     metrics = [m for m in KEY_TAIL_METRICS + KEY_WET_METRICS if (sub.metric == m).any()]
     value = {(r.model, r.metric): r for r in sub.itertuples()}
-    closest = {}
-    for m in metrics:
-        errors = {model: float(np.mean(_run_errors(runs, model, variable, m, value[model, m].value)))
-                  for model in models if (model, m) in value}
-        if errors:
-            closest[m] = min(errors, key=errors.get)
+    closest = {m: _closest(sub, models, runs, variable, m) for m in metrics}
     ends = {s["model"]: s for s in states if s["variable"] == variable}
     limit = _near_limit(ends)
     rows = []
@@ -128,9 +128,8 @@ def _reference(ends: dict[str, dict]) -> float | None:
 
 
 def _near_limit(ends: dict[str, dict]) -> float | None:
-    """The tail error within which a model counts as near the data (convergence's rule)."""
     reference = _reference(ends)
-    return None if reference is None else NEAR_FACTOR * reference + NEAR_MARGIN
+    return None if reference is None else near_limit(reference)
 
 
 def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list[dict], truth: bool,
@@ -143,8 +142,7 @@ def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list
     ends = {s["model"]: s for s in states if s["variable"] == variable and s["model"] in models
             and not math.isnan(s.get("reference_error", math.nan))}
     if ends:
-        ref = next(iter(ends.values()))["reference_error"]
-        limit = _near_limit(ends)
+        ref, limit = _reference(ends), _near_limit(ends)
         near = [m for m, s in ends.items() if s["final_error"] <= limit]
         far = [m for m in ends if m not in near]
         if not near:
@@ -161,12 +159,9 @@ def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list
         still = [m for m, s in ends.items() if s["state"] == STATES[0]]
         if still:
             text += f" Still improving at the end of training: {_join(still)}."
-    p999 = sub[(sub.metric == HEADLINE) & sub.model.isin(models)]
-    if len(p999):
-        errors = {r.model: float(np.mean(_run_errors(runs, r.model, variable, HEADLINE, r.value)))
-                  for r in p999.itertuples()}
-        best = min(errors, key=errors.get)
-        value = float(p999[p999.model == best].value.iloc[0])
+    best = _closest(sub, models, runs, variable, HEADLINE)
+    if best is not None:
+        value = float(sub[(sub.metric == HEADLINE) & (sub.model == best)].value.iloc[0])
         reference = sub[(sub.metric == HEADLINE) & (sub.model == "truth")]
         perfect = (f"; a perfect model's sample of this size: {fmt(float(reference.value.iloc[0]), 2)}"
                    if len(reference) else "")
@@ -183,7 +178,7 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def pair_sentences(comparisons: pd.DataFrame, frame: pd.DataFrame, variable: str, twins: list[tuple[str, str]],
+def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]],
                    states: list[dict], confidence: float) -> list[str]:
     """One line per Student-t model against its Gaussian twin on `variable`: how many of the
     key metrics (or forecast scores, over leads) say better / worse / indistinguishable, and the
@@ -304,9 +299,8 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models:
                     "heavy": bool(kurtosis[variable] > HEAVY_KURTOSIS),
                     "headline": headline(frame, variable, models, states, truth, runs),
                     "table": distance_table(frame, variable, models, replicates, truth, runs, states),
-                    "pairs": pair_sentences(comparisons, frame, variable, twins, states, confidence),
+                    "pairs": pair_sentences(comparisons, variable, twins, states, confidence),
                     "baselines": baseline_summary(comparisons, variable, twins),
                     "same_noise": same_noise(variable, twins, nu)})
     return {"variables": out, "multiplicity": multiplicity(comparisons, confidence),
-            "trained_once": trained_once(comparisons, replicates), "heavy_kurtosis": fmt(HEAVY_KURTOSIS),
-            "near": (fmt(NEAR_FACTOR), fmt(NEAR_MARGIN))}
+            "trained_once": trained_once(comparisons, replicates)}

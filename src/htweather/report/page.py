@@ -88,10 +88,18 @@ def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | 
     return out
 
 
-def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:
-    sub = frame[(frame.model == model) & (frame.variable == variable) & (frame.metric == metric)]
+def _row(frame: pd.DataFrame, model: str, variable: str | None, metric: str, lead=None):
+    """The row of `model`'s `metric` on `variable` (any variable: None) at `lead` (none: None)."""
+    sub = frame[(frame.model == model) & (frame.metric == metric)]
+    if variable is not None:
+        sub = sub[sub.variable == variable]
     sub = sub[sub["lead"].isna()] if lead is None else sub[sub["lead"] == lead]
-    return float(sub.value.iloc[0]) if len(sub) else math.nan
+    return next(sub.itertuples(), None)
+
+
+def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:
+    row = _row(frame, model, variable, metric, lead)
+    return math.nan if row is None else float(row.value)
 
 
 def describe(values: np.ndarray) -> dict:
@@ -119,7 +127,8 @@ def return_level_table(frame: pd.DataFrame, sources: list[str], periods: list[in
     """Return levels per variable and period, GEV and empirical side by side for each source
     (data, truth, forecast models), the period in the block's real length, and per variable a
     sentence on where the forecast models' longest-period level stands against the data's."""
-    unit, per_block = plots.return_period_unit(_first(frame, "data", None, "block_days"))
+    block_days = _row(frame, "data", None, "block_days")
+    unit, per_block = plots.return_period_unit(None if block_days is None else float(block_days.value))
     rows, findings = [], []
     for variable in dict.fromkeys(frame[frame.metric.str.startswith("return_level_")].variable):
         for period in periods:
@@ -145,18 +154,6 @@ def return_level_table(frame: pd.DataFrame, sources: list[str], periods: list[in
                                 f"{fmt(data.value, 3)} [{fmt(data.ci_low, 3)}, {fmt(data.ci_high, 3)}]; "
                                 + ", ".join(words) + ".")
     return {"rows": rows, "findings": findings, "unit": unit}
-
-
-def _row(frame: pd.DataFrame, model: str, variable: str, metric: str):
-    sub = frame[(frame.model == model) & (frame.variable == variable) & (frame.metric == metric)]
-    return next(sub.itertuples(), None)
-
-
-def _first(frame: pd.DataFrame, model: str, variable: str | None, metric: str) -> float | None:
-    sub = frame[(frame.model == model) & (frame.metric == metric)]
-    if variable is not None:
-        sub = sub[sub.variable == variable]
-    return float(sub.value.iloc[0]) if len(sub) else None
 
 
 def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:

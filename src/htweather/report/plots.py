@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN  # noqa: E402
+from ..evaluation.convergence import near_limit  # noqa: E402
 
 DATA_STYLE = {"color": "0.55", "alpha": 0.45}
 TRUTH_COLOR = "black"
@@ -434,7 +434,7 @@ def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: l
             if name in reference and not any(m in forecasters for m in group):
                 ax.axhline(reference[name], color="0.3", ls="--", lw=1, label="reference sample")
             if name in whole_reference and not any(m in forecasters for m in group):
-                ax.axhspan(0, NEAR_FACTOR * whole_reference[name] + NEAR_MARGIN, color="0.85", alpha=0.5, lw=0,
+                ax.axhspan(0, near_limit(whole_reference[name]), color="0.85", alpha=0.5, lw=0,
                            label="near the data (whole ensemble)")
                 ax.scatter([], [], marker="*", s=90, color="white", edgecolor="black", label="whole final ensemble")
             ax.set_title(name, fontsize=9)

@@ -24,7 +24,7 @@ from htweather.models.diffusion import (
     edm_sigma_steps,
     flow_sampler,
 )
-from htweather.models.diffusion.samplers import EDM_SOLVERS, network_evaluations
+from htweather.models.diffusion.samplers import EDM_SOLVERS, FlowAsEDMDenoiser, network_evaluations
 from htweather.models.networks import UNet
 
 SIGMA_MAX = 80.0
@@ -384,6 +384,45 @@ def test_flow_solvers_map_noise_to_the_gaussian_target(solver, steps, rms):
     assert (x - (target.MU + target.S * n)).pow(2).mean().sqrt().item() < rms
 
 
+def test_flow_as_edm_denoiser_is_the_edm_denoiser_at_sigma_over_one_plus_sigma():
+    """x_t = (1 - t) (x0 + sigma n) at sigma = t / (1 - t): the flow's denoiser, read at
+    (x / (1 + sigma), sigma / (1 + sigma)), is the EDM denoiser of the same target at (x, sigma)."""
+    target = MixtureTarget()
+    flow = FlowAsEDMDenoiser(AsFlow(target, float((target.w * target.m).sum())))
+    x = torch.linspace(-30, 60, 91, dtype=torch.float64)
+    for sigma in [0.002, 0.3, 1.0, 7.5, 80.0]:
+        sigma = torch.tensor(sigma, dtype=torch.float64)
+        torch.testing.assert_close(flow(x, sigma), target(x, sigma), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("levels", [{}, {"rho": 10.0, "sigma_max": 20.0}])
+def test_flow_dpmpp_2m_is_edms_on_the_same_target(levels):
+    """Flow's dpmpp_2m from noise n is EDM's dpmpp_2m from the same n on the same target and noise
+    levels: one ODE in two parametrisations, one solver."""
+    target = MixtureTarget()
+    torch.manual_seed(5)
+    n = target.noise.sample((500, 1, 1, 1), dtype=torch.float64)
+    flow = flow_sampler(AsFlow(target, float((target.w * target.m).sum())), n, num_steps=10,
+                        solver="dpmpp_2m", **levels)
+    torch.testing.assert_close(flow, edm_sampler(target, n, "dpmpp_2m", num_steps=10, **levels),
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_flow_dpmpp_2m_maps_student_t_noise_to_the_heavy_tailed_target(heavy):
+    """At 35 evaluations as close as ab2 and Heun; at the default's 10 (rho 10, sigma_max 20) its
+    error shows (measured: KS 0.023 against sampling noise 0.014, the 99.9 % quantile 11.8 against
+    10.3): the benchmark on the trained models, not this target, set the default."""
+    target, _, n = heavy
+    model = AsFlow(target, float((target.w * target.m).sum()))
+    p = np.array([0.01, 0.5, 0.99, 0.999])
+    x = flow_sampler(model, n, num_steps=35, solver="dpmpp_2m").flatten().numpy()
+    assert stats.kstest(x, target.cdf).statistic < KS_NOISE + 0.002
+    assert np.all(np.abs(np.quantile(x, p) - target.quantile(p)) < quantile_tolerance(target, p, len(x)) + 0.05)
+    x = flow_sampler(model, n, num_steps=10, solver="dpmpp_2m", rho=10.0, sigma_max=20.0).flatten().numpy()
+    assert stats.kstest(x, target.cdf).statistic < 0.03
+    assert abs(np.quantile(x, 0.999) / target.quantile([0.999])[0] - 1) < 0.2
+
+
 def test_flow_ab2_maps_student_t_noise_to_the_heavy_tailed_target(heavy, solver="ab2", steps=35):
     target, _, n = heavy
     model = AsFlow(target, float((target.w * target.m).sum()))
@@ -397,14 +436,14 @@ def test_flow_ab2_maps_student_t_noise_to_the_heavy_tailed_target(heavy, solver=
 
 def test_network_evaluations():
     assert [network_evaluations("edm", 18, s) for s in EDM_SOLVERS] == [35, 18, 18, 35]
-    assert [network_evaluations("flow", 18, s) for s in ("heun", "euler", "ab2")] == [35, 18, 18]
+    assert [network_evaluations("flow", 18, s) for s in ("heun", "euler", "ab2", "dpmpp_2m")] == [35, 18, 18, 18]
 
 
 def test_unknown_solver_is_an_error():
     with pytest.raises(ValueError, match="unknown EDM solver 'rk4'"):
         edm_sampler(GaussianTarget(), torch.zeros(1, 1, 1, 1), "rk4")
-    with pytest.raises(ValueError, match="unknown flow solver 'dpmpp_2m'"):
-        flow_sampler(AsFlow(GaussianTarget(), 0.5), torch.zeros(1, 1, 1, 1), solver="dpmpp_2m")
+    with pytest.raises(ValueError, match="unknown flow solver 'dpmpp_3m'"):
+        flow_sampler(AsFlow(GaussianTarget(), 0.5), torch.zeros(1, 1, 1, 1), solver="dpmpp_3m")
 
 
 def test_sampling_solver_settings_validate():
@@ -418,7 +457,7 @@ def test_sampling_solver_settings_validate():
 
 @pytest.mark.parametrize("sampling,key", [
     ({"edm": {"solver": "dpm"}}, "sampling.edm.solver"),
-    ({"flow": {"solver": "dpmpp_2m"}}, "sampling.flow.solver"),
+    ({"flow": {"solver": "stochastic"}}, "sampling.flow.solver"),
     ({"edm": {"churn": {"S_tmin": 0.1}}}, "sampling.edm.churn.S_tmin"),
     ({"edm": {"churn": {"S_churn": -1}}}, "sampling.edm.churn.S_churn"),
 ])

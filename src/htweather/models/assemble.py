@@ -158,7 +158,8 @@ def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tu
                            sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"],
                            churn=opts.get("churn"), cond=cond)
     opts = sampling["flow"]
-    return flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond)
+    return flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond,
+                        sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"])
 
 
 def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:

@@ -28,7 +28,7 @@ import torch
 from .preconditioning import EDMPrecond, FlowPrecond
 
 EDM_SOLVERS = ("heun", "euler", "dpmpp_2m", "stochastic")
-FLOW_SOLVERS = ("heun", "euler", "ab2")
+FLOW_SOLVERS = ("heun", "euler", "ab2", "dpmpp_2m")
 
 
 def edm_sigma_steps(num_steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 80.0,
@@ -189,19 +189,47 @@ def edm_sampler(denoiser: EDMPrecond, noise: torch.Tensor, solver: str = "heun",
     raise ValueError(f"unknown EDM solver {solver!r} (one of {', '.join(EDM_SOLVERS)})")
 
 
+class FlowAsEDMDenoiser:
+    """A flow model seen as an EDM denoiser. x_t = (1 - t) x0 + t n is (1 - t) times the EDM
+    state x0 + sigma n at sigma = t / (1 - t), with the same x0 and n, so
+
+        D_EDM(x, sigma) = D_flow(x / (1 + sigma), sigma / (1 + sigma)),   D_flow(x, t) = x - t v(x, t),
+
+    and the flow's ODE dx/dt = v is EDM's dx/dsigma = (x - D) / sigma in the scaled state
+    x / (1 - t). Any EDM solver then integrates a flow model on EDM's noise levels."""
+
+    def __init__(self, model: FlowPrecond):
+        self.model, self.noise = model, model.noise
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        x_t, t = x / (1 + sigma), sigma / (1 + sigma)
+        return x_t - t * self.model.velocity(x_t, t, cond).to(torch.float64)
+
+
 @torch.no_grad()
 def flow_sampler(model: FlowPrecond, noise: torch.Tensor, num_steps: int = 18,
-                 solver: str = "heun", cond: torch.Tensor | None = None) -> torch.Tensor:
-    """Integrate dx/dt = v(x, t) from t = 1 (x = noise) to t = 0 on a uniform grid of step
-    h = -1/N. Euler: N network evaluations; Heun: 2 N - 1 (its correction is skipped on the last
-    step, matching the EDM sampler's budget); ab2, the two-step Adams-Bashforth method,
+                 solver: str = "heun", cond: torch.Tensor | None = None, sigma_min: float = 0.002,
+                 sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+    """Integrate dx/dt = v(x, t) from t = 1 (x = noise) to t = 0. Euler, Heun and ab2 step on a
+    uniform grid of step h = -1/N. Euler: N network evaluations; Heun: 2 N - 1 (its correction is
+    skipped on the last step, matching the EDM sampler's budget); ab2, the two-step
+    Adams-Bashforth method,
 
         x_i+1 = x_i + h (3/2 v_i - 1/2 v_i-1)      (Euler on the first step),
 
     second order at N evaluations: it extrapolates the velocity linearly in t from the current
-    and the previous evaluations instead of evaluating it again at the step's end."""
+    and the previous evaluations instead of evaluating it again at the step's end.
+
+    dpmpp_2m is DPM-Solver++(2M) on EDM's noise levels sigma_i (sigma_min, sigma_max, rho), that
+    is at t_i = sigma_i / (1 + sigma_i), through `FlowAsEDMDenoiser`: N evaluations. A uniform
+    grid in t spends most steps where little happens (t near 1); EDM's levels crowd them where
+    the fields take shape, and the multistep update integrates the ODE's linear part exactly.
+    It starts as EDM does, at x = t_0 n with t_0 = sigma_max / (1 + sigma_max), leaving out the
+    (1 - t_0) x0 = x0 / (1 + sigma_max) of the true state there."""
     if solver not in FLOW_SOLVERS:
         raise ValueError(f"unknown flow solver {solver!r} (one of {', '.join(FLOW_SOLVERS)})")
+    if solver == "dpmpp_2m":
+        return edm_dpmpp_2m_sampler(FlowAsEDMDenoiser(model), noise, num_steps, sigma_min, sigma_max, rho, cond)
     ts = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64, device=noise.device)
     x = noise.to(torch.float64)
     v_prev = None

@@ -451,8 +451,9 @@ def test_sampling_solver_settings_validate():
     assert cfg["sampling"]["edm"]["solver"] == "dpmpp_2m" and cfg["sampling"]["flow"]["solver"] == "ab2"
     cfg = load_config({"sampling": {"edm": {"solver": "stochastic", "churn": {"S_churn": 10}}}})
     assert cfg["sampling"]["edm"]["churn"] == {"S_churn": 10, "S_min": 0.05, "S_max": 50.0, "S_noise": 1.0}
-    edm = load_config({})["sampling"]["edm"]  # the default, from benchmarks/sampler_budget.py
-    assert (edm["solver"], edm["steps"]) == ("dpmpp_2m", 15)
+    for family in ("edm", "flow"):  # the default, from benchmarks/sampler_budget.py
+        opts = load_config({})["sampling"][family]
+        assert (opts["solver"], opts["steps"], opts["sigma_max"], opts["rho"]) == ("dpmpp_2m", 10, 20.0, 10.0)
 
 
 @pytest.mark.parametrize("sampling,key", [

@@ -94,6 +94,14 @@ def test_end_to_end_outputs(tiny_run):
                       metrics.query("model == 'fc_flow' and variable == 'tp' and metric == 'twcrps_p99' and lead == 1"
                                     ).value.astype(float).iloc[0])
     assert "Has training converged?" in (results / "report.html").read_text()
+    # evaluation.sampler_budget: each generator's trainings at each setting its family has, beside the reference
+    budget = pd.read_csv(results / "evaluation" / "sampler_budget.csv")
+    assert set(budget.model) == generators and set(budget.variable) == {"t2m", "w", "tp"}
+    solvers = budget.groupby("model").apply(lambda g: set(zip(g.solver, g.evaluations)), include_groups=False)
+    assert solvers["tedm"] == {("heun", 255), ("dpmpp_2m", 3)} and solvers["tflow"] == {("heun", 255), ("dpmpp_2m", 3), ("ab2", 3)}
+    assert budget.set_index("model").runs.to_dict()["edm"] == 2
+    compared = budget[budget.evaluations < 255]
+    assert (compared.compared == 4).all() and compared.indistinguishable.between(0, 4).all()
     # each replicate is its own training, with its own seed
     first = torch.load(results / "models" / "tedm" / "model.pt", weights_only=True)
     second = torch.load(results / "models" / "tedm.r1" / "model.pt", weights_only=True)
@@ -121,17 +129,18 @@ def test_end_to_end_outputs(tiny_run):
     for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
                     "What <code>nu: auto</code> chose", "What <code>nu: select</code> chose for tedm_sel",
-                    "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds"):
+                    "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds",
+                    "How many network evaluations does sampling need?", "dpmpp_2m, 3 steps"):
         assert section in html, section
     # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
-    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1  # + convergence
+    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1 + 1  # + convergence, sampler budget
     assert 'class="best"' in html
 
     ds = xr.open_zarr(results / "samples" / "tedm.zarr")
     assert ds.tp.attrs["units"] == "mm" and ds.sizes["member"] == 8
     for log in ("synthetic_data", "ingest", "train_tedm", "sample_tflow", "evaluate_truth", "forecast_fc_flow",
                 "verify_forecasts_fc_tedm", "truth_sequences", "return_levels_truth", "quantile_maps", "figures",
-                "report"):
+                "sampler_budget", "report"):
         assert (results / "logs" / f"{log}.log").exists(), log
 
 

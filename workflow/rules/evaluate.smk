@@ -173,3 +173,29 @@ rule convergence:
         "../../envs/evaluate.yaml"
     script:
         "../scripts/convergence.py"
+
+
+if SAMPLER_BUDGET:
+
+    rule sampler_budget:
+        # evaluation.sampler_budget: tail error against network evaluations per solver
+        input:
+            models=expand("results/models/{run}/model.pt", run=GENERATOR_RUNS),
+            store="results/data/store.zarr",
+            stats="results/data/stats.json",
+        output:
+            table="results/evaluation/sampler_budget.csv",
+            figure=report(FIGURES.get("sampler_budget", "results/figures/sampler_budget.png"),
+                          caption="../report/sampler_budget.rst", category="Sampling"),
+        params:
+            config=section("seed", "sampling", "evaluation"),
+            models={model: replicate_names(CFG, [model]) for model in GENERATORS},
+        threads: CFG["sampling"]["threads"]
+        log:
+            "results/logs/sampler_budget.log",
+        benchmark:
+            "results/benchmarks/sampler_budget.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/sampler_budget.py"

@@ -74,6 +74,7 @@ rule report:
         metrics="results/evaluation/metrics.csv",
         comparisons="results/evaluation/comparisons.csv",
         convergence=CONVERGENCE_TABLE,
+        sampler_budget=SAMPLER_BUDGET_TABLE,
         selections=SELECTIONS,
         figures=list(FIGURES.values()),
         provenance="results/provenance.json",

@@ -7,4 +7,5 @@ run_step(snakemake, lambda: page.render(
     ensembles=dict(zip(p.ensembles, i.ensembles)), train_logs=dict(zip(p.models, i.train_logs)),
     forecasts=dict(zip(p.forecasters, i.forecasts)),
     convergence_csv=i.convergence[0] if i.convergence else None, selections=list(i.selections),
+    sampler_budget_csv=i.sampler_budget[0] if i.sampler_budget else None,
     out=snakemake.output[0]))

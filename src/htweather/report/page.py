@@ -236,11 +236,33 @@ def selection_tables(paths: list[str | Path]) -> list[dict]:
     return out
 
 
+def sampler_budget_rows(table: pd.DataFrame, sampling: dict) -> dict:
+    """The sampler-budget table per setting: evaluations, seconds per member and, per model, the
+    key tail comparisons indistinguishable from the reference over all variables ("12 of 12");
+    the configured sampler's rows flagged."""
+    table = table.assign(options=table.options.astype(object).fillna(""))
+    models = list(dict.fromkeys(table.model))
+    rows = []
+    for (solver, steps, options), group in table.groupby(["solver", "steps", "options"], sort=False):
+        cells = {}
+        for model, sub in group.groupby("model"):
+            cells[model] = ("reference" if sub.compared.sum() == 0 else
+                            f"{int(sub.indistinguishable.sum())} of {int(sub.compared.sum())}")
+        overrides = dict(item.split("=") for item in options.split()) if options else {}
+        configured = any(solver == sampling[f]["solver"] and steps == sampling[f]["steps"]
+                         and all(float(v) == sampling[f][k] for k, v in overrides.items()) for f in ("edm", "flow"))
+        rows.append({"setting": " ".join([f"{solver}, {steps} steps", options]).strip(),
+                     "evaluations": int(group.evaluations.iloc[0]), "s_per_member": fmt(group.s_per_member.mean(), 2),
+                     "cells": [cells.get(m, "") for m in models], "configured": configured})
+    return {"models": models, "rows": sorted(rows, key=lambda r: -r["evaluations"])}
+
+
 def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, figures: dict[str, str | Path],
            provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
            train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None,
-           convergence_csv: str | Path | None = None, selections: list[str | Path] = ()) -> None:
+           convergence_csv: str | Path | None = None, selections: list[str | Path] = (),
+           sampler_budget_csv: str | Path | None = None) -> None:
     forecasts = forecasts or {}
     tidy = pd.read_csv(metrics_csv)
     frame = summary(tidy)
@@ -343,6 +365,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         tail_index=tail_index_rows(attrs_by_model), sweep=sweep, selections=selection_tables(selections),
         sweep_table=metrics_table(sweep_frame, list(sweep)),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
+        sampler_budget=(sampler_budget_rows(pd.read_csv(sampler_budget_csv), config["sampling"])
+                        if sampler_budget_csv else None),
         figure_keys=sorted(figures), prov=prov,
         config_yaml=yaml.safe_dump(config, sort_keys=False),
     )

@@ -445,3 +445,48 @@ def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: l
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
+
+SOLVER_COLORS = {"dpmpp_2m": "tab:blue", "ab2": "tab:purple", "euler": "tab:orange", "heun": "tab:green",
+                 "stochastic": "tab:red"}
+SOLVER_LABELS = {"dpmpp_2m": "DPM-Solver++(2M)", "ab2": "Adams-Bashforth 2 (flow)",
+                 "stochastic": "stochastic, Student-t churn"}
+
+
+def sampler_budget_figure(table: pd.DataFrame, out: str | Path) -> None:
+    """Tail error against the data per network evaluations (evaluation.sampler_budget): a panel per
+    model and variable, a line per solver and noise-level setting (dotted where the levels are
+    overridden), the 255-evaluation reference's error dashed. Points that leave the axis (Heun
+    at very few steps diverges) are clipped at 3 times the reference's error."""
+    table = table.assign(options=table.options.astype(object).fillna(""))
+    is_reference = (table.evaluations == table.evaluations.max()) & (table.solver == "heun")
+    models, variables = list(dict.fromkeys(table.model)), list(dict.fromkeys(table.variable))
+    fig, axes = plt.subplots(len(variables), len(models), figsize=(3.2 * len(models), 2.6 * len(variables)),
+                             squeeze=False, sharex=True)
+    ticks = sorted(set(table.evaluations[~is_reference]))
+    for row, variable in zip(axes, variables):
+        for ax, model in zip(row, models):
+            here = (table.model == model) & (table.variable == variable)
+            reference = table[here & is_reference].tail_error.iloc[0]
+            for (solver, options), line in table[here & ~is_reference].groupby(["solver", "options"]):
+                line = line.sort_values("evaluations")
+                ax.plot(line.evaluations, line.tail_error, marker="o", ms=3, lw=1.2, ls=":" if options else "-",
+                        color=SOLVER_COLORS.get(solver, "0.5"),
+                        label=" ".join([SOLVER_LABELS.get(solver, solver), options]).strip())
+            ax.axhline(reference, color="0.3", ls="--", lw=1,
+                       label=f"reference ({int(table[is_reference].evaluations.iloc[0])} evaluations)")
+            ax.set_xscale("log")
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            ax.set_ylim(0, max(3 * reference, 0.1))
+            ax.set_title(f"{model}: {variable}", fontsize=9)
+        row[0].set_ylabel("tail error vs data", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("network evaluations per member", fontsize=8)
+    handles = {}
+    for ax in axes.ravel():
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 4), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(handles) - 1) // 4), 1, 1))
+    fig.savefig(out, dpi=90)
+    plt.close(fig)

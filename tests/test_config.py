@@ -13,7 +13,7 @@ from conftest import REPO
 def test_defaults_fill_an_empty_config():
     cfg = load_config({})
     assert list(cfg["models"]) == ["edm", "tedm", "flow", "tflow"]
-    assert cfg["sampling"]["edm"] == {"solver": "dpmpp_2m", "steps": 15, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
+    assert cfg["sampling"]["edm"] == {"solver": "dpmpp_2m", "steps": 10, "sigma_min": 0.002, "sigma_max": 20.0, "rho": 10.0,
                                       "churn": {"S_churn": 40.0, "S_min": 0.05, "S_max": 50.0, "S_noise": 1.0}}
     assert cfg["data"]["variables"]["tp"]["units"] == "mm"
     assert cfg["models"]["tedm"]["sigma_data"] == 1.0

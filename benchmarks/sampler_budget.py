@@ -101,7 +101,7 @@ def main() -> None:
         return
     table = budget_table(ensembles, args.results / "data" / "store.zarr", stats, config["evaluation"], config["seed"])
     table.to_csv(args.cache / "table.csv", index=False, float_format="%.5g")
-    sampler_budget_figure(table, args.cache / "tail_error_vs_evaluations.png")
+    sampler_budget_figure(table, args.cache / "tail_error_vs_evaluations.png", base_levels="(EDM's levels)")
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
 

@@ -453,17 +453,21 @@ SOLVER_LABELS = {"dpmpp_2m": "DPM-Solver++(2M)", "ab2": "Adams-Bashforth 2 (flow
                  "stochastic": "stochastic, Student-t churn"}
 
 
-def sampler_budget_figure(table: pd.DataFrame, out: str | Path) -> None:
+def sampler_budget_figure(table: pd.DataFrame, out: str | Path, base_levels: str = "") -> None:
     """Tail error against the data per network evaluations (evaluation.sampler_budget): a panel per
     model and variable, a line per solver and noise-level setting (dotted where the levels are
     overridden), the 255-evaluation reference's error dashed. Points that leave the axis (Heun
-    at very few steps diverges) are clipped at 3 times the reference's error."""
+    at very few steps diverges) are clipped at 3 times the reference's error. `base_levels` names
+    the noise levels of the DPM-Solver++ settings without overrides in the legend."""
     table = table.assign(options=table.options.astype(object).fillna(""))
     is_reference = (table.evaluations == table.evaluations.max()) & (table.solver == "heun")
     models, variables = list(dict.fromkeys(table.model)), list(dict.fromkeys(table.variable))
     fig, axes = plt.subplots(len(variables), len(models), figsize=(3.2 * len(models), 2.6 * len(variables)),
                              squeeze=False, sharex=True)
-    ticks = sorted(set(table.evaluations[~is_reference]))
+    ticks = []  # the evaluations tried, from the most, leaving out those too close to a labelled one to read
+    for t in sorted(set(table.evaluations[~is_reference]), reverse=True):
+        if not ticks or 1.2 * t < ticks[-1]:
+            ticks.append(int(t))
     for row, variable in zip(axes, variables):
         for ax, model in zip(row, models):
             here = (table.model == model) & (table.variable == variable)
@@ -472,7 +476,8 @@ def sampler_budget_figure(table: pd.DataFrame, out: str | Path) -> None:
                 line = line.sort_values("evaluations")
                 ax.plot(line.evaluations, line.tail_error, marker="o", ms=3, lw=1.2, ls=":" if options else "-",
                         color=SOLVER_COLORS.get(solver, "0.5"),
-                        label=" ".join([SOLVER_LABELS.get(solver, solver), options]).strip())
+                        label=" ".join([SOLVER_LABELS.get(solver, solver),
+                                        options or (base_levels if solver == "dpmpp_2m" else "")]).strip())
             ax.axhline(reference, color="0.3", ls="--", lw=1,
                        label=f"reference ({int(table[is_reference].evaluations.iloc[0])} evaluations)")
             ax.set_xscale("log")

@@ -139,11 +139,14 @@ def budget_table(ensembles: dict[str, dict[str, dict]], store: str | Path, stats
 
 def run(model_paths: dict[str, list[str | Path]], store: str | Path, stats_path: str | Path, config: dict,
         log=print) -> pd.DataFrame:
-    """The workflow's entry: every listed model's trainings, sampled and tabulated without a cache."""
+    """The workflow's entry: every listed model's trainings, sampled and tabulated without a cache,
+    one model at a time (its trainings' ensembles at every setting are held in memory together)."""
     stats = load_stats(stats_path)
     opts = config["evaluation"]["sampler_budget"]
     settings = [parse_setting(s) for s in opts["settings"]]
-    ensembles = {model: {str(path): sample_settings(path, stats, config["sampling"], settings, opts["members"],
-                                                    config["seed"], log=log) for path in paths}
-                 for model, paths in model_paths.items()}
-    return budget_table(ensembles, store, stats, config["evaluation"], config["seed"])
+    tables = []
+    for model, paths in model_paths.items():
+        ensembles = {str(path): sample_settings(path, stats, config["sampling"], settings, opts["members"],
+                                                config["seed"], log=log) for path in paths}
+        tables.append(budget_table({model: ensembles}, store, stats, config["evaluation"], config["seed"]))
+    return pd.concat(tables, ignore_index=True)

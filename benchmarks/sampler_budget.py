@@ -48,10 +48,10 @@ def settings(family: str, extra: list[tuple], only: bool) -> list[tuple]:
     return base + [s for s in extra if s not in base]
 
 
-def cache_io(cache: Path, run: str):
-    """load and save for sample_settings: one .npz per run and setting."""
+def cache_io(cache: Path, run: str, draw: int):
+    """load and save for sample_settings: one .npz per run, draw and setting."""
     def path(setting):
-        return cache / f"{run}__{label(setting)}.npz"
+        return cache / f"{run}__{f'd{draw}__' if draw else ''}{label(setting)}.npz"
 
     def load(setting):
         if not path(setting).exists():
@@ -94,7 +94,7 @@ def main() -> None:
         ensembles[model] = {
             run: sample_settings(args.results / "models" / run / "model.pt", stats, sampling,
                                  settings(family, args.extra, args.only), args.members, config["seed"],
-                                 *cache_io(args.cache, run), log=lambda text: print(text, flush=True),
+                                 *cache_io(args.cache, run, args.draw), log=lambda text: print(text, flush=True),
                                  draw=args.draw)
             for run in replicate_names(config, [model])}
     if args.command == "sample":

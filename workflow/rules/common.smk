@@ -155,7 +155,7 @@ if CFG["nu_sweep"]:
     FIGURES["nu_sweep"] = "results/figures/nu_sweep.png"
 if CONVERGENCE:
     FIGURES["convergence"] = "results/figures/convergence.png"
-SAMPLER_BUDGET = CFG["evaluation"]["sampler_budget"]["enabled"]
+SAMPLER_BUDGET = CFG["evaluation"]["sampler_budget"]["enabled"] and bool(GENERATORS)  # unconditional models
 SAMPLER_BUDGET_TABLE = ["results/evaluation/sampler_budget.csv"] if SAMPLER_BUDGET else []
 if SAMPLER_BUDGET:
     FIGURES["sampler_budget"] = "results/figures/sampler_budget.png"

@@ -188,7 +188,7 @@ if SAMPLER_BUDGET:
             figure=report(FIGURES.get("sampler_budget", "results/figures/sampler_budget.png"),
                           caption="../report/sampler_budget.rst", category="Sampling"),
         params:
-            config=section("seed", "sampling", "evaluation"),
+            config=section("seed", "sampling", "evaluation", "training.device"),
             models={model: replicate_names(CFG, [model]) for model in GENERATORS},
         threads: CFG["sampling"]["threads"]
         log:

@@ -25,6 +25,7 @@ import torch
 
 from ..data.store import denormalise, grid_mask, grid_shape, load_stats, test_fields
 from ..models import assemble
+from ..models.devices import autocast, select_device, set_threads
 from ..models.diffusion.samplers import EDM_SOLVERS, FLOW_SOLVERS, network_evaluations
 from ..runtime import derived_seed, replicate_seed
 from ..tail_metrics import key_tail_error
@@ -34,17 +35,26 @@ from .tails import wet_threshold
 
 REFERENCE = ("heun", 128, ())  # 255 network evaluations, EDM's noise levels
 REFERENCE_LEVELS = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}  # EDM's
+LEVEL_KEYS = tuple(REFERENCE_LEVELS)
 
 Setting = tuple  # (solver, steps, ((key, value), ...))
 
 
 def parse_setting(text: str) -> Setting:
-    """SOLVER:STEPS[:KEY=VALUE...], e.g. dpmpp_2m:10:rho=10 -> ("dpmpp_2m", 10, (("rho", 10.0),))."""
+    """SOLVER:STEPS[:KEY=VALUE...], e.g. dpmpp_2m:10:rho=10 -> ("dpmpp_2m", 10, (("rho", 10.0),)); KEY
+    one of the noise levels (LEVEL_KEYS), the overrides in name order so that one setting has one
+    label."""
     try:
         solver, steps, *rest = text.split(":")
-        return solver, int(steps), tuple((key, float(value)) for key, value in (item.split("=") for item in rest))
+        overrides = tuple(sorted((key, float(value)) for key, value in (item.split("=") for item in rest)))
+        steps = int(steps)
     except ValueError as err:
         raise ValueError(f"sampler setting {text!r}: expected SOLVER:STEPS[:KEY=VALUE...] ({err})") from None
+    unknown = [key for key, _ in overrides if key not in LEVEL_KEYS]
+    if unknown or steps < 2:
+        raise ValueError(f"sampler setting {text!r}: " + (f"unknown key {unknown[0]!r} (one of {', '.join(LEVEL_KEYS)})"
+                                                          if unknown else "steps must be 2 or more"))
+    return solver, steps, overrides
 
 
 def label(setting: Setting) -> str:
@@ -60,13 +70,14 @@ def family_settings(family: str, settings: list[Setting]) -> list[Setting]:
 
 def sample_settings(model_path: str | Path, stats: dict, sampling: dict, settings: list[Setting], members: int,
                     seed: int, load: Callable[[Setting], dict | None] = lambda s: None,
-                    save: Callable[[Setting, dict], None] = lambda s, e: None, log=print, draw: int = 0) -> dict:
+                    save: Callable[[Setting, dict], None] = lambda s, e: None, log=print, draw: int = 0,
+                    device: torch.device = torch.device("cpu")) -> dict:
     """{setting: {"seconds", "evaluations", variable: (members, lat, lon) physical}} for one trained
     model: the reference and the family's settings, each from the same initial noise (`draw` > 0:
-    another one, to confirm a setting chosen on draw 0). `load` and `save` let a caller cache a
-    setting's ensemble (the benchmark does)."""
-    device = torch.device("cpu")
+    another one, to confirm a setting chosen on draw 0), in batches of sampling.batch_size. `load`
+    and `save` let a caller cache a setting's ensemble (the benchmark does)."""
     model, spec, ckpt = assemble.load_model(model_path, device)
+    batch = sampling.get("batch_size", members)
     seed = replicate_seed(seed, "sampler-budget", spec.name, int(ckpt.get("replicate", 0)))
     if draw:
         seed = derived_seed(seed, f"draw-{draw}")
@@ -80,10 +91,15 @@ def sample_settings(model_path: str | Path, stats: dict, sampling: dict, setting
         opts = json.loads(json.dumps(sampling))
         opts[spec.family].update(**(REFERENCE_LEVELS if setting == REFERENCE else {}), solver=solver, steps=steps,
                                  **dict(overrides))
-        torch.manual_seed(derived_seed(seed, "noise"))  # the same initial noise for every setting
         t0 = time.perf_counter()
-        with torch.no_grad():
-            fields = assemble.generate(model, spec, members, grid_shape(stats), opts, device).numpy()
+        chunks = []
+        for start in range(0, members, batch):
+            # the same initial noise for every setting: each batch's seed from its first member
+            torch.manual_seed(derived_seed(seed, "noise", *([str(start)] if start else [])))
+            with torch.no_grad(), autocast(device):
+                chunks.append(assemble.generate(model, spec, min(batch, members - start), grid_shape(stats), opts,
+                                                device).cpu().numpy())
+        fields = np.concatenate(chunks)
         seconds = time.perf_counter() - t0
         if ckpt["input_map"] is not None:
             fields = ckpt["input_map"].inverse(fields)
@@ -138,15 +154,18 @@ def budget_table(ensembles: dict[str, dict[str, dict]], store: str | Path, stats
 
 
 def run(model_paths: dict[str, list[str | Path]], store: str | Path, stats_path: str | Path, config: dict,
-        log=print) -> pd.DataFrame:
-    """The workflow's entry: every listed model's trainings, sampled and tabulated without a cache,
-    one model at a time (its trainings' ensembles at every setting are held in memory together)."""
+        threads: int = 1, log=print) -> pd.DataFrame:
+    """The workflow's entry: every listed model's trainings, sampled on the configured device and
+    tabulated without a cache, one model at a time (its trainings' ensembles at every setting are
+    held in memory together)."""
+    set_threads(threads)
+    device = select_device(config["training"]["device"])
     stats = load_stats(stats_path)
     opts = config["evaluation"]["sampler_budget"]
     settings = [parse_setting(s) for s in opts["settings"]]
     tables = []
     for model, paths in model_paths.items():
         ensembles = {str(path): sample_settings(path, stats, config["sampling"], settings, opts["members"],
-                                                config["seed"], log=log) for path in paths}
+                                                config["seed"], log=log, device=device) for path in paths}
         tables.append(budget_table({model: ensembles}, store, stats, config["evaluation"], config["seed"]))
     return pd.concat(tables, ignore_index=True)

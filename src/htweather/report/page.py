@@ -249,8 +249,11 @@ def sampler_budget_rows(table: pd.DataFrame, sampling: dict) -> dict:
             cells[model] = ("reference" if sub.compared.sum() == 0 else
                             f"{int(sub.indistinguishable.sum())} of {int(sub.compared.sum())}")
         overrides = dict(item.split("=") for item in options.split()) if options else {}
+        # flow's heun, euler and ab2 step uniformly in t: the noise levels do not apply to them
         configured = any(solver == sampling[f]["solver"] and steps == sampling[f]["steps"]
-                         and all(float(v) == sampling[f][k] for k, v in overrides.items()) for f in ("edm", "flow"))
+                         and (f == "flow" and solver != "dpmpp_2m"
+                              or all(float(v) == sampling[f][k] for k, v in overrides.items()))
+                         for f in ("edm", "flow"))
         rows.append({"setting": " ".join([f"{solver}, {steps} steps", options]).strip(),
                      "evaluations": int(group.evaluations.iloc[0]), "s_per_member": fmt(group.s_per_member.mean(), 2),
                      "cells": [cells.get(m, "") for m in models], "configured": configured})

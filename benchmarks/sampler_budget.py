@@ -86,6 +86,7 @@ def main() -> None:
     sampling = json.loads(json.dumps(config["sampling"]))
     for family in ("edm", "flow"):
         sampling[family].update(LEVELS)
+    sampling["batch_size"] = args.members  # one batch per setting, as the cache was filled: the same noise
     stats = load_stats(args.results / "data" / "stats.json")
     args.cache.mkdir(parents=True, exist_ok=True)
     ensembles = {}

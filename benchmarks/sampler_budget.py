@@ -30,12 +30,11 @@ import torch
 
 from htweather.config import load_config, replicate_names
 from htweather.data.store import load_stats
-from htweather.evaluation.sampler_budget import budget_table, label, parse_setting, sample_settings
+from htweather.evaluation.sampler_budget import REFERENCE_LEVELS, budget_table, label, parse_setting, sample_settings
 from htweather.report.plots import sampler_budget_figure
 
 # (solver, steps, overrides) per family, beside the reference; the noise levels are EDM's (sigma_max
-# 80, rho 7) unless overridden, as when the cache was first filled
-LEVELS = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
+# 80, rho 7: REFERENCE_LEVELS) unless overridden, as when the cache was first filled
 SETTINGS = {
     "edm": ["heun:18", "heun:8", "heun:5", "heun:3", "dpmpp_2m:15", "dpmpp_2m:10", "dpmpp_2m:7", "dpmpp_2m:5",
             "euler:10", "stochastic:18"],
@@ -85,7 +84,7 @@ def main() -> None:
     config = load_config(args.config)
     sampling = json.loads(json.dumps(config["sampling"]))
     for family in ("edm", "flow"):
-        sampling[family].update(LEVELS)
+        sampling[family].update(REFERENCE_LEVELS)
     sampling["batch_size"] = args.members  # one batch per setting, as the cache was filled: the same noise
     stats = load_stats(args.results / "data" / "stats.json")
     args.cache.mkdir(parents=True, exist_ok=True)

@@ -56,10 +56,13 @@ def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
 
 
 def ideal(metric: str) -> float | None:
-    """The perfect value of a tail metric (None: a lower-is-better score, judged as it is)."""
-    if metric.startswith("exceedance_ratio"):
+    """The perfect value of a tail or spatial metric (None: a lower-is-better score, judged as
+    it is). Areal metrics (`areal_<metric>_<block>`) have their marginal metric's."""
+    if metric.startswith("areal_"):
+        return ideal(metric.removeprefix("areal_"))
+    if metric.startswith(("exceedance_ratio", "object_count_ratio")):
         return 1.0
-    if metric.startswith(("quantile_rel_error", "tail_ks", "ks", "wet_", "dry_")):
+    if metric.startswith(("quantile_rel_error", "tail_ks", "ks", "wet_", "dry_", "psd_", "sal_", "object_")):
         return 0.0
     return None
 

@@ -47,6 +47,7 @@ from ..runtime import derived_seed
 from ..tail_metrics import KEY_METRICS, error, ideal  # noqa: F401  (ideal: part of this module's interface)
 from .bootstrap import SortedUnits, block_indices
 from .forecasts import lead_components
+from .spatial import FieldSummary, spatial_metrics, spatial_spec, summarise
 from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_
 KEY_TAIL_METRICS = list(KEY_METRICS)
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
+# the spatial structure (see `spatial`): the spectrum, SAL's structure and the number of storms at
+# the data's p99, and the tail of the whole field's mean
+KEY_SPATIAL_METRICS = ["psd_log_error", "sal_structure_p99", "object_count_ratio_p99",
+                       "areal_quantile_rel_error_0.99_field"]
 # the forecast scores compared (lower is better), by lead
 FORECAST_SCORES = ["crps", "twcrps_p99", "twcrps_p999"]
 
@@ -148,6 +153,41 @@ def _counts(cum: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.diff(cum[start:stop], prepend=before)
 
 
+def paired_bootstrap(metrics, replicates: dict[str, int], data_units: int, member_units: dict[str, int], opts: dict,
+                     rng: np.random.Generator) -> dict[str, dict]:
+    """Per metric, the comparison of a model's replicates with a baseline's (`interval`).
+
+    metrics(side, r, data_counts, member_counts) -> {metric: value}: replicate r of side "model"
+    or "baseline" for a resample given by a count per data unit (time step) and per generated
+    member (None: as they are); replicates: how many each side has; member_units: each side's
+    members per replicate (to resample a side with one replicate). The data are resampled in
+    moving blocks (one resample for both sides); opts: bootstrap, block_length, confidence."""
+    sides = ("model", "baseline")
+
+    def errors(data_counts) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{metric: (model errors (R_m,), baseline errors (R_b,))} on the data resample."""
+        found = {side: [metrics(side, r, data_counts, None) for r in range(replicates[side])] for side in sides}
+        return {m: tuple(np.array([error(m, v[m]) for v in found[side]]) for side in sides) for m in found["model"][0]}
+
+    point = errors(None)
+    draws = {m: [] for m in point}
+    for _ in range(opts["bootstrap"]):
+        counts = np.bincount(block_indices(data_units, opts["block_length"], rng), minlength=data_units)
+        for m, (a, b) in errors(counts).items():
+            draws[m].append(a.mean() - b.mean())
+
+    within = {side: {} for side in sides}  # one replicate: ensemble-sampling variance, its members resampled
+    for side in sides:
+        if replicates[side] == 1:
+            n = member_units[side]
+            samples = [metrics(side, 0, None, np.bincount(rng.integers(0, n, n), minlength=n))
+                       for _ in range(opts["bootstrap"])]
+            within[side] = {m: float(np.nanvar([error(m, s[m]) for s in samples], ddof=1)) if len(samples) >= 2 else 0.0
+                            for m in point}
+    return {m: interval(a, b, draws[m], opts["confidence"], within["model"].get(m), within["baseline"].get(m))
+            for m, (a, b) in point.items()}
+
+
 def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.ndarray | SortedUnits, tails: str,
                   opts: dict, rng: np.random.Generator, wet: tuple | None = None) -> dict[str, dict]:
     """Per tail metric, the comparison of two models' replicates (each (members, cells): one
@@ -158,36 +198,31 @@ def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.
     zero-inflated variable, whose precipitation statistics are compared too."""
     data_units = data if isinstance(data, SortedUnits) else SortedUnits(data)
     sides = {"model": [SortedUnits(e) for e in model], "baseline": [SortedUnits(e) for e in baseline]}
-    as_they_are = {side: [u.cumulative() for u in units] for side, units in sides.items()}
+    last = {"counts": ()}  # the data resample's cumulative counts, computed once for every replicate
 
-    def values(side: str, cd: np.ndarray, cgs: list[np.ndarray] | None = None) -> list[dict[str, float]]:
-        return [tail_metric_values(u, data_units, cg, cd, opts["quantiles"], opts["tail_probability"], tails,
-                                   wet, opts.get("wet_quantiles", ()))
-                for u, cg in zip(sides[side], cgs or as_they_are[side])]
+    def metrics(side: str, r: int, data_counts, member_counts) -> dict[str, float]:
+        if last["counts"] is not data_counts:
+            last.update(counts=data_counts, cum=data_units.cumulative(data_counts))
+        u = sides[side][r]
+        return tail_metric_values(u, data_units, u.cumulative(member_counts), last["cum"], opts["quantiles"],
+                                  opts["tail_probability"], tails, wet, opts.get("wet_quantiles", ()))
 
-    def errors(cd: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{metric: (model errors (R_m,), baseline errors (R_b,))} on the data resample `cd`."""
-        found = {side: values(side, cd) for side in sides}
-        return {m: tuple(np.array([error(m, v[m]) for v in found[side]]) for side in sides) for m in found["model"][0]}
+    return paired_bootstrap(metrics, {s: len(u) for s, u in sides.items()}, data_units.units,
+                            {s: u[0].units for s, u in sides.items()}, opts, rng)
 
-    point = errors(data_units.cumulative())
-    draws = {m: [] for m in point}
-    for _ in range(opts["bootstrap"]):
-        counts = np.bincount(block_indices(data_units.units, opts["block_length"], rng), minlength=data_units.units)
-        for m, (a, b) in errors(data_units.cumulative(counts)).items():
-            draws[m].append(a.mean() - b.mean())
 
-    within = {side: {} for side in sides}  # one replicate: ensemble-sampling variance, its members resampled
-    cd = data_units.cumulative()
-    for side, units in sides.items():
-        if len(units) == 1:
-            u = units[0]
-            samples = [values(side, cd, [u.cumulative(np.bincount(rng.integers(0, u.units, u.units), minlength=u.units))])[0]
-                       for _ in range(opts["bootstrap"])]
-            within[side] = {m: float(np.nanvar([error(m, s[m]) for s in samples], ddof=1)) if len(samples) >= 2 else 0.0
-                            for m in point}
-    return {m: interval(a, b, draws[m], opts["confidence"], within["model"].get(m), within["baseline"].get(m))
-            for m, (a, b) in point.items()}
+def compare_structure(model: list[FieldSummary], baseline: list[FieldSummary], data: FieldSummary, tails: str,
+                      opts: dict, rng: np.random.Generator) -> dict[str, dict]:
+    """Per key spatial metric (KEY_SPATIAL_METRICS, those the variable has), the comparison of two
+    models' replicates, each summarised by `spatial.summarise`, on the test data's summary."""
+    sides = {"model": model, "baseline": baseline}
+
+    def metrics(side: str, r: int, data_counts, member_counts) -> dict[str, float]:
+        found = spatial_metrics(sides[side][r], data, opts["quantiles"], tails, member_counts, data_counts)
+        return {m: found[m] for m in KEY_SPATIAL_METRICS if m in found}
+
+    return paired_bootstrap(metrics, {s: len(v) for s, v in sides.items()}, data.units,
+                            {s: v[0].units for s, v in sides.items()}, opts, rng)
 
 
 # --- forecast scores ------------------------------------------------------------------------
@@ -243,6 +278,20 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                                  "lead": pd.NA, **_row(result), "replicates": replicates(model, baseline)})
                 log.info("%s vs %s / %s: %s", model, baseline, name,
                          ", ".join(f"{m} {r['verdict']}" for m, r in found.items()))
+            # the spatial structure: every field summarised once, for every pair
+            spec = spatial_spec(stats, name, data[name], opts["spatial"]["block_sizes"])
+            summaries = {}
+            for model, baseline in unconditional:
+                for run in runs[model] + runs[baseline]:
+                    if run not in summaries:
+                        summaries[run] = summarise(xr.open_zarr(paths[run], chunks=None)[name].values, spec)
+                summaries.setdefault("data", summarise(data[name], spec))
+                rng = np.random.default_rng(derived_seed(config["seed"], "compare_spatial", model, baseline, name))
+                found = compare_structure([summaries[r] for r in runs[model]], [summaries[r] for r in runs[baseline]],
+                                          summaries["data"], tails, opts, rng)
+                for metric, result in found.items():
+                    rows.append({"model": model, "baseline": baseline, "variable": name, "metric": metric,
+                                 "lead": pd.NA, **_row(result), "replicates": replicates(model, baseline)})
 
     components = {}  # forecast runs: {(variable, lead): per-start components}
     for model, baseline in (pair for pair in pairs if pair not in unconditional):

@@ -6,7 +6,14 @@ Per variable and lead time, over the forecast start times:
 - the spread/skill ratio with the finite-ensemble correction (1 = calibrated);
 - Brier scores for exceeding the test data's high quantiles (the upper tail), and the
   threshold-weighted CRPS above the data's p99 and p999 (the CRPS of the extremes alone);
-- rank histograms (counts in a separate file) and their distance from flat.
+- rank histograms (counts in a separate file) and their distance from flat;
+- neighbourhood skill: the fractions skill score (FSS, Roberts and Lean 2008, as
+  `pysteps.verification.spatialscores`) of exceeding the data's p99 and p999 over n x n
+  neighbourhoods, each member against the observation, sums pooled over members and start times
+  (`fss_p99_3x3`: 1 is perfect, 0 no skill); and for precipitation SEEPS (`scores.categorical.seeps`,
+  Rodwell et al. 2010; 0 is perfect) of each member, averaged, with the dry/light threshold at the
+  variable's trace amount and the climatology (dry probability, light/heavy threshold) of each
+  cell from the test split itself, where it is defined (dry probability 0.1 to 0.85).
 
 Intervals are percentile bootstrap intervals over start times: the scores of one start time
 are averaged over the grid first, so the grid's spatial correlation is respected.
@@ -20,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.ndimage import uniform_filter
+from scores.categorical import seeps as seeps_score
 
 from ..data.store import area_weights, load_split_times, load_stats, test_fields
 from ..runtime import derived_seed
@@ -29,6 +38,7 @@ log = logging.getLogger(__name__)
 
 RANK_COLUMNS = ["model", "variable", "lead", "rank", "count"]
 TWCRPS_PROBABILITIES = (0.99, 0.999)  # twCRPS above the test data's p99 and p999
+FSS_PROBABILITIES = (0.99, 0.999)     # FSS of exceeding the test data's p99 and p999
 
 
 def latitude_weights(stats: dict, latitude_weighting: bool) -> np.ndarray:
@@ -51,11 +61,64 @@ def brier_name(p: float) -> str:
     return f"brier_p{f'{p:g}'.split('.')[1]}"
 
 
+def fractions(fields: np.ndarray, threshold: float, scale: int, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
+    """The fraction of cells >= threshold in the scale x scale neighbourhood of each cell, zero
+    outside the grid (as pysteps); missing and masked (NaN) cells count as below."""
+    binary = (np.nan_to_num(fields, nan=-np.inf) >= threshold).astype(np.float64)
+    if scale <= 1:
+        return binary
+    size = [1] * binary.ndim
+    for axis in axes:
+        size[axis] = scale
+    return uniform_filter(binary, size=size, mode="constant", cval=0.0)
+
+
+def fss_sums(obs: np.ndarray, ens: np.ndarray, threshold: float, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per start time, the FSS's numerator sum (P_f - P_o)^2 and denominator sum P_f^2 + P_o^2
+    over the grid, averaged over members: obs (start, lat, lon), ens (start, lat, lon, member)."""
+    p_o = fractions(obs, threshold, scale)[..., None]
+    p_f = fractions(ens, threshold, scale, axes=(1, 2))
+    num = ((p_f - p_o) ** 2).sum(axis=(1, 2)).mean(axis=-1)
+    den = (p_f**2 + p_o**2).sum(axis=(1, 2)).mean(axis=-1)
+    return num, den
+
+
+def fss_name(p: float, scale: int) -> str:
+    return f"fss_p{str(p).split('.', 1)[1]}_{scale}x{scale}"
+
+
+def seeps_climate(data: np.ndarray, trace: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, SEEPS's climatology from (time, lat, lon) data: the probability of dry (at or
+    below the trace amount), and the light/heavy threshold (the wet values' 2/3 quantile)."""
+    valid = np.isfinite(data)
+    dry = np.where(valid, data <= trace, False).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
+    wet = np.where(valid & (data > trace), data, np.nan)
+    with np.errstate(all="ignore"):
+        heavy = np.nanquantile(wet, 2 / 3, axis=0) if np.isfinite(wet).any() else np.full(data.shape[1:], np.nan)
+    return dry, heavy
+
+
+def seeps_points(obs: np.ndarray, ens: np.ndarray, trace: float, climate: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """SEEPS of each member against the observation, averaged over members: (start, lat, lon);
+    NaN where the climatology leaves it undefined (dry probability outside 0.1 to 0.85)."""
+    dims = ("start", "y", "x")
+    prob_dry = xr.DataArray(climate[0], dims=dims[1:])
+    heavy = xr.DataArray(np.nan_to_num(climate[1], nan=trace), dims=dims[1:])
+    observed = xr.DataArray(obs, dims=dims)
+    per_member = [seeps_score(xr.DataArray(ens[..., m], dims=dims), observed, prob_dry, heavy,
+                              dry_light_threshold=trace, preserve_dims="all").values
+                  for m in range(ens.shape[-1])]
+    return np.mean(per_member, axis=0)
+
+
 def lead_statistics(obs: np.ndarray, ens: np.ndarray, weights: np.ndarray, thresholds: dict[str, float],
-                    tw_thresholds: dict[str, float] | None = None) -> dict:
+                    tw_thresholds: dict[str, float] | None = None, fss: dict | None = None,
+                    seeps: dict | None = None) -> dict:
     """Per-start components of every score for one variable and lead: obs (start, lat, lon),
     ens (start, lat, lon, member); `thresholds` of the Brier scores and `tw_thresholds` of the
-    threshold-weighted CRPS, by score name. Ratios are formed after averaging (see `summarise`)."""
+    threshold-weighted CRPS, by score name; `fss`: {"thresholds": {p: value}, "scales": [n]};
+    `seeps`: {"trace": amount, "climate": `seeps_climate`}. Ratios are formed after averaging
+    (see `summarise`)."""
     variance, squared_error = scores.variance_and_squared_error(obs, ens)
     out = {
         "crps": per_start(scores.crps_ensemble(obs, ens), weights),
@@ -67,6 +130,11 @@ def lead_statistics(obs: np.ndarray, ens: np.ndarray, weights: np.ndarray, thres
         out[name] = per_start(scores.brier_points(obs, ens, threshold), weights)
     for name, threshold in (tw_thresholds or {}).items():
         out[name] = per_start(scores.twcrps_ensemble(obs, ens, threshold), weights)
+    for p, threshold in (fss or {}).get("thresholds", {}).items():
+        for scale in fss["scales"]:
+            out[f"fss_num:{fss_name(p, scale)}"], out[f"fss_den:{fss_name(p, scale)}"] = fss_sums(obs, ens, threshold, scale)
+    if seeps:
+        out["seeps"] = per_start(seeps_points(obs, ens, seeps["trace"], seeps["climate"]), weights)
     out["members"] = ens.shape[-1]
     return out
 
@@ -78,7 +146,12 @@ def summarise(components: dict, counts: np.ndarray | None = None) -> dict[str, f
     c = np.ones(n) if counts is None else counts
     mean = {k: float(np.sum(v * c) / c.sum()) for k, v in components.items() if isinstance(v, np.ndarray)}
     m = components["members"]
-    out = {k: v for k, v in mean.items() if k not in ("variance", "squared_error")}
+    out = {k: v for k, v in mean.items() if k not in ("variance", "squared_error") and ":" not in k}
+    for k in mean:
+        if k.startswith("fss_num:"):  # FSS = 1 - sum of numerators / sum of denominators
+            name = k.split(":", 1)[1]
+            den = mean[f"fss_den:{name}"]
+            out[name] = 1 - mean[k] / den if den > 0 else float("nan")
     out["spread_skill"] = scores.spread_skill_ratio(mean["variance"], mean["squared_error"], m)
     out["rmse"] = float(np.sqrt(mean["squared_error"]))
     out["spread"] = float(np.sqrt(mean["variance"]))
@@ -111,11 +184,15 @@ def lead_components(config: dict, forecasts_path: str | Path, store: str | Path,
         thresholds = {brier_name(p): float(np.quantile(pooled, p)) for p in opts["brier_probabilities"]}
         # the upper tail, as for the Brier scores: the data's own p99 and p999
         tw_thresholds = {twcrps_name(p): float(np.quantile(pooled, p)) for p in TWCRPS_PROBABILITIES}
+        fss = {"thresholds": {p: float(np.quantile(pooled, p)) for p in FSS_PROBABILITIES},
+               "scales": opts["spatial"]["fss_scales"]}
+        trace = stats["variables"][name].get("trace")
+        seeps = {"trace": float(trace), "climate": seeps_climate(data[name], float(trace))} if trace is not None else None
         for lead in ds.lead.values:
             valid = ds.valid_time.sel(lead=lead).values
             obs = data[name][[position[t] for t in valid]]  # (start, lat, lon)
             ens = np.moveaxis(ds[name].sel(lead=lead).values.astype(np.float64), 1, -1)  # (start, lat, lon, M)
-            yield name, int(lead), obs, ens, lead_statistics(obs, ens, weights, thresholds, tw_thresholds)
+            yield name, int(lead), obs, ens, lead_statistics(obs, ens, weights, thresholds, tw_thresholds, fss, seeps)
 
 
 def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Path,
@@ -139,7 +216,7 @@ def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Pa
         for metric, value in point.items():
             low = high = np.nan
             if boot and metric in boot[0]:
-                low, high = np.quantile([b[metric] for b in boot], [alpha, 1 - alpha])
+                low, high = np.nanquantile([b[metric] for b in boot], [alpha, 1 - alpha])
             rows.append({"model": model, "variable": name, "metric": metric, "lead": lead,
                          "value": value, "ci_low": low, "ci_high": high})
         log.info("%s / %s, lead %d: CRPS %.4g, spread/skill %.3f", model, name, lead, point["crps"],

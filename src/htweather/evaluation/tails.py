@@ -117,12 +117,12 @@ def wet_threshold(variable: dict) -> tuple[float, float] | None:
 
 
 def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store: str | Path,
-                      stats_path: str | Path) -> pd.DataFrame:
-    """Every tail metric of one ensemble against the test split, with bootstrap intervals for
-    the quantile errors and exceedance ratios."""
+                      stats_path: str | Path, data: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Every tail metric of one ensemble against the test split (`data`: its fields, when the
+    caller has read them), with bootstrap intervals for the quantile errors and exceedance ratios."""
     opts = config["evaluation"]
     stats = load_stats(stats_path)
-    data = test_fields(store)
+    data = test_fields(store) if data is None else data
     ensemble = xr.open_zarr(ensemble_path, chunks=None)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate", model))
     mask = grid_mask(stats)

@@ -1,0 +1,322 @@
+"""Fields, not only marginals: the spatial structure of generated fields against the data's.
+
+Every tail metric in `tails` pools values over cells and members, so a model that scatters the
+right values as speckle, or smears each storm into a wide, faint patch, scores as well as one
+that makes storms. This module measures the structure, per variable, on whole fields:
+
+- **spectra**: the radially averaged power spectral density (RAPSD, `pysteps.utils.spectral`)
+  of each field, averaged over fields, on the grid's spacing in km (the square root of the mean
+  cell area, so projected grids use their own spacing). `psd_log_error` is the mean
+  |log10(P_gen / P_data)| over the resolved wavenumbers (1 to Nyquist; the mean, k = 0, is the
+  marginal's business); `psd_log_ratio_large` and `psd_log_ratio_small` are the signed means over
+  the lower and upper half of them: below 0 the model has too little variance at those scales
+  (too smooth), above 0 too much (too noisy). Masked cells are set to the field's mean of its
+  real cells first, so that the mask adds no edges.
+- **objects** (variables with an upper tail only, e.g. precipitation): connected regions
+  (8-neighbour, `scipy.ndimage.label`) of cells at or above a threshold of the data's: its wet
+  threshold (trace amount, `wet`) and its 99th percentile of all values (`p99`). Per threshold:
+  `object_count_ratio` (mean objects per field, generated over data; 1 is right),
+  `object_area_rel_error` and `object_area_q99_rel_error` (mean and 99th percentile of the
+  objects' areas in km^2), `object_peak_rel_error` and `object_peak_q99_rel_error` (the same of
+  the objects' peak values), and SAL's structure component `sal_structure`
+  (Wernli et al. 2008): with each object's total R_n and peak R_max,n, a field's scaled volume is
+  V = sum_n R_n^2 / R_max,n / sum_n R_n, and S = (V_gen - V_data) / (0.5 (V_gen + V_data)) with V
+  averaged over the fields that hold an object. S > 0: objects too large or too flat; S < 0: too
+  small or too peaked. `sal_amplitude` is SAL's A on the domain mean: (D_gen - D_data) /
+  (0.5 (D_gen + D_data)). Generated fields are not paired with observed ones, so S and A compare
+  distributions (the mean over fields), not one forecast with one observation; SAL's location
+  component needs pairs and is not computed.
+- **areal extremes**: the tail of area-weighted block means over k x k cells (blocks whose cells
+  are all real) for each configured k, and of the whole field's mean (`field`): the quantile
+  errors and exceedance ratios of `tails`, named `areal_<metric>_<k>x<k>` and
+  `areal_<metric>_field`. A model whose storms are too small gets the cell values right and the
+  areal means too low.
+
+A set of fields is summarised once (`summarise`, per field), so that every metric of any
+resample (a count per field: generated members, or the data's time steps) follows from weighted
+sums without relabelling (`spatial_metrics`); `evaluate` and `comparisons` take their intervals
+that way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pysteps.utils.spectral import rapsd
+from scipy import ndimage
+
+from ..data.store import cell_areas, grid_mask, load_stats, test_fields
+from ..runtime import derived_seed
+from .bootstrap import SortedUnits, bootstrap_intervals
+from .tables import COLUMNS
+from .tails import quantile_metrics_at
+
+log = logging.getLogger(__name__)
+
+# 8-neighbour connectivity: cells that touch at a corner belong to one object (as SAL's and
+# pysteps' object detection, scikit-image's default in 2-D)
+CONNECTIVITY = np.ones((3, 3), dtype=bool)
+OBJECT_PROBABILITY = 0.99  # the `p99` objects: cells at or above the data's 99th percentile
+OBJECT_QUANTILE = 0.99     # the tail of the object areas and peaks
+
+
+def grid_spacing_km(stats: dict) -> float:
+    """The grid's spacing in km: the square root of its mean real cell area."""
+    areas = cell_areas(stats["grid"]["latitude"], stats["grid"]["longitude"])
+    mask = grid_mask(stats)
+    return float(np.sqrt(areas[mask].mean() if mask is not None else areas.mean()))
+
+
+def filled(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """(n, ny, nx) fields with masked and missing cells set to the field's mean of its real
+    cells (a Fourier transform needs every cell; the mean adds no edge)."""
+    out = np.array(fields, dtype=np.float64)
+    bad = ~np.isfinite(out)
+    if mask is not None:
+        bad |= ~mask[None]
+    if bad.any():
+        means = np.nanmean(np.where(bad, np.nan, out).reshape(len(out), -1), axis=1)
+        out = np.where(bad, np.nan_to_num(means)[:, None, None], out)
+    return out
+
+
+def power_spectra(fields: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(n, K) radially averaged power spectral density of each field (`pysteps` RAPSD of its
+    centred 2-D FFT); K = max(ny, nx) // 2 (+ 1 if odd), wavenumber 0 first."""
+    full = filled(fields, mask)
+    return np.stack([rapsd(f, fft_method=np.fft) for f in full])
+
+
+def wavelengths_km(shape: tuple[int, int], spacing_km: float) -> np.ndarray:
+    """The wavelength (km) of each RAPSD wavenumber; inf at wavenumber 0."""
+    _, freq = rapsd(np.zeros(shape), fft_method=np.fft, return_freq=True, d=spacing_km)
+    with np.errstate(divide="ignore"):
+        return 1.0 / np.abs(freq)
+
+
+@dataclass
+class Objects:
+    """Connected regions at or above a threshold in a set of fields: per object the field it lies
+    in (`unit`), its area (km^2), peak and total; `units`: the number of fields."""
+    unit: np.ndarray
+    area: np.ndarray
+    peak: np.ndarray
+    total: np.ndarray
+    units: int
+
+
+def find_objects(fields: np.ndarray, threshold: float, areas: np.ndarray, mask: np.ndarray | None = None) -> Objects:
+    """The objects of (n, ny, nx) fields: connected cells >= threshold (masked and missing cells
+    never belong to one); `areas`: (ny, nx) cell areas in km^2."""
+    unit, area, peak, total = [], [], [], []
+    for i, f in enumerate(np.asarray(fields, dtype=np.float64)):
+        above = np.isfinite(f) & (f >= threshold)
+        if mask is not None:
+            above &= mask
+        labels, n = ndimage.label(above, structure=CONNECTIVITY)
+        if n == 0:
+            continue
+        index = np.arange(1, n + 1)
+        unit.append(np.full(n, i))
+        area.append(ndimage.sum_labels(areas, labels, index))
+        peak.append(ndimage.maximum(f, labels, index))
+        total.append(ndimage.sum_labels(f, labels, index))
+
+    def joined(parts, dtype=np.float64):
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    return Objects(joined(unit, np.int64), joined(area), joined(peak), joined(total), len(fields))
+
+
+def scaled_volumes(objects: Objects) -> np.ndarray:
+    """SAL's scaled volume of each field, V = sum_n R_n^2 / R_max,n / sum_n R_n over its objects
+    (total R_n, peak R_max,n); NaN for a field with no object."""
+    num = np.bincount(objects.unit, objects.total**2 / objects.peak, minlength=objects.units)
+    den = np.bincount(objects.unit, objects.total, minlength=objects.units)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def block_means(fields: np.ndarray, k: int | None, areas: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(n, blocks) area-weighted means of the non-overlapping k x k blocks whose cells are all
+    real (a partial block at the far edges is left out); k None: the whole field's mean over its
+    real cells, (n, 1). A field missing a value in a block has NaN there."""
+    fields = np.asarray(fields, dtype=np.float64)
+    real = np.ones(fields.shape[1:], dtype=bool) if mask is None else mask
+    w = np.where(real, areas, 0.0)
+    if k is None:
+        return (np.where(real, fields, 0.0) * w).sum(axis=(1, 2))[:, None] / w.sum()
+    ny, nx = (fields.shape[1] // k) * k, (fields.shape[2] // k) * k
+
+    def blocks(a):  # (..., ny, nx) -> (..., ny/k, nx/k, k*k)
+        a = a[..., :ny, :nx]
+        shape = a.shape[:-2] + (ny // k, k, nx // k, k)
+        return np.swapaxes(a.reshape(shape), -3, -2).reshape(shape[:-4] + (ny // k, nx // k, k * k))
+    whole = blocks(real).all(axis=-1).ravel()
+    wb = blocks(w)
+    means = (blocks(np.where(real, fields, 0.0)) * wb).sum(axis=-1) / np.where(wb.sum(axis=-1) > 0, wb.sum(axis=-1), 1)
+    return means.reshape(len(fields), -1)[:, whole]
+
+
+def block_label(k: int | None) -> str:
+    return "field" if k is None else f"{k}x{k}"
+
+
+def block_sizes(shape: tuple[int, int], sizes: list[int]) -> list[int | None]:
+    """The configured block sizes that fit the grid and are smaller than it, then the whole field."""
+    return [k for k in sorted(set(sizes)) if 1 < k <= min(shape) and k < max(shape)] + [None]
+
+
+@dataclass
+class FieldSummary:
+    """What the spatial metrics need of one set of fields of one variable, per field."""
+    psd: np.ndarray                                          # (n, K)
+    mean: np.ndarray                                         # (n,) domain means
+    objects: dict[str, Objects] = field(default_factory=dict)  # by threshold name
+    blocks: dict[str, SortedUnits] = field(default_factory=dict)  # by block label
+
+    @property
+    def units(self) -> int:
+        return len(self.mean)
+
+
+@dataclass
+class SpatialSpec:
+    """The grid and the data's thresholds that every set of fields of one variable is summarised with."""
+    areas: np.ndarray                    # (ny, nx) km^2
+    mask: np.ndarray | None
+    thresholds: dict[str, float]         # object thresholds by name (wet, p99); empty: no objects
+    sizes: list[int | None]              # block sizes (None: the whole field)
+
+
+def spatial_spec(stats: dict, variable: str, data_fields: np.ndarray, sizes: list[int]) -> SpatialSpec:
+    """The spec of one variable: objects (at the trace amount where the variable has one, and
+    at the data's p99) for a variable with an upper tail only."""
+    info = stats["variables"][variable]
+    mask = grid_mask(stats)
+    areas = cell_areas(stats["grid"]["latitude"], stats["grid"]["longitude"])
+    thresholds = {}
+    if info["tails"] == "upper":
+        values = data_fields[:, mask] if mask is not None else data_fields
+        values = values[np.isfinite(values)]
+        if info.get("trace") is not None:
+            thresholds["wet"] = float(info["trace"])
+        thresholds["p99"] = float(np.quantile(values, OBJECT_PROBABILITY, method="inverted_cdf"))
+    return SpatialSpec(areas, mask, thresholds, block_sizes(data_fields.shape[1:], sizes))
+
+
+def summarise(fields: np.ndarray, spec: SpatialSpec) -> FieldSummary:
+    """The per-field summary of (n, ny, nx) fields of one variable."""
+    fields = np.asarray(fields, dtype=np.float64)
+    whole = block_means(fields, None, spec.areas, spec.mask)[:, 0]
+    return FieldSummary(
+        psd=power_spectra(fields, spec.mask),
+        mean=whole,
+        objects={name: find_objects(fields, t, spec.areas, spec.mask) for name, t in spec.thresholds.items()},
+        blocks={block_label(k): SortedUnits(block_means(fields, k, spec.areas, spec.mask) if k else whole[:, None])
+                for k in spec.sizes})
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    total = weights.sum()
+    return float(values @ weights / total) if total > 0 else float("nan")
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, p: float) -> float:
+    """Inverted-CDF quantile of `values` with integer or real `weights` (as `tails`); NaN when empty."""
+    if values.size == 0 or weights.sum() <= 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    index = np.searchsorted(cum, p * cum[-1] * (1 - 1e-12), side="left")
+    return float(values[order][min(index, values.size - 1)])
+
+
+def _relative(g: float, d: float) -> float:
+    return (g - d) / abs(d) if d and np.isfinite(d) else float("nan")
+
+
+def _symmetric(g: float, d: float) -> float:
+    """SAL's normalised difference (g - d) / (0.5 (g + d)), in [-2, 2] for positive g, d."""
+    return 2 * (g - d) / (g + d) if np.isfinite(g + d) and (g + d) != 0 else float("nan")
+
+
+def spectrum_metrics(psd_gen: np.ndarray, psd_data: np.ndarray) -> dict[str, float]:
+    """The spectral metrics of mean spectra (K,) against the data's (module docstring)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log10(psd_gen[1:] / psd_data[1:])
+    if log_ratio.size == 0:
+        return {}
+    half = max(1, log_ratio.size // 2)
+    return {"psd_log_error": float(np.mean(np.abs(log_ratio))),
+            "psd_log_ratio_large": float(np.mean(log_ratio[:half])),
+            "psd_log_ratio_small": float(np.mean(log_ratio[half:])) if log_ratio.size > half else float("nan")}
+
+
+def object_statistics(objects: Objects, counts: np.ndarray) -> dict[str, float]:
+    """Mean object count per field, mean and q99 of areas and peaks, and the mean scaled
+    volume, of a resample (`counts` per field)."""
+    w = counts[objects.unit].astype(float)
+    volumes = scaled_volumes(objects)
+    has = np.isfinite(volumes)
+    return {"count": float(np.bincount(objects.unit, minlength=objects.units) @ counts / counts.sum()),
+            "area": _weighted_mean(objects.area, w), "area_q": weighted_quantile(objects.area, w, OBJECT_QUANTILE),
+            "peak": _weighted_mean(objects.peak, w), "peak_q": weighted_quantile(objects.peak, w, OBJECT_QUANTILE),
+            "volume": _weighted_mean(volumes[has], counts[has].astype(float))}
+
+
+def spatial_metrics(gen: FieldSummary, data: FieldSummary, quantiles: list[float], tails: str,
+                    gen_counts: np.ndarray | None = None, data_counts: np.ndarray | None = None) -> dict[str, float]:
+    """Every spatial metric of the generated fields against the data's, for a resample given by
+    a count per field of each (None: each field once)."""
+    cg = np.ones(gen.units, dtype=np.int64) if gen_counts is None else gen_counts
+    cd = np.ones(data.units, dtype=np.int64) if data_counts is None else data_counts
+    out = spectrum_metrics(cg @ gen.psd / cg.sum(), cd @ data.psd / cd.sum())
+    out["sal_amplitude"] = _symmetric(_weighted_mean(gen.mean, cg.astype(float)), _weighted_mean(data.mean, cd.astype(float)))
+    for name, objects in gen.objects.items():
+        g, d = object_statistics(objects, cg), object_statistics(data.objects[name], cd)
+        out[f"object_count_ratio_{name}"] = g["count"] / d["count"] if d["count"] > 0 else float("nan")
+        out[f"object_area_rel_error_{name}"] = _relative(g["area"], d["area"])
+        out[f"object_area_q99_rel_error_{name}"] = _relative(g["area_q"], d["area_q"])
+        out[f"object_peak_rel_error_{name}"] = _relative(g["peak"], d["peak"])
+        out[f"object_peak_q99_rel_error_{name}"] = _relative(g["peak_q"], d["peak_q"])
+        out[f"sal_structure_{name}"] = _symmetric(g["volume"], d["volume"])
+    for label, units in gen.blocks.items():
+        found = quantile_metrics_at(units, data.blocks[label], units.cumulative(gen_counts),
+                                    data.blocks[label].cumulative(data_counts), quantiles, tails)
+        out.update({f"areal_{metric}_{label}": value for metric, value in found.items()})
+    return out
+
+
+def structure_table(config: dict, model: str, ensemble_path: str | Path, store: str | Path, stats_path: str | Path,
+                    data: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """The `evaluate` step's spatial rows: every spatial metric of one ensemble against the test
+    split, with bootstrap intervals (members resampled whole, the data's time steps in blocks)."""
+    opts = config["evaluation"]
+    stats = load_stats(stats_path)
+    data = test_fields(store) if data is None else data
+    ensemble = xr.open_zarr(ensemble_path, chunks=None)
+    rng = np.random.default_rng(derived_seed(config["seed"], "evaluate_spatial", model))
+    rows = []
+    for name in stats["channels"]:
+        spec = spatial_spec(stats, name, data[name], opts["spatial"]["block_sizes"])
+        gen, ref = summarise(ensemble[name].values, spec), summarise(data[name], spec)
+        tails = stats["variables"][name]["tails"]
+
+        def statistic(gen_counts=None, data_counts=None, _g=gen, _d=ref, _tails=tails):
+            return spatial_metrics(_g, _d, opts["quantiles"], _tails, gen_counts, data_counts)
+
+        point = statistic()
+        intervals = bootstrap_intervals(gen.units, ref.units, statistic, opts["bootstrap"], opts["block_length"],
+                                        opts["confidence"], rng)
+        log.info("%s / %s: spectrum log error %.3g%s", model, name, point.get("psd_log_error", np.nan),
+                 "".join(f", S({t}) {point[f'sal_structure_{t}']:+.2f}" for t in spec.thresholds))
+        for metric, value in point.items():
+            low, high = intervals.get(metric, (np.nan, np.nan))
+            rows.append({"model": model, "variable": name, "metric": metric, "value": value,
+                         "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -60,7 +60,7 @@ def ideal(metric: str) -> float | None:
     it is). Areal metrics (`areal_<metric>_<block>`) have their marginal metric's."""
     if metric.startswith("areal_"):
         return ideal(metric.removeprefix("areal_"))
-    if metric.startswith(("exceedance_ratio", "object_count_ratio")):
+    if metric.startswith(("exceedance_ratio", "object_count_ratio", "fss_")):
         return 1.0
     if metric.startswith(("quantile_rel_error", "tail_ks", "ks", "wet_", "dry_", "psd_", "sal_", "object_")):
         return 0.0

@@ -151,6 +151,8 @@ FIGURES = {
     "quantile_maps": "results/figures/quantile_maps.png",
     **{f"maps_{v}": f"results/figures/maps_{v}.png" for v in VARIABLES},
 }
+if GENERATORS:
+    FIGURES["spatial"] = "results/figures/spatial_structure.png"
 if CFG["nu_sweep"]:
     FIGURES["nu_sweep"] = "results/figures/nu_sweep.png"
 if CONVERGENCE:

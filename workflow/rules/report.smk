@@ -10,6 +10,7 @@ _OPTIONAL_FIGURES = {
     "rank_histograms": ("../report/rank_histograms.rst", "Forecasts"),
     "return_levels": ("../report/return_levels.rst", "Tails"),
     "convergence": ("../report/convergence.rst", "Training"),
+    "spatial": ("../report/spatial_structure.rst", "Fields"),
 }
 CONVERGENCE_TABLE = ["results/evaluation/convergence.csv"] if CONVERGENCE else []
 
@@ -36,7 +37,7 @@ rule figures:
         optional=[report(FIGURES[k], caption=caption, category=category)
                   for k, (caption, category) in _OPTIONAL_FIGURES.items() if k in FIGURES],
     params:
-        config=section("data.source", "data.synthetic", "models", "nu_sweep", "report"),
+        config=section("data.source", "data.synthetic", "models", "nu_sweep", "report", "evaluation.spatial"),
         ensembles=ENSEMBLES,
         replicate_runs=REPLICATE_GENERATOR_RUNS,
         forecasters=FORECASTERS,

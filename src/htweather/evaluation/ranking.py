@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 # How each metric is judged: "zero" -> best is the smallest |value|; "one" -> best is the
-# value closest to 1 in ratio (|log value|); "min" -> best is the smallest value. Metrics not
+# value closest to 1 in ratio (|log value|); "min" -> best is the smallest value; "max_one" ->
+# best is the largest, at most 1 (skill scores). Metrics not
 # listed (return levels, the spread alone, the data's own quantiles) have no "best".
 ORIENTATION = {
     "kurtosis_ratio": "zero", "skewness_ratio": "zero", "ks": "zero",
@@ -20,10 +21,17 @@ ORIENTATION = {
 
 
 def orientation(metric: str) -> str | None:
-    if metric.startswith(("quantile_rel_error", "wet_", "dry_")):  # signed errors and differences
+    if metric.startswith("areal_"):  # a marginal metric of block means
+        return orientation(metric.removeprefix("areal_"))
+    if metric.startswith("object_count_ratio"):
+        return "one"
+    # signed errors and differences; the spatial metrics (evaluation.spatial) are 0 when right
+    if metric.startswith(("quantile_rel_error", "wet_", "dry_", "psd_", "sal_", "object_")):
         return "zero"
-    if metric.startswith(("brier_", "twcrps_")):
+    if metric.startswith(("brier_", "twcrps_", "seeps")):
         return "min"
+    if metric.startswith("fss_"):  # 1 is perfect; only worse below
+        return "max_one"
     return ORIENTATION.get(metric)
 
 
@@ -37,6 +45,8 @@ def distance_from_perfect(metric: str, value: float) -> float:
         return np.inf
     if kind == "zero":
         return abs(value)
+    if kind == "max_one":
+        return 1.0 - value
     if kind == "one":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

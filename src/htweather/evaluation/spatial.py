@@ -6,7 +6,9 @@ that makes storms. This module measures the structure, per variable, on whole fi
 
 - **spectra**: the radially averaged power spectral density (RAPSD, `pysteps.utils.spectral`)
   of each field, averaged over fields, on the grid's spacing in km (the square root of the mean
-  cell area, so projected grids use their own spacing). `psd_log_error` is the mean
+  cell area, so projected grids use their own spacing). A limited area is not periodic: the
+  field is mirrored first (its cosine transform), so that the jumps between opposite edges do
+  not leak power into the small scales. `psd_log_error` is the mean
   |log10(P_gen / P_data)| over the resolved wavenumbers (1 to Nyquist; the mean, k = 0, is the
   marginal's business); `psd_log_ratio_large` and `psd_log_ratio_small` are the signed means over
   the lower and upper half of them: below 0 the model has too little variance at those scales
@@ -40,6 +42,8 @@ that way.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +51,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-from pysteps.utils.spectral import rapsd
 from scipy import ndimage
+
+with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints where its configuration file is on import
+    from pysteps.utils.spectral import rapsd
 
 from ..data.store import cell_areas, grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
@@ -63,6 +69,11 @@ log = logging.getLogger(__name__)
 CONNECTIVITY = np.ones((3, 3), dtype=bool)
 OBJECT_PROBABILITY = 0.99  # the `p99` objects: cells at or above the data's 99th percentile
 OBJECT_QUANTILE = 0.99     # the tail of the object areas and peaks
+
+
+def is_spatial(metric: str) -> bool:
+    """Whether a metric of metrics.csv is one of this module's."""
+    return metric.startswith(("psd_", "object_", "sal_", "areal_"))
 
 
 def grid_spacing_km(stats: dict) -> float:
@@ -85,16 +96,26 @@ def filled(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def mirrored(field: np.ndarray) -> np.ndarray:
+    """(2 ny, 2 nx): the field and its mirror images, a periodic field without the jumps at the
+    edges that a limited area's own periodic extension has (their power would leak into every
+    wavenumber and swamp a smooth field's small scales). Its Fourier transform is the field's
+    discrete cosine transform (the spectra of limited-area models, Denis et al. 2002)."""
+    top = np.concatenate([field, field[:, ::-1]], axis=1)
+    return np.concatenate([top, top[::-1]], axis=0)
+
+
 def power_spectra(fields: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """(n, K) radially averaged power spectral density of each field (`pysteps` RAPSD of its
-    centred 2-D FFT); K = max(ny, nx) // 2 (+ 1 if odd), wavenumber 0 first."""
+    """(n, K) radially averaged power spectral density of each field: `pysteps` RAPSD of the
+    centred 2-D FFT of its mirrored extension; K = max(ny, nx), wavenumber 0 first."""
     full = filled(fields, mask)
-    return np.stack([rapsd(f, fft_method=np.fft) for f in full])
+    return np.stack([rapsd(mirrored(f), fft_method=np.fft) for f in full])
 
 
 def wavelengths_km(shape: tuple[int, int], spacing_km: float) -> np.ndarray:
-    """The wavelength (km) of each RAPSD wavenumber; inf at wavenumber 0."""
-    _, freq = rapsd(np.zeros(shape), fft_method=np.fft, return_freq=True, d=spacing_km)
+    """The wavelength (km) of each wavenumber of `power_spectra` (2 max(ny, nx) spacing / k);
+    inf at wavenumber 0."""
+    _, freq = rapsd(mirrored(np.zeros(shape)), fft_method=np.fft, return_freq=True, d=spacing_km)
     with np.errstate(divide="ignore"):
         return 1.0 / np.abs(freq)
 
@@ -320,3 +341,15 @@ def structure_table(config: dict, model: str, ensemble_path: str | Path, store: 
             rows.append({"model": model, "variable": name, "metric": metric, "value": value,
                          "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def areal_quantiles(summary: FieldSummary, p: float) -> dict[str, float]:
+    """The p-quantile of the block means at each block size (by label), each field once."""
+    return {label: float(units.quantiles(units.cumulative(), [p])[0]) for label, units in summary.blocks.items()}
+
+
+def block_extent_km(label: str, shape: tuple[int, int], spacing_km: float) -> float:
+    """The side of a block (`block_label`) in km; the whole field's: the square root of its area."""
+    if label == "field":
+        return float(np.sqrt(shape[0] * shape[1]) * spacing_km)
+    return int(label.split("x")[0]) * spacing_km

@@ -28,13 +28,19 @@ _RANGES = (
     (("exceedance_ratio_", "crps", "fair_crps", "twcrps_", "brier_", "rmse", "spread", "spread_skill"), (0.0, np.inf)),
     (("ks", "tail_ks", "tail_ks_", "rank_flatness", "block_maxima_at_bound"), (0.0, 1.0)),
     (("dry_fraction_error",), (-1.0, 1.0)),
+    (("seeps", "psd_log_error", "object_count_ratio_"), (0.0, np.inf)),
+    (("sal_",), (-2.0, 2.0)),
+    (("fss_",), (0.0, 1.0)),
     # a ratio of two positive numbers minus 1; relative errors of positive quantities
-    (("kurtosis_ratio", "wet_mean_rel_error", "wet_quantile_rel_error_"), (-1.0, np.inf)),
+    (("kurtosis_ratio", "wet_mean_rel_error", "wet_quantile_rel_error_", "object_area_", "object_peak_"),
+     (-1.0, np.inf)),
 )
 
 
 def metric_range(metric: str) -> tuple[float, float]:
-    """The values `metric` can take (see _RANGES); (-inf, inf) where it is unbounded."""
+    """The values `metric` can take (see _RANGES); (-inf, inf) where it is unbounded. An areal
+    metric (`areal_<metric>_<block>`) has its marginal metric's range."""
+    metric = metric.removeprefix("areal_")
     for names, bounds in _RANGES:
         if any(metric == n or (n.endswith("_") and metric.startswith(n)) for n in names):
             return bounds

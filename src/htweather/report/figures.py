@@ -16,6 +16,7 @@ from ..data import synthetic
 from ..data.store import load_stats, test_fields
 from ..evaluation.convergence import FORECAST_TAIL_SCORES, REFERENCE, final_error, reference_error, tail_error
 from ..evaluation.convergence import trend_rows
+from ..evaluation import spatial
 from ..evaluation.tables import summary
 from . import plots
 
@@ -59,6 +60,31 @@ def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
     return out
 
 SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
+AREAL_PROBABILITY = 0.99  # the quantile of block means drawn in the spatial-structure figure
+
+
+def spatial_curves(stats: dict, data: dict[str, np.ndarray], runs: dict[str, list[dict[str, np.ndarray]]],
+                   block_sizes: list[int]) -> dict[str, dict]:
+    """The spatial-structure figure's curves (`plots.spatial_structure`) of the data and every
+    run of every source (`runs`: {source: [fields by variable, one per run]})."""
+    spacing = spatial.grid_spacing_km(stats)
+    out = {}
+    for name in stats["channels"]:
+        spec = spatial.spatial_spec(stats, name, data[name], block_sizes)
+        found = {"psd": {}, "areal": {}, "areas": {}}
+        for source, fields in {"data": [data], **runs}.items():
+            for one in fields:
+                s = spatial.summarise(one[name], spec)
+                found["psd"].setdefault(source, []).append(s.psd.mean(axis=0))
+                found["areal"].setdefault(source, []).append(
+                    np.array(list(spatial.areal_quantiles(s, AREAL_PROBABILITY).values())))
+                if "p99" in s.objects:
+                    found["areas"].setdefault(source, []).append(s.objects["p99"].area)
+        labels = [spatial.block_label(k) for k in spec.sizes]
+        shape = data[name].shape[1:]
+        out[name] = {**found, "wavelength_km": spatial.wavelengths_km(shape, spacing), "labels": labels,
+                     "block_km": np.array([spatial.block_extent_km(label, shape, spacing) for label in labels])}
+    return out
 
 
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
@@ -82,6 +108,10 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     replicates = {m: [fields[m]] + [e for run, e in others.items() if split_replicate(run)[0] == m]
                   for m in fields if m != "truth"}
     plots.qq_plots(data, fields, variables, out["qq"], closed_form=truth, replicates=replicates)
+    if "spatial" in out:
+        runs = {m: replicates.get(m, [fields[m]]) for m in fields}
+        plots.spatial_structure(spatial_curves(stats, data, runs, config["evaluation"]["spatial"]["block_sizes"]),
+                                variables, out["spatial"], AREAL_PROBABILITY)
     families = {m: config["models"][m]["family"] for m in train_logs}
     plots.loss_curves(train_logs, families, out["loss"])
     lat, lon = np.array(stats["grid"]["latitude"]), np.array(stats["grid"]["longitude"])

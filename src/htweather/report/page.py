@@ -20,7 +20,8 @@ from scipy import stats as sstats
 from ..config import replicates
 from ..data import synthetic
 from ..data.store import grid_shape, load_stats, test_fields
-from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS, KEY_WET_METRICS
+from ..evaluation.comparisons import FORECAST_SCORES, KEY_SPATIAL_METRICS, KEY_TAIL_METRICS, KEY_WET_METRICS
+from ..evaluation.spatial import is_spatial
 from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, REFERENCE, STATES, STILL_FALLING
 from ..evaluation.convergence import states as convergence_states
 from ..evaluation.ranking import best_models
@@ -67,12 +68,13 @@ def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = F
     return rows
 
 
-def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | None = None) -> list[dict]:
-    """Per variable (in `order`, else as they come): every comparison on the key tail metrics
-    (and forecast scores by lead), with both models' values, the difference of their errors, its
-    interval and the verdict: the tables behind the first screen's sentences."""
+def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | None = None,
+             metrics: list[str] = KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES) -> list[dict]:
+    """Per variable (in `order`, else as they come): every comparison on `metrics` (by default
+    the key tail metrics and forecast scores by lead), with both models' values, the difference
+    of their errors, its interval and the verdict: the tables behind the first screen's sentences."""
     out = []
-    keep = comparisons[comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES)]
+    keep = comparisons[comparisons.metric.isin(metrics)]
     for variable, by_variable in keep.groupby("variable", sort=False):
         rows = []
         for r in by_variable.itertuples():
@@ -100,6 +102,45 @@ def _row(frame: pd.DataFrame, model: str, variable: str | None, metric: str, lea
 def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) -> float:
     row = _row(frame, model, variable, metric, lead)
     return math.nan if row is None else float(row.value)
+
+
+# the spatial metrics the report's structure table shows (all are in metrics.csv)
+STRUCTURE_METRICS = ["psd_log_error", "psd_log_ratio_large", "psd_log_ratio_small", "object_count_ratio_p99",
+                     "object_area_rel_error_p99", "object_peak_rel_error_p99", "sal_structure_p99",
+                     "object_count_ratio_wet", "object_area_rel_error_wet", "sal_structure_wet", "sal_amplitude",
+                     "areal_quantile_rel_error_0.99_field", "areal_quantile_rel_error_0.999_field"]
+# storms in words: metric, ideal, the words for below and above it, how the value reads
+STORM_TRAITS = (("object_count_ratio_p99", 1.0, ("too few", "too many"), "{:.2f} × the data's count"),
+                ("object_area_rel_error_p99", 0.0, ("too small", "too wide"), "mean area {:+.0%}"),
+                ("object_peak_rel_error_p99", 0.0, ("too weak", "too strong"), "mean peak {:+.0%}"))
+
+
+def storm_findings(frame: pd.DataFrame, sources: list[str]) -> list[dict]:
+    """Per variable with storm objects, per source (models, the truth): are its storms (objects
+    above the data's p99) too many or too few, too small or too wide, too weak or too strong? A
+    word only where the 95 % interval excludes the data's value; else "right"."""
+    out = []
+    for variable in frame[frame.metric == STORM_TRAITS[0][0]].variable.unique():
+        rows = []
+        for source in sources:
+            traits = []
+            for metric, ideal, (below, above), text in STORM_TRAITS:
+                r = _row(frame, source, variable, metric)
+                if r is None:
+                    continue
+                if pd.notna(r.ci_low) and r.ci_low > ideal:
+                    word = above
+                elif pd.notna(r.ci_high) and r.ci_high < ideal:
+                    word = below
+                else:
+                    word = "right" if pd.notna(r.ci_low) else "no interval"
+                fmt_ci = (lambda v: f"{v:.2f}") if ideal == 1.0 else (lambda v: f"{v:+.0%}")
+                ci = f" [{fmt_ci(r.ci_low)}, {fmt_ci(r.ci_high)}]" if pd.notna(r.ci_low) else ""
+                traits.append({"word": word, "detail": text.format(r.value) + ci, "off": word not in ("right", "no interval")})
+            if traits:
+                rows.append({"source": source, "traits": traits})
+        out.append({"variable": variable, "rows": rows})
+    return out
 
 
 def describe(values: np.ndarray) -> dict:
@@ -309,8 +350,10 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                           "rows": [{k: (fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
 
     unconditional = frame[frame.model.isin(model_order) & frame["lead"].isna()]
+    spatial_rows = unconditional[unconditional.metric.map(is_spatial)]
+    unconditional = unconditional[~unconditional.metric.map(is_spatial)]
     forecast_rows = frame[frame.model.isin(forecasters) & frame.metric.isin(
-        FORECAST_METRICS + [m for m in frame.metric.unique() if m.startswith("brier_")])]
+        FORECAST_METRICS + [m for m in frame.metric.unique() if m.startswith(("brier_", "fss_", "seeps"))])]
     level_sources = ["data"] + (["truth"] if "truth" in set(frame.model) else []) + forecasters
     levels = frame[frame.metric.str.startswith(("return_level_", "empirical_return_level_", "gev_shape",
                                                 "block_maxima_at_bound")) & frame.model.isin(level_sources)]
@@ -352,6 +395,11 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         answer=first_screen, interval_kinds={m: interval_kind(n) for m, n in run_counts.items()},
         table=metrics_table(unconditional, model_order),
         verdicts=verdicts(comparisons, frame, [v["variable"] for v in first_screen["variables"]]),
+        structure_table=metrics_table(spatial_rows[spatial_rows.metric.isin(STRUCTURE_METRICS)], model_order),
+        structure_all=metrics_table(spatial_rows, model_order),
+        storms=storm_findings(spatial_rows, model_order),
+        structure_verdicts=verdicts(comparisons, frame, [v["variable"] for v in first_screen["variables"]],
+                                    KEY_SPATIAL_METRICS),
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         state_groups=state_groups, near=(NEAR_FACTOR, NEAR_MARGIN),
         forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),

@@ -495,3 +495,67 @@ def sampler_budget_figure(table: pd.DataFrame, out: str | Path, base_levels: str
     fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(handles) - 1) // 4), 1, 1))
     fig.savefig(out, dpi=90)
     plt.close(fig)
+
+
+def _plain_log_axis(axis) -> None:
+    """A log axis labelled in plain numbers at its decades and 2 and 5 times them, no minor labels."""
+    axis.axes.set_xscale("log") if axis is axis.axes.xaxis else axis.axes.set_yscale("log")
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def spatial_structure(curves: dict[str, dict], variables: dict, out: str | Path, areal_probability: float) -> None:
+    """Per variable (a row): the radially averaged power spectrum against wavelength, the
+    `areal_probability` quantile of the mean over k x k cells against the block's side, and for
+    variables with storm objects the share of objects larger than an area; the data (grey, thick),
+    the truth (black, dotted) and each model's first run, with a band over its runs (lowest to
+    highest). curves[variable]: wavelength_km, block_km, labels; per source ("data", "truth",
+    models) lists over runs of psd, areal and object areas (km^2, objects at the data's p99)."""
+    names = list(curves)
+    sources = [s for s in next(iter(curves.values()))["psd"] if s != "data"]
+    colors = model_colors(sources)
+    fig, axes = plt.subplots(len(names), 3, figsize=(14.5, 3.9 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        c = curves[name]
+        units = variables[name].get("units", "")
+        panels = (("psd", c["wavelength_km"][1:], lambda v: v[1:]), ("areal", c["block_km"], lambda v: v))
+        for ax, (key, x, part) in zip(row, panels):
+            for source, runs in c[key].items():
+                style = ({"color": DATA_STYLE["color"], "lw": 3.0, "alpha": 0.7} if source == "data"
+                         else {"color": colors[source], "lw": 1.3, "ls": ":" if source == "truth" else "-"})
+                label = source if len(runs) == 1 else f"{source} ({len(runs)} runs)"
+                ax.plot(x, part(runs[0]), marker="o" if key == "areal" else None, ms=3, label=label, **style)
+                if len(runs) > 1:
+                    stack = np.stack([part(r) for r in runs])
+                    ax.fill_between(x, stack.min(axis=0), stack.max(axis=0), color=style["color"], alpha=0.18, lw=0)
+            _plain_log_axis(ax.xaxis)
+        row[0].set_yscale("log")
+        row[0].invert_xaxis()  # large scales on the left
+        row[0].set_xlabel("wavelength [km]")
+        row[0].set_ylabel(f"power [{units}²]" if units else "power")
+        row[0].set_title(f"{name}: power spectrum")
+        row[1].set_xlabel("block side [km] (the last: the whole field)")
+        row[1].set_ylabel(f"p{areal_probability * 100:g} of block means" + (f" [{units}]" if units else ""))
+        row[1].set_title(f"{name}: areal extremes")
+        ax = row[2]
+        if c.get("areas"):
+            for source, runs in c["areas"].items():
+                style = ({"color": DATA_STYLE["color"], "lw": 3.0, "alpha": 0.7} if source == "data"
+                         else {"color": colors[source], "lw": 1.3, "ls": ":" if source == "truth" else "-"})
+                areas = np.sort(runs[0])
+                if areas.size:
+                    ax.step(areas, 1 - np.arange(areas.size) / areas.size, where="post", **style)
+            _plain_log_axis(ax.xaxis)
+            ax.set_yscale("log")
+            ax.set_xlabel("object area [km²]")
+            ax.set_ylabel("share of objects at least this large")
+            ax.set_title(f"{name}: storm objects above the data's p99")
+        else:
+            ax.axis("off")
+            ax.text(0.5, 0.5, f"{name}: no storm objects\n(two-tailed variable)", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

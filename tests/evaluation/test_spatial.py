@@ -118,8 +118,6 @@ def test_objects_are_8_connected_and_counted_per_field():
     objects = spatial.find_objects(np.stack([field, np.zeros((6, 6)), field]), 0.5, np.ones((6, 6)))
     assert objects.unit.tolist() == [0, 0, 2, 2]
     assert sorted(objects.area[:2].tolist()) == [1.0, 2.0]
-    labels, n = ndimage.label(field > 0.5, structure=np.ones((3, 3)))
-    assert n == 2
 
 
 def test_scaled_volume_by_hand():
@@ -255,3 +253,12 @@ def test_seeps_averages_the_members_scores_from_scores(rng):
                               dry_light_threshold=0.1, preserve_dims="all").values for m in range(2)]
     assert np.allclose(found, np.mean(by_member, axis=0), equal_nan=True)
     assert np.nanmax(forecasts.seeps_points(obs, obs[..., None], 0.1, climate)) == 0.0
+
+
+def test_no_generated_storm_is_the_worst_score_not_an_undefined_one(rng):
+    data = storms(rng, 10)
+    spec = unit_spec((32, 32), {"p99": 5.0})
+    found = spatial.spatial_metrics(spatial.summarise(np.zeros_like(data), spec), spatial.summarise(data, spec),
+                                    [0.99], "upper")
+    assert found["object_count_ratio_p99"] == 0.0 and found["sal_structure_p99"] == -2.0
+    assert found["object_area_rel_error_p99"] == -1.0 and found["object_peak_q99_rel_error_p99"] == -1.0

@@ -33,7 +33,12 @@ def test_end_to_end_outputs(tiny_run):
                      "quantile_rel_error_0.9999", "crps"}
     forecast = {"crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_skill", "rmse", "spread", "brier_p99",
                 "brier_p999", "rank_flatness"}
+    forecast |= {f"fss_{p}_{n}x{n}" for p in ("p99", "p999") for n in (1, 3, 5)}
     levels = {"gev_shape_xi", "return_level_2", "return_level_10", "return_level_50"}
+    spatial = {"psd_log_error", "psd_log_ratio_large", "psd_log_ratio_small", "sal_amplitude",
+               "areal_quantile_rel_error_0.99_2x2", "areal_exceedance_ratio_p99_8x8", "areal_quantile_rel_error_0.999_field"}
+    storm = {f"{m}_{t}" for t in ("wet", "p99") for m in ("object_count_ratio", "object_area_rel_error",
+                                                          "object_peak_q99_rel_error", "sal_structure")}
     for (model, variable), group in metrics.groupby(["model", "variable"]):
         if model in generators | {"truth"}:
             assert unconditional <= set(group.metric), (model, variable)
@@ -41,14 +46,19 @@ def test_end_to_end_outputs(tiny_run):
             wet = {"dry_fraction_error", "wet_fraction_error", "wet_quantile_rel_error_0.5",
                    "wet_quantile_rel_error_0.9", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"}
             assert (wet <= set(group.metric)) == (variable == "tp"), (model, variable)  # rain only
+            # the fields' structure: spectra and areal extremes of every variable, storms of rain
+            assert spatial <= set(group.metric), (model, variable)
+            assert (storm <= set(group.metric)) == (variable == "tp"), (model, variable)
         if model in forecasters:
             scored = group[group["lead"].notna()]
             assert set(scored["lead"]) == {1, 2}
             for lead, part in scored.groupby("lead"):
                 assert forecast <= set(part.metric), (model, variable, lead)
+                assert ("seeps" in set(part.metric)) == (variable == "tp")
         if model in forecasters | {"truth", "data"}:
             assert levels <= set(group.metric), (model, variable)
-    assert metrics.value.notna().all()
+    # FSS is undefined where neither the forecasts nor the observations exceed the threshold
+    assert metrics[~metrics.metric.str.startswith("fss_")].value.notna().all()
     with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio", "return_level",
                                                      "empirical_return_level"))
                       | (metrics["lead"].notna() & metrics.metric.isin(["crps", "fair_crps", "spread_skill"]))]
@@ -67,6 +77,11 @@ def test_end_to_end_outputs(tiny_run):
     tails = pairs.get_group(("tedm", "edm"))
     assert {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"} <= set(tails.metric)
     assert {"dry_fraction_error", "wet_mean_rel_error"} <= set(tails[tails.variable == "tp"].metric)
+    # the key structure metrics, with the same intervals: storms for rain only
+    assert {"psd_log_error", "areal_quantile_rel_error_0.99_field"} <= set(tails[tails.variable == "t2m"].metric)
+    assert "sal_structure_p99" not in set(tails[tails.variable == "t2m"].metric)
+    assert {"psd_log_error", "sal_structure_p99", "object_count_ratio_p99",
+            "areal_quantile_rel_error_0.99_field"} <= set(tails[tails.variable == "tp"].metric)
     assert tails["lead"].isna().all() and set(tails.variable) == {"t2m", "w", "tp"}
     scores = pairs.get_group(("fc_tedm", "fc_flow"))
     assert set(scores.metric) == {"crps", "twcrps_p99", "twcrps_p999"} and set(scores["lead"]) == {1, 2}
@@ -130,10 +145,12 @@ def test_end_to_end_outputs(tiny_run):
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
                     "What <code>nu: auto</code> chose", "What <code>nu: select</code> chose for tedm_sel",
                     "All metrics", "Sample maps", "Training", "Provenance", "Time per job", "Seeds",
-                    "How many network evaluations does sampling need?", "dpmpp_2m, 3 steps"):
+                    "How many network evaluations does sampling need?", "dpmpp_2m, 3 steps",
+                    "Do the fields have the data's structure?", "tp: storms against the data's",
+                    "Every spatial metric", "fss_p99_3x3"):
         assert section in html, section
     # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
-    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1 + 1  # + convergence, sampler budget
+    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1 + 1 + 1  # + convergence, sampler budget, structure
     assert 'class="best"' in html
 
     ds = xr.open_zarr(results / "samples" / "tedm.zarr")
@@ -281,7 +298,9 @@ report: {{map_members: 2}}
     assert np.isnan(sample["t@850"].values[:, sea[::-1]]).all()
     metrics = pd.read_csv(results / "evaluation" / "metrics.csv")
     assert set(metrics.model) == {"edm", "tedm", "fc", "data"} and set(metrics.variable) == {"pr", "t@850"}
-    assert metrics.value.notna().all()
+    assert metrics[~metrics.metric.str.startswith("fss_")].value.notna().all()
+    # storms and areal means on the land cells only
+    assert {"object_count_ratio_p99", "areal_quantile_rel_error_0.99_2x2"} <= set(metrics[metrics.variable == "pr"].metric)
     forecasts = xr.open_zarr(results / "forecasts" / "fc.zarr")
     land = ~sea[::-1]
     assert np.isnan(forecasts.pr.values[..., ~land]).all() and np.isfinite(forecasts.pr.values[..., land]).all()

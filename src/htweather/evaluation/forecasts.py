@@ -147,11 +147,11 @@ def summarise(components: dict, counts: np.ndarray | None = None) -> dict[str, f
     mean = {k: float(np.sum(v * c) / c.sum()) for k, v in components.items() if isinstance(v, np.ndarray)}
     m = components["members"]
     out = {k: v for k, v in mean.items() if k not in ("variance", "squared_error") and ":" not in k}
-    for k in mean:
+    for k, num in mean.items():
         if k.startswith("fss_num:"):  # FSS = 1 - sum of numerators / sum of denominators
             name = k.split(":", 1)[1]
             den = mean[f"fss_den:{name}"]
-            out[name] = 1 - mean[k] / den if den > 0 else float("nan")
+            out[name] = 1 - num / den if den > 0 else float("nan")
     out["spread_skill"] = scores.spread_skill_ratio(mean["variance"], mean["squared_error"], m)
     out["rmse"] = float(np.sqrt(mean["squared_error"]))
     out["spread"] = float(np.sqrt(mean["variance"]))

@@ -34,6 +34,9 @@ that makes storms. This module measures the structure, per variable, on whole fi
   `areal_<metric>_field`. A model whose storms are too small gets the cell values right and the
   areal means too low.
 
+Generated fields without any object score the worst values (relative errors −1, S −2), not
+undefined ones; a metric is undefined (NaN) only where the data lack what it measures.
+
 A set of fields is summarised once (`summarise`, per field), so that every metric of any
 resample (a count per field: generated members, or the data's time steps) follows from weighted
 sums without relabelling (`spatial_metrics`); `evaluate` and `comparisons` take their intervals
@@ -300,6 +303,9 @@ def spatial_metrics(gen: FieldSummary, data: FieldSummary, quantiles: list[float
     out["sal_amplitude"] = _symmetric(_weighted_mean(gen.mean, cg.astype(float)), _weighted_mean(data.mean, cd.astype(float)))
     for name, objects in gen.objects.items():
         g, d = object_statistics(objects, cg), object_statistics(data.objects[name], cd)
+        # generated fields without an object have none of the data's storms: area, peak and
+        # volume 0, the worst they can be (relative errors -1, S -2), not undefined
+        g = {k: (0.0 if np.isnan(v) else v) for k, v in g.items()}
         out[f"object_count_ratio_{name}"] = g["count"] / d["count"] if d["count"] > 0 else float("nan")
         out[f"object_area_rel_error_{name}"] = _relative(g["area"], d["area"])
         out[f"object_area_q99_rel_error_{name}"] = _relative(g["area_q"], d["area_q"])

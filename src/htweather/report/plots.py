@@ -533,7 +533,7 @@ def spatial_structure(curves: dict[str, dict], variables: dict, out: str | Path,
         row[0].set_yscale("log")
         row[0].invert_xaxis()  # large scales on the left
         row[0].set_xlabel("wavelength [km]")
-        row[0].set_ylabel(f"power [{units}²]" if units else "power")
+        row[0].set_ylabel(("power [({})²]" if " " in units else "power [{}²]").format(units) if units else "power")
         row[0].set_title(f"{name}: power spectrum")
         row[1].set_xlabel("block side [km] (the last: the whole field)")
         row[1].set_ylabel(f"p{areal_probability * 100:g} of block means" + (f" [{units}]" if units else ""))

@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 import xarray as xr
 from scipy import ndimage
+from scores.categorical import seeps as scores_seeps
 
 from htweather.evaluation import forecasts, spatial
 
-with contextlib.redirect_stdout(io.StringIO()):
-    from pysteps.verification import salscores, spatialscores
-from scores.categorical import seeps as scores_seeps
+
+def pysteps(module):
+    """A pysteps module (the reference implementation; in the test extra), quietly: it prints
+    where its configuration file is on import."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return pytest.importorskip(f"pysteps.{module}")
 
 
 @pytest.fixture
@@ -84,12 +88,31 @@ def test_grid_spacing_of_a_regular_grid_at_the_equator():
     assert spatial.grid_spacing_km(stats) == pytest.approx(6371 * np.deg2rad(0.25), rel=0.01)
 
 
-def test_masked_cells_add_no_edge(rng):
-    # a constant field with masked cells has no variance at any wavenumber once filled
-    mask = np.ones((16, 16), bool)
-    mask[:4, :4] = False
-    fields = np.where(mask, 3.0, 100.0)[None]
-    assert np.allclose(spatial.power_spectra(fields, mask)[0, 1:], 0.0)
+def test_spectra_equal_pysteps_rapsd_on_a_square_grid(rng):
+    rapsd = pysteps("utils.spectral").rapsd
+    fields = rng.gamma(0.5, 2.0, (3, 24, 24))
+    expected = [rapsd(spatial.mirrored(f), fft_method=np.fft) for f in fields]
+    assert np.allclose(spatial.power_spectra(fields), expected, rtol=1e-12)
+
+
+def test_a_wave_on_a_rectangular_grid_peaks_at_its_wavelength():
+    # 16 x 32 cells of 10 km, a wave of 8 cells (80 km) along y only: pysteps' RAPSD would put it
+    # at the ring of its index distance, 16 cells; binned by frequency it is at 80 km
+    y = np.arange(16)[:, None] * np.ones((1, 32))
+    psd = spatial.power_spectra(np.cos(2 * np.pi * y / 8)[None])[0]
+    assert spatial.wavelengths_km((16, 32), 10.0)[np.argmax(psd[1:]) + 1] == pytest.approx(80.0)
+
+
+def test_masked_cells_add_little_edge():
+    # a tilted plane with a masked corner: the nearest real values fill it; the mean of the real
+    # cells would put a step around the corner and raise the small scales' power 250-fold
+    y, x = np.indices((32, 32))
+    plane = (3.0 * x + y)[None].astype(float)
+    mask = np.ones((32, 32), bool)
+    mask[:8, :8] = False
+    whole, masked = spatial.power_spectra(plane)[0], spatial.power_spectra(np.where(mask, plane, 1e3), mask)[0]
+    assert masked[16:].mean() < 10 * whole[16:].mean()
+    assert masked[1] == pytest.approx(whole[1], rel=0.2)
 
 
 # --- objects -------------------------------------------------------------------------------
@@ -134,7 +157,7 @@ def test_sal_amplitude_agrees_with_pysteps(rng):
     gen, obs = rng.gamma(0.5, 2.0, (1, 24, 24)), rng.gamma(0.5, 3.0, (1, 24, 24))
     spec = unit_spec((24, 24), {"p99": 1.0})
     found = spatial.spatial_metrics(spatial.summarise(gen, spec), spatial.summarise(obs, spec), [0.99], "upper")
-    assert found["sal_amplitude"] == pytest.approx(salscores.sal_amplitude(gen[0], obs[0]))
+    assert found["sal_amplitude"] == pytest.approx(pysteps("verification.salscores").sal_amplitude(gen[0], obs[0]))
 
 
 # --- what the metrics say about known kinds of error -----------------------------------------
@@ -233,6 +256,7 @@ def test_fss_of_a_field_against_itself_is_one(rng):
 def test_fss_agrees_with_pysteps(rng, scale):
     obs, ens = rng.gamma(0.5, 2.0, (2, 24, 24)), rng.gamma(0.5, 2.0, (2, 24, 24, 3))
     obs[0, :3, :3] = np.nan  # missing values count as below the threshold in both
+    spatialscores = pysteps("verification.spatialscores")
     num, den = forecasts.fss_sums(obs, ens, 3.0, scale)
     reference = spatialscores.fss_init(3.0, scale)
     for t in range(2):
@@ -262,3 +286,44 @@ def test_no_generated_storm_is_the_worst_score_not_an_undefined_one(rng):
                                     [0.99], "upper")
     assert found["object_count_ratio_p99"] == 0.0 and found["sal_structure_p99"] == -2.0
     assert found["object_area_rel_error_p99"] == -1.0 and found["object_peak_q99_rel_error_p99"] == -1.0
+
+
+def test_seeps_by_hand():
+    # one cell dry half the time (p1 = 0.5, so p3 = 1/6), light/heavy threshold 5 mm; the
+    # observation is heavy (10 mm). SEEPS's penalty (Rodwell et al. 2010) for a dry forecast is
+    # (1/p3 + 1/(1 - p1)) / 2 = 4, for a light one 1/(2 p3) = 3: the members' mean is 3.5
+    climate = (np.array([[0.5]]), np.array([[5.0]]))
+    found = forecasts.seeps_points(np.array([[[10.0]]]), np.array([[[[0.0, 3.0]]]]), 0.1, climate)
+    assert found.shape == (1, 1, 1) and found[0, 0, 0] == pytest.approx(3.5)
+
+
+def test_seeps_climate_leaves_out_cells_never_or_always_dry():
+    data = np.zeros((10, 1, 3))
+    data[:, 0, 1] = 2.0             # always wet
+    data[:5, 0, 2] = [1, 2, 3, 4, 6]  # dry half the time
+    dry, heavy = forecasts.seeps_climate(data, 0.1)
+    assert np.isnan(dry[0, 0]) and np.isnan(dry[0, 1]) and dry[0, 2] == 0.5
+    assert heavy[0, 2] == pytest.approx(np.quantile([1, 2, 3, 4, 6], 2 / 3))
+
+
+def test_objects_of_a_mostly_dry_variable_are_not_the_whole_domain(rng):
+    # 99.5 % of the values at the lower bound: the data's p99 is 0, so the p99 objects start at
+    # the smallest wet value instead
+    data = np.zeros((40, 10, 10))
+    data.reshape(-1)[rng.choice(data.size, 20, replace=False)] = rng.uniform(1, 5, 20)
+    stats = {"grid": {"latitude": np.arange(10.0).tolist(), "longitude": np.arange(10.0).tolist()},
+             "variables": {"pr": {"tails": "upper", "lower_bound": 0.0}}}
+    spec = spatial.spatial_spec(stats, "pr", data, [2])
+    assert spec.thresholds["p99"] == data[data > 0].min()
+
+
+def test_domain_mean_and_amplitude_skip_missing_values(rng):
+    data = storms(rng, 20)
+    spec = unit_spec((32, 32), {"p99": 5.0})
+    holed = data.copy()
+    holed[3, 0, 0] = np.nan  # one missing value in one field
+    found = spatial.spatial_metrics(spatial.summarise(holed, spec), spatial.summarise(data, spec), [0.99], "upper")
+    assert abs(found["sal_amplitude"]) < 1e-3
+    # a variable without an upper tail has no storms and no amplitude (its mean may be near 0)
+    assert "sal_amplitude" not in spatial.spatial_metrics(spatial.summarise(data, unit_spec((32, 32))),
+                                                          spatial.summarise(data, unit_spec((32, 32))), [0.99], "both")

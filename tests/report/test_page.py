@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from htweather.report import answer
-from htweather.report.page import metrics_table, verdicts
+from htweather.report.page import metrics_table, storm_findings, verdicts
 
 MODELS = {"edm": {"family": "edm", "nu": "inf", "replicates": 3, "normalisation": "standard"},
           "tedm": {"family": "edm", "nu": "auto", "replicates": 3, "normalisation": "standard"},
@@ -176,3 +176,20 @@ def test_return_levels_sit_side_by_side_in_the_blocks_real_length_with_a_finding
                                                                                   "9.5", "9.9"]
     assert table["findings"] == ["tp, 50-week level (GEV): data 11.4 [10.1, 13.4]; fc_edm 9.5 (below the data's "
                                  "interval)."]
+
+
+def test_storms_in_words_only_where_the_interval_excludes_the_data():
+    frame = _metrics({("edm", "object_count_ratio_p99"): (1.4, 1.1, 1.8),       # too many
+                      ("edm", "object_area_rel_error_p99"): (-0.5, -0.6, -0.4),  # too small
+                      ("edm", "object_peak_rel_error_p99"): (-0.1, -0.3, 0.05),  # covers 0: right
+                      ("truth", "object_count_ratio_p99"): (0.7, 0.5, 0.9),      # too few
+                      ("truth", "object_area_rel_error_p99"): (0.3, 0.1, 0.5),   # too wide
+                      ("truth", "object_peak_rel_error_p99"): (0.2, 0.01, 0.4)})  # too strong
+    found = storm_findings(frame, ["edm", "truth"])
+    assert [v["variable"] for v in found] == ["pr"]
+    words = {r["source"]: [t["word"] for t in r["traits"]] for r in found[0]["rows"]}
+    assert words == {"edm": ["too many", "too small", "right"], "truth": ["too few", "too wide", "too strong"]}
+    edm = found[0]["rows"][0]["traits"]
+    assert edm[0]["detail"] == "1.40 × the data's count [1.10, 1.80]" and edm[1]["detail"] == "mean area -50% [-60%, -40%]"
+    assert [t["off"] for t in edm] == [True, True, False]
+    assert storm_findings(frame[frame.metric != "object_count_ratio_p99"], ["edm"]) == []  # no storms: nothing said

@@ -285,7 +285,8 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                 for run in runs[model] + runs[baseline]:
                     if run not in summaries:
                         summaries[run] = summarise(xr.open_zarr(paths[run], chunks=None)[name].values, spec)
-                summaries.setdefault("data", summarise(data[name], spec))
+                if "data" not in summaries:
+                    summaries["data"] = summarise(data[name], spec)
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare_spatial", model, baseline, name))
                 found = compare_structure([summaries[r] for r in runs[model]], [summaries[r] for r in runs[baseline]],
                                           summaries["data"], tails, opts, rng)

@@ -22,6 +22,7 @@ are averaged over the grid first, so the grid's spatial correlation is respected
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +90,16 @@ def fss_name(p: float, scale: int) -> str:
 
 def seeps_climate(data: np.ndarray, trace: float) -> tuple[np.ndarray, np.ndarray]:
     """Per cell, SEEPS's climatology from (time, lat, lon) data: the probability of dry (at or
-    below the trace amount), and the light/heavy threshold (the wet values' 2/3 quantile)."""
+    below the trace amount; NaN where it is 0 or 1), and the light/heavy threshold (the wet
+    values' 2/3 quantile)."""
     valid = np.isfinite(data)
     dry = np.where(valid, data <= trace, False).sum(axis=0) / np.maximum(valid.sum(axis=0), 1)
+    # always or never dry (and masked cells): no SEEPS there (`scores` would mask them, warning)
+    dry = np.where((dry > 0) & (dry < 1) & valid.any(axis=0), dry, np.nan)
     wet = np.where(valid & (data > trace), data, np.nan)
-    with np.errstate(all="ignore"):
-        heavy = np.nanquantile(wet, 2 / 3, axis=0) if np.isfinite(wet).any() else np.full(data.shape[1:], np.nan)
+    with warnings.catch_warnings():  # a cell never wet has no threshold: NaN (no SEEPS there)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        heavy = np.nanquantile(wet, 2 / 3, axis=0)
     return dry, heavy
 
 

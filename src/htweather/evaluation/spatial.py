@@ -4,16 +4,18 @@ Every tail metric in `tails` pools values over cells and members, so a model tha
 right values as speckle, or smears each storm into a wide, faint patch, scores as well as one
 that makes storms. This module measures the structure, per variable, on whole fields:
 
-- **spectra**: the radially averaged power spectral density (RAPSD, `pysteps.utils.spectral`)
-  of each field, averaged over fields, on the grid's spacing in km (the square root of the mean
-  cell area, so projected grids use their own spacing). A limited area is not periodic: the
-  field is mirrored first (its cosine transform), so that the jumps between opposite edges do
-  not leak power into the small scales. `psd_log_error` is the mean
-  |log10(P_gen / P_data)| over the resolved wavenumbers (1 to Nyquist; the mean, k = 0, is the
-  marginal's business); `psd_log_ratio_large` and `psd_log_ratio_small` are the signed means over
-  the lower and upper half of them: below 0 the model has too little variance at those scales
-  (too smooth), above 0 too much (too noisy). Masked cells are set to the field's mean of its
-  real cells first, so that the mask adds no edges.
+- **spectra**: the radially averaged power spectral density of each field (as pysteps' RAPSD,
+  binned by physical frequency so that rectangular grids are right too), averaged over fields,
+  on the grid's spacing in km (the square root of the mean cell area, so projected grids use
+  their own spacing). A limited area is not periodic: the field is mirrored first (its cosine
+  transform), so that the jumps between opposite edges do not leak power into the small scales;
+  masked and missing cells take the nearest real cell's value. `psd_log_error` is the mean
+  |log10(P_gen / P_data)| over the wavenumbers 1 to max(ny, nx) - 1 (wavelengths from twice
+  the domain down to just over two cells; k = 0, the mean, is the marginal's business);
+  `psd_log_ratio_large` and `psd_log_ratio_small` are the signed means over the lower and upper
+  half of them: below 0 the model has too little variance at those scales (too smooth), above 0
+  too much (too noisy). The mean spectrum of a heavy-tailed variable is dominated by its few most
+  extreme fields, so it varies between samples more than the tail quantiles do.
 - **objects** (variables with an upper tail only, e.g. precipitation): connected regions
   (8-neighbour, `scipy.ndimage.label`) of cells at or above a threshold of the data's: its wet
   threshold (trace amount, `wet`) and its 99th percentile of all values (`p99`). Per threshold:
@@ -24,8 +26,10 @@ that makes storms. This module measures the structure, per variable, on whole fi
   (Wernli et al. 2008): with each object's total R_n and peak R_max,n, a field's scaled volume is
   V = sum_n R_n^2 / R_max,n / sum_n R_n, and S = (V_gen - V_data) / (0.5 (V_gen + V_data)) with V
   averaged over the fields that hold an object. S > 0: objects too large or too flat; S < 0: too
-  small or too peaked. `sal_amplitude` is SAL's A on the domain mean: (D_gen - D_data) /
-  (0.5 (D_gen + D_data)). Generated fields are not paired with observed ones, so S and A compare
+  small or too peaked. `sal_amplitude` is SAL's A on the domain mean (of the real, valid cells):
+  (D_gen - D_data) / (0.5 (D_gen + D_data)), for these variables only (a mean near 0 makes it
+  meaningless). The `p99` threshold is at least the smallest value above the variable's lower
+  bound, so that a mostly dry variable's objects are not the whole domain. Generated fields are not paired with observed ones, so S and A compare
   distributions (the mean over fields), not one forecast with one observation; SAL's location
   component needs pairs and is not computed.
 - **areal extremes**: the tail of area-weighted block means over k x k cells (blocks whose cells
@@ -34,8 +38,10 @@ that makes storms. This module measures the structure, per variable, on whole fi
   `areal_<metric>_field`. A model whose storms are too small gets the cell values right and the
   areal means too low.
 
-Generated fields without any object score the worst values (relative errors −1, S −2), not
-undefined ones; a metric is undefined (NaN) only where the data lack what it measures.
+Object statistics are over the fields that hold objects. When no generated field of a resample
+holds one, the model has no storms at all: count ratio 0, area and peak errors −1 and S −2 (the
+values of storms of size and peak 0), not undefined ones. A metric is undefined (NaN) only where
+the data lack what it measures.
 
 A set of fields is summarised once (`summarise`, per field), so that every metric of any
 resample (a count per field: generated members, or the data's time steps) follows from weighted
@@ -45,8 +51,6 @@ that way.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +59,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import ndimage
-
-with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints where its configuration file is on import
-    from pysteps.utils.spectral import rapsd
 
 from ..data.store import cell_areas, grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
@@ -87,40 +88,64 @@ def grid_spacing_km(stats: dict) -> float:
 
 
 def filled(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """(n, ny, nx) fields with masked and missing cells set to the field's mean of its real
-    cells (a Fourier transform needs every cell; the mean adds no edge)."""
+    """(n, ny, nx) fields with each masked or missing cell set to the value of the nearest real
+    cell of its field (a Fourier transform needs every cell; a constant fill would add edges
+    around the mask, and their power at every wavenumber)."""
     out = np.array(fields, dtype=np.float64)
     bad = ~np.isfinite(out)
     if mask is not None:
         bad |= ~mask[None]
-    if bad.any():
-        means = np.nanmean(np.where(bad, np.nan, out).reshape(len(out), -1), axis=1)
-        out = np.where(bad, np.nan_to_num(means)[:, None, None], out)
+    nearest = {}  # by the pattern of bad cells: a static mask is one pattern
+    for i in np.flatnonzero(bad.reshape(len(out), -1).any(axis=1)):
+        key = bad[i].tobytes()
+        if key not in nearest:
+            nearest[key] = None if bad[i].all() else ndimage.distance_transform_edt(
+                bad[i], return_distances=False, return_indices=True)
+        out[i] = 0.0 if nearest[key] is None else out[i][tuple(nearest[key])]
     return out
 
 
-def mirrored(field: np.ndarray) -> np.ndarray:
-    """(2 ny, 2 nx): the field and its mirror images, a periodic field without the jumps at the
-    edges that a limited area's own periodic extension has (their power would leak into every
-    wavenumber and swamp a smooth field's small scales). Its Fourier transform is the field's
-    discrete cosine transform (the spectra of limited-area models, Denis et al. 2002)."""
-    top = np.concatenate([field, field[:, ::-1]], axis=1)
-    return np.concatenate([top, top[::-1]], axis=0)
+def mirrored(fields: np.ndarray) -> np.ndarray:
+    """(..., 2 ny, 2 nx): each field and its mirror images, a periodic field without the jumps at
+    the edges that a limited area's own periodic extension has (their power would leak into
+    every wavenumber and swamp a smooth field's small scales). Its Fourier transform is the
+    field's discrete cosine transform (the spectra of limited-area models, Denis et al. 2002)."""
+    wide = np.concatenate([fields, fields[..., ::-1]], axis=-1)
+    return np.concatenate([wide, wide[..., ::-1, :]], axis=-2)
 
 
-def power_spectra(fields: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """(n, K) radially averaged power spectral density of each field: `pysteps` RAPSD of the
-    centred 2-D FFT of its mirrored extension; K = max(ny, nx), wavenumber 0 first."""
+def _rings(shape: tuple[int, int]) -> np.ndarray:
+    """(2 ny, 2 nx): each Fourier coefficient's wavenumber k of the mirrored field, its radial
+    frequency in cycles per cell times 2 max(ny, nx), rounded (pysteps' RAPSD bins on a square
+    grid; on a rectangular one, physical frequency rather than index distance)."""
+    fy, fx = np.fft.fftfreq(2 * shape[0]), np.fft.fftfreq(2 * shape[1])
+    return np.round(np.hypot(fy[:, None], fx[None, :]) * 2 * max(shape)).astype(np.int64)
+
+
+def power_spectra(fields: np.ndarray, mask: np.ndarray | None = None, chunk: int = 256) -> np.ndarray:
+    """(n, K) radially averaged power spectral density of each field, |F|^2 / size of the FFT
+    of its mirrored extension averaged over the ring of each wavenumber k = 0 .. K - 1,
+    K = max(ny, nx): on a square grid exactly `pysteps.utils.spectral.rapsd` of the mirrored field
+    (tested)."""
     full = filled(fields, mask)
-    return np.stack([rapsd(mirrored(f), fft_method=np.fft) for f in full])
+    rings = _rings(full.shape[1:])
+    k = max(full.shape[1:])
+    keep = rings < k
+    index, size = rings[keep], rings.size
+    counts = np.bincount(index, minlength=k)
+    out = np.empty((len(full), k))
+    for start in range(0, len(full), chunk):
+        power = np.abs(np.fft.fft2(mirrored(full[start:start + chunk]))) ** 2 / size
+        for i, p in enumerate(power, start):
+            out[i] = np.bincount(index, weights=p[keep], minlength=k) / counts
+    return out
 
 
 def wavelengths_km(shape: tuple[int, int], spacing_km: float) -> np.ndarray:
-    """The wavelength (km) of each wavenumber of `power_spectra` (2 max(ny, nx) spacing / k);
+    """The wavelength (km) of each wavenumber of `power_spectra`: 2 max(ny, nx) spacing / k;
     inf at wavenumber 0."""
-    _, freq = rapsd(mirrored(np.zeros(shape)), fft_method=np.fft, return_freq=True, d=spacing_km)
     with np.errstate(divide="ignore"):
-        return 1.0 / np.abs(freq)
+        return 2 * max(shape) * spacing_km / np.arange(max(shape))
 
 
 @dataclass
@@ -167,13 +192,16 @@ def scaled_volumes(objects: Objects) -> np.ndarray:
 
 def block_means(fields: np.ndarray, k: int | None, areas: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(n, blocks) area-weighted means of the non-overlapping k x k blocks whose cells are all
-    real (a partial block at the far edges is left out); k None: the whole field's mean over its
-    real cells, (n, 1). A field missing a value in a block has NaN there."""
+    real (a partial block at the far edges is left out); a field missing a value in a block has
+    NaN there. k None: the whole field's mean over its real cells with a value, (n, 1)."""
     fields = np.asarray(fields, dtype=np.float64)
     real = np.ones(fields.shape[1:], dtype=bool) if mask is None else mask
     w = np.where(real, areas, 0.0)
-    if k is None:
-        return (np.where(real, fields, 0.0) * w).sum(axis=(1, 2))[:, None] / w.sum()
+    if k is None:  # over the real cells that hold a value at that time
+        valid = w[None] * np.isfinite(fields)
+        total = valid.sum(axis=(1, 2))
+        sums = (np.nan_to_num(fields) * valid).sum(axis=(1, 2))
+        return np.where(total > 0, sums / np.where(total > 0, total, 1), np.nan)[:, None]
     ny, nx = (fields.shape[1] // k) * k, (fields.shape[2] // k) * k
 
     def blocks(a):  # (..., ny, nx) -> (..., ny/k, nx/k, k*k)
@@ -229,7 +257,12 @@ def spatial_spec(stats: dict, variable: str, data_fields: np.ndarray, sizes: lis
         values = values[np.isfinite(values)]
         if info.get("trace") is not None:
             thresholds["wet"] = float(info["trace"])
-        thresholds["p99"] = float(np.quantile(values, OBJECT_PROBABILITY, method="inverted_cdf"))
+        p99 = float(np.quantile(values, OBJECT_PROBABILITY, method="inverted_cdf"))
+        bound = info.get("lower_bound")
+        above = values[values > bound] if bound is not None else values[:0]
+        if bound is not None and p99 <= bound and above.size:  # mostly at the bound (dry)
+            p99 = float(above.min())
+        thresholds["p99"] = p99
     return SpatialSpec(areas, mask, thresholds, block_sizes(data_fields.shape[1:], sizes))
 
 
@@ -300,11 +333,13 @@ def spatial_metrics(gen: FieldSummary, data: FieldSummary, quantiles: list[float
     cg = np.ones(gen.units, dtype=np.int64) if gen_counts is None else gen_counts
     cd = np.ones(data.units, dtype=np.int64) if data_counts is None else data_counts
     out = spectrum_metrics(cg @ gen.psd / cg.sum(), cd @ data.psd / cd.sum())
-    out["sal_amplitude"] = _symmetric(_weighted_mean(gen.mean, cg.astype(float)), _weighted_mean(data.mean, cd.astype(float)))
+    if gen.objects:  # a variable with an upper tail: a positive domain mean
+        out["sal_amplitude"] = _symmetric(_weighted_mean(gen.mean, cg.astype(float)),
+                                          _weighted_mean(data.mean, cd.astype(float)))
     for name, objects in gen.objects.items():
         g, d = object_statistics(objects, cg), object_statistics(data.objects[name], cd)
-        # generated fields without an object have none of the data's storms: area, peak and
-        # volume 0, the worst they can be (relative errors -1, S -2), not undefined
+        # no generated field with an object: storms of area, peak and volume 0 (relative errors
+        # -1, S -2), not undefined ones
         g = {k: (0.0 if np.isnan(v) else v) for k, v in g.items()}
         out[f"object_count_ratio_{name}"] = g["count"] / d["count"] if d["count"] > 0 else float("nan")
         out[f"object_area_rel_error_{name}"] = _relative(g["area"], d["area"])

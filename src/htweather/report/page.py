@@ -110,9 +110,14 @@ STRUCTURE_METRICS = ["psd_log_error", "psd_log_ratio_large", "psd_log_ratio_smal
                      "object_count_ratio_wet", "object_area_rel_error_wet", "sal_structure_wet", "sal_amplitude",
                      "areal_quantile_rel_error_0.99_field", "areal_quantile_rel_error_0.999_field"]
 # storms in words: metric, ideal, the words for below and above it, how the value reads
-STORM_TRAITS = (("object_count_ratio_p99", 1.0, ("too few", "too many"), "{:.2f} × the data's count"),
-                ("object_area_rel_error_p99", 0.0, ("too small", "too wide"), "mean area {:+.0%}"),
-                ("object_peak_rel_error_p99", 0.0, ("too weak", "too strong"), "mean peak {:+.0%}"))
+STORM_TRAITS = (("object_count_ratio_p99", 1.0, ("too few", "too many"), "{} × the data's count"),
+                ("object_area_rel_error_p99", 0.0, ("too small", "too wide"), "mean area {}"),
+                ("object_peak_rel_error_p99", 0.0, ("too weak", "too strong"), "mean peak {}"))
+
+
+def _percent(value: float) -> str:
+    """A signed percentage, whole below 100 % unless that would round a nonzero value to 0."""
+    return f"{value:+.1%}" if 0 < abs(value) < 0.005 else f"{value:+.0%}"
 
 
 def storm_findings(frame: pd.DataFrame, sources: list[str]) -> list[dict]:
@@ -134,9 +139,10 @@ def storm_findings(frame: pd.DataFrame, sources: list[str]) -> list[dict]:
                     word = below
                 else:
                     word = "right" if pd.notna(r.ci_low) else "no interval"
-                fmt_ci = (lambda v: f"{v:.2f}") if ideal == 1.0 else (lambda v: f"{v:+.0%}")
-                ci = f" [{fmt_ci(r.ci_low)}, {fmt_ci(r.ci_high)}]" if pd.notna(r.ci_low) else ""
-                traits.append({"word": word, "detail": text.format(r.value) + ci, "off": word not in ("right", "no interval")})
+                number = (lambda v: f"{v:.2f}") if ideal == 1.0 else _percent
+                ci = f" [{number(r.ci_low)}, {number(r.ci_high)}]" if pd.notna(r.ci_low) else ""
+                traits.append({"word": word, "detail": text.format(number(r.value)) + ci,
+                               "off": word not in ("right", "no interval")})
             if traits:
                 rows.append({"source": source, "traits": traits})
         out.append({"variable": variable, "rows": rows})

@@ -553,7 +553,7 @@ def spatial_structure(curves: dict[str, dict], variables: dict, out: str | Path,
             ax.set_title(f"{name}: storm objects above the data's p99")
         else:
             ax.axis("off")
-            ax.text(0.5, 0.5, f"{name}: no storm objects\n(two-tailed variable)", ha="center", va="center",
+            ax.text(0.5, 0.5, f"{name}: no storm objects\n(no upper tail)", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

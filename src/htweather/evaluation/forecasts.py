@@ -220,8 +220,9 @@ def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Pa
                   for r, k in enumerate(hist)]
         for metric, value in point.items():
             low = high = np.nan
-            if boot and metric in boot[0]:
-                low, high = np.nanquantile([b[metric] for b in boot], [alpha, 1 - alpha])
+            draws = np.array([b[metric] for b in boot if metric in b], dtype=float)
+            if np.isfinite(draws).any():  # a score undefined in every resample (FSS, SEEPS) has none
+                low, high = np.nanquantile(draws, [alpha, 1 - alpha])
             rows.append({"model": model, "variable": name, "metric": metric, "lead": lead,
                          "value": value, "ci_low": low, "ci_high": high})
         log.info("%s / %s, lead %d: CRPS %.4g, spread/skill %.3f", model, name, lead, point["crps"],

@@ -267,9 +267,12 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
         for name in stats["channels"]:
             data_units = SortedUnits(cells(data[name]))  # sorted once for every pair
             tails = stats["variables"][name]["tails"]
+            fields = {}  # each run's ensemble of this variable, read once for every pair
             for model, baseline in unconditional:
-                values = {run: cells(xr.open_zarr(paths[run], chunks=None)[name].values.astype(np.float64))
-                          for run in runs[model] + runs[baseline]}
+                for run in runs[model] + runs[baseline]:
+                    if run not in fields:
+                        fields[run] = xr.open_zarr(paths[run], chunks=None)[name].values.astype(np.float64)
+                values = {run: cells(fields[run]) for run in runs[model] + runs[baseline]}
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
                 found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],
                                       data_units, tails, opts, rng, wet_threshold(stats["variables"][name]))
@@ -280,13 +283,9 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                          ", ".join(f"{m} {r['verdict']}" for m, r in found.items()))
             # the spatial structure: every field summarised once, for every pair
             spec = spatial_spec(stats, name, data[name], opts["spatial"]["block_sizes"])
-            summaries = {}
+            summaries = {run: summarise(f, spec) for run, f in fields.items()}
+            summaries["data"] = summarise(data[name], spec)
             for model, baseline in unconditional:
-                for run in runs[model] + runs[baseline]:
-                    if run not in summaries:
-                        summaries[run] = summarise(xr.open_zarr(paths[run], chunks=None)[name].values, spec)
-                if "data" not in summaries:
-                    summaries["data"] = summarise(data[name], spec)
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare_spatial", model, baseline, name))
                 found = compare_structure([summaries[r] for r in runs[model]], [summaries[r] for r in runs[baseline]],
                                           summaries["data"], tails, opts, rng)

@@ -10,7 +10,7 @@ Per variable and lead time, over the forecast start times:
 - neighbourhood skill: the fractions skill score (FSS, Roberts and Lean 2008, as
   `pysteps.verification.spatialscores`) of exceeding the data's p99 and p999 over n x n
   neighbourhoods, each member against the observation, sums pooled over members and start times
-  (`fss_p99_3x3`: 1 is perfect, 0 no skill); and for precipitation SEEPS (`scores.categorical.seeps`,
+  (`fss_p99_3x3`: 1 is perfect, 0 no overlap at all); and for precipitation SEEPS (`scores.categorical.seeps`,
   Rodwell et al. 2010; 0 is perfect) of each member, averaged, with the dry/light threshold at the
   variable's trace amount and the climatology (dry probability, light/heavy threshold) of each
   cell from the test split itself, where it is defined (dry probability 0.1 to 0.85).

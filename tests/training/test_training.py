@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 
 from htweather.generation import sample
+from htweather.models import assemble
 from htweather.models.assemble import load_model
 from htweather.training import train
 
@@ -151,6 +152,47 @@ def test_snapshots_hold_the_ema_part_way_and_leave_the_final_weights_unchanged(s
     early = torch.load(tmp_path / "a" / "snapshot_1.pt", weights_only=True)
     assert early["steps"] == 5 and early["spec"] == final["spec"]
     assert not all(torch.equal(early["ema"][k], final["ema"][k]) for k in final["ema"])
+
+
+class OurPieces:
+    """A method as `train(method=)` takes one: here our own pieces, with the loss scaled."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+        self.name = f"ours, loss times {scale:g}"
+
+    def build(self, spec):
+        return assemble.build(spec)
+
+    def loss_fn(self, spec, training):
+        objective, scale = assemble.loss_fn(spec, training), self.scale
+
+        class Scaled:
+            draw = staticmethod(objective.draw)
+
+            def __call__(self, model, x0, cond=None, draws=None):
+                return scale * objective(model, x0, cond, draws)
+
+        return Scaled()
+
+
+def test_another_method_trains_in_the_same_loop_and_only_its_benchmark_samples_it(store, tmp_path):
+    """train(method=) swaps the preconditioner and the loss and nothing else: the same data,
+    noise, seeds and updates (benchmarks/peer_physicsnemo.py trains PhysicsNeMo's t-EDM so)."""
+    cfg, root = store
+    args = (cfg, "tedm", root / "store.zarr", root / "stats.json")
+    ours = torch.load(train.train(*args, tmp_path / "ours"), weights_only=True)
+    same = torch.load(train.train(*args, tmp_path / "same", method=OurPieces()), weights_only=True)
+    assert all(torch.equal(ours["ema"][k], same["ema"][k]) for k in ours["ema"])
+    doubled = train.train(*args, tmp_path / "doubled", method=OurPieces(2.0))
+    first = [next(csv.DictReader(open(tmp_path / d / "train_log.csv"))) for d in ("ours", "doubled")]
+    assert float(first[1]["loss"]) == pytest.approx(2 * float(first[0]["loss"]), rel=1e-2)
+    assert torch.load(doubled, weights_only=True)["method"] == "ours, loss times 2" and "method" not in ours
+    with pytest.raises(ValueError, match="ours, loss times 2"):
+        load_model(doubled, "cpu")
+    # one method's checkpoint is never resumed as another's: this trains afresh
+    again = torch.load(train.train(*args, tmp_path / "ours", method=OurPieces(2.0)), weights_only=True)
+    assert all(torch.equal(again["ema"][k], torch.load(doubled, weights_only=True)["ema"][k]) for k in again["ema"])
 
 
 def test_patch_training_crops_with_positions_and_generates_whole_fields(store, tmp_path):

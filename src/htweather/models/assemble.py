@@ -172,6 +172,9 @@ def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, di
     """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
     becomes its input map: InverseCDF, SoftLog, or None)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("method"):  # another implementation's pieces, trained by a benchmark
+        raise ValueError(f"{path}: trained with {ckpt['method']}'s preconditioner and loss, not htweather's; "
+                         "only the benchmark that trained it can sample it")
     spec = ModelSpec.from_dict(ckpt["spec"])
     model = build(spec).to(device)
     model.load_state_dict(ckpt["ema"])

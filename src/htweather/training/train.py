@@ -112,11 +112,18 @@ class Interrupted(HtweatherError):
 
 def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
           threads: int | None = None, processes: int = 1, replicate: int = 0,
-          nu_selection: str | Path | None = None) -> Path:
+          nu_selection: str | Path | None = None, method=None) -> Path:
     """Train replicate `replicate` of model `name` of `config` on the store (replicates differ
     only in their seed); `processes` > 1: data-parallel in that many processes (one per GPU;
     gloo on CPU), launched here with torchrun. `nu_selection`: the JSON of `select_nu` for a
-    model with `nu: select`, whose chosen value it trains with."""
+    model with `nu: select`, whose chosen value it trains with.
+
+    `method`: the model's diffusion pieces, an object with `name`, `build(spec)` (the network
+    inside its preconditioner) and `loss_fn(spec, training)` (an objective with `draw` and a
+    per-element loss, as `models.diffusion.losses`); None: htweather's own (`models.assemble`).
+    Everything else (data, batches, optimiser, EMA, seeds, logs) is this loop's, so that a
+    benchmark can train another implementation's method with nothing else changed
+    (benchmarks/peer_physicsnemo.py). One process only."""
     if nu_selection is not None:
         chosen = json.loads(Path(nu_selection).read_text())["chosen"]
         selected = selected_variables(config["models"][name], list(config["data"]["variables"]))
@@ -129,6 +136,8 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
     if config["training"]["batch_size"] % world:
         raise ConfigError(f"training.batch_size: {config['training']['batch_size']} does not split evenly over "
                           f"{world} data-parallel processes")
+    if method is not None and world > 1:
+        raise ConfigError(f"model {name}: another implementation's method ({method.name}) trains in one process only")
     if processes > 1 and not distributed.under_torchrun():
         return distributed.launch({"config": config, "name": name, "store": str(store), "stats_path": str(stats_path),
                                    "out_dir": str(out_dir), "threads": threads, "replicate": replicate}, processes)
@@ -142,12 +151,13 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
         set_threads(max(1, (threads or opts["threads"]) // group.world))
         with StopSignals() as signals:
             return _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals,
-                          replicate)
+                          replicate, method)
     finally:
         distributed.leave(group)
 
 
-def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals, replicate) -> Path:
+def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, device, signals, replicate,
+           method=None) -> Path:
     torch.manual_seed(seed)
     workers = opts["data_workers"]
     mask = load_mask(store)
@@ -184,9 +194,10 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         weight = torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
         log.info("loss over the %d of %d real grid cells", int(mask.sum()), mask.size)
 
-    model = assemble.build(spec).to(device)
+    pieces = method or assemble
+    model = pieces.build(spec).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    objective = assemble.loss_fn(spec, opts)
+    objective = pieces.loss_fn(spec, opts)
     loss_fn = masked_loss(objective, weight)  # also for missing values when there is no mask
     # fused: one kernel for all parameters (CPU and CUDA); 4-13 % faster steps on CPU (benchmarks/cpu_kernels.py)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"], fused=True)
@@ -197,7 +208,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
 
     # Resume only a checkpoint of this exact model and training setup (threads, device, worker
     # and process counts change how, not what, it computes).
-    identity = {"spec": spec.to_dict(), "seed": seed,
+    identity = {"spec": spec.to_dict(), "seed": seed, **({"method": method.name} if method else {}),
                 "training": {k: v for k, v in opts.items()
                              if k not in ("threads", "device", "data_workers", "compile", "snapshots")}}
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -215,7 +226,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         with atomic_path(path) as tmp:
             torch.save({"spec": spec.to_dict(), "ema": weights or ema.state_dict(), "steps": steps_done,
                         "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
-                        "input_map": input_map.state() if input_map is not None else None}, tmp)
+                        "input_map": input_map.state() if input_map is not None else None,
+                        **({"method": method.name} if method else {})}, tmp)
 
     auto = opts["steps"] == "auto"
     total = opts["max_steps"] if auto else opts["steps"]

@@ -1,0 +1,481 @@
+"""Side by side with the peer: t-EDM and EDM as NVIDIA PhysicsNeMo implements them, against ours,
+on a store the pipeline wrote, with the same network, data, budget and seeds; one run, one machine.
+
+    pip install -e ".[peer]"         # PhysicsNeMo 2.2.2 next to the locked CPU torch (its own venv is best)
+    python benchmarks/peer_physicsnemo.py --run .                        # the default run
+    python benchmarks/peer_physicsnemo.py --run ../w5e5 --config config/w5e5-precip.yaml
+
+What differs between the two sides is the method only: PhysicsNeMo's noise scheduler
+(`StudentTEDMNoiseScheduler`, `EDMNoiseScheduler`), its `EDMPreconditioner` around our U-Net
+(the same class, width and initial weights) and its `MSEDSMLoss`, trained by our training loop
+(`htweather.training.train` with `method=`: the same batches, AdamW, warm-up, EMA, steps and
+seeds); then its `sample` with its `heun` and `edm_stochastic_heun` solvers, against our Heun and
+stochastic samplers on the same noise levels and step count. PhysicsNeMo's scheduler takes one
+`nu`, so both sides' t-EDM use one `nu` for every variable (`--nu`; default: the smallest that
+`nu: auto` picks on this store) and one kappa per sample.
+
+Our side reuses the pipeline's own trainings of `edm` and `tedm` where they are the very same
+model (spec, seed and training settings: the copied checkpoint is resumed at its last step);
+the rest is trained here. Training throughput is measured here for both sides, in a short
+head-to-head (`--timing-steps` steps each, alternating, repeated), so the ratio is of one
+machine under one load.
+
+Everything lands under --out (default RUN/results/benchmarks/peer_physicsnemo) in the pipeline's
+layout, scored by the pipeline's own code (`evaluation.tails`, `evaluation.spatial`,
+`evaluation.comparisons`): samples/NAME.zarr, evaluation/per_model/NAME.csv,
+evaluation/metrics.csv, evaluation/comparisons.csv, throughput.csv and summary.md (what is
+printed). NAME is IMPLEMENTATION_MODEL_SAMPLER, with .rK for the K-th replicate.
+Every stage skips what a previous run finished, so a stopped run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.abc
+import importlib.machinery
+import logging
+import math
+import shutil
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from htweather.config import load_config, read_yaml, replicate_name
+from htweather.data.store import denormalise, grid_shape, load_mask, load_split, load_stats, test_fields
+from htweather.errors import ConfigError
+from htweather.evaluation import comparisons, spatial, tables, tails
+from htweather.generation import sample as htweather_sampling
+from htweather.generation.ensembles import ensemble_dataset, write_ensemble
+from htweather.models import assemble
+from htweather.models.devices import set_threads
+from htweather.runtime import derived_seed, progress, replicate_seed, setup_logging
+from htweather.training import train
+
+
+
+class _PlaceholderType(type):
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _PlaceholderType(name, (_Placeholder,), {})
+
+
+class _Placeholder(metaclass=_PlaceholderType):
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("torchvision could not be loaded; the benchmark gave its names placeholders, and one was "
+                           "called: the benchmarked code needs torchvision after all")
+
+
+class _PlaceholderModule(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _PlaceholderType(name, (_Placeholder,), {})
+
+
+class _TorchvisionPlaceholders(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """`import torchvision...` gives modules whose every name is a placeholder class."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname == "torchvision" or fullname.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = _PlaceholderModule(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def torchvision_or_placeholders() -> str:
+    """PhysicsNeMo's diffusion modules import its model zoo, whose DiT layers import timm, which
+    imports torchvision at import time; the diffusion code itself never calls it. PyPI's torchvision
+    wheels are built against CUDA torch (libtorch_cuda.so) and fail to load next to the CPU build
+    ("operator torchvision::nms does not exist"), and there is no CPU wheel or sdist on PyPI. So where
+    torchvision does not load, its names become placeholders that raise if ever called."""
+    try:
+        import torchvision  # noqa: F401
+        return "torchvision"
+    except Exception:  # absent, or a CUDA build next to CPU torch (RuntimeError)
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, _TorchvisionPlaceholders())
+        return "placeholders"
+
+
+TORCHVISION = torchvision_or_placeholders()
+try:
+    import physicsnemo
+    from physicsnemo.diffusion.metrics.losses import MSEDSMLoss
+    from physicsnemo.diffusion.noise_schedulers import EDMNoiseScheduler, StudentTEDMNoiseScheduler
+    from physicsnemo.diffusion.preconditioners import EDMPreconditioner
+    from physicsnemo.diffusion.samplers import sample as physicsnemo_sample
+    from physicsnemo.diffusion.samplers.edm_stochastic_heun import EDMStochasticHeunSolver
+except ImportError as exc:  # never a dependency of the pipeline or of CI
+    sys.exit(f"benchmarks/peer_physicsnemo.py needs NVIDIA PhysicsNeMo: pip install -e \".[peer]\" ({exc})")
+
+log = logging.getLogger("peer_physicsnemo")
+
+MODELS = ("edm", "tedm")
+SAMPLERS = {"heun": ("heun", "heun"), "stochastic": ("stochastic", "edm_stochastic_heun")}  # ours, theirs
+IMPLEMENTATIONS = ("htweather", "physicsnemo")
+KEY_METRICS = comparisons.KEY_TAIL_METRICS + comparisons.KEY_WET_METRICS
+
+
+def ensemble_name(implementation: str, model: str, sampler: str, replicate: int) -> str:
+    return replicate_name(f"{implementation}_{model}_{sampler}", replicate)
+
+
+class PhysicsNeMoMethod:
+    """PhysicsNeMo's t-EDM / EDM pieces in the shape `htweather.training.train` takes (`method=`):
+    its EDMPreconditioner around our network, its noise scheduler and MSEDSMLoss."""
+
+    name = f"physicsnemo {physicsnemo.__version__}"
+
+    @staticmethod
+    def single_nu(spec: assemble.ModelSpec) -> float:
+        if len(set(spec.nu)) != 1:
+            raise ConfigError(f"model {spec.name}: PhysicsNeMo's scheduler takes one nu, got {spec.nu}")
+        return spec.nu[0]
+
+    def scheduler(self, spec: assemble.ModelSpec, training: dict | None = None, levels: dict | None = None):
+        opts = {"sigma_data": float(spec.sigma_data)}
+        if training is not None:
+            opts.update(P_mean=training["P_mean"], P_std=training["P_std"])
+        if levels is not None:
+            opts.update(sigma_min=levels["sigma_min"], sigma_max=levels["sigma_max"], rho=levels["rho"])
+        nu = self.single_nu(spec)
+        return EDMNoiseScheduler(**opts) if math.isinf(nu) else StudentTEDMNoiseScheduler(nu=nu, **opts)
+
+    def build(self, spec: assemble.ModelSpec) -> torch.nn.Module:
+        if spec.family != "edm" or spec.condition_steps or spec.patch or spec.normalisation != "standard":
+            raise ConfigError(f"model {spec.name}: the PhysicsNeMo side runs unconditional EDM-family models only")
+        self.single_nu(spec)
+        # our U-Net, built exactly as our side builds it (same random draws, so the same initial weights)
+        return EDMPreconditioner(assemble.build(spec).net, sigma_data=float(spec.sigma_data))
+
+    def loss_fn(self, spec: assemble.ModelSpec, training: dict) -> "PhysicsNeMoObjective":
+        return PhysicsNeMoObjective(self.scheduler(spec, training))
+
+
+class PhysicsNeMoObjective:
+    """MSEDSMLoss per element. `draw` gives the training loop the batch's diffusion times (the
+    loop seeds every step); the Student-t noise is drawn inside PhysicsNeMo's `add_noise`."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def draw(self, model, shape, device=None, dtype=torch.float32):
+        return (self.scheduler.sample_time(shape[0], device=device, dtype=dtype),)
+
+    def __call__(self, model, x0, cond=None, draws=None):
+        if cond is not None:
+            raise ConfigError("the PhysicsNeMo side runs unconditional models only")
+        return MSEDSMLoss(model, self.scheduler, reduction="none")(x0, t=None if draws is None else draws[0])
+
+
+def benchmark_config(path: Path, nu: float | None, replicates: int, training_steps: int | None) -> dict:
+    """The run's config with the two models of the comparison: EDM, and t-EDM with one nu."""
+    raw = read_yaml(path)
+    raw["models"] = {"edm": {"family": "edm", "nu": "inf"},
+                     "tedm": {"family": "edm", "nu": "auto" if nu is None else nu}}
+    for key in ("comparisons", "nu_sweep"):
+        raw.pop(key, None)
+    raw["replicates"] = replicates
+    if training_steps is not None:
+        raw.setdefault("training", {})["steps"] = training_steps
+    config = load_config(raw, check_paths=False)
+    if config["training"]["steps"] == "auto":
+        raise ConfigError(f"{path}: training.steps: auto; the benchmark trains both sides for a fixed number of steps")
+    return config
+
+
+def smallest_auto_nu(config: dict, store: Path, stats: dict) -> float:
+    """The smallest finite nu that `nu: auto` picks per variable on the training split."""
+    spec = assemble.ModelSpec.from_config(config, "tedm")
+    tails_of = {v: info["tails"] for v, info in stats["variables"].items()}
+    resolved, _, _ = assemble.resolve(spec, load_split(store, "train"), load_mask(store), tails_of)
+    finite = [v for v in resolved.nu if math.isfinite(v)]
+    if not finite:
+        raise ConfigError("nu: auto finds every variable Gaussian on this store: pass --nu")
+    log.info("nu auto per variable %s: both sides' t-EDM use nu = %.4g", resolved.nu_by_variable(), min(finite))
+    return min(finite)
+
+
+def method_of(implementation: str):
+    return PhysicsNeMoMethod() if implementation == "physicsnemo" else None
+
+
+def train_all(config, store, stats_path, out: Path, run: Path, replicates: int) -> dict:
+    """Each side's trainings, alternating sides; ours copied from the pipeline's where it has the
+    same model (train() resumes it only if spec, seed and settings match)."""
+    paths = {}
+    for r in range(replicates):
+        for model in MODELS:
+            for implementation in IMPLEMENTATIONS:
+                model_dir = out / "models" / implementation / replicate_name(model, r)
+                pipeline_dir = run / "results" / "models" / replicate_name(model, r)
+                if (implementation == "htweather" and not (model_dir / "checkpoint.pt").exists()
+                        and (pipeline_dir / "checkpoint.pt").exists()):
+                    model_dir.mkdir(parents=True, exist_ok=True)
+                    for name in ("checkpoint.pt", "train_log.csv"):
+                        shutil.copy2(pipeline_dir / name, model_dir / name)
+                log.info("training %s %s, replicate %d", implementation, model, r)
+                paths[implementation, model, r] = train.train(config, model, store, stats_path, model_dir,
+                                                              replicate=r, method=method_of(implementation))
+    return paths
+
+
+def training_throughput(config, store, stats_path, out: Path, steps: int, repeats: int) -> pd.DataFrame:
+    """Training examples per second of each side and model, from `repeats` short trainings of
+    `steps` steps each, the sides alternating (validation and checkpoints left out of the timing:
+    only the steps' `elapsed_s` is read)."""
+    short = {**config, "training": {**config["training"], "steps": steps, "checkpoint_every": steps,
+                                    "log_every": steps, "snapshots": []}}
+    rows = []
+    for k in range(repeats):
+        for model in MODELS:
+            for implementation in IMPLEMENTATIONS:
+                model_dir = out / "timing" / implementation / f"{model}.{k}"
+                shutil.rmtree(model_dir, ignore_errors=True)
+                train.train(short, model, store, stats_path, model_dir, method=method_of(implementation))
+                elapsed = float(pd.read_csv(model_dir / "train_log.csv")["elapsed_s"].iloc[-1])
+                rows.append({"implementation": implementation, "model": model, "repeat": k,
+                             "examples_per_s": steps * config["training"]["batch_size"] / elapsed})
+                shutil.rmtree(model_dir)
+    return pd.DataFrame(rows)
+
+
+def sampling_levels(config: dict, steps: int) -> dict:
+    edm = config["sampling"]["edm"]
+    return {"steps": steps, "sigma_min": edm["sigma_min"], "sigma_max": edm["sigma_max"], "rho": edm["rho"],
+            "churn": edm["churn"]}
+
+
+def sample_ours(config, model_path, stats_path, out: Path, sampler: str, levels: dict) -> None:
+    ours = SAMPLERS[sampler][0]
+    sampling = {**config["sampling"], "edm": {**config["sampling"]["edm"], **levels, "solver": ours}}
+    htweather_sampling.sample({**config, "sampling": sampling}, model_path, stats_path, out)
+
+
+@torch.no_grad()
+def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: dict) -> None:
+    """PhysicsNeMo's sampling as its documentation shows it: `get_denoiser(x0_predictor=...)`,
+    `init_latents` and `sample` with its solver, in float32 (its preconditioner's dtype), each
+    batch of members seeded as ours are (same seed, same batches)."""
+    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+    spec = assemble.ModelSpec.from_dict(ckpt["spec"])
+    method = PhysicsNeMoMethod()
+    precond = method.build(spec)
+    precond.load_state_dict(ckpt["ema"])
+    precond.eval().requires_grad_(False)
+    scheduler = method.scheduler(spec, levels=levels)
+    denoiser = scheduler.get_denoiser(x0_predictor=precond)
+    theirs = SAMPLERS[sampler][1]
+    options = ({"num_steps": levels["steps"], **levels["churn"]} if theirs == "edm_stochastic_heun" else None)
+    opts = config["sampling"]
+    members, batch = opts["members"], opts["batch_size"]
+    seed = replicate_seed(config["seed"], "sample", spec.name, int(ckpt.get("replicate", 0)))
+    shape = grid_shape(stats)
+    chunks = []
+    t0 = time.perf_counter()
+    bar = progress(members, f"sample {spec.name} (physicsnemo {theirs})")
+    for start in range(0, members, batch):
+        n = min(batch, members - start)
+        torch.manual_seed(derived_seed(seed, "members", str(start)))
+        t_steps = scheduler.timesteps(levels["steps"], dtype=torch.float32)
+        latents = scheduler.init_latents((len(spec.variables), *shape), t_steps[0].expand(n), dtype=torch.float32)
+        chunks.append(physicsnemo_sample(denoiser, latents, scheduler, num_steps=levels["steps"], solver=theirs,
+                                         solver_options=options).double().numpy())
+        bar.update(n)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    normalised = np.concatenate(chunks)
+    if not np.isfinite(normalised).all():
+        raise FloatingPointError(f"physicsnemo {spec.name}: sampler produced non-finite values")
+    nfe = 2 * levels["steps"]  # its Heun steps evaluate twice, the last step too (the second is discarded)
+    attrs = {"model": spec.name, "implementation": method.name, "sampler": theirs,
+             "replicate": int(ckpt.get("replicate", 0)), "network_evaluations_per_member": nfe, "seed": seed,
+             "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"]),
+             "nu": str(["inf" if math.isinf(v) else v for v in spec.nu])}
+    write_ensemble(ensemble_dataset(denormalise(normalised, stats), stats, attrs), out)
+
+
+def sample_all(config, trained: dict, stats_path, stats, out: Path, levels: dict) -> dict[str, Path]:
+    paths = {}
+    for (implementation, model, r), model_path in trained.items():
+        for sampler in SAMPLERS:
+            name = ensemble_name(implementation, model, sampler, r)
+            path = out / "samples" / f"{name}.zarr"
+            if not path.exists():
+                log.info("sampling %s", name)
+                if implementation == "htweather":
+                    sample_ours(config, model_path, stats_path, path, sampler, levels)
+                else:
+                    sample_theirs(config, model_path, stats, path, sampler, levels)
+            paths[name] = path
+    return paths
+
+
+def evaluate_all(config, ensembles: dict[str, Path], store, stats_path, out: Path) -> pd.DataFrame:
+    """Each ensemble scored as the pipeline's `evaluate` step scores it, then one metrics table."""
+    data = test_fields(store)
+    per_model = []
+    for name, path in ensembles.items():
+        table_path = out / "evaluation" / "per_model" / f"{name}.csv"
+        if not table_path.exists():
+            log.info("evaluating %s", name)
+            marginal = tails.evaluate_ensemble(config, name, path, store, stats_path, data)
+            structure = spatial.structure_table(config, name, path, store, stats_path, data)
+            tables.write_table(pd.concat([marginal, structure], ignore_index=True), table_path)
+        per_model.append(table_path)
+    return tables.combine(per_model, out / "evaluation" / "metrics.csv")
+
+
+def comparison_pairs() -> list[list[str]]:
+    """Theirs against ours for each model and sampler; then t-EDM against EDM within each side."""
+    pairs = [[f"physicsnemo_{m}_{s}", f"htweather_{m}_{s}"] for m in MODELS for s in SAMPLERS]
+    return pairs + [[f"{i}_tedm_{s}", f"{i}_edm_{s}"] for i in IMPLEMENTATIONS for s in SAMPLERS]
+
+
+def compare_all(config, ensembles: dict[str, Path], replicates: int, store, stats_path, out: Path) -> pd.DataFrame:
+    path = out / "evaluation" / "comparisons.csv"
+    if not path.exists():
+        pairs = comparison_pairs()
+        runs = {m: [replicate_name(m, r) for r in range(replicates)] for pair in pairs for m in pair}
+        table = comparisons.comparison_table(config, pairs, runs, {k: str(v) for k, v in ensembles.items()},
+                                             store, stats_path)
+        tables.write_table(table, path)
+    return pd.read_csv(path)
+
+
+def cell(row) -> str:
+    if row is None or pd.isna(row["value"]):
+        return "n/a"
+    if pd.isna(row["ci_low"]):
+        return f"{row['value']:.3g}"
+    return f"{row['value']:.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"
+
+
+def metric_tables(metrics: pd.DataFrame, stats: dict) -> list[str]:
+    """Per variable, the key tail (and wet) metrics of every ensemble: the mean over trainings with
+    its 95 % t interval."""
+    means = metrics[metrics["replicate"].astype(str) == "mean"]
+    names = [f"{i}_{m}_{s}" for m in MODELS for s in SAMPLERS for i in IMPLEMENTATIONS]
+    lines = []
+    for variable in stats["channels"]:
+        rows = means[means["variable"] == variable]
+        keys = [k for k in KEY_METRICS if k in set(rows["metric"])]
+        lines += [f"\n### {variable}: mean over trainings [95 % interval]\n",
+                  "| ensemble | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for name in names:
+            found = {r["metric"]: r for _, r in rows[rows["model"] == name].iterrows()}
+            lines.append(f"| {name} | " + " | ".join(cell(found.get(k)) for k in keys) + " |")
+    return lines
+
+
+def comparison_lines(table: pd.DataFrame) -> list[str]:
+    lines = ["\n### Paired comparisons (difference of mean errors, model - baseline; 95 % interval with the "
+             "spread between trainings)\n", "| model | baseline | variable | metric | difference | verdict |",
+             "|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r['model']} | {r['baseline']} | {r['variable']} | {r['metric']} | "
+                     f"{r['difference']:+.3g} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}] | {r['verdict']} |")
+    counts = table.groupby(["model", "baseline"])["verdict"].value_counts().unstack(fill_value=0)
+    lines += ["\nVerdicts per pair:\n", counts.to_markdown()]
+    return lines
+
+
+def throughput_lines(timing: pd.DataFrame, ensembles: dict[str, Path]) -> tuple[list[str], pd.DataFrame]:
+    """Training examples/s (the head-to-head's mean) and sampling members/s (the mean over trainings
+    of members / sampling_seconds, from the ensembles' attributes) of each side, and their ratio."""
+    def attrs(implementation, model, sampler):
+        prefix = f"{implementation}_{model}_{sampler}"
+        return [dict(xr.open_zarr(p).attrs, members=xr.open_zarr(p).sizes["member"])
+                for n, p in ensembles.items() if n.split(".")[0] == prefix]
+
+    rows = []
+    for model in MODELS:
+        rate = {i: timing.loc[(timing["implementation"] == i) & (timing["model"] == model), "examples_per_s"].mean()
+                for i in IMPLEMENTATIONS}
+        rows.append({"what": f"training {model}, examples/s", **rate})
+        for sampler in SAMPLERS:
+            found = {i: attrs(i, model, sampler) for i in IMPLEMENTATIONS}
+            rate = {i: np.mean([a["members"] / a["sampling_seconds"] for a in found[i]]) for i in IMPLEMENTATIONS}
+            nfe = {i: found[i][0]["network_evaluations_per_member"] for i in IMPLEMENTATIONS}
+            rows.append({"what": f"sampling {model} {sampler}, members/s (network evaluations per member: ours "
+                                 f"{nfe['htweather']}, theirs {nfe['physicsnemo']})", **rate})
+    frame = pd.DataFrame(rows)
+    frame["ours_over_theirs"] = frame["htweather"] / frame["physicsnemo"]
+    lines = ["\n### Throughput (one machine, one run)\n", frame.to_markdown(index=False, floatfmt=".3g")]
+    return lines, frame
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=Path("."), help="the pipeline's working directory (results/ in it)")
+    parser.add_argument("--config", type=Path, help="the run's config file (default RUN/config/config.yaml)")
+    parser.add_argument("--out", type=Path, help="default RUN/results/benchmarks/peer_physicsnemo")
+    parser.add_argument("--replicates", type=int, default=3, help="trainings per side and model (default 3)")
+    parser.add_argument("--nu", type=float, help="t-EDM's one nu (default: the smallest nu: auto picks here)")
+    parser.add_argument("--sampler-steps", type=int, default=18,
+                        help="Heun steps of both samplers (ours 2N - 1 network evaluations, theirs 2N); default 18")
+    parser.add_argument("--training-steps", type=int, help="override training.steps (a quick look, not the benchmark)")
+    parser.add_argument("--members", type=int, help="override sampling.members")
+    parser.add_argument("--timing-steps", type=int, default=100, help="steps of each head-to-head timing training")
+    parser.add_argument("--timing-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's default: 1)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    run = args.run.resolve()
+    out = (args.out or run / "results" / "benchmarks" / "peer_physicsnemo").resolve()
+    store, stats_path = run / "results" / "data" / "store.zarr", run / "results" / "data" / "stats.json"
+    for path in (store, stats_path):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run the pipeline in {run} first (snakemake --cores all)")
+    set_threads(args.threads)
+    stats = load_stats(stats_path)
+    config_path = args.config or run / "config" / "config.yaml"
+    config = benchmark_config(config_path, args.nu, args.replicates, args.training_steps)
+    if args.nu is None:
+        config = benchmark_config(config_path, smallest_auto_nu(config, store, stats), args.replicates,
+                                  args.training_steps)
+    if args.members:
+        config["sampling"]["members"] = args.members
+    out.mkdir(parents=True, exist_ok=True)
+    levels = sampling_levels(config, args.sampler_steps)
+
+    timing_path = out / "training_throughput.csv"
+    if not timing_path.exists():
+        tables.write_table(training_throughput(config, store, stats_path, out, args.timing_steps, args.timing_repeats),
+                           timing_path)
+    trained = train_all(config, store, stats_path, out, run, args.replicates)
+    ensembles = sample_all(config, trained, stats_path, stats, out, levels)
+    metrics = evaluate_all(config, ensembles, store, stats_path, out)
+    table = compare_all(config, ensembles, args.replicates, store, stats_path, out)
+    speed_lines, speed = throughput_lines(pd.read_csv(timing_path), ensembles)
+    tables.write_table(speed, out / "throughput.csv")
+    nu = config["models"]["tedm"]["nu"]
+    lines = [f"## PhysicsNeMo {physicsnemo.__version__} vs htweather on {store}",
+             f"\n{args.replicates} trainings per side and model, {config['training']['steps']} steps, batch "
+             f"{config['training']['batch_size']}; t-EDM nu = {nu:.4g}, one kappa per sample; "
+             f"{config['sampling']['members']} members, {args.sampler_steps} Heun steps (sigma {levels['sigma_min']} "
+             f"to {levels['sigma_max']}, rho {levels['rho']}); torch {torch.__version__}, {args.threads} thread(s)."]
+    lines += metric_tables(metrics, stats) + comparison_lines(table) + speed_lines
+    text = "\n".join(lines) + "\n"
+    (out / "summary.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

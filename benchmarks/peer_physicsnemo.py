@@ -54,6 +54,8 @@ from htweather.generation import sample as htweather_sampling
 from htweather.generation.ensembles import ensemble_dataset, write_ensemble
 from htweather.models import assemble
 from htweather.models.devices import set_threads
+from htweather.models.diffusion import StudentTNoise
+from htweather.models.diffusion.samplers import edm_sampler
 from htweather.runtime import derived_seed, progress, replicate_seed, setup_logging
 from htweather.training import train
 
@@ -127,7 +129,13 @@ log = logging.getLogger("peer_physicsnemo")
 
 MODELS = ("edm", "tedm")
 SAMPLERS = {"heun": ("heun", "heun"), "stochastic": ("stochastic", "edm_stochastic_heun")}  # ours, theirs
+# with --scaled-preconditioner, PhysicsNeMo's t-EDM trainings are also sampled with our Heun sampler:
+# their training with our sampling, to tell a difference of the training from one of the sampler
+OUR_HEUN_ON_THEIRS = "ourheun"
 IMPLEMENTATIONS = ("htweather", "physicsnemo")
+# --scaled-preconditioner: PhysicsNeMo's t-EDM with our preconditioning scale, to see what that one
+# difference does (the benchmark's variant, not PhysicsNeMo's code as shipped)
+SCALED = "physicsnemo_scaled"
 KEY_METRICS = comparisons.KEY_TAIL_METRICS + comparisons.KEY_WET_METRICS
 
 
@@ -135,11 +143,28 @@ def ensemble_name(implementation: str, model: str, sampler: str, replicate: int)
     return replicate_name(f"{implementation}_{model}_{sampler}", replicate)
 
 
+class ScaledEDMPreconditioner(EDMPreconditioner):
+    """PhysicsNeMo's EDMPreconditioner with c_skip, c_out and c_in taken at the Student-t noise's
+    scale s = sigma sqrt(nu / (nu - 2)) instead of sigma (c_noise keeps ln(sigma) / 4): t-EDM's
+    preconditioning as ours and the paper write it. The shipped class uses sigma whatever the noise."""
+
+    def __init__(self, model, sigma_data: float, nu: float):
+        super().__init__(model, sigma_data=sigma_data)
+        self.noise_scale = 1.0 if math.isinf(nu) else math.sqrt(nu / (nu - 2))
+
+    def compute_coefficients(self, t):
+        c_in, _, c_out, c_skip = super().compute_coefficients(t * self.noise_scale)
+        return c_in, t.log() / 4, c_out, c_skip
+
+
 class PhysicsNeMoMethod:
     """PhysicsNeMo's t-EDM / EDM pieces in the shape `htweather.training.train` takes (`method=`):
-    its EDMPreconditioner around our network, its noise scheduler and MSEDSMLoss."""
+    its EDMPreconditioner around our network, its noise scheduler and MSEDSMLoss. `scaled`: the
+    preconditioner at the noise's scale (ScaledEDMPreconditioner), everything else PhysicsNeMo's."""
 
-    name = f"physicsnemo {physicsnemo.__version__}"
+    def __init__(self, scaled: bool = False):
+        self.scaled = scaled
+        self.name = f"physicsnemo {physicsnemo.__version__}" + (", preconditioned at s" if scaled else "")
 
     @staticmethod
     def single_nu(spec: assemble.ModelSpec) -> float:
@@ -159,9 +184,12 @@ class PhysicsNeMoMethod:
     def build(self, spec: assemble.ModelSpec) -> torch.nn.Module:
         if spec.family != "edm" or spec.condition_steps or spec.patch or spec.normalisation != "standard":
             raise ConfigError(f"model {spec.name}: the PhysicsNeMo side runs unconditional EDM-family models only")
-        self.single_nu(spec)
+        nu = self.single_nu(spec)
         # our U-Net, built exactly as our side builds it (same random draws, so the same initial weights)
-        return EDMPreconditioner(assemble.build(spec).net, sigma_data=float(spec.sigma_data))
+        net = assemble.build(spec).net
+        if self.scaled:
+            return ScaledEDMPreconditioner(net, sigma_data=float(spec.sigma_data), nu=nu)
+        return EDMPreconditioner(net, sigma_data=float(spec.sigma_data))
 
     def loss_fn(self, spec: assemble.ModelSpec, training: dict) -> "PhysicsNeMoObjective":
         return PhysicsNeMoObjective(self.scheduler(spec, training))
@@ -212,16 +240,21 @@ def smallest_auto_nu(config: dict, store: Path, stats: dict) -> float:
 
 
 def method_of(implementation: str):
-    return PhysicsNeMoMethod() if implementation == "physicsnemo" else None
+    return {"htweather": None, "physicsnemo": PhysicsNeMoMethod(), SCALED: PhysicsNeMoMethod(scaled=True)}[implementation]
 
 
-def train_all(config, store, stats_path, out: Path, run: Path, replicates: int) -> dict:
+def sides(model: str, scaled: bool) -> tuple[str, ...]:
+    """The implementations that train `model`: the scaled variant differs from PhysicsNeMo only for t-EDM."""
+    return IMPLEMENTATIONS + ((SCALED,) if scaled and model == "tedm" else ())
+
+
+def train_all(config, store, stats_path, out: Path, run: Path, replicates: int, scaled: bool) -> dict:
     """Each side's trainings, alternating sides; ours copied from the pipeline's where it has the
     same model (train() resumes it only if spec, seed and settings match)."""
     paths = {}
     for r in range(replicates):
         for model in MODELS:
-            for implementation in IMPLEMENTATIONS:
+            for implementation in sides(model, scaled):
                 model_dir = out / "models" / implementation / replicate_name(model, r)
                 pipeline_dir = run / "results" / "models" / replicate_name(model, r)
                 if (implementation == "htweather" and not (model_dir / "checkpoint.pt").exists()
@@ -268,19 +301,19 @@ def sample_ours(config, model_path, stats_path, out: Path, sampler: str, levels:
 
 
 @torch.no_grad()
-def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: dict) -> None:
+def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: dict, method: PhysicsNeMoMethod) -> None:
     """PhysicsNeMo's sampling as its documentation shows it: `get_denoiser(x0_predictor=...)`,
     `init_latents` and `sample` with its solver, in float32 (its preconditioner's dtype), each
-    batch of members seeded as ours are (same seed, same batches)."""
+    batch of members seeded as ours are (same seed, same batches). Sampler OUR_HEUN_ON_THEIRS: our
+    Heun sampler (float64 state, our Student-t start) on PhysicsNeMo's trained preconditioner."""
     ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
     spec = assemble.ModelSpec.from_dict(ckpt["spec"])
-    method = PhysicsNeMoMethod()
     precond = method.build(spec)
     precond.load_state_dict(ckpt["ema"])
     precond.eval().requires_grad_(False)
     scheduler = method.scheduler(spec, levels=levels)
     denoiser = scheduler.get_denoiser(x0_predictor=precond)
-    theirs = SAMPLERS[sampler][1]
+    theirs = SAMPLERS[sampler][1] if sampler in SAMPLERS else sampler
     options = ({"num_steps": levels["steps"], **levels["churn"]} if theirs == "edm_stochastic_heun" else None)
     opts = config["sampling"]
     members, batch = opts["members"], opts["batch_size"]
@@ -292,6 +325,14 @@ def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: di
     for start in range(0, members, batch):
         n = min(batch, members - start)
         torch.manual_seed(derived_seed(seed, "members", str(start)))
+        if sampler == OUR_HEUN_ON_THEIRS:
+            noise = StudentTNoise(spec.nu, len(spec.variables), per_channel=False)
+            start_noise = noise.sample((n, len(spec.variables), *shape), dtype=torch.float64)
+            chunks.append(edm_sampler(AsOurDenoiser(precond), start_noise, "heun", num_steps=levels["steps"],
+                                      sigma_min=levels["sigma_min"], sigma_max=levels["sigma_max"],
+                                      rho=levels["rho"]).numpy())
+            bar.update(n)
+            continue
         t_steps = scheduler.timesteps(levels["steps"], dtype=torch.float32)
         latents = scheduler.init_latents((len(spec.variables), *shape), t_steps[0].expand(n), dtype=torch.float32)
         chunks.append(physicsnemo_sample(denoiser, latents, scheduler, num_steps=levels["steps"], solver=theirs,
@@ -302,7 +343,8 @@ def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: di
     normalised = np.concatenate(chunks)
     if not np.isfinite(normalised).all():
         raise FloatingPointError(f"physicsnemo {spec.name}: sampler produced non-finite values")
-    nfe = 2 * levels["steps"]  # its Heun steps evaluate twice, the last step too (the second is discarded)
+    # its Heun steps evaluate twice, the last step too (the second is discarded); ours skip that one
+    nfe = 2 * levels["steps"] - (sampler == OUR_HEUN_ON_THEIRS)
     attrs = {"model": spec.name, "implementation": method.name, "sampler": theirs,
              "replicate": int(ckpt.get("replicate", 0)), "network_evaluations_per_member": nfe, "seed": seed,
              "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"]),
@@ -310,10 +352,23 @@ def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: di
     write_ensemble(ensemble_dataset(denormalise(normalised, stats), stats, attrs), out)
 
 
+class AsOurDenoiser:
+    """PhysicsNeMo's preconditioner called as our samplers call a denoiser, D(x, sigma)."""
+
+    def __init__(self, precond):
+        self.precond = precond
+
+    def __call__(self, x, sigma, cond=None):
+        t = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+        return self.precond(x.float(), t).double()
+
+
 def sample_all(config, trained: dict, stats_path, stats, out: Path, levels: dict) -> dict[str, Path]:
     paths = {}
     for (implementation, model, r), model_path in trained.items():
-        for sampler in SAMPLERS:
+        cross = [OUR_HEUN_ON_THEIRS] if implementation != "htweather" and model == "tedm" and SCALED in {
+            i for i, _, _ in trained} else []
+        for sampler in [*SAMPLERS, *cross]:
             name = ensemble_name(implementation, model, sampler, r)
             path = out / "samples" / f"{name}.zarr"
             if not path.exists():
@@ -321,7 +376,7 @@ def sample_all(config, trained: dict, stats_path, stats, out: Path, levels: dict
                 if implementation == "htweather":
                     sample_ours(config, model_path, stats_path, path, sampler, levels)
                 else:
-                    sample_theirs(config, model_path, stats, path, sampler, levels)
+                    sample_theirs(config, model_path, stats, path, sampler, levels, method_of(implementation))
             paths[name] = path
     return paths
 
@@ -341,16 +396,26 @@ def evaluate_all(config, ensembles: dict[str, Path], store, stats_path, out: Pat
     return tables.combine(per_model, out / "evaluation" / "metrics.csv")
 
 
-def comparison_pairs() -> list[list[str]]:
-    """Theirs against ours for each model and sampler; then t-EDM against EDM within each side."""
+def comparison_pairs(scaled: bool) -> list[list[str]]:
+    """Theirs against ours for each model and sampler; t-EDM against EDM within each side; with the
+    scaled variant, it against ours, and PhysicsNeMo as shipped against it."""
     pairs = [[f"physicsnemo_{m}_{s}", f"htweather_{m}_{s}"] for m in MODELS for s in SAMPLERS]
-    return pairs + [[f"{i}_tedm_{s}", f"{i}_edm_{s}"] for i in IMPLEMENTATIONS for s in SAMPLERS]
+    pairs += [[f"{i}_tedm_{s}", f"{i}_edm_{s}"] for i in IMPLEMENTATIONS for s in SAMPLERS]
+    if scaled:
+        pairs += [[f"{SCALED}_tedm_{s}", f"htweather_tedm_{s}"] for s in SAMPLERS]
+        pairs += [[f"physicsnemo_tedm_{s}", f"{SCALED}_tedm_{s}"] for s in SAMPLERS]
+        # their trainings with our Heun: against their Heun (the sampler), and against ours (the training)
+        pairs += [[f"{i}_tedm_{OUR_HEUN_ON_THEIRS}", f"{i}_tedm_heun"] for i in ("physicsnemo", SCALED)]
+        pairs += [[f"{i}_tedm_{OUR_HEUN_ON_THEIRS}", "htweather_tedm_heun"] for i in ("physicsnemo", SCALED)]
+    return pairs
 
 
-def compare_all(config, ensembles: dict[str, Path], replicates: int, store, stats_path, out: Path) -> pd.DataFrame:
+def compare_all(config, ensembles: dict[str, Path], replicates: int, store, stats_path, out: Path,
+                scaled: bool) -> pd.DataFrame:
     path = out / "evaluation" / "comparisons.csv"
-    if not path.exists():
-        pairs = comparison_pairs()
+    pairs = comparison_pairs(scaled)
+    done = set(map(tuple, pd.read_csv(path)[["model", "baseline"]].values)) if path.exists() else set()
+    if not {tuple(p) for p in pairs} <= done:
         runs = {m: [replicate_name(m, r) for r in range(replicates)] for pair in pairs for m in pair}
         table = comparisons.comparison_table(config, pairs, runs, {k: str(v) for k, v in ensembles.items()},
                                              store, stats_path)
@@ -366,11 +431,12 @@ def cell(row) -> str:
     return f"{row['value']:.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"
 
 
-def metric_tables(metrics: pd.DataFrame, stats: dict) -> list[str]:
+def metric_tables(metrics: pd.DataFrame, stats: dict, scaled: bool) -> list[str]:
     """Per variable, the key tail (and wet) metrics of every ensemble: the mean over trainings with
     its 95 % t interval."""
     means = metrics[metrics["replicate"].astype(str) == "mean"]
-    names = [f"{i}_{m}_{s}" for m in MODELS for s in SAMPLERS for i in IMPLEMENTATIONS]
+    names = [f"{i}_{m}_{s}" for m in MODELS for s in SAMPLERS for i in sides(m, scaled)]
+    names += [f"{i}_tedm_{OUR_HEUN_ON_THEIRS}" for i in ("physicsnemo", SCALED) if scaled]
     lines = []
     for variable in stats["channels"]:
         rows = means[means["variable"] == variable]
@@ -405,18 +471,22 @@ def throughput_lines(timing: pd.DataFrame, ensembles: dict[str, Path]) -> tuple[
 
     rows = []
     for model in MODELS:
-        rate = {i: timing.loc[(timing["implementation"] == i) & (timing["model"] == model), "examples_per_s"].mean()
-                for i in IMPLEMENTATIONS}
-        rows.append({"what": f"training {model}, examples/s", **rate})
+        rate = {i: timing[(timing["implementation"] == i) & (timing["model"] == model)].set_index("repeat")[
+            "examples_per_s"] for i in IMPLEMENTATIONS}
+        ratios = rate["htweather"] / rate["physicsnemo"]  # paired by repeat: the same moment's load
+        rows.append({"what": f"training {model}, examples/s", **{i: rate[i].mean() for i in IMPLEMENTATIONS},
+                     "ours_over_theirs": ratios.mean(), "range": f"{ratios.min():.2f} to {ratios.max():.2f}"})
         for sampler in SAMPLERS:
             found = {i: attrs(i, model, sampler) for i in IMPLEMENTATIONS}
-            rate = {i: np.mean([a["members"] / a["sampling_seconds"] for a in found[i]]) for i in IMPLEMENTATIONS}
+            rate = {i: np.array([a["members"] / a["sampling_seconds"] for a in found[i]]) for i in IMPLEMENTATIONS}
+            ratios = rate["htweather"] / rate["physicsnemo"]  # paired by training
             nfe = {i: found[i][0]["network_evaluations_per_member"] for i in IMPLEMENTATIONS}
             rows.append({"what": f"sampling {model} {sampler}, members/s (network evaluations per member: ours "
-                                 f"{nfe['htweather']}, theirs {nfe['physicsnemo']})", **rate})
+                                 f"{nfe['htweather']}, theirs {nfe['physicsnemo']})",
+                         **{i: rate[i].mean() for i in IMPLEMENTATIONS}, "ours_over_theirs": ratios.mean(),
+                         "range": f"{ratios.min():.2f} to {ratios.max():.2f}"})
     frame = pd.DataFrame(rows)
-    frame["ours_over_theirs"] = frame["htweather"] / frame["physicsnemo"]
-    lines = ["\n### Throughput (one machine, one run)\n", frame.to_markdown(index=False, floatfmt=".3g")]
+    lines = ["\n### Throughput (one machine, one run; ratio: mean of the paired ratios, and their range)\n", frame.to_markdown(index=False, floatfmt=".3g")]
     return lines, frame
 
 
@@ -435,6 +505,8 @@ def main(argv=None) -> None:
     parser.add_argument("--timing-steps", type=int, default=100, help="steps of each head-to-head timing training")
     parser.add_argument("--timing-repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's default: 1)")
+    parser.add_argument("--scaled-preconditioner", action="store_true",
+                        help="also train PhysicsNeMo's t-EDM with our preconditioning scale (what that difference does)")
     args = parser.parse_args(argv)
     setup_logging()
     run = args.run.resolve()
@@ -459,10 +531,10 @@ def main(argv=None) -> None:
     if not timing_path.exists():
         tables.write_table(training_throughput(config, store, stats_path, out, args.timing_steps, args.timing_repeats),
                            timing_path)
-    trained = train_all(config, store, stats_path, out, run, args.replicates)
+    trained = train_all(config, store, stats_path, out, run, args.replicates, args.scaled_preconditioner)
     ensembles = sample_all(config, trained, stats_path, stats, out, levels)
     metrics = evaluate_all(config, ensembles, store, stats_path, out)
-    table = compare_all(config, ensembles, args.replicates, store, stats_path, out)
+    table = compare_all(config, ensembles, args.replicates, store, stats_path, out, args.scaled_preconditioner)
     speed_lines, speed = throughput_lines(pd.read_csv(timing_path), ensembles)
     tables.write_table(speed, out / "throughput.csv")
     nu = config["models"]["tedm"]["nu"]
@@ -471,7 +543,7 @@ def main(argv=None) -> None:
              f"{config['training']['batch_size']}; t-EDM nu = {nu:.4g}, one kappa per sample; "
              f"{config['sampling']['members']} members, {args.sampler_steps} Heun steps (sigma {levels['sigma_min']} "
              f"to {levels['sigma_max']}, rho {levels['rho']}); torch {torch.__version__}, {args.threads} thread(s)."]
-    lines += metric_tables(metrics, stats) + comparison_lines(table) + speed_lines
+    lines += metric_tables(metrics, stats, args.scaled_preconditioner) + comparison_lines(table) + speed_lines
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     print(text)

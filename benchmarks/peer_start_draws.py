@@ -1,0 +1,105 @@
+"""Sampler or start draws? After benchmarks/peer_physicsnemo.py --scaled-preconditioner, PhysicsNeMo's
+t-EDM trainings sampled three ways with 18 Heun steps, per training:
+
+    a  its Heun, its own start draws (the benchmark's ensembles);
+    b  its Heun (float32 state), our start draws;
+    c  our Heun (float64 state), our start draws, drawn in one batch per 128 members as here;
+    d  our Heun, our start draws (the benchmark's `ourheun` ensembles).
+
+b = c says the two Heun samplers compute the same thing; a against b says what the start draws
+alone do (the same law, other numbers). Prints the tail metrics of each.
+
+    python benchmarks/peer_start_draws.py --run ../w5e5 --config config/w5e5-precip.yaml --nu 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from htweather.config import replicate_name
+from htweather.data.store import denormalise, grid_shape, load_stats, test_fields
+from htweather.evaluation import tails
+from htweather.generation.ensembles import ensemble_dataset, write_ensemble
+from htweather.models import assemble
+from htweather.models.diffusion import StudentTNoise
+from htweather.models.diffusion.samplers import edm_sampler
+from htweather.runtime import derived_seed, replicate_seed
+
+BENCHMARK = Path(__file__).with_name("peer_physicsnemo.py")
+METRICS = ["quantile_rel_error_0.99", "wet_quantile_rel_error_0.99", "exceedance_ratio_p99"]
+BATCH = 128
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("peer_physicsnemo", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, default=Path("."))
+    parser.add_argument("--config", type=Path, help="default RUN/config/config.yaml")
+    parser.add_argument("--nu", type=float, required=True, help="the benchmark's t-EDM nu (its summary.md says it)")
+    parser.add_argument("--replicates", type=int, default=3)
+    parser.add_argument("--members", type=int, default=256)
+    args = parser.parse_args(argv)
+    peer = load_benchmark()
+    run = args.run.resolve()
+    out = run / "results" / "benchmarks" / "peer_physicsnemo"
+    store, stats_path = run / "results" / "data" / "store.zarr", run / "results" / "data" / "stats.json"
+    stats = load_stats(stats_path)
+    config = peer.benchmark_config(args.config or run / "config" / "config.yaml", args.nu, args.replicates, None)
+    levels = peer.sampling_levels(config, 18)
+    torch.set_num_threads(1)
+    data, rows = test_fields(store), []
+    scratch = Path(tempfile.mkdtemp(prefix="peer_start_draws_"))
+    for side in ("physicsnemo", peer.SCALED):
+        method = peer.method_of(side)
+        for r in range(args.replicates):
+            ckpt = torch.load(out / "models" / side / replicate_name("tedm", r) / "model.pt", weights_only=True)
+            spec = assemble.ModelSpec.from_dict(ckpt["spec"])
+            precond = method.build(spec)
+            precond.load_state_dict(ckpt["ema"])
+            precond.eval().requires_grad_(False)
+            scheduler = method.scheduler(spec, levels=levels)
+            denoiser = scheduler.get_denoiser(x0_predictor=precond)
+            seed = replicate_seed(config["seed"], "sample", spec.name, r)
+            noise = StudentTNoise(spec.nu, len(spec.variables), per_channel=False)
+            sets = {"b": [], "c": []}
+            for start in range(0, args.members, BATCH):
+                torch.manual_seed(derived_seed(seed, "members", str(start)))
+                n = min(BATCH, args.members - start)
+                z = noise.sample((n, len(spec.variables), *grid_shape(stats)), dtype=torch.float64)
+                with torch.no_grad():
+                    sets["c"].append(edm_sampler(peer.AsOurDenoiser(precond), z, "heun", num_steps=levels["steps"],
+                                                 sigma_min=levels["sigma_min"], sigma_max=levels["sigma_max"],
+                                                 rho=levels["rho"]).numpy())
+                    sets["b"].append(peer.physicsnemo_sample(denoiser, (z * levels["sigma_max"]).float(), scheduler,
+                                                             num_steps=levels["steps"], solver="heun").double().numpy())
+            tables = {}
+            for how, chunks in sets.items():
+                path = scratch / f"{side}_{how}_{r}.zarr"
+                write_ensemble(ensemble_dataset(denormalise(np.concatenate(chunks), stats), stats, {}), path)
+                tables[how] = tails.evaluate_ensemble(config, side, path, store, stats_path, data)
+            for how, sampler in (("a", "heun"), ("d", peer.OUR_HEUN_ON_THEIRS)):
+                name = peer.ensemble_name(side, "tedm", sampler, r)
+                tables[how] = pd.read_csv(out / "evaluation" / "per_model" / f"{name}.csv")
+            for how, table in tables.items():
+                rows.append(table.assign(side=side, training=r, how=how))
+    frame = pd.concat(rows)
+    frame = frame[frame["metric"].isin(METRICS)]
+    print(frame.pivot_table(index=["side", "variable", "metric", "training"], columns="how", values="value")
+          .round(3).to_markdown())
+
+
+if __name__ == "__main__":
+    main()

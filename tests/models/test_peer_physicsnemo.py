@@ -102,6 +102,15 @@ def test_physicsnemo_preconditioner_is_edms_whatever_the_noise(peer):
     assert not torch.allclose(c_in.flatten().double(), coefficients(5.0, SIGMAS)[2])
 
 
+def test_the_benchmarks_scaled_variant_is_our_preconditioning(peer):
+    """--scaled-preconditioner: PhysicsNeMo's class with c_skip, c_out, c_in at s, c_noise at sigma."""
+    precond = peer.ScaledEDMPreconditioner(Zero(), sigma_data=SD, nu=5.0)
+    c_in, c_noise, c_out, c_skip = precond.compute_coefficients(SIGMAS.reshape(-1, 1, 1, 1))
+    for theirs, ours in zip((c_skip, c_out, c_in), coefficients(5.0, SIGMAS)):
+        assert torch.allclose(theirs.flatten().double(), ours)
+    assert torch.allclose(c_noise.flatten().double(), SIGMAS.log() / 4)
+
+
 def test_physicsnemo_student_t_loss_weight_is_ours(peer):
     scheduler = peer.StudentTEDMNoiseScheduler(nu=5, sigma_data=SD)
     assert torch.allclose(scheduler.loss_weight(SIGMAS).double(), student_t_loss_weight(5.0, SIGMAS))
@@ -114,6 +123,17 @@ def test_physicsnemo_noise_has_one_kappa_per_sample_as_ours(peer):
     assert stats.kstest(n[:, 1, 3, 2], stats.t(df=4).cdf).statistic < 1.95 / math.sqrt(20_000)
     ms = (n**2).mean(axis=(2, 3))
     assert np.corrcoef(np.log(ms[:, 0]), np.log(ms[:, 1]))[0, 1] > 0.6
+
+
+def test_physicsnemo_start_draws_have_our_law(peer):
+    """Its init_latents and our start noise are the same law (so W5E5's Heun verdicts, which
+    followed the draws, are luck, not method): a two-sample KS test on each member's largest value."""
+    torch.manual_seed(7)
+    theirs = peer.StudentTEDMNoiseScheduler(nu=5, sigma_max=20.0).init_latents(
+        (1, 4, 4), torch.full((40_000,), 20.0)).double() / 20.0
+    ours = StudentTNoise(5.0, 1, per_channel=False).sample((40_000, 1, 4, 4), dtype=torch.float64)
+    maxima = [x.flatten(1).max(1).values.numpy() for x in (theirs, ours)]
+    assert stats.ks_2samp(*maxima).pvalue > 1e-3
 
 
 class Shrink(nn.Module):

@@ -121,7 +121,7 @@ try:
     from physicsnemo.diffusion.noise_schedulers import EDMNoiseScheduler, StudentTEDMNoiseScheduler
     from physicsnemo.diffusion.preconditioners import EDMPreconditioner
     from physicsnemo.diffusion.samplers import sample as physicsnemo_sample
-    from physicsnemo.diffusion.samplers.edm_stochastic_heun import EDMStochasticHeunSolver
+    from physicsnemo.diffusion.samplers.edm_stochastic_heun import EDMStochasticHeunSolver  # noqa: F401 (the tests)
 except ImportError as exc:  # never a dependency of the pipeline or of CI
     sys.exit(f"benchmarks/peer_physicsnemo.py needs NVIDIA PhysicsNeMo: pip install -e \".[peer]\" ({exc})")
 
@@ -190,6 +190,14 @@ class PhysicsNeMoMethod:
         if self.scaled:
             return ScaledEDMPreconditioner(net, sigma_data=float(spec.sigma_data), nu=nu)
         return EDMPreconditioner(net, sigma_data=float(spec.sigma_data))
+
+    def load(self, model_path: str | Path):
+        """(preconditioner in eval mode with the EMA weights, spec, checkpoint) of a trained model."""
+        ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+        spec = assemble.ModelSpec.from_dict(ckpt["spec"])
+        precond = self.build(spec)
+        precond.load_state_dict(ckpt["ema"])
+        return precond.eval().requires_grad_(False), spec, ckpt
 
     def loss_fn(self, spec: assemble.ModelSpec, training: dict) -> "PhysicsNeMoObjective":
         return PhysicsNeMoObjective(self.scheduler(spec, training))
@@ -306,11 +314,7 @@ def sample_theirs(config, model_path, stats, out: Path, sampler: str, levels: di
     `init_latents` and `sample` with its solver, in float32 (its preconditioner's dtype), each
     batch of members seeded as ours are (same seed, same batches). Sampler OUR_HEUN_ON_THEIRS: our
     Heun sampler (float64 state, our Student-t start) on PhysicsNeMo's trained preconditioner."""
-    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
-    spec = assemble.ModelSpec.from_dict(ckpt["spec"])
-    precond = method.build(spec)
-    precond.load_state_dict(ckpt["ema"])
-    precond.eval().requires_grad_(False)
+    precond, spec, ckpt = method.load(model_path)
     scheduler = method.scheduler(spec, levels=levels)
     denoiser = scheduler.get_denoiser(x0_predictor=precond)
     theirs = SAMPLERS[sampler][1] if sampler in SAMPLERS else sampler

@@ -27,7 +27,6 @@ from htweather.config import replicate_name
 from htweather.data.store import denormalise, grid_shape, load_stats, test_fields
 from htweather.evaluation import tails
 from htweather.generation.ensembles import ensemble_dataset, write_ensemble
-from htweather.models import assemble
 from htweather.models.diffusion import StudentTNoise
 from htweather.models.diffusion.samplers import edm_sampler
 from htweather.runtime import derived_seed, replicate_seed
@@ -65,11 +64,7 @@ def main(argv=None) -> None:
     for side in ("physicsnemo", peer.SCALED):
         method = peer.method_of(side)
         for r in range(args.replicates):
-            ckpt = torch.load(out / "models" / side / replicate_name("tedm", r) / "model.pt", weights_only=True)
-            spec = assemble.ModelSpec.from_dict(ckpt["spec"])
-            precond = method.build(spec)
-            precond.load_state_dict(ckpt["ema"])
-            precond.eval().requires_grad_(False)
+            precond, spec, _ = method.load(out / "models" / side / replicate_name("tedm", r) / "model.pt")
             scheduler = method.scheduler(spec, levels=levels)
             denoiser = scheduler.get_denoiser(x0_predictor=precond)
             seed = replicate_seed(config["seed"], "sample", spec.name, r)

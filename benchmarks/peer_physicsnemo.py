@@ -25,14 +25,17 @@ layout, scored by the pipeline's own code (`evaluation.tails`, `evaluation.spati
 `evaluation.comparisons`): samples/NAME.zarr, evaluation/per_model/NAME.csv,
 evaluation/metrics.csv, evaluation/comparisons.csv, throughput.csv and summary.md (what is
 printed). NAME is IMPLEMENTATION_MODEL_SAMPLER, with .rK for the K-th replicate.
-Every stage skips what a previous run finished, so a stopped run resumes.
+Every stage skips what a previous run finished from the same settings and inputs (each output's
+.made_from.json records them), so a stopped run resumes and a changed setting redoes what depends on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.abc
 import importlib.machinery
+import json
 import logging
 import math
 import shutil
@@ -139,6 +142,37 @@ SCALED = "physicsnemo_scaled"
 KEY_METRICS = comparisons.KEY_TAIL_METRICS + comparisons.KEY_WET_METRICS
 
 
+def made_from(path: Path) -> Path:
+    return path.parent / f"{path.name}.made_from.json"
+
+
+def plain(inputs: dict) -> dict:
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+def is_current(path: Path, inputs: dict) -> bool:
+    """`path` exists and was made from exactly `inputs` (its sidecar says so): a stage is redone,
+    and so every stage after it, when a setting or an upstream result changed."""
+    sidecar = made_from(path)
+    return path.exists() and sidecar.exists() and json.loads(sidecar.read_text()) == plain(inputs)
+
+
+def record(path: Path, inputs: dict) -> None:
+    made_from(path).write_text(json.dumps(plain(inputs), sort_keys=True))
+
+
+def weights_digest(model_path: Path) -> str:
+    """What a trained model is: its spec, steps, seed, method and EMA weights (model.pt is rewritten
+    on every resume, so its bytes are not used)."""
+    ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
+    digest = hashlib.sha256(json.dumps({k: ckpt.get(k) for k in ("spec", "steps", "seed", "method")},
+                                       sort_keys=True, default=str).encode())
+    for key in sorted(ckpt["ema"]):
+        digest.update(key.encode())
+        digest.update(ckpt["ema"][key].cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def ensemble_name(implementation: str, model: str, sampler: str, replicate: int) -> str:
     return replicate_name(f"{implementation}_{model}_{sampler}", replicate)
 
@@ -219,8 +253,11 @@ class PhysicsNeMoObjective:
         return MSEDSMLoss(model, self.scheduler, reduction="none")(x0, t=None if draws is None else draws[0])
 
 
-def benchmark_config(path: Path, nu: float | None, replicates: int, training_steps: int | None) -> dict:
-    """The run's config with the two models of the comparison: EDM, and t-EDM with one nu."""
+def benchmark_config(path: Path, nu: float | None, replicates: int, training_steps: int | None,
+                     threads: int = 1) -> dict:
+    """The run's config with the two models of the comparison, EDM and t-EDM with one nu, on the CPU
+    with `threads` threads for both sides (PhysicsNeMo's side samples on the CPU; a GPU run of ours
+    next to it would compare devices, not implementations)."""
     raw = read_yaml(path)
     raw["models"] = {"edm": {"family": "edm", "nu": "inf"},
                      "tedm": {"family": "edm", "nu": "auto" if nu is None else nu}}
@@ -229,6 +266,8 @@ def benchmark_config(path: Path, nu: float | None, replicates: int, training_ste
     raw["replicates"] = replicates
     if training_steps is not None:
         raw.setdefault("training", {})["steps"] = training_steps
+    raw.setdefault("training", {}).update(device="cpu", compile=False, threads=threads)
+    raw.setdefault("sampling", {})["threads"] = threads
     config = load_config(raw, check_paths=False)
     if config["training"]["steps"] == "auto":
         raise ConfigError(f"{path}: training.steps: auto; the benchmark trains both sides for a fixed number of steps")
@@ -367,35 +406,41 @@ class AsOurDenoiser:
         return self.precond(x.float(), t).double()
 
 
-def sample_all(config, trained: dict, stats_path, stats, out: Path, levels: dict) -> dict[str, Path]:
-    paths = {}
+def sample_all(config, trained: dict, stats_path, stats, out: Path, levels: dict) -> tuple[dict, dict]:
+    """Every ensemble's path, and what each was made from."""
+    paths, made = {}, {}
     for (implementation, model, r), model_path in trained.items():
         cross = [OUR_HEUN_ON_THEIRS] if implementation != "htweather" and model == "tedm" and SCALED in {
             i for i, _, _ in trained} else []
         for sampler in [*SAMPLERS, *cross]:
             name = ensemble_name(implementation, model, sampler, r)
             path = out / "samples" / f"{name}.zarr"
-            if not path.exists():
+            inputs = {"weights": weights_digest(model_path), "sampler": sampler, "levels": levels, "seed": config["seed"],
+                      **{k: config["sampling"][k] for k in ("members", "batch_size")}}
+            if not is_current(path, inputs):
                 log.info("sampling %s", name)
                 if implementation == "htweather":
                     sample_ours(config, model_path, stats_path, path, sampler, levels)
                 else:
                     sample_theirs(config, model_path, stats, path, sampler, levels, method_of(implementation))
-            paths[name] = path
-    return paths
+                record(path, inputs)
+            paths[name], made[name] = path, inputs
+    return paths, made
 
 
-def evaluate_all(config, ensembles: dict[str, Path], store, stats_path, out: Path) -> pd.DataFrame:
+def evaluate_all(config, ensembles: dict[str, Path], made: dict, store, stats_path, out: Path) -> pd.DataFrame:
     """Each ensemble scored as the pipeline's `evaluate` step scores it, then one metrics table."""
     data = test_fields(store)
     per_model = []
     for name, path in ensembles.items():
         table_path = out / "evaluation" / "per_model" / f"{name}.csv"
-        if not table_path.exists():
+        inputs = {"ensemble": made[name], "evaluation": config["evaluation"]}
+        if not is_current(table_path, inputs):
             log.info("evaluating %s", name)
             marginal = tails.evaluate_ensemble(config, name, path, store, stats_path, data)
             structure = spatial.structure_table(config, name, path, store, stats_path, data)
             tables.write_table(pd.concat([marginal, structure], ignore_index=True), table_path)
+            record(table_path, inputs)
         per_model.append(table_path)
     return tables.combine(per_model, out / "evaluation" / "metrics.csv")
 
@@ -414,16 +459,18 @@ def comparison_pairs(scaled: bool) -> list[list[str]]:
     return pairs
 
 
-def compare_all(config, ensembles: dict[str, Path], replicates: int, store, stats_path, out: Path,
+def compare_all(config, ensembles: dict[str, Path], made: dict, replicates: int, store, stats_path, out: Path,
                 scaled: bool) -> pd.DataFrame:
     path = out / "evaluation" / "comparisons.csv"
     pairs = comparison_pairs(scaled)
-    done = set(map(tuple, pd.read_csv(path)[["model", "baseline"]].values)) if path.exists() else set()
-    if not {tuple(p) for p in pairs} <= done:
-        runs = {m: [replicate_name(m, r) for r in range(replicates)] for pair in pairs for m in pair}
+    runs = {m: [replicate_name(m, r) for r in range(replicates)] for pair in pairs for m in pair}
+    inputs = {"pairs": pairs, "runs": runs, "ensembles": {run: made[run] for m in runs for run in runs[m]},
+              "evaluation": config["evaluation"], "seed": config["seed"]}
+    if not is_current(path, inputs):
         table = comparisons.comparison_table(config, pairs, runs, {k: str(v) for k, v in ensembles.items()},
                                              store, stats_path)
         tables.write_table(table, path)
+        record(path, inputs)
     return pd.read_csv(path)
 
 
@@ -519,26 +566,31 @@ def main(argv=None) -> None:
     for path in (store, stats_path):
         if not path.exists():
             raise SystemExit(f"{path} is missing: run the pipeline in {run} first (snakemake --cores all)")
+    if args.replicates < 2:
+        raise SystemExit("--replicates: 2 or more (the comparisons' intervals need the spread between trainings)")
     set_threads(args.threads)
     stats = load_stats(stats_path)
     config_path = args.config or run / "config" / "config.yaml"
-    config = benchmark_config(config_path, args.nu, args.replicates, args.training_steps)
+    config = benchmark_config(config_path, args.nu, args.replicates, args.training_steps, args.threads)
     if args.nu is None:
         config = benchmark_config(config_path, smallest_auto_nu(config, store, stats), args.replicates,
-                                  args.training_steps)
+                                  args.training_steps, args.threads)
     if args.members:
         config["sampling"]["members"] = args.members
     out.mkdir(parents=True, exist_ok=True)
     levels = sampling_levels(config, args.sampler_steps)
 
     timing_path = out / "training_throughput.csv"
-    if not timing_path.exists():
+    timing_inputs = {"steps": args.timing_steps, "repeats": args.timing_repeats, "training": config["training"],
+                     "models": config["models"]}
+    if not is_current(timing_path, timing_inputs):
         tables.write_table(training_throughput(config, store, stats_path, out, args.timing_steps, args.timing_repeats),
                            timing_path)
+        record(timing_path, timing_inputs)
     trained = train_all(config, store, stats_path, out, run, args.replicates, args.scaled_preconditioner)
-    ensembles = sample_all(config, trained, stats_path, stats, out, levels)
-    metrics = evaluate_all(config, ensembles, store, stats_path, out)
-    table = compare_all(config, ensembles, args.replicates, store, stats_path, out, args.scaled_preconditioner)
+    ensembles, made = sample_all(config, trained, stats_path, stats, out, levels)
+    metrics = evaluate_all(config, ensembles, made, store, stats_path, out)
+    table = compare_all(config, ensembles, made, args.replicates, store, stats_path, out, args.scaled_preconditioner)
     speed_lines, speed = throughput_lines(pd.read_csv(timing_path), ensembles)
     tables.write_table(speed, out / "throughput.csv")
     nu = config["models"]["tedm"]["nu"]

@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from scipy import stats
 from torch import nn
 
+from htweather.data.store import load_stats
 from htweather.models.diffusion import EDMPrecond, StudentTNoise
 from htweather.models.diffusion.samplers import edm_sampler, edm_sigma_steps
+from htweather.training import train
 
 SIGMAS = torch.tensor([0.002, 0.05, 0.5, 1.0, 5.0, 80.0], dtype=torch.float64)
 SD = 1.0  # sigma_data of standardised data, both sides' setting in the benchmark
@@ -183,3 +186,25 @@ def test_physicsnemo_stochastic_heun_churns_gaussian_noise_into_student_t_models
     n = (out / (sigma_hat**2 - sigmas[0] ** 2).sqrt()).double().numpy()[:, 0, 1, 1]
     assert stats.kstest(n, stats.norm.cdf).statistic < 1.95 / math.sqrt(20_000)
     assert stats.kstest(n, stats.t(df=3).cdf).statistic > 0.05
+
+
+def test_the_benchmark_trains_and_samples_physicsnemos_t_edm_in_our_loop(peer, store, tmp_path):
+    """The glue: PhysicsNeMo's pieces trained by train(method=) on the tiny store, then sampled by
+    its Heun and by ours; a changed setting makes the sample stale."""
+    cfg, root = store
+    cfg = {**cfg, "models": {**cfg["models"], "tedm": {**cfg["models"]["tedm"], "nu": 5.0, "kappa": "sample"}},
+           "sampling": {**cfg["sampling"], "members": 4, "batch_size": 2}}
+    model_path = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "m",
+                             method=peer.PhysicsNeMoMethod())
+    assert torch.load(model_path, weights_only=True)["method"].startswith("physicsnemo")
+    stats = load_stats(root / "stats.json")
+    levels = peer.sampling_levels(cfg, 3)
+    for sampler, nfe in (("heun", 6), (peer.OUR_HEUN_ON_THEIRS, 5)):
+        out = tmp_path / f"{sampler}.zarr"
+        peer.sample_theirs(cfg, model_path, stats, out, sampler, levels, peer.PhysicsNeMoMethod())
+        ds = xr.open_zarr(out)
+        assert ds.sizes["member"] == 4 and ds.attrs["network_evaluations_per_member"] == nfe
+        assert all(np.isfinite(ds[v].values).all() for v in ds.data_vars)
+    inputs = {"weights": peer.weights_digest(model_path), "levels": levels}
+    peer.record(out, inputs)
+    assert peer.is_current(out, inputs) and not peer.is_current(out, {**inputs, "levels": peer.sampling_levels(cfg, 4)})

@@ -136,8 +136,10 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
     if config["training"]["batch_size"] % world:
         raise ConfigError(f"training.batch_size: {config['training']['batch_size']} does not split evenly over "
                           f"{world} data-parallel processes")
-    if method is not None and world > 1:
-        raise ConfigError(f"model {name}: another implementation's method ({method.name}) trains in one process only")
+    if method is not None and (world > 1 or config["training"]["steps"] == "auto" or config["training"]["compile"]):
+        # the data-parallel wrapper, torch.compile and the stop rule's tail check assume our model's layout
+        raise ConfigError(f"model {name}: another implementation's method ({method.name}) trains in one process, "
+                          "with a fixed number of steps (training.steps) and without training.compile")
     if processes > 1 and not distributed.under_torchrun():
         return distributed.launch({"config": config, "name": name, "store": str(store), "stats_path": str(stats_path),
                                    "out_dir": str(out_dir), "threads": threads, "replicate": replicate}, processes)

@@ -517,8 +517,8 @@ def throughput_lines(timing: pd.DataFrame, ensembles: dict[str, Path]) -> tuple[
     of members / sampling_seconds, from the ensembles' attributes) of each side, and their ratio."""
     def attrs(implementation, model, sampler):
         prefix = f"{implementation}_{model}_{sampler}"
-        return [dict(xr.open_zarr(p).attrs, members=xr.open_zarr(p).sizes["member"])
-                for n, p in ensembles.items() if n.split(".")[0] == prefix]
+        opened = [xr.open_zarr(p) for n, p in ensembles.items() if n.split(".")[0] == prefix]
+        return [dict(ds.attrs, members=ds.sizes["member"]) for ds in opened]
 
     rows = []
     for model in MODELS:

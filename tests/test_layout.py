@@ -12,7 +12,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "src" / "htweather"
 # tail_metrics: the key tail metrics that training (steps: auto) and evaluation both read
-GLUE = {"__init__", "cli", "config", "errors", "runtime", "tail_metrics", "workflow"}
+GLUE = {"__init__", "artifacts", "cli", "config", "errors", "runtime", "tail_metrics", "workflow"}
 # A module may import from its own stage, an earlier one, or the glue (rank 0).
 STAGES = {"data": 1, "models": 2, "training": 3, "generation": 4, "evaluation": 5, "report": 6}
 ENTRY_POINTS = {"htweather.cli"}  # the command line calls the stages

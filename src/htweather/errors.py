@@ -16,3 +16,8 @@ class ConfigError(HtweatherError):
 
 class IngestError(HtweatherError):
     """A source that cannot be read as the config asks (missing variable, bad grid or time axis)."""
+
+
+class ArtifactError(HtweatherError):
+    """A file the pipeline wrote and now reads back is missing, truncated, altered, foreign or
+    without its digest; the message says what to delete or rerun."""

@@ -3,7 +3,7 @@
 Each script in workflow/scripts/ is a few lines: it hands its job to `run_step`, which sends
 everything the step prints (including C libraries and progress bars) to the rule's log file
 and turns an input error into one line naming the file or key, on the console and in the log,
-with a non-zero exit (Snakemake then removes the job's outputs)."""
+with exit code 2, as the command line (Snakemake then removes the job's outputs)."""
 
 from __future__ import annotations
 
@@ -35,4 +35,4 @@ def run_step(snakemake, step: Callable[[], object]) -> None:
         line = f"htweather: {exc}"
         print(line, file=sys.stderr, flush=True)
         print(line, file=console, flush=True)
-        sys.exit(1)
+        sys.exit(2)  # as the command line: an input or artifact the user can fix, not a crash

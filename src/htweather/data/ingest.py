@@ -39,7 +39,7 @@ from dask.diagnostics import ProgressBar
 
 from ..config import SPLITS, input_files, is_zarr, split_labels
 from ..errors import IngestError
-from ..runtime import atomic_path
+from .. import artifacts
 from . import catalog, synthetic, transforms
 from .sources import REGULAR, TASK_BYTES, grid_dims, open_source
 
@@ -443,7 +443,7 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
         physical[v].encoding = {"chunks": (chunk, ny, nx)}
     physical.attrs = {"created_by": "htweather.data.ingest", "provenance": json.dumps(provenance, default=str)}
 
-    with atomic_path(store) as tmp, atomic_path(stats_path) as stats_tmp:
+    with artifacts.written(store) as tmp, artifacts.written(stats_path) as stats_tmp:
         log.info("reading the source once: writing the fields and per-cell statistics")
         with ProgressBar(dt=1.0), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # masked cells

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import artifacts
 from . import sources, transforms
 
 
@@ -136,7 +137,7 @@ def normalised(store: str | Path) -> xr.DataArray:
     """The whole store's normalised fields as a lazy (dask) array, (time, variable, latitude,
     longitude) float32, with the `split` label of each time: for inspection; the stages read
     through `split_rows`."""
-    ds = xr.open_zarr(store)
+    ds = artifacts.open_zarr(store, chunks={})
     norm = json.loads(ds.attrs["normalisation"])
     mask = ds["mask"].values.astype(bool)  # read once, not per block
     fields = xr.concat([ds[v] for v in norm], dim=pd.Index(list(norm), name="variable"))
@@ -155,7 +156,7 @@ class SplitReader:
     cheap function of them and of the statistics in its attributes."""
 
     def __init__(self, store: str | Path, split: str):
-        self.ds = xr.open_zarr(store, chunks=None)
+        self.ds = artifacts.open_zarr(store)
         self.index = np.flatnonzero(self.ds.split.values == split)
         self.norm = json.loads(self.ds.attrs["normalisation"])
         self.mask = self.ds["mask"].values.astype(bool)
@@ -180,13 +181,13 @@ def load_split(store: str | Path, split: str) -> np.ndarray:
 
 def load_split_times(store: str | Path, split: str) -> pd.DatetimeIndex:
     """The time stamps of one split, in order (the rows of `load_split`)."""
-    ds = xr.open_zarr(store, chunks=None)
+    ds = artifacts.open_zarr(store)
     return pd.DatetimeIndex(ds.time.values[ds.split.values == split])
 
 
 def load_mask(store: str | Path) -> np.ndarray | None:
     """The store's (latitude, longitude) mask of real cells; None when every cell is real."""
-    ds = xr.open_zarr(store, chunks=None)
+    ds = artifacts.open_zarr(store)
     if "mask" not in ds:
         return None
     mask = ds["mask"].values.astype(bool)
@@ -194,12 +195,12 @@ def load_mask(store: str | Path) -> np.ndarray | None:
 
 
 def load_stats(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return artifacts.read_json(path)
 
 
 def split_fields(store: str | Path, split: str) -> dict[str, np.ndarray]:
     """One split's physical fields (time, latitude, longitude) per variable, float64."""
-    ds = xr.open_zarr(store, chunks=None)  # read at once: no dask tasks per chunk
+    ds = artifacts.open_zarr(store)  # read at once: no dask tasks per chunk
     part = ds.isel(time=np.flatnonzero(ds.split.values == split))
     return {v: part[v].values.astype(np.float64) for v in json.loads(ds.attrs["channels"])}
 

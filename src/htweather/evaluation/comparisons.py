@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import stats
 
+from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from ..tail_metrics import KEY_METRICS, error, ideal  # noqa: F401  (ideal: part of this module's interface)
@@ -261,7 +261,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
 
     # ensembles of unconditional models have members only; forecast stores have start times too
     unconditional = [pair for pair in pairs
-                     if "init_time" not in xr.open_zarr(paths[runs[pair[0]][0]], chunks=None).dims]
+                     if "init_time" not in artifacts.open_zarr(paths[runs[pair[0]][0]]).dims]
     data = test_fields(store) if pairs else {}  # read once, for the tail metrics and the forecast scores
     if unconditional:
         for name in stats["channels"]:
@@ -271,7 +271,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
             for model, baseline in unconditional:
                 for run in runs[model] + runs[baseline]:
                     if run not in fields:
-                        fields[run] = xr.open_zarr(paths[run], chunks=None)[name].values.astype(np.float64)
+                        fields[run] = artifacts.open_zarr(paths[run])[name].values.astype(np.float64)
                 values = {run: cells(fields[run]) for run in runs[model] + runs[baseline]}
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
                 found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
+from .. import artifacts
 from ..config import split_replicate
 from ..data.store import grid_mask, load_stats, split_fields, test_fields, valid_values
 from ..tail_metrics import IMPROVEMENT, error, key_metrics
@@ -92,7 +92,7 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
         model, replicate = split_replicate(run)
         by_step = {}  # step: (path, its member count if it holds forecasts)
         for path in reversed(run_paths):  # the model's own ensemble first: it keeps its step
-            with xr.open_zarr(path, chunks=None) as ds:
+            with artifacts.open_zarr(path) as ds:
                 by_step.setdefault(int(ds.attrs["training_steps"]),
                                    (path, ds.sizes["member"] if "init_time" in ds.dims else None))
         last = max(by_step)
@@ -106,7 +106,7 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
                               "value": float(np.mean(components[m])),
                               "error": float(np.mean(components[m]))} for m in FORECAST_TAIL_SCORES]
                 continue
-            with xr.open_zarr(path, chunks=None) as ds:
+            with artifacts.open_zarr(path) as ds:
                 sizes = [min(members, ds.sizes["member"])] + ([ds.sizes["member"]] if step == last else [])
                 fields = {v: ds[v].isel(member=slice(0, max(sizes))).values for v in stats["channels"]}
             for n in dict.fromkeys(sizes):
@@ -115,7 +115,7 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
     if rows:
         whole = whole or members  # forecast models only: the reference is not read by them
         if reference is not None:
-            with xr.open_zarr(reference, chunks=None) as ds:
+            with artifacts.open_zarr(reference) as ds:
                 fields = {v: ds[v].values for v in stats["channels"]}
         else:  # as many validation fields as the models have members, spread over the split
             fields = split_fields(store, "validation")

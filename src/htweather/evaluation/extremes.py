@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .. import artifacts
 from ..data.store import grid_coords, grid_dims, grid_mask, load_split_times, load_stats, test_fields
 from ..data.windows import consecutive_runs, time_step
 from ..runtime import derived_seed
@@ -116,7 +117,7 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
 
 def sequence_fields(path: str | Path, variables: list[str]) -> dict[str, list[np.ndarray]]:
     """The sequences of a (chain, step, lat, lon) store, as a list of (step, lat, lon) per variable."""
-    ds = xr.open_zarr(path, chunks=None)
+    ds = artifacts.open_zarr(path)
     return {v: list(ds[v].values.astype(np.float64)) for v in variables}
 
 
@@ -177,10 +178,10 @@ def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensem
     data = test_fields(store)
     sources = {"data": {v: data[v] for v in stats["channels"]}}
     for name, path in ensembles.items():
-        ds = xr.open_zarr(path, chunks=None)
+        ds = artifacts.open_zarr(path)
         sources[name] = {v: ds[v].values.astype(np.float64) for v in stats["channels"]}
     for name, path in sequences.items():
-        ds = xr.open_zarr(path, chunks=None)
+        ds = artifacts.open_zarr(path)
         sources[f"{name} (sequences)" if name in ensembles else name] = {
             v: ds[v].values.astype(np.float64).reshape(-1, *ds[v].shape[-2:]) for v in stats["channels"]}
     names = list(sources)

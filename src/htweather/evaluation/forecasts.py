@@ -31,6 +31,7 @@ import xarray as xr
 from scipy.ndimage import uniform_filter
 from scores.categorical import seeps as seeps_score
 
+from .. import artifacts
 from ..data.store import area_weights, load_split_times, load_stats, test_fields
 from ..runtime import derived_seed
 from . import scores
@@ -180,7 +181,7 @@ def lead_components(config: dict, forecasts_path: str | Path, store: str | Path,
     ens (start, lat, lon, member), the per-start components of every score). `data`: the test
     fields (`test_fields(store)`) when the caller has them already."""
     opts = config["evaluation"]
-    ds = xr.open_zarr(forecasts_path, chunks=None)
+    ds = artifacts.open_zarr(forecasts_path)
     data = test_fields(store) if data is None else data
     position = {t: i for i, t in enumerate(load_split_times(store, "test").values)}
     weights = latitude_weights(stats, opts["latitude_weighting"])
@@ -205,7 +206,7 @@ def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Pa
     """Rows (model, variable, metric, lead, value, ci_low, ci_high) and rank-histogram counts."""
     opts = config["evaluation"]
     stats = load_stats(stats_path)
-    n_starts = xr.open_zarr(forecasts_path, chunks=None).sizes["init_time"]
+    n_starts = artifacts.open_zarr(forecasts_path).sizes["init_time"]
     rng = np.random.default_rng(derived_seed(config["seed"], "verify", model))
     resamples = [np.bincount(rng.integers(0, n_starts, n_starts), minlength=n_starts)
                  for _ in range(opts["bootstrap"])]

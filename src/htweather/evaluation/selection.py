@@ -13,11 +13,10 @@ import math
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
+from .. import artifacts
 from ..config import is_gaussian, selected_variables
 from ..data.store import grid_mask, load_stats, split_fields, valid_values
-from ..runtime import atomic_path
 from ..tail_metrics import error, key_metrics
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ def select_nu(config: dict, model: str, ensembles: dict[str, str | Path], store:
     reference = {v: valid_values(validation[v], mask) for v in variables}
     rows = []
     for candidate, path in ensembles.items():
-        ds = xr.open_zarr(path, chunks=None)
+        ds = artifacts.open_zarr(path)
         metrics, errors = {}, []
         for v in variables:
             found = key_metrics(valid_values(ds[v].values.astype(np.float64), mask), reference[v],
@@ -66,6 +65,6 @@ def write_selection(config: dict, model: str, ensembles: dict[str, str | Path], 
                  row["tail_error"])
     log.info("%s: nu %s chosen for %s (margin to the next candidate %.4f; one training per candidate)", model,
              result["chosen"], ", ".join(result["variables"]), result["margin"])
-    with atomic_path(out) as tmp:
+    with artifacts.written(out) as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result

@@ -57,9 +57,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import ndimage
 
+from .. import artifacts
 from ..data.store import cell_areas, grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, bootstrap_intervals
@@ -361,7 +361,7 @@ def structure_table(config: dict, model: str, ensemble_path: str | Path, store: 
     opts = config["evaluation"]
     stats = load_stats(stats_path)
     data = test_fields(store) if data is None else data
-    ensemble = xr.open_zarr(ensemble_path, chunks=None)
+    ensemble = artifacts.open_zarr(ensemble_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate_spatial", model))
     rows = []
     for name in stats["channels"]:

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ..config import split_replicate
-from ..runtime import atomic_path
+from .. import artifacts
 
 COLUMNS = ["model", "variable", "metric", "value", "ci_low", "ci_high"]
 
@@ -48,7 +48,7 @@ def metric_range(metric: str) -> tuple[float, float]:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    with artifacts.written(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.8g")
 
 
@@ -82,7 +82,7 @@ def replicate_means(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
 def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
     """Concatenate per-model (per-replicate) tables into the one tidy metrics table
     (TABLE_COLUMNS), with the replicate means."""
-    frame = with_replicates(pd.concat([pd.read_csv(t) for t in tables], ignore_index=True))
+    frame = with_replicates(pd.concat([artifacts.read_csv(t) for t in tables], ignore_index=True))
     frame = frame.reindex(columns=TABLE_COLUMNS)
     frame["lead"] = frame["lead"].astype("Int64")
     means = replicate_means(frame)
@@ -107,7 +107,7 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
 def combine_plain(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
     """Concatenate tables of one layout (e.g. rank-histogram counts) into one file; per-replicate
     model names are split into model and replicate as in the metrics table."""
-    frame = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True) if tables else pd.DataFrame()
+    frame = pd.concat([artifacts.read_csv(t) for t in tables], ignore_index=True) if tables else pd.DataFrame()
     if "model" in frame:
         frame = with_replicates(frame)
         frame = frame[["model", "replicate", *[c for c in frame.columns if c not in ("model", "replicate")]]]

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import stats
 
+from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields, valid_values
 from ..tail_metrics import exceedance_ratio, quantile_rel_error, tail_ks  # noqa: F401  (the tail metrics' home)
 from ..runtime import derived_seed
@@ -123,7 +123,7 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
     opts = config["evaluation"]
     stats = load_stats(stats_path)
     data = test_fields(store) if data is None else data
-    ensemble = xr.open_zarr(ensemble_path, chunks=None)
+    ensemble = artifacts.open_zarr(ensemble_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate", model))
     mask = grid_mask(stats)
     rows = []

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from ..data.store import grid_coords, grid_dims
-from ..runtime import atomic_path
+from .. import artifacts
 
 
 def ensemble_dataset(fields: dict[str, np.ndarray], stats: dict, attrs: dict) -> xr.Dataset:
@@ -22,5 +22,5 @@ def ensemble_dataset(fields: dict[str, np.ndarray], stats: dict, attrs: dict) ->
 
 
 def write_ensemble(ds: xr.Dataset, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    with artifacts.written(path) as tmp:
         ds.chunk({"member": min(64, ds.sizes["member"])}).to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)

@@ -29,7 +29,8 @@ from ..data.windows import regular_windows, time_step
 from ..errors import ConfigError
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
-from ..runtime import FinishedChunks, atomic_path, derived_seed, file_digest, progress, replicate_seed
+from .. import artifacts
+from ..runtime import FinishedChunks, derived_seed, file_digest, progress, replicate_seed
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _physical(standardised: np.ndarray, stats: dict, dims: tuple[str, ...], coor
 
 
 def _write(ds: xr.Dataset, path: str | Path, chunk_dim: str) -> None:
-    with atomic_path(path) as tmp:
+    with artifacts.written(path) as tmp:
         (ds.chunk({chunk_dim: 1}) if ds.sizes[chunk_dim] else ds).to_zarr(tmp, mode="w", consolidated=True,
                                                                            zarr_format=2)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..data import synthetic
 from ..data.store import load_split_times, load_stats
-from ..runtime import atomic_path, derived_seed
+from .. import artifacts
+from ..runtime import derived_seed
 from .ensembles import ensemble_dataset, write_ensemble
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def truth_sequences(config: dict, store: str | Path, stats_path: str | Path, out
     ds = synthetic.truth_sequences(config["data"]["synthetic"], config["data"]["variables"], chains, steps, seed)
     ds = ds.sel(latitude=stats["grid"]["latitude"], longitude=stats["grid"]["longitude"], method="nearest")
     ds = ds.assign_coords(step=np.arange(1, steps + 1))
-    with atomic_path(out) as tmp:
+    with artifacts.written(out) as tmp:
         ds.chunk({"chain": 1}).to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
     log.info("wrote %d true sequences of %d steps to %s", chains, steps, out)
     return Path(out)

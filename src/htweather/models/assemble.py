@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
+from .. import artifacts
 from ..config import nu_per_variable
+from ..errors import ArtifactError
 from . import input_maps, tail_index
 from .diffusion import (EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise, edm_sampler,
                         flow_sampler)
@@ -171,7 +173,14 @@ def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
 def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, dict]:
     """The EMA model from `model.pt`, in eval mode, with its spec and metadata (ckpt["input_map"]
     becomes its input map: InverseCDF, SoftLog, or None)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    artifacts.verify(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # verified, yet unreadable: written by a torch this one cannot read
+        raise ArtifactError(f"{path}: cannot be read by torch {torch.__version__} ({type(exc).__name__}); "
+                            f"{artifacts.rerun_hint(Path(path))}") from None
+    if not isinstance(ckpt, dict) or not {"spec", "ema"} <= set(ckpt):
+        raise ArtifactError(f"{path}: not a trained model (no spec and weights); {artifacts.rerun_hint(Path(path))}")
     if ckpt.get("method"):  # another implementation's pieces, trained by a benchmark
         raise ValueError(f"{path}: trained with {ckpt['method']}'s preconditioner and loss, not htweather's; "
                          "only the benchmark that trained it can sample it")

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
+from .. import artifacts
 from ..config import is_gaussian, is_plain, split_replicate
 from ..data import synthetic
 from ..data.store import load_stats, test_fields
@@ -31,7 +31,7 @@ def closed_form_marginals(config: dict, stats: dict) -> dict | None:
 def load_ensembles(paths: dict[str, str | Path], variables: list[str]) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for name, path in paths.items():
-        ds = xr.open_zarr(path, chunks=None)
+        ds = artifacts.open_zarr(path)
         out[name] = {v: ds[v].values.astype(np.float64) for v in variables}
     return out
 
@@ -54,7 +54,7 @@ def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
     """{model: {variable: nu}} as each ensemble or forecast store records it (auto resolved)."""
     out = {}
     for model, path in paths.items():
-        attrs = xr.open_zarr(path, chunks=None).attrs
+        attrs = artifacts.open_zarr(path).attrs
         if "nu_by_variable" in attrs:
             out[model] = json.loads(attrs["nu_by_variable"])
     return out
@@ -97,7 +97,7 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     ensembles: the first replicate of each model (and the truth); replicate_ensembles: the other
     replicates (MODEL.r1, ...), drawn as the spread around the first on the QQ plots."""
     stats = load_stats(stats_path)
-    frame = summary(pd.read_csv(metrics_csv))
+    frame = summary(artifacts.read_csv(metrics_csv))
     forecasts = forecasts or {}
     variables = stats["variables"]
     data = test_fields(store)
@@ -121,7 +121,7 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     with xr.open_dataset(maps_nc) as maps:
         plots.quantile_maps(maps.load(), variables, out["quantile_maps"])
     if "convergence" in out and convergence_csv is not None:
-        table = pd.read_csv(convergence_csv)
+        table = artifacts.read_csv(convergence_csv)
         # in the config's model order: each model keeps the colour it has in the other figures
         order = {m: i for i, m in enumerate(config["models"])}
         table = table.iloc[table.model.map(order).fillna(len(order)).argsort(kind="stable")]
@@ -137,7 +137,7 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
     if forecasts:
         forecasters = list(forecasts)
         plots.forecast_skill(frame, forecasters, variables, out["forecast_skill"])
-        ranks = pd.read_csv(ranks_csv)
+        ranks = artifacts.read_csv(ranks_csv)
         ranks = ranks[ranks["replicate"].astype(str) == "0"] if "replicate" in ranks else ranks  # the first run
         plots.rank_histograms(ranks, forecasters, stats["channels"], out["rank_histograms"])
         sources = forecasters + (["truth"] if "truth" in set(frame.model) else [])

@@ -13,10 +13,10 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
-import xarray as xr
 import yaml
 from scipy import stats as sstats
 
+from .. import artifacts
 from ..config import replicates
 from ..data import synthetic
 from ..data.store import grid_shape, load_stats, test_fields
@@ -314,7 +314,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
            convergence_csv: str | Path | None = None, selections: list[str | Path] = (),
            sampler_budget_csv: str | Path | None = None) -> None:
     forecasts = forecasts or {}
-    tidy = pd.read_csv(metrics_csv)
+    tidy = artifacts.read_csv(metrics_csv)
     frame = summary(tidy)
     stats = load_stats(stats_path)
     prov = json.loads(Path(provenance_json).read_text())
@@ -327,9 +327,9 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     truth = closed_form_marginals(config, stats)
     model_meta, attrs_by_model = {}, {}
     for m, path in {**ensembles, **forecasts}.items():
-        ds = xr.open_zarr(path, chunks=None)
+        ds = artifacts.open_zarr(path)
         attrs = attrs_by_model[m] = dict(ds.attrs)
-        log = pd.read_csv(train_logs[m]) if m in train_logs else None
+        log = artifacts.read_csv(train_logs[m]) if m in train_logs else None
         entry = config["models"].get(m, {})
         nu = attrs.get("nu_by_variable")
         model_meta[m] = {"family": attrs.get("family", ""),
@@ -370,7 +370,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
 
     not_converged, convergence_steps, state_groups, found = [], [], [], []
     if convergence_csv is not None:
-        table = pd.read_csv(convergence_csv)
+        table = artifacts.read_csv(convergence_csv)
         convergence_steps = sorted(set(table[table.model != REFERENCE].step))
         # with training.steps: auto each replicate stops at its own step: list them all
         used = table[table.model != REFERENCE].groupby(["model", "replicate"]).step.max()
@@ -386,7 +386,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                         for state in (STATES[2], STATES[0], "not improving", STATES[1])]
         state_groups = [g for g in state_groups if g["entries"]]
     checks = truth_checks(frame, config, stats, truth)
-    comparisons = pd.read_csv(comparisons_csv)
+    comparisons = artifacts.read_csv(comparisons_csv)
     run_counts = {m: replicates(config, m) for m in config["models"]}
     nu_by_model = {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}
     first_screen = answer(config, frame, comparisons, generators, run_counts, kurtosis, found, nu_by_model,
@@ -422,7 +422,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         tail_index=tail_index_rows(attrs_by_model), sweep=sweep, selections=selection_tables(selections),
         sweep_table=metrics_table(sweep_frame, list(sweep)),
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
-        sampler_budget=(sampler_budget_rows(pd.read_csv(sampler_budget_csv), config["sampling"])
+        sampler_budget=(sampler_budget_rows(artifacts.read_csv(sampler_budget_csv), config["sampling"])
                         if sampler_budget_csv else None),
         figure_keys=sorted(figures), prov=prov,
         config_yaml=yaml.safe_dump(config, sort_keys=False),

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .. import artifacts
 from ..evaluation.convergence import near_limit  # noqa: E402
 
 DATA_STYLE = {"color": "0.55", "alpha": 0.45}
@@ -171,7 +172,7 @@ def sample_maps(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.n
 def loss_curves(logs: dict[str, str | Path], families: dict[str, str], out: str | Path) -> None:
     """Training loss (smoothed) and validation loss per model. EDM-family and flow losses are
     on different scales, so each family has its own panel."""
-    frames = {m: pd.read_csv(p) for m, p in logs.items()}
+    frames = {m: artifacts.read_csv(p) for m, p in logs.items()}
     colors = model_colors(list(frames))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for model, frame in frames.items():

@@ -2,18 +2,23 @@
 
 A checkpoint holds the model, its EMA, the optimiser and scheduler, the step, the CPU and CUDA
 random states and the loss-log rows so far (a rerun whose outputs Snakemake deleted loses no
-log). It is written atomically and resumed only by a run of the same model and training setup
-(`identity`), loaded with ``weights_only=True``."""
+log). It is written atomically with its digest (`artifacts`), the one before it kept as
+``checkpoint.pt.previous``, and resumed only by a run of the same model and training setup
+(`identity`), loaded with ``weights_only=True``. A checkpoint that cannot be read (truncated,
+altered, not a checkpoint) is set aside, renamed, never deleted, and training resumes from the
+previous one, or from the start, and says so."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
 import torch
 
-from ..runtime import atomic_path
+from .. import artifacts
+from ..errors import ArtifactError
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +36,51 @@ def save(path: str | Path, model, ema, opt, sched, step: int, rows: list[dict], 
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
-    with atomic_path(path) as tmp:
+    path = Path(path)
+    if path.exists():  # the one before stays until this one is written: a fallback if it turns out bad
+        os.replace(path, previous(path))
+        if artifacts.sidecar(path).exists():
+            os.replace(artifacts.sidecar(path), artifacts.sidecar(previous(path)))
+    with artifacts.written(path) as tmp:
         torch.save(state, tmp)
+
+
+def previous(path: Path) -> Path:
+    return path.with_name(path.name + ".previous")
+
+
+def _readable(path: Path, device: torch.device) -> dict | None:
+    """The checkpoint at `path`, or None after setting it aside when it cannot be read."""
+    try:
+        artifacts.verify(path)
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not {"identity", "step", "model"} <= set(state):
+            raise ArtifactError(f"{path}: not a training checkpoint")
+        return state
+    except ArtifactError as exc:
+        why = str(exc)
+    except Exception as exc:  # torch: unpickling errors, bad zip archives, OSError on truncation
+        why = f"{path}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    aside = artifacts.set_aside(path, why)
+    log.warning("%s; set aside as %s", why.split("; ")[0], aside)
+    return None
 
 
 def resume(path: str | Path, identity: dict, model, ema, opt, sched, device: torch.device) -> tuple[int, list[dict]]:
     """Load the checkpoint at `path` into the objects if it belongs to `identity`.
     Returns (step, log rows): (0, []) when there is none, or it belongs to other settings."""
     path = Path(path)
-    if not path.exists():
+    state = None
+    for candidate in (path, previous(path)):
+        if candidate.exists():
+            state = _readable(candidate, device)
+            if state is not None:
+                path = candidate
+                break
+            log.warning("training resumes from %s", "the previous checkpoint" if candidate == path and
+                        previous(path).exists() else "the start")
+    if state is None:
         return 0, []
-    state = torch.load(path, map_location=device, weights_only=True)
     if state["identity"] != identity:
         log.info("ignoring %s: it belongs to other settings", path)
         return 0, []

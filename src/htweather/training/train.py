@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import artifacts
 from ..data.store import load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows
 from ..config import selected_variables, snapshot_steps, with_selected_nu
@@ -41,7 +41,7 @@ from ..errors import ConfigError, HtweatherError
 from ..models import assemble
 from ..models.tail_index import exceedance_summary
 from ..models.devices import autocast, set_threads
-from ..runtime import StopSignals, atomic_path, derived_seed, progress, replicate_seed
+from ..runtime import StopSignals, derived_seed, progress, replicate_seed
 from . import checkpoints, distributed, stopping
 from .examples import Examples, SplitFields, StepBatches
 
@@ -125,7 +125,7 @@ def train(config: dict, name: str, store: str | Path, stats_path: str | Path, ou
     benchmark can train another implementation's method with nothing else changed
     (benchmarks/peer_physicsnemo.py). One process only."""
     if nu_selection is not None:
-        chosen = json.loads(Path(nu_selection).read_text())["chosen"]
+        chosen = artifacts.read_json(nu_selection)["chosen"]
         selected = selected_variables(config["models"][name], list(config["data"]["variables"]))
         config = with_selected_nu(config, name, chosen)
         log.info("nu %s for %s, selected on the validation split (%s)", chosen, ", ".join(selected), nu_selection)
@@ -218,14 +218,14 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device)
 
     def write_log():
-        with atomic_path(log_path) as tmp, tmp.open("w", newline="") as f:
+        with artifacts.written(log_path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, LOG_COLUMNS, extrasaction="ignore")  # "check": the stop rule's rows
             writer.writeheader()
             writer.writerows(rows)
 
     def write_model(path, steps_done, weights=None):
         """What sampling needs: the EMA weights, the resolved spec, the INC table, the tail index."""
-        with atomic_path(path) as tmp:
+        with artifacts.written(path) as tmp:
             torch.save({"spec": spec.to_dict(), "ema": weights or ema.state_dict(), "steps": steps_done,
                         "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
                         "input_map": input_map.state() if input_map is not None else None,
@@ -350,9 +350,10 @@ def write_auto_snapshots(fractions: list[float], steps: int, checks_dir: Path, o
     for k, fraction in enumerate(sorted(set(fractions)), start=1):
         if checks:
             nearest = min(checks, key=lambda c: abs(c - fraction * steps))
-            state = torch.load(checks_dir / f"step_{nearest}.pt", weights_only=True)
+            state = torch.load(artifacts.verify(checks_dir / f"step_{nearest}.pt"), weights_only=True)
             write_model(out_dir / f"snapshot_{k}.pt", nearest, state["ema"])
         else:
             write_model(out_dir / f"snapshot_{k}.pt", steps)
     for path in checks_dir.glob("step_*.pt"):
         path.unlink()
+        artifacts.sidecar(path).unlink(missing_ok=True)

@@ -157,6 +157,17 @@ def _signature(path: Path) -> tuple:
     return tuple(out)
 
 
+def rename(path: str | Path, target: str | Path) -> None:
+    """Move a file artifact and its digest, which then names it as `target` (no rehashing)."""
+    path, target = Path(path), Path(target)
+    os.replace(path, target)
+    if sidecar(path).exists():
+        record = json.loads(sidecar(path).read_text())
+        with atomic_path(sidecar(target)) as tmp:
+            tmp.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
+        sidecar(path).unlink()
+
+
 def set_aside(path: str | Path, reason: str) -> Path:
     """Rename a bad artifact (and its sidecar) out of the way, never deleting it: `P` becomes
     `P.unreadable-N` for the first free N. Returns the new path."""
@@ -166,7 +177,7 @@ def set_aside(path: str | Path, reason: str) -> Path:
         n += 1
     target = path.with_name(f"{path.name}.unreadable-{n}")
     os.replace(path, target)
-    if sidecar(path).exists():
+    if sidecar(path).exists():  # as it was: it may be what is wrong
         os.replace(sidecar(path), sidecar(target))
     target.with_name(target.name + ".why").write_text(reason + "\n")
     return target

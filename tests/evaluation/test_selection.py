@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from htweather import artifacts
 from htweather.config import load_config, with_selected_nu
 from htweather.data.store import split_fields
 from htweather.errors import ConfigError
@@ -42,8 +43,9 @@ def test_the_candidate_closest_to_the_validation_tails_wins(store, tmp_path):
     right = xr.Dataset({v: (dims, x[rng.permutation(len(x))]) for v, x in validation.items()})
     light = xr.Dataset({v: (dims, rng.normal(x.mean(), x.std(), size=x.shape)) for v, x in validation.items()})
     paths = {"tedm_select_nu4": tmp_path / "a.zarr", "tedm_select_nuinf": tmp_path / "b.zarr"}
-    right.to_zarr(paths["tedm_select_nu4"])
-    light.to_zarr(paths["tedm_select_nuinf"])
+    for ds, path in ((right, paths["tedm_select_nu4"]), (light, paths["tedm_select_nuinf"])):
+        with artifacts.written(path) as tmp:  # as the pipeline writes ensembles: with their digest
+            ds.to_zarr(tmp)
     out = selection.write_selection(cfg, "tedm", paths, root / "store.zarr", root / "stats.json",
                                     tmp_path / "sel.json")
     assert out["chosen"] == 4.0 and out["variables"] == ["t2m", "w", "tp"]

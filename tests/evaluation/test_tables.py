@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from htweather.evaluation import tables
+from htweather.evaluation.tables import write_table
 
 
 def test_combine_splits_replicates_and_adds_their_means(tmp_path):
@@ -15,7 +16,7 @@ def test_combine_splits_replicates_and_adds_their_means(tmp_path):
     paths = []
     for i, (model, value) in enumerate([("tedm", 0.1), ("tedm.r1", 0.3), ("tedm.r2", 0.2), ("edm", 0.5)]):
         paths.append(tmp_path / f"{i}.csv")
-        rows(model, value).to_csv(paths[-1], index=False)
+        write_table(rows(model, value), paths[-1])
     frame = tables.combine(paths, tmp_path / "metrics.csv")
     assert list(frame.columns) == tables.TABLE_COLUMNS
     assert list(zip(frame.model, frame.replicate)) == [("tedm", "0"), ("tedm", "1"), ("tedm", "2"), ("edm", "0"),
@@ -38,7 +39,7 @@ def test_replicate_intervals_are_clipped_to_what_the_metric_can_be(tmp_path):
     for i, name in enumerate(["edm", "edm.r1", "edm.r2"]):
         paths.append(tmp_path / f"{i}.csv")
         pd.DataFrame([{"model": name, "variable": "tp", "metric": m, "value": v[i], "ci_low": np.nan,
-                       "ci_high": np.nan} for m, v in values.items()]).to_csv(paths[-1], index=False)
+                       "ci_high": np.nan} for m, v in values.items()]).pipe(write_table, paths[-1])
     means = tables.combine(paths, tmp_path / "metrics.csv").query("replicate == 'mean'").set_index("metric")
     t = stats.t.ppf(0.975, 2) / np.sqrt(3)
     ratio, ks, q = (values[m] for m in values)

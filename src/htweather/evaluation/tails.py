@@ -31,7 +31,7 @@ from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields, valid_values
 from ..tail_metrics import exceedance_ratio, quantile_rel_error, tail_ks  # noqa: F401  (the tail metrics' home)
 from ..runtime import derived_seed
-from .bootstrap import SortedUnits, bootstrap_intervals
+from .bootstrap import SortedUnits, bootstrap_intervals, data_opts
 from .scores import crps_climatology
 from .tables import COLUMNS
 
@@ -120,8 +120,8 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
                       stats_path: str | Path, data: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Every tail metric of one ensemble against the test split (`data`: its fields, when the
     caller has read them), with bootstrap intervals for the quantile errors and exceedance ratios."""
-    opts = config["evaluation"]
     stats = load_stats(stats_path)
+    opts = data_opts(config, stats)
     data = test_fields(store) if data is None else data
     ensemble = artifacts.open_zarr(ensemble_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate", model))

@@ -11,6 +11,7 @@ table) are resolved once, by `resolve`, when training starts, and saved with the
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,7 +176,9 @@ def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, di
     becomes its input map: InverseCDF, SoftLog, or None)."""
     artifacts.verify(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of the pickle protocol of garbage before failing on it
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # verified, yet unreadable: written by a torch this one cannot read
         raise ArtifactError(f"{path}: cannot be read by torch {torch.__version__} ({type(exc).__name__}); "
                             f"{artifacts.rerun_hint(Path(path))}") from None

@@ -11,7 +11,6 @@ previous one, or from the start, and says so."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -38,9 +37,7 @@ def save(path: str | Path, model, ema, opt, sched, step: int, rows: list[dict], 
     }
     path = Path(path)
     if path.exists():  # the one before stays until this one is written: a fallback if it turns out bad
-        os.replace(path, previous(path))
-        if artifacts.sidecar(path).exists():
-            os.replace(artifacts.sidecar(path), artifacts.sidecar(previous(path)))
+        artifacts.rename(path, previous(path))
     with artifacts.written(path) as tmp:
         torch.save(state, tmp)
 

@@ -99,7 +99,7 @@ def test_good_multi_file_config_passes_check(samples_dir, tmp_path, capsys, monk
     path.write_text(yaml.safe_dump(wfde5_config()))
     assert cli.main(["check", str(path)]) == 0
     out = capsys.readouterr()
-    assert out.out.strip() == f"{path}: ok" and "error" not in out.err
+    assert out.out.strip().startswith(f"{path}: ok; values scanned (") and "error" not in out.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.yaml"]
 
 
@@ -138,3 +138,130 @@ def test_workflow_start_fails_with_the_line_check_prints(kind, tmp_path, capsys)
 def test_shipped_real_data_config_passes_check(samples_dir, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # its source is relative: ../shared/data/...
     assert cli.main(["check", "config/wfde5-precip.yaml"]) == 0
+
+
+# --- bad values and degenerate grids: made from the tiny config's synthetic file -----------------
+
+TINY_SPLITS = {"train": ["2000-01-01", "2000-01-31T18:00"], "validation": ["2000-02-01", "2000-02-14T18:00"],
+               "test": ["2000-02-15", "2000-02-29T18:00"]}
+
+
+@pytest.fixture(scope="module")
+def synthetic_file(tmp_path_factory):
+    from conftest import load_tiny_config
+
+    from htweather.data import synthetic
+
+    folder = tmp_path_factory.mktemp("raw")
+    return synthetic.write_netcdf(load_tiny_config()["data"]["synthetic"], folder, seed=1)[0]
+
+
+def _spoil(source, folder, how: str):
+    """A copy of the synthetic file spoiled in one way; returns its path."""
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.open_dataset(source).load()
+    train = ds.time.values <= np.datetime64("2000-01-31T18:00")
+    if how == "equal_latitudes":  # a degenerate grid: every row at one latitude
+        ds = ds.assign_coords(latitude=np.full(ds.sizes["latitude"], 50.0))
+    elif how == "repeated_latitude":
+        lat = ds.latitude.values.copy()
+        lat[3] = lat[2]
+        ds = ds.assign_coords(latitude=lat)
+    elif how == "non_monotonic_longitude":
+        lon = ds.longitude.values.copy()
+        lon[[4, 5]] = lon[[5, 4]]
+        ds = ds.assign_coords(longitude=lon)
+    elif how == "constant_in_train":
+        ds["w"][train] = 0.25
+    elif how == "missing_in_train":
+        ds["w"][train] = np.nan
+    elif how == "infinite":
+        ds["t2m"][30, 4, 5] = np.inf
+    path = folder / f"{how}.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+BAD_VALUES = {
+    "equal_latitudes": r"latitude 50 is repeated \(every latitude value is the same\): zero grid spacing",
+    "repeated_latitude": r"latitude \S+ is repeated \(latitude 2 and 3: latitude value is the same\)",
+    "non_monotonic_longitude": r"longitude is not monotonic \(\S+ is followed by \S+ at index 5",
+    "constant_in_train": r"variable 'w' \(data.variables.w\) is constant over the train split \(data.splits\): "
+                         r"every value is 0.25",
+    "missing_in_train": r"variable 'w' \(data.variables.w\) is missing \(NaN\) everywhere in the train split",
+    "infinite": r"variable 't2m' \(data.variables.t2m\) has 1 infinite values",
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_VALUES))
+def test_check_catches_degenerate_grids_and_bad_values_in_one_line(how, synthetic_file, tmp_path, capsys,
+                                                                   monkeypatch):
+    """Each is refused by `check` (the values are scanned: the selection is small), in one line
+    naming the file, the variable or coordinate and the key, with exit code 2 and nothing
+    written; ingestion refuses it too, leaving no store."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    bad = _spoil(synthetic_file, tmp_path, how)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"data": {"source": str(bad), "splits": TINY_SPLITS, "time_chunk": 8,
+                                             "variables": {"t2m": {}, "w": {}, "tp": {"units": "mm",
+                                                                                     "lower_bound": 0.0}}}}))
+    code, lines = check(path, capsys)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"{PREFIX}{bad}: ") and re.search(BAD_VALUES[how], lines[0]), lines[0]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(HtweatherError):
+        ingest.ingest(load_config(path), None, tmp_path / "store.zarr", tmp_path / "stats.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store, no statistics, no temporaries
+
+
+def test_check_scan_says_how_long_it_took(synthetic_file, tmp_path, capsys):
+    path = tmp_path / "good.yaml"
+    path.write_text(yaml.safe_dump({"data": {"source": str(synthetic_file), "splits": TINY_SPLITS}}))
+    assert cli.main(["check", "--scan", str(path)]) == 0
+    out = capsys.readouterr().out.strip()
+    import re
+    assert re.fullmatch(rf"{re.escape(str(path))}: ok; values scanned \(\d+\.\d MB\) in \d+\.\d s", out), out
+
+
+def test_check_leaves_large_selections_to_scan(synthetic_file, tmp_path, capsys, monkeypatch):
+    """Above SCAN_BYTES, `check` reads metadata only and says so; a constant variable then
+    passes `check` and is caught by `check --scan`."""
+    monkeypatch.setattr(ingest, "SCAN_BYTES", 1000.0)
+    bad = _spoil(synthetic_file, tmp_path, "constant_in_train")
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump({"data": {"source": str(bad), "splits": TINY_SPLITS}}))
+    assert cli.main(["check", str(path)]) == 0
+    assert "values not scanned" in capsys.readouterr().out
+    code, lines = check_scan(path, capsys)
+    assert code == 2 and "is constant over the train split" in lines[0]
+
+
+def check_scan(path, capsys):
+    code = cli.main(["check", "--scan", str(path)])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_projected_grid_that_does_not_advance_has_cells_of_zero_area(tmp_path):
+    """A y, x grid whose 2-D latitude is the same in every row: zero-area cells, refused."""
+    import numpy as np
+    import xarray as xr
+
+    from conftest import GRID_SPLITS, GRID_TIME
+
+    ny, nx = 6, 7
+    rng = np.random.default_rng(0)
+    lat = np.full((ny, nx), 45.0)
+    lon = np.tile(np.linspace(-100, -94, nx), (ny, 1))
+    ds = xr.Dataset({"tp": (("time", "y", "x"), rng.gamma(0.5, 1.0, (len(GRID_TIME), ny, nx)), {"units": "mm"})},
+                    coords={"time": GRID_TIME, "y": np.arange(ny) * 3000.0, "x": np.arange(nx) * 3000.0,
+                            "lat": (("y", "x"), lat), "lon": (("y", "x"), lon)})
+    path = tmp_path / "flat.nc"
+    ds.to_netcdf(path)
+    config = load_config({"data": {"source": str(path), "splits": GRID_SPLITS,
+                                   "variables": {"tp": {"units": "mm", "lower_bound": 0.0}}}})
+    with pytest.raises(HtweatherError, match=r"flat.nc: 42 of 42 grid cells have zero area .*degenerate grid"):
+        ingest.check_source(config)

@@ -383,6 +383,10 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
                                   f"({syn['start']} .. {syn['end']})")
 
     forecasters = [m for m, e in config["models"].items() if e["condition_steps"] > 0]
+    if forecasters and data["members"] == "samples":
+        raise ConfigError(f"data.members: samples stacks ensemble members as fields of the same time, which "
+                          f"unconditional models learn from; the forecast model '{forecasters[0]}' needs sequences: "
+                          f"choose one member (data.members: 0) for it")
     if forecasters and data["source"] == "synthetic":
         needed = max(config["models"][m]["condition_steps"] for m in forecasters) + config["forecast"]["lead_steps"]
         n_test = int((labels == "test").sum())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from ..config import SPLITS, input_files, is_zarr, split_labels
 from ..errors import IngestError
 from .. import artifacts
 from . import catalog, synthetic, transforms
+from .store import cell_areas
 from .sources import REGULAR, TASK_BYTES, grid_dims, open_source
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,15 @@ def source_list(config: dict, files: list[str] | None = None) -> list[str]:
     return input_files(config) or ([source] if is_zarr(source) else [])
 
 
-def check_source(config: dict) -> None:
+def check_source(config: dict, scan_values: bool | None = False) -> str | None:
     """What ingestion would reject, found before any job runs: the command line's `check` and
     the workflow's start call this. It runs ingestion's own preparation (`prepare`), which is
     lazy, so the two cannot disagree: every file opened for its metadata and coordinates (no
     field is read, nothing is written), every variable found in some file, the grids, time
     axes and gaps, the region, the units converted, and every split selecting times of the
-    source. The synthetic source, which the workflow writes later, has known units only."""
+    source. `scan_values` True also reads the values (`scan`), None reads them where the
+    selection is at most SCAN_BYTES; returns a line saying what was scanned, or None. The
+    synthetic source, which the workflow writes later, has known units only."""
     data = config["data"]
     if data["source"] == "synthetic":
         where = "the synthetic data"
@@ -71,7 +75,63 @@ def check_source(config: dict) -> None:
     sources = source_list(config)
     if not sources:
         raise IngestError(f"data.source: no file matches '{data['source']}'")
-    prepare(config, sources)[0].close()
+    ds = prepare(config, sources)[0]
+    try:
+        size = selection_bytes(ds, data["variables"])
+        if scan_values is None and size > SCAN_BYTES:
+            return (f"values not scanned ({size / 1e9:.2f} GB selected; `htweather check --scan` reads them "
+                    f"for infinite, all-missing and constant variables)")
+        if scan_values is not False:
+            start = time.perf_counter()
+            scan(ds, data["variables"], sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)")
+            return f"values scanned ({size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s"
+    finally:
+        ds.close()
+    return None
+
+
+def check_cell_areas(ds: xr.Dataset, where: str) -> None:
+    """Every cell of the selected grid has an area: area weights, spectra and storm areas divide
+    by it. A projected grid whose 2-D latitude and longitude do not advance along a row or a
+    column (a degenerate grid) has cells of zero area."""
+    areas = cell_areas(ds.latitude.values, ds.longitude.values)
+    bad = ~(areas > 1e-12 * np.nanmax(areas)) if np.isfinite(areas).any() and np.nanmax(areas) > 0 else \
+        np.ones(areas.shape, dtype=bool)
+    if ds.latitude.ndim == 1:  # cos(90 deg): the poles' rows of a global grid have no area, rightly
+        bad &= ~np.isclose(np.abs(ds.latitude.values), 90.0)[:, None]
+    if bad.any() and not (ds.sizes[grid_dims(ds)[0]] == 1 and ds.sizes[grid_dims(ds)[1]] == 1):
+        i, j = np.argwhere(bad)[0]
+        raise IngestError(f"{where}: {int(bad.sum())} of {bad.size} grid cells have zero area (first at row {i}, "
+                          f"column {j}): the grid's latitude and longitude do not advance there (a degenerate grid)")
+
+
+SCAN_BYTES = 256e6  # `check` reads a selection up to this size (float64); larger ones with --scan
+
+
+def scan(ds: xr.Dataset, variables: dict, where: str) -> None:
+    """What ingestion would find in the values themselves, found by reading them once: an
+    infinite value anywhere, a variable all missing or constant over the train split."""
+    import dask
+
+    train = ds.isel(time=np.flatnonzero(ds.split.values == "train"))
+    jobs = {v: (np.isinf(ds[v]).sum(), train[v].count(), train[v].min(), train[v].max()) for v in variables}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        found = dask.compute(jobs)[0]
+    for v, (infinite, count, low, high) in found.items():
+        if int(infinite):
+            raise IngestError(f"{where}: variable '{v}' (data.variables.{v}) has {int(infinite)} infinite values")
+        if not int(count):
+            raise IngestError(f"{where}: variable '{v}' (data.variables.{v}) is missing (NaN) everywhere in the "
+                              f"train split (data.splits)")
+        low, high = float(low), float(high)
+        if high - low <= 1e-7 * max(abs(low), abs(high), 1.0):
+            raise IngestError(f"{where}: variable '{v}' (data.variables.{v}) is constant over the train split "
+                              f"(data.splits): every value is {low:g}")
+
+
+def selection_bytes(ds: xr.Dataset, variables) -> float:
+    return float(sum(ds[v].size for v in variables) * 8)
 
 
 def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset:
@@ -323,6 +383,25 @@ def select_splits(ds: xr.Dataset, splits: dict, where: str) -> xr.Dataset:
     return ds.isel(time=np.flatnonzero(keep)).assign_coords(split=("time", label[keep].astype(str)))
 
 
+def stack_members(ds: xr.Dataset, where: str) -> xr.Dataset:
+    """data.members: samples: the members of each time become fields of that time, one after
+    another along the time axis (time-major, so a time's members are neighbours and share its
+    split label), with their numbers in the coordinate `member`. The time coordinate then
+    repeats each time once per member."""
+    if "member" not in ds.dims:
+        return ds
+    n = ds.sizes["member"]
+    stacked = ds.stack(field=("time", "member"))
+    time, member, split = (stacked[c].values for c in ("time", "member", "split"))
+    stacked = stacked.drop_vars(["field", "time", "member", "split"]).rename({"field": "time"})
+    stacked = stacked.assign_coords(time=("time", time), member=("time", member), split=("time", split))
+    stacked = stacked.transpose("time", ...)  # stack puts the new dimension last
+    for name in stacked.data_vars:
+        stacked[name].attrs = dict(ds[name].attrs, members_as_samples=n)
+    log.info("%s: %d ensemble members stacked as fields of each time (%d fields)", where, n, stacked.sizes["time"])
+    return stacked
+
+
 def plan_time_chunks(chunks: tuple[int, ...], multiple: int, target: int) -> tuple[int, ...]:
     """Dask chunks along time for writing: boundaries of the source's chunks moved to the
     nearest multiple of the store's chunk (each task must write whole zarr chunks), then
@@ -364,13 +443,15 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
         except ValueError:
             raise IngestError(f"data.resample: bad frequency {data['resample']!r}") from None
         span = (span[0] - period if span[0] is not None else None, span[1] + 2 * period if span[1] is not None else None)
-    ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span)
+    ds = open_source(sources, variables, data["storage_options"], time_multiple=data["time_chunk"], time_range=span,
+                     members=data["members"], grib_filter=data["grib_filter"])
     step_hours = time_axis(pd.DatetimeIndex(ds.time.values), data["splits"], data["gaps"], where)
     for name, opts in variables.items():  # a sentinel (MRMS: -3, no coverage) is missing, like NaN,
         if opts["missing_value"] is not None:  # before coarsening averages it into real values
             ds[name] = ds[name].where(ds[name] != opts["missing_value"])
     ds = select_region(ds, data["region"], where)
     ds = coarsen(ds, data["resolution"], where, data["coarsen"])
+    check_cell_areas(ds, where)
 
     physical, meta = {}, {}
     for name, opts in variables.items():
@@ -387,6 +468,7 @@ def prepare(config: dict, sources: list[str]) -> tuple[xr.Dataset, dict, dict]:
         physical[name] = converted
     out = resample(xr.Dataset(physical), data["resample"], variables, step_hours, where)
     out = select_splits(out, data["splits"], where)
+    out = stack_members(out, where)
     for name, opts in variables.items():
         meta[name] = {"transform": opts["transform"], "units": out[name].attrs["units"],
                       "source_units": out[name].attrs["source_units"], "source_name": out[name].attrs["source_name"],
@@ -611,6 +693,9 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
             raise IngestError(f"{where}: variable '{v}' gives non-finite values after its "
                               f"'{meta[v]['transform']}' transform")
         n = s["n"].sum()
+        if n == 0:  # data at validation or test times only: no statistics (they came out NaN before)
+            raise IngestError(f"{where}: variable '{v}' (data.variables.{v}) is missing (NaN) everywhere in the "
+                              f"train split (data.splits)")
         mean = s["s1"].sum() / n
         std = float(np.sqrt(max(s["s2"].sum() / n - mean**2, 0.0)))
         physical_mean = s["p1"].sum() / n
@@ -627,9 +712,13 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
                                   "trace": _resolve_auto(meta[v]["trace"], smallest_wet, meta[v]),
                                   "dry_below": _resolve_auto(meta[v]["dry_below"], smallest_wet, meta[v])}
     split = physical.split.values
+    per_time = physical.sizes["member"] if "member" in physical.dims else (
+        int(len(np.unique(physical.member.values))) if "member" in physical.coords else 1)
+    result["fields_per_time"] = per_time  # data.members: samples: the members of each time
     for name in SPLITS:
         times = physical.time.values[split == name]
-        result["splits"][name] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times))}
+        result["splits"][name] = {"start": str(times[0]), "end": str(times[-1]), "n_times": int(len(times)) // per_time,
+                                  "n_fields": int(len(times))}
     provenance = json.loads(physical.attrs["provenance"])
     result["grid"] = {"dims": list(grid_dims(physical)), "grid_mapping": provenance["grid_mapping"],
                       **({"y": physical.y.values.tolist(), "x": physical.x.values.tolist()}

@@ -56,7 +56,7 @@ def grid_dims(ds) -> tuple[str, str]:
 TASK_BYTES = 64e6
 
 
-def open_zarr(source: str, storage_options: dict | None = None) -> xr.Dataset:
+def open_zarr(source: str, storage_options: dict | None = None, members=None) -> xr.Dataset:
     """A zarr store (local or remote) opened lazily with its own chunks; metadata only."""
     try:
         with _quiet("gcsfs", "fsspec", "google", "aiohttp"):  # retries log tracebacks; our error says it
@@ -66,7 +66,7 @@ def open_zarr(source: str, storage_options: dict | None = None) -> xr.Dataset:
                           f"(pip install gcsfs for gs:// stores)") from None
     except Exception as exc:  # fsspec/zarr raise many types: missing store, auth, bad metadata
         raise IngestError(f"{source}: cannot be opened as zarr ({type(exc).__name__}: {exc})") from None
-    return normalise_layout(ds, source)
+    return normalise_layout(ds, source, members)
 
 
 @contextlib.contextmanager
@@ -89,35 +89,111 @@ def _open_zarr_quietly(source: str, storage_options: dict | None) -> xr.Dataset:
         return xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
 
 
-def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
+def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES, members=None,
+              grib_filter: dict | None = None) -> xr.Dataset:
     """One NetCDF or GRIB file, lazily, chunked along time into pieces of about
     `time_chunk_bytes` (float64), so that no task reads a whole large file at once, and of a
-    multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking."""
+    multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking.
+    `members` and `grib_filter`: data.members and data.grib_filter."""
+    grib = path.lower().endswith(GRIB_SUFFIXES)
+    if grib:
+        check_grib_messages(path)
     try:
-        if path.lower().endswith(GRIB_SUFFIXES):
-            ds = _cfgrib(path)
+        if grib:
+            ds = _cfgrib(path, grib_filter)
         else:
             ds = xr.open_dataset(path, engine="netcdf4", chunks=None, cache=False, decode_timedelta=True)
     except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
+        if grib and "filter_by_keys" in str(exc):
+            raise IngestError(_mixed_grib_message(path, str(exc), grib_filter)) from None
         raise IngestError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    return time_chunked(normalise_layout(ds, path), time_multiple, time_chunk_bytes)
+    return time_chunked(normalise_layout(ds, path, members), time_multiple, time_chunk_bytes)
 
 
-def _cfgrib(path: str) -> xr.Dataset:
+def _cfgrib(path: str, grib_filter: dict | None = None) -> xr.Dataset:
     # indexpath "": no .idx file next to the input (input folders may be read-only)
-    return xr.open_dataset(path, engine="cfgrib", chunks=None, cache=False, backend_kwargs={"indexpath": ""},
-                           decode_timedelta=True)
+    kwargs = {"indexpath": "", **({"filter_by_keys": dict(grib_filter)} if grib_filter else {})}
+    # cfgrib logs a traceback for each variable it skips (messages of another kind than the rest);
+    # a variable the config asks for and cfgrib skipped is then named as not found, with what the file has
+    with _quiet("cfgrib.dataset"):
+        return xr.open_dataset(path, engine="cfgrib", chunks=None, cache=False, backend_kwargs=kwargs,
+                               decode_timedelta=True)
+
+
+def _mixed_grib_message(path: str, cfgrib_error: str, grib_filter: dict | None) -> str:
+    """cfgrib's several-line hint for a file of messages of several kinds, as one line naming
+    data.grib_filter and the filters cfgrib offers."""
+    import re
+
+    choices = [c.replace("'", "") for c in dict.fromkeys(re.findall(r"filter_by_keys=(\{[^}]*\})", cfgrib_error))]
+    now = f" (with data.grib_filter {grib_filter})" if grib_filter else ""
+    offered = f", e.g. {' or '.join(choices)}" if choices else ""
+    return (f"{path}: holds GRIB messages of several kinds that cfgrib cannot put in one dataset{now}: choose one "
+            f"with data.grib_filter{offered}")
+
+
+def check_grib_messages(path: str) -> int:
+    """Walk a GRIB file's messages by their section-0 lengths (seeks, no decoding): every
+    message must fit in the file and end with '7777'. A file cut short (a partial download or
+    copy) is otherwise read by cfgrib as its whole messages only, silently shorter. Returns the
+    number of messages."""
+    import os
+
+    size = os.path.getsize(path)
+    offset = count = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            f.seek(offset)
+            head = f.read(16)
+            if head[:4] != b"GRIB":
+                f.seek(offset)
+                window = f.read(1 << 16)
+                i = window.find(b"GRIB")
+                if i < 0:  # padding (zeros) at the end is allowed; other bytes are not GRIB
+                    if window.strip(b"\0") or offset + len(window) < size:
+                        raise IngestError(f"{path}: not a GRIB file past byte {offset} (after {count} message(s)); "
+                                          f"copy or download it again")
+                    break
+                offset += i
+                continue
+            edition = head[7] if len(head) >= 8 else 0
+            if edition == 1 and len(head) >= 8:
+                length = int.from_bytes(head[4:7], "big")
+                if length & 0x800000:  # GRIB1's large-message length coding: leave it to eccodes
+                    return count
+            elif edition == 2 and len(head) == 16:
+                length = int.from_bytes(head[8:16], "big")
+            else:
+                raise IngestError(f"{path}: truncated: GRIB message {count + 1} at byte {offset} is cut off in its "
+                                  f"header; copy or download the file again")
+            if offset + length > size:
+                raise IngestError(f"{path}: truncated: GRIB message {count + 1} at byte {offset} needs {length} bytes "
+                                  f"and the file ends after {size - offset}; copy or download the file again")
+            f.seek(offset + length - 4)
+            if f.read(4) != b"7777":
+                raise IngestError(f"{path}: corrupt: GRIB message {count + 1} at byte {offset} does not end where its "
+                                  f"length says; copy or download the file again")
+            offset += length
+            count += 1
+    if count == 0:
+        raise IngestError(f"{path}: holds no GRIB message")
+    return count
 
 
 def time_chunked(ds: xr.Dataset, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES) -> xr.Dataset:
-    """Dask chunks along time of about `time_chunk_bytes` (float64 fields of the whole grid)
-    and a multiple of `time_multiple` steps."""
-    cells = int(np.prod([ds.sizes[d] for d in (*grid_dims(ds), "level") if d in ds.dims]))
+    """Dask chunks along time of about `time_chunk_bytes` (float64 fields of the whole grid,
+    every level and member) and a multiple of `time_multiple` steps."""
+    cells = int(np.prod([ds.sizes[d] for d in (*grid_dims(ds), "level", "member") if d in ds.dims]))
     steps = max(1, int(time_chunk_bytes // (8 * cells)))
     return ds.chunk({"time": max(time_multiple, steps - steps % time_multiple)})
 
 
 def _rename_dims(ds: xr.Dataset, where: str) -> xr.Dataset:
+    for name in _DIM_NAMES["level"]:  # one pressure level (cfgrib, a CDS request for one level): a scalar
+        if name in ds.coords and name not in ds.dims and ds[name].ndim == 0 and not any(
+                n in ds.dims for n in _DIM_NAMES["level"]):
+            ds = ds.expand_dims(name)  # `variable` picks the level and orders the dimensions
+            break
     for canonical, names in _DIM_NAMES.items():
         present = [n for n in names if n in ds.dims]
         if canonical in ds.dims or not present:
@@ -181,18 +257,14 @@ def _merge_expver(ds: xr.Dataset, where: str) -> xr.Dataset:
     return merged
 
 
-def normalise_layout(ds: xr.Dataset, where: str) -> xr.Dataset:
-    """Canonical dimension names, one time axis, expver merged, ensemble/number dropped, only
-    dimension coordinates kept, level in hPa."""
+def normalise_layout(ds: xr.Dataset, where: str, members=None) -> xr.Dataset:
+    """Canonical dimension names, one time axis, expver merged, ensemble members as data.members
+    says (`select_members`), only dimension coordinates kept, level in hPa."""
     ds = _stack_steps(ds)
     ds = _one_field_per_file(ds)
     ds = _rename_dims(ds, where)
     ds = _merge_expver(ds, where)
-    if "number" in ds.dims:
-        if ds.sizes["number"] != 1:
-            raise IngestError(f"{where}: has {ds.sizes['number']} ensemble members ('number'); "
-                              f"ingest one member at a time")
-        ds = ds.isel(number=0)
+    ds = select_members(ds, where, members)
     projected = "y" in ds.dims and "x" in ds.dims and not ("latitude" in ds.dims and "longitude" in ds.dims)
     for dim in ("time",) + (PROJECTED if projected else REGULAR):
         if dim not in ds.dims:
@@ -205,6 +277,30 @@ def normalise_layout(ds: xr.Dataset, where: str) -> xr.Dataset:
     if "level" in ds.dims and str(ds.level.attrs.get("units", "")).lower() == "pa":
         ds = ds.assign_coords(level=ds.level / 100.0)  # CF `plev` is in Pa
     return ds
+
+
+def select_members(ds: xr.Dataset, where: str, members=None) -> xr.Dataset:
+    """Ensemble members (`number`, as the CDS delivers ERA5's ensemble): `members` an integer
+    keeps that member; "samples" keeps them all as the dimension `member` (stacked later into
+    fields of the same time); None accepts one member only."""
+    numbers = np.atleast_1d(ds["number"].values) if "number" in ds.variables else None
+    if isinstance(members, bool) or (members is not None and members != "samples" and not isinstance(members, int)):
+        raise IngestError(f"data.members: {members!r} is neither a member's number nor 'samples'")
+    if isinstance(members, int) and numbers is not None:
+        found = np.flatnonzero(numbers == members)
+        if found.size == 0:
+            raise IngestError(f"data.members: {members} is not a member of {where} (its members: "
+                              f"{', '.join(str(int(n)) for n in numbers)})")
+        return ds.isel(number=int(found[0])) if "number" in ds.dims else ds
+    if "number" not in ds.dims:
+        return ds
+    if members == "samples":
+        return ds.rename({"number": "member"})
+    if ds.sizes["number"] != 1:
+        raise IngestError(f"{where}: has {ds.sizes['number']} ensemble members (numbers "
+                          f"{', '.join(str(int(n)) for n in numbers)}): set data.members to one member's number "
+                          f"(e.g. {int(numbers[0])}), or to samples to take every member as a field of its time")
+    return ds.isel(number=0)
 
 
 def _curvilinear_coordinates(ds: xr.Dataset, where: str) -> xr.Dataset:
@@ -266,16 +362,18 @@ def variable(ds: xr.Dataset, name: str, where: str, source_name: str | None = No
                               f"name one, e.g. '{name}@850'")
         da = da.isel(level=0, drop=True)
     grid = grid_dims(da)
-    extra = [d for d in da.dims if d not in ("time", *grid)]
+    members = ("member",) if "member" in da.dims else ()  # data.members: samples
+    extra = [d for d in da.dims if d not in ("time", *members, *grid)]
     if extra:
         raise IngestError(f"{where}: variable '{name}' ('{found}') has unexpected dimension(s) "
                           f"{', '.join(map(str, extra))}")
-    da = da.transpose("time", *grid)  # WeatherBench2 stores may be (time, lon, lat)
+    da = da.transpose("time", *members, *grid)  # WeatherBench2 stores may be (time, lon, lat)
     da.attrs = dict(da.attrs, source_name=found)
     return da.rename(name)
 
 
-def open_files(files: list[str], variables: dict[str, dict], time_multiple: int = 8) -> xr.Dataset:
+def open_files(files: list[str], variables: dict[str, dict], time_multiple: int = 8, members=None,
+               grib_filter: dict | None = None) -> xr.Dataset:
     """NetCDF/GRIB files -> one dataset of the config's variables (named as in the config).
 
     Variables may be spread over files (one file per variable, as the CDS often delivers) and
@@ -289,7 +387,8 @@ def open_files(files: list[str], variables: dict[str, dict], time_multiple: int 
     idle = []  # files holding none of the variables
     grid = None
     for path in files:
-        ds = open_file(path, time_multiple)
+        ds = open_file(path, time_multiple, members=members, grib_filter=grib_filter)
+        check_coordinates(ds, path)
         if grid_dims(ds) == REGULAR:
             # one orientation for all files (products differ: ERA5 north to south, CF south to north)
             ds = ds.isel(latitude=np.argsort(-ds.latitude.values, kind="stable"),
@@ -313,7 +412,7 @@ def open_files(files: list[str], variables: dict[str, dict], time_multiple: int 
     if missing:
         name, source_name = missing[0], variables[missing[0]].get("source_name")
         if len(files) == 1:
-            variable(open_file(files[0]), name, files[0], source_name)
+            variable(open_file(files[0], members=members, grib_filter=grib_filter), name, files[0], source_name)
         holds = sorted({v for names in held.values() for v in names})
         raise IngestError(f"data.variables.{name}: no input file holds it (looked for "
                           f"{', '.join(catalog.candidates(name, source_name))} in {files[0]} and the "
@@ -356,11 +455,13 @@ def _check_same_grid(path: str, ds: xr.Dataset, first: str, reference: xr.Datase
 
 
 def open_source(sources: list[str], variables: dict[str, dict], storage_options: dict | None = None,
-                time_multiple: int = 8, time_range: tuple | None = None) -> xr.Dataset:
+                time_multiple: int = 8, time_range: tuple | None = None, members=None,
+                grib_filter: dict | None = None) -> xr.Dataset:
     """The config's variables from files or one zarr store, lazily, in the canonical layout.
     For a store, only `time_range` (first, last) is kept before any dask array is made."""
     if len(sources) == 1 and is_zarr(sources[0]):
-        ds = open_zarr(sources[0], storage_options)
+        ds = open_zarr(sources[0], storage_options, members)
+        check_coordinates(ds, sources[0])
         time = pd.DatetimeIndex(ds.time.values)
         check_time(time, sources[0])
         if time_range is not None:
@@ -370,7 +471,35 @@ def open_source(sources: list[str], variables: dict[str, dict], storage_options:
                                   f"{sources[0]} ({time[0]} .. {time[-1]})")
         arrays = [variable(ds, name, sources[0], opts.get("source_name")) for name, opts in variables.items()]
         return time_chunked(xr.merge(arrays, combine_attrs="drop_conflicts"), time_multiple)
-    return open_files(sources, variables, time_multiple=time_multiple)
+    return open_files(sources, variables, time_multiple=time_multiple, members=members, grib_filter=grib_filter)
+
+
+def check_coordinates(ds: xr.Dataset, where: str) -> None:
+    """Grid and level coordinates a grid can be built on: finite, no value repeated (a zero
+    spacing: all latitudes equal, a row written twice) and strictly monotonic in one direction
+    (ERA5's north to south and CF's south to north both are; longitude may pass 360 once, as
+    a box across Greenwich in 0..360 does)."""
+    for dim in (*grid_dims(ds), "level"):
+        if dim not in ds.dims or dim not in ds.coords or ds.sizes[dim] < 2:
+            continue
+        values = np.asarray(ds[dim].values, dtype=float)
+        if not np.isfinite(values).all():
+            i = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise IngestError(f"{where}: {dim} coordinate {i} is {values[i]} (a grid needs finite coordinates)")
+        steps = np.diff(values)
+        if dim == "longitude":
+            steps = np.mod(steps + 180.0, 360.0) - 180.0  # 355 -> 0 is a step of 5 degrees east
+        if (steps == 0).any():
+            i = int(np.flatnonzero(steps == 0)[0])
+            same = "every" if (steps == 0).all() else f"{dim} {i} and {i + 1}:"
+            raise IngestError(f"{where}: {dim} {values[i]:g} is repeated ({same} {dim} value is the same): zero grid "
+                              f"spacing; a grid needs distinct {dim} coordinates")
+        direction = np.sign(steps[0])
+        wrong = np.flatnonzero(np.sign(steps) != direction)
+        if wrong.size:
+            i = int(wrong[0])
+            raise IngestError(f"{where}: {dim} is not monotonic ({values[i]:g} is followed by {values[i + 1]:g} at "
+                              f"index {i + 1}, after {'increasing' if direction > 0 else 'decreasing'} values)")
 
 
 def check_time(time: pd.DatetimeIndex, where: str) -> None:

@@ -74,6 +74,16 @@ class SortedUnits:
         return float(self.values[first:] @ counts / total) if total else float("nan")
 
 
+def data_opts(config: dict, stats: dict) -> dict:
+    """The evaluation settings for resampling the test data: `block_length` counts time steps,
+    and where ensemble members are stored as fields of the same time (data.members: samples,
+    `fields_per_time` in the statistics) a block holds that many rows per time step, so that it
+    spans as much of the weather's dependence as without members."""
+    opts = config["evaluation"]
+    per_time = int(stats.get("fields_per_time") or 1)
+    return opts if per_time == 1 else {**opts, "block_length": opts["block_length"] * per_time}
+
+
 def block_indices(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
     """Moving-block bootstrap indices for a series of length n."""
     block = min(block, n)

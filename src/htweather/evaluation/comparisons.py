@@ -45,7 +45,7 @@ from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from ..tail_metrics import KEY_METRICS, error, ideal  # noqa: F401  (ideal: part of this module's interface)
-from .bootstrap import SortedUnits, block_indices
+from .bootstrap import SortedUnits, block_indices, data_opts
 from .forecasts import lead_components
 from .spatial import FieldSummary, spatial_metrics, spatial_spec, summarise
 from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
@@ -248,8 +248,8 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
     """Every [model, baseline] pair on every variable: unconditional models on the tail metrics,
     forecast models on FORECAST_SCORES by lead. `runs`: each model's replicate names; `paths`:
     each replicate's ensemble (samples) or forecast store."""
-    opts = config["evaluation"]
     stats = load_stats(stats_path)
+    opts = data_opts(config, stats)
     mask = grid_mask(stats)
     rows = []
 

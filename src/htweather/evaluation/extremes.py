@@ -18,7 +18,7 @@ from ..data.store import grid_coords, grid_dims, grid_mask, load_split_times, lo
 from ..data.windows import consecutive_runs, time_step
 from ..runtime import derived_seed
 from . import gev
-from .bootstrap import SortedUnits, block_indices
+from .bootstrap import SortedUnits, block_indices, data_opts
 from .tables import COLUMNS
 from .tails import tail_probabilities
 
@@ -128,7 +128,7 @@ def data_quantile_name(p: float) -> str:
 def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, rng: np.random.Generator) -> list[dict]:
     """The test data's own tail quantiles with moving-block bootstrap intervals: the estimates
     that the true quantiles (known for the synthetic data) should lie within."""
-    opts = config["evaluation"]
+    opts = data_opts(config, stats)
     mask = grid_mask(stats)
     alpha = (1 - opts["confidence"]) / 2
     rows = []

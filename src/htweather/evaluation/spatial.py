@@ -62,7 +62,7 @@ from scipy import ndimage
 from .. import artifacts
 from ..data.store import cell_areas, grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
-from .bootstrap import SortedUnits, bootstrap_intervals
+from .bootstrap import SortedUnits, bootstrap_intervals, data_opts
 from .tables import COLUMNS
 from .tails import quantile_metrics_at
 
@@ -358,8 +358,8 @@ def structure_table(config: dict, model: str, ensemble_path: str | Path, store: 
                     data: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """The `evaluate` step's spatial rows: every spatial metric of one ensemble against the test
     split, with bootstrap intervals (members resampled whole, the data's time steps in blocks)."""
-    opts = config["evaluation"]
     stats = load_stats(stats_path)
+    opts = data_opts(config, stats)
     data = test_fields(store) if data is None else data
     ensemble = artifacts.open_zarr(ensemble_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "evaluate_spatial", model))

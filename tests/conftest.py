@@ -89,3 +89,55 @@ def rotated_to_geographic(rlat, rlon, pole_lat=39.25, pole_lon=-162.0):
     rz = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
     x, y, z = np.tensordot(rz @ ry, v, axes=1)
     return np.rad2deg(np.arcsin(z)), np.rad2deg(np.arctan2(y, x))
+
+
+# A small ERA5-style ensemble GRIB (tests/data/test_grib.py, tests/workflow/test_grib_ensemble.py)
+GRIB_GRID = {"Ni": 9, "Nj": 7, "latitudeOfFirstGridPointInDegrees": 56.0, "longitudeOfFirstGridPointInDegrees": -4.0,
+             "latitudeOfLastGridPointInDegrees": 50.0, "longitudeOfLastGridPointInDegrees": 4.0,
+             "iDirectionIncrementInDegrees": 1.0, "jDirectionIncrementInDegrees": 1.0}
+
+
+def write_grib_ensemble(path, times, levels=(850, 500), members=10, seed=0, hybrid_too=False) -> np.ndarray:
+    """GRIB2 temperature `t` on pressure levels, `members` members per time (the `number` key of
+    an ensemble product, as the CDS delivers ERA5's 10-member ensemble), on a 7 x 9 0.25-degree
+    box over the UK, written with eccodes. Heavy-ish tails: Student-t anomalies. With
+    `hybrid_too`, the same parameter also on a model level: a file cfgrib needs a filter for.
+    Returns the values, (time, level, member, 7, 9)."""
+    import eccodes
+
+    rng = np.random.default_rng(seed)
+    values = np.empty((len(times), len(levels), members, 7, 9))
+    with open(path, "wb") as out:
+        for i, t in enumerate(times):
+            for j, level in enumerate(levels):
+                base = 290.0 - (1000 - level) / 8 + 3 * rng.standard_t(4, size=(7, 9))
+                for number in range(members):
+                    field = base + rng.standard_t(3, size=(7, 9))
+                    values[i, j, number] = field
+                    h = eccodes.codes_grib_new_from_samples("GRIB2")
+                    if members > 1:
+                        eccodes.codes_set(h, "productDefinitionTemplateNumber", 1)
+                    keys = {"centre": "ecmf", "dataDate": int(t.strftime("%Y%m%d")), "dataTime": int(t.strftime("%H%M")),
+                            "discipline": 0, "parameterCategory": 0, "parameterNumber": 0, "stepRange": 0,
+                            "typeOfFirstFixedSurface": 100, "scaleFactorOfFirstFixedSurface": 0,
+                            "scaledValueOfFirstFixedSurface": level * 100, **GRIB_GRID}
+                    if members > 1:
+                        keys.update(typeOfEnsembleForecast=3, perturbationNumber=number,
+                                    numberOfForecastsInEnsemble=members)
+                    for key, value in keys.items():
+                        eccodes.codes_set(h, key, value)
+                    eccodes.codes_set_values(h, field.ravel())
+                    eccodes.codes_write(h, out)
+                    eccodes.codes_release(h)
+            if hybrid_too:
+                h = eccodes.codes_grib_new_from_samples("GRIB2")
+                for key, value in {"centre": "ecmf", "dataDate": int(t.strftime("%Y%m%d")),
+                                   "dataTime": int(t.strftime("%H%M")), "discipline": 0, "parameterCategory": 0,
+                                   "parameterNumber": 0, "stepRange": 0, "typeOfFirstFixedSurface": 105,
+                                   "scaleFactorOfFirstFixedSurface": 0, "scaledValueOfFirstFixedSurface": 137,
+                                   **GRIB_GRID}.items():
+                    eccodes.codes_set(h, key, value)
+                eccodes.codes_set_values(h, np.full(63, 285.0))
+                eccodes.codes_write(h, out)
+                eccodes.codes_release(h)
+    return values

@@ -55,7 +55,7 @@ def _files(directory: Path) -> Iterator[str]:
     for root, _, names in os.walk(directory):
         for name in names:
             rel = os.path.relpath(os.path.join(root, name), directory)
-            if rel != MANIFEST:
+            if rel not in (MANIFEST, ".snakemake_timestamp"):  # Snakemake stamps its directory outputs
                 yield rel.replace(os.sep, "/")
 
 

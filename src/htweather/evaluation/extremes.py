@@ -154,15 +154,16 @@ def extremes_table(config: dict, source: str, store: str | Path, stats_path: str
     free-running sequences, or the true process)."""
     stats = load_stats(stats_path)
     rng = np.random.default_rng(derived_seed(config["seed"], "extremes", source))
-    times = load_split_times(store, "test")
+    per_time = int(stats.get("fields_per_time") or 1)  # data.members: samples: a time's members in a row
+    times = load_split_times(store, "test")[::per_time]
     step = time_step(times) if len(times) > 1 else None  # the sequences' step is the data's
     if source == "data":
         data = test_fields(store)
         rows = data_quantile_rows(config, data, stats, rng)
         # block maxima within runs of consecutive steps: not across the gaps between the blocks
-        # of interleaved splits
+        # of interleaved splits; each ensemble member is a sequence of its own
         runs = consecutive_runs(times)
-        series = {v: [data[v][run] for run in runs] for v in stats["channels"]}
+        series = {v: [data[v][m::per_time][run] for m in range(per_time) for run in runs] for v in stats["channels"]}
     else:
         rows, series = [], sequence_fields(sequences, stats["channels"])
     rows += return_level_rows(config, source, series, stats, rng, step)

@@ -141,3 +141,20 @@ def write_grib_ensemble(path, times, levels=(850, 500), members=10, seed=0, hybr
                 eccodes.codes_write(h, out)
                 eccodes.codes_release(h)
     return values
+
+
+# A small workflow on such a GRIB (tests/workflow/test_grib_ensemble.py, tests/workflow/test_faults.py)
+GRIB_WORKFLOW_CONFIG = {
+    "seed": 3,
+    "data": {"variables": {"t@850": {}, "t@500": {}},
+             "splits": {"train": ["2001-01-01", "2001-01-07T18:00"], "validation": ["2001-01-08", "2001-01-08T18:00"],
+                        "test": ["2001-01-09", "2001-01-10T18:00"]}},
+    "architecture": {"base_channels": 8, "channel_mult": [1, 2], "embedding_dim": 16},
+    "models": {"edm": {"family": "edm", "nu": "inf"}, "tedm": {"family": "edm", "nu": 5}},
+    "comparisons": [["tedm", "edm"]],
+    "nu_sweep": None,
+    "training": {"steps": 10, "batch_size": 4, "checkpoint_every": 5, "log_every": 5, "warmup_steps": 2},
+    "sampling": {"members": 8, "batch_size": 8, "edm": {"steps": 4}},
+    "evaluation": {"bootstrap": 10, "block_steps": 4, "convergence_members": 4},
+    "report": {"map_members": 2},
+}

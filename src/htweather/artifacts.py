@@ -14,6 +14,7 @@ process while its size and modification time stay the same."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -82,10 +83,28 @@ def record(tmp: str | Path, final: str | Path) -> None:
 
 @contextmanager
 def written(path: str | Path):
-    """`runtime.atomic_path` that also records the digest of what was written, before the rename."""
-    with atomic_path(path) as tmp:
-        yield tmp
-        record(tmp, path)
+    """`runtime.atomic_path` that also records the digest of what was written, before the rename.
+    A full disk (or a file-size limit) while writing leaves nothing and is one line."""
+    try:
+        with atomic_path(path) as tmp:
+            yield tmp
+            record(tmp, path)
+    except OSError as exc:
+        full = no_space(exc, path)
+        if full is None:
+            raise
+        raise ArtifactError(full) from None
+
+
+NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+            errno.EFBIG: "a file would exceed the size allowed (ulimit -f)"}
+
+
+def no_space(exc: BaseException, path: str | Path) -> str | None:
+    """The one line for a write that ran out of room, or None for another error."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        return (f"{path}: cannot be written: {NO_SPACE[exc.errno]}; nothing of it was kept: free space (or raise the limit) and rerun")
+    return None
 
 
 def rerun_hint(path: Path) -> str:

@@ -525,13 +525,15 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
         physical[v].encoding = {"chunks": (chunk, ny, nx)}
     physical.attrs = {"created_by": "htweather.data.ingest", "provenance": json.dumps(provenance, default=str)}
 
-    with artifacts.written(store) as tmp, artifacts.written(stats_path) as stats_tmp:
+    with artifacts.written(store) as tmp:  # the statistics are renamed into place first, then the store
         log.info("reading the source once: writing the fields and per-cell statistics")
         with ProgressBar(dt=1.0), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # masked cells
             try:
                 physical.to_zarr(tmp, mode="w", consolidated=False, zarr_format=2)
             except Exception as exc:  # backend read errors surface here, inside dask
+                if artifacts.no_space(exc, store):
+                    raise  # `artifacts.written` says it in one line, after removing what was written
                 message = str(exc).splitlines()[0] if str(exc) else ""
                 raise IngestError(f"{where}: reading the data failed ({type(exc).__name__}: {message})") from None
         sums = {v: accumulators[v].result() for v in variables}
@@ -548,7 +550,8 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
              **grid_mapping},
             attrs={**physical.attrs, "channels": json.dumps(variables), "normalisation": json.dumps(normalisation)})
         extra.to_zarr(tmp, mode="a", consolidated=True, zarr_format=2)  # append rewrites the group's attrs
-        stats_tmp.write_text(json.dumps(stats, indent=2))
+        with artifacts.written(stats_path) as stats_tmp:
+            stats_tmp.write_text(json.dumps(stats, indent=2))
     return stats
 
 

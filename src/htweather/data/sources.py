@@ -16,6 +16,7 @@ chunk when the store is written.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -24,6 +25,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import xarray as xr
+from zarr.storage import FsspecStore, WrapperStore
 
 from ..config import is_zarr
 from ..errors import IngestError
@@ -86,7 +88,45 @@ def _open_zarr_quietly(source: str, storage_options: dict | None) -> xr.Dataset:
         warnings.filterwarnings("ignore", message=".*consolidated metadata.*", category=RuntimeWarning)
         # chunks=None: lazily indexed arrays, no dask graph over the whole store (ARCO has one
         # chunk per hour since 1940); dask chunks come after the time range is selected
+        if "://" in source:  # remote: every read retried (`RetryingStore`)
+            return xr.open_zarr(RetryingStore.from_url(source, storage_options), chunks=None, decode_timedelta=False)
         return xr.open_zarr(source, storage_options=storage_options or None, chunks=None, decode_timedelta=False)
+
+
+class RemoteReadError(OSError):
+    """A remote store's read that failed every attempt; its message says how many and why."""
+
+
+READ_ATTEMPTS = 4
+READ_BACKOFF_S = 1.0
+
+
+class RetryingStore(WrapperStore):
+    """An fsspec zarr store whose every read is tried READ_ATTEMPTS times, waiting
+    READ_BACKOFF_S, then twice as long, between attempts. Cloud and HTTP stores drop
+    connections now and then; one dropped chunk would otherwise fail a whole ingestion."""
+
+    @classmethod
+    def from_url(cls, url: str, storage_options: dict | None = None) -> "RetryingStore":
+        return cls(FsspecStore.from_url(url, storage_options=storage_options or None, read_only=True))
+
+    async def get(self, key, prototype, byte_range=None):
+        wait = READ_BACKOFF_S
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return await self._store.get(key, prototype, byte_range)
+            except (OSError, asyncio.TimeoutError) as exc:
+                failure = exc
+            except Exception as exc:  # aiohttp's and the cloud clients' own error types
+                if not type(exc).__module__.startswith(("aiohttp", "fsspec", "gcsfs", "s3fs", "botocore")):
+                    raise
+                failure = exc
+            if attempt < READ_ATTEMPTS:
+                log.debug("reading %s failed (%s), retrying in %.1f s", key, type(failure).__name__, wait)
+                await asyncio.sleep(wait)
+                wait *= 2
+        raise RemoteReadError(f"'{key}' could not be read in {READ_ATTEMPTS} attempts "
+                              f"({type(failure).__name__}: {failure})")
 
 
 def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_BYTES, members=None,

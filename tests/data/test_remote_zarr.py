@@ -24,14 +24,15 @@ SPLITS = {"train": ["2001-01-01", "2001-01-07T18:00"], "validation": ["2001-01-0
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
-    """(URL of a zarr store served over HTTP, its values, the drop settings): chunk requests of
-    `t2m` are answered by closing the connection while drops["left"] > 0."""
+    """(URL of a zarr store served over HTTP, its values, the drop settings): the first
+    drops["per_chunk"] requests of each chunk of `t2m` are answered by closing the connection.
+    (aiohttp itself tries a dropped request once more, so each drop of ours costs two.)"""
     monkeypatch.setattr(sources, "READ_BACKOFF_S", 0.01)
     values = np.random.default_rng(0).normal(280, 5, (len(TIMES), 6, 7)).astype("f4")
     ds = xr.Dataset({"t2m": (("time", "latitude", "longitude"), values, {"units": "K"})},
                     coords={"time": TIMES, "latitude": np.linspace(55, 50, 6), "longitude": np.linspace(-3, 3, 7)})
     ds.chunk({"time": 8}).to_zarr(tmp_path / "era5.zarr", mode="w", zarr_format=2, consolidated=True)
-    drops = {"left": 0, "dropped": 0}
+    drops = {"per_chunk": 0, "dropped": 0, "seen": {}}
 
     class Dropping(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -39,8 +40,8 @@ def server(tmp_path, monkeypatch):
 
         def do_GET(self):
             chunk = "/t2m/" in self.path and not self.path.rsplit("/", 1)[-1].startswith(".")
-            if chunk and drops["left"] > 0:
-                drops["left"] -= 1
+            seen = drops["seen"][self.path] = drops["seen"].get(self.path, 0) + 1
+            if chunk and seen <= drops["per_chunk"]:
                 drops["dropped"] += 1
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.connection.close()
@@ -61,15 +62,15 @@ def config(url: str) -> dict:
 
 def test_dropped_reads_are_retried(server, tmp_path):
     url, values, drops = server
-    drops["left"] = 3
+    drops["per_chunk"] = 3  # beyond aiohttp's own second try: our retries are needed
     ingest.ingest(config(url), None, tmp_path / "s.zarr", tmp_path / "s.json")
-    assert drops["dropped"] == 3
+    assert drops["dropped"] == 3 * 5
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "s.zarr").t2m.values, values)
 
 
 def test_a_store_that_keeps_dropping_is_refused_in_one_line(server, tmp_path):
     url, _, drops = server
-    drops["left"] = 10**6
+    drops["per_chunk"] = 10**6
     with pytest.raises(IngestError) as error:
         ingest.ingest(config(url), None, tmp_path / "s.zarr", tmp_path / "s.json")
     assert "\n" not in str(error.value)

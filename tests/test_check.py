@@ -186,7 +186,7 @@ def _spoil(source, folder, how: str):
 
 BAD_VALUES = {
     "equal_latitudes": r"latitude 50 is repeated \(every latitude value is the same\): zero grid spacing",
-    "repeated_latitude": r"latitude \S+ is repeated \(latitude 2 and 3: latitude value is the same\)",
+    "repeated_latitude": r"latitude 57.5 is repeated \(at latitude indices 2 and 3\): zero grid spacing",
     "non_monotonic_longitude": r"longitude is not monotonic \(\S+ is followed by \S+ at index 5",
     "constant_in_train": r"variable 'w' \(data.variables.w\) is constant over the train split \(data.splits\): "
                          r"every value is 0.25",

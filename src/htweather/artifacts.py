@@ -18,6 +18,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +186,20 @@ def rename(path: str | Path, target: str | Path) -> None:
         with atomic_path(sidecar(target)) as tmp:
             tmp.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
         sidecar(path).unlink()
+
+
+def link(path: str | Path, target: str | Path) -> None:
+    """`target` as a second name of the file artifact `path` (a hard link, a copy where links are
+    not possible), with a digest of its own that names it; `path` stays."""
+    path, target = Path(path), Path(target)
+    with atomic_path(target) as tmp:
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        record = json.loads(sidecar(path).read_text())
+        with atomic_path(sidecar(target)) as side:
+            side.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
 
 
 def set_aside(path: str | Path, reason: str) -> Path:

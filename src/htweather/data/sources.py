@@ -531,9 +531,10 @@ def check_coordinates(ds: xr.Dataset, where: str) -> None:
             steps = np.mod(steps + 180.0, 360.0) - 180.0  # 355 -> 0 is a step of 5 degrees east
         if (steps == 0).any():
             i = int(np.flatnonzero(steps == 0)[0])
-            same = "every" if (steps == 0).all() else f"{dim} {i} and {i + 1}:"
-            raise IngestError(f"{where}: {dim} {values[i]:g} is repeated ({same} {dim} value is the same): zero grid "
-                              f"spacing; a grid needs distinct {dim} coordinates")
+            where_repeated = (f"every {dim} value is the same" if (steps == 0).all()
+                              else f"at {dim} indices {i} and {i + 1}")
+            raise IngestError(f"{where}: {dim} {values[i]:g} is repeated ({where_repeated}): zero grid spacing; a grid "
+                              f"needs distinct {dim} coordinates")
         direction = np.sign(steps[0])
         wrong = np.flatnonzero(np.sign(steps) != direction)
         if wrong.size:

@@ -235,7 +235,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     total = opts["max_steps"] if auto else opts["steps"]
     snapshots = {} if auto else {step: k for k, step in enumerate(snapshot_steps(opts), start=1)}
     check_every = (opts["stop"]["every"] or opts["checkpoint_every"]) if auto else None
-    checks_dir = out_dir / "checks"  # steps: auto: the EMA weights at each check, for the snapshots
+    checks_dir = out_dir / "checks"  # EMA weights for the snapshots (at each check with steps: auto), kept there
     plateau = stopping.Plateau(opts["stop"]["patience"]) if auto else None
     tail_check = None
     if auto and group.main and not spec.condition_steps:
@@ -292,8 +292,9 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         running_n += 1
         bar.update(1)
         done = step + 1
-        if done in snapshots and group.main:  # EMA weights part-way, for the convergence check
-            write_model(out_dir / f"snapshot_{snapshots[done]}.pt", done)
+        if done in snapshots and group.main:  # EMA weights part-way, for the convergence check: kept beside
+            # the outputs until training ends, so that a rerun resuming past this step still has them
+            write_model(checks_dir / f"snapshot_{snapshots[done]}.pt", done)
         at_check = auto and done % check_every == 0
         at_checkpoint = done % opts["checkpoint_every"] == 0 or done == total or at_check
         stopping_signal = distributed.any_rank(signals.received is not None, group, device)
@@ -337,6 +338,13 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             log.info("steps: auto: %s at step %d", "stopped, the tail error no longer improving" if stopped
                      else f"reached training.max_steps ({total}) still improving", done)
             write_auto_snapshots(opts["snapshots"], done, checks_dir, out_dir, write_model)
+        else:
+            for k in snapshots.values():
+                kept = checks_dir / f"snapshot_{k}.pt"
+                if not kept.exists():
+                    raise HtweatherError(f"{kept}: missing, so snapshot {k} cannot be written: training resumed from "
+                                         f"a checkpoint past its step; delete {out_dir} and rerun")
+                artifacts.link(kept, out_dir / f"snapshot_{k}.pt")  # kept stays: Snakemake may delete the output
         write_model(model_path, done)
         log.info("done: %d steps, last losses %s", done, [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path

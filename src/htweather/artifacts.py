@@ -15,7 +15,6 @@ process while its size and modification time stay the same."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ArtifactError
-from .runtime import atomic_path
+from .runtime import atomic_path, file_digest
 
 SIDECAR = ".sha256.json"  # beside a file: P.sha256.json
 MANIFEST = ".sha256.json"  # inside a directory
@@ -44,12 +43,7 @@ def artifact_name(path: str | Path) -> str:
     return "/".join(Path(os.path.abspath(path)).parts[-2:])
 
 
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256 = file_digest  # one sha256 of a file for the digests and for the identity of sampled batches
 
 
 def _files(directory: Path) -> Iterator[str]:

@@ -194,6 +194,28 @@ def test_an_unreadable_checkpoint_is_set_aside_and_training_resumes_from_the_one
         assert torch.equal(reference[key], resumed[key]), key
 
 
+def test_a_checkpoint_that_passes_its_digest_but_does_not_load_is_an_error_not_set_aside(tmp_path):
+    """Garbage with a fresh digest: no disk error to recover from (torch's version, memory), so
+    the one line, and the file stays where it is."""
+    checkpoint = written_file(tmp_path / "tflow" / "checkpoint.pt", b"\x80garbage" * 100)
+    with pytest.raises(ArtifactError, match=r"checkpoint.pt: passes its digest but cannot be loaded by torch"):
+        checkpoints.resume(checkpoint, {}, None, None, None, None, torch.device("cpu"))
+    assert checkpoint.exists() and not list(checkpoint.parent.glob("*.unreadable-*"))
+
+
+def test_a_verified_artifact_is_not_hashed_again_by_a_child_process(tmp_path):
+    """Data-loader workers and the ranks of a data-parallel run inherit the note (environment)."""
+    store = written_store(tmp_path / "data" / "store.zarr")
+    artifacts.verify(store)
+    script = ("import sys; from htweather import artifacts; calls = []; real = artifacts.sha256; "
+              "artifacts.sha256 = lambda p: calls.append(p) or real(p); artifacts.verify(sys.argv[1]); print(len(calls))")
+    child = subprocess.run([sys.executable, "-c", script, str(store)], capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "0"
+    (store / "tp" / "0.0").write_bytes(b"x")  # changed since: the child hashes, and refuses
+    child = subprocess.run([sys.executable, "-c", script, str(store)], capture_output=True, text=True)
+    assert child.returncode != 0 and "truncated" in child.stderr
+
+
 def test_a_workflow_step_refusing_an_artifact_exits_2_with_its_line(tmp_path):
     """Under Snakemake, as under the command line: exit code 2 and the one line, on the console
     and in the rule's log (a step run as Snakemake's `script:` runs it, in a process of its own)."""

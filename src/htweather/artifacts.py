@@ -15,6 +15,7 @@ process while its size and modification time stay the same."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,11 @@ from .errors import ArtifactError
 from .runtime import atomic_path, file_digest
 
 SIDECAR = ".sha256.json"  # beside a file: P.sha256.json
+# files that copies between machines add to a folder (macOS, SMB, NFS), not part of a store
+FOREIGN_FILES = (".DS_Store", "._", ".nfs")
+# paths verified by this process or the one that started it (data-loader workers, ranks): path ->
+# stat signature, in the environment so that child processes do not hash the same store again
+VERIFIED_ENV = "HTWEATHER_VERIFIED_ARTIFACTS"
 MANIFEST = ".sha256.json"  # inside a directory
 
 _verified: dict[str, tuple] = {}  # path -> the stat signature it was verified with
@@ -51,7 +57,7 @@ def _files(directory: Path) -> Iterator[str]:
     for root, _, names in os.walk(directory):
         for name in names:
             rel = os.path.relpath(os.path.join(root, name), directory)
-            if rel not in (MANIFEST, ".snakemake_timestamp"):  # Snakemake stamps its directory outputs
+            if rel not in (MANIFEST, ".snakemake_timestamp") and not name.startswith(FOREIGN_FILES):
                 yield rel.replace(os.sep, "/")
 
 
@@ -89,6 +95,11 @@ def written(path: str | Path):
         if full is None:
             raise
         raise ArtifactError(full) from None
+    except RuntimeError as exc:  # torch.save reports a failed write (a full disk among them) this way
+        if "failed writing" not in str(exc):
+            raise
+        raise ArtifactError(f"{path}: cannot be written ({str(exc).splitlines()[0]}); nothing of it was kept: "
+                            f"check the free space and rerun") from None
 
 
 NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
@@ -114,7 +125,8 @@ def verify(path: str | Path, hint: str | None = None) -> Path:
     if not path.exists():
         raise ArtifactError(f"{path}: missing; rerun the step that writes it")
     signature = _signature(path)
-    if _verified.get(str(path.resolve())) == signature:
+    key = str(path.resolve())
+    if _verified.get(key) == signature or _inherited().get(key) == _fingerprint(signature):
         return path
     record_path = path / MANIFEST if path.is_dir() else sidecar(path)
     try:
@@ -131,8 +143,20 @@ def verify(path: str | Path, hint: str | None = None) -> Path:
         _verify_directory(path, expected, hint)
     else:
         _verify_file(path, path.name, expected.get("bytes"), expected.get("sha256"), hint, path)
-    _verified[str(path.resolve())] = signature
+    _verified[key] = signature
+    os.environ[VERIFIED_ENV] = json.dumps({**_inherited(), key: _fingerprint(signature)})
     return path
+
+
+def _fingerprint(signature: tuple) -> str:
+    return hashlib.sha256(repr(signature).encode()).hexdigest()
+
+
+def _inherited() -> dict:
+    try:
+        return json.loads(os.environ.get(VERIFIED_ENV, "{}"))
+    except ValueError:
+        return {}
 
 
 def _verify_directory(path: Path, expected: dict, hint: str) -> None:
@@ -174,12 +198,12 @@ def _signature(path: Path) -> tuple:
 def rename(path: str | Path, target: str | Path) -> None:
     """Move a file artifact and its digest, which then names it as `target` (no rehashing)."""
     path, target = Path(path), Path(target)
-    os.replace(path, target)
-    if sidecar(path).exists():
+    if sidecar(path).exists():  # the digest first: the file never stands at `target` without it
         record = json.loads(sidecar(path).read_text())
         with atomic_path(sidecar(target)) as tmp:
             tmp.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
-        sidecar(path).unlink()
+    os.replace(path, target)
+    sidecar(path).unlink(missing_ok=True)
 
 
 def link(path: str | Path, target: str | Path) -> None:

@@ -133,3 +133,31 @@ def test_message_walk_agrees_with_eccodes_on_real_files(samples_dir, tmp_path):
 def test_message_walk_reads_mrms_frames(radar_dir):
     frame = sorted(radar_dir.glob("*.grib2"))[0]
     assert sources.check_grib_messages(str(frame)) == 1
+
+
+def test_one_file_per_level(tmp_path):
+    """The CDS often delivers one file per pressure level: each file holds `t` at its level only."""
+    values = {level: write_grib_ensemble(tmp_path / f"t{level}.grib", TIMES, levels=(level,), members=1, seed=level)
+              for level in (850, 500)}
+    ingest.ingest(config(tmp_path / "t*.grib"), None, tmp_path / "l.zarr", tmp_path / "l.json")
+    store = xr.open_zarr(tmp_path / "l.zarr")
+    np.testing.assert_allclose(store["t@850"].values, values[850][:, 0, 0], atol=0.01)
+    np.testing.assert_allclose(store["t@500"].values, values[500][:, 0, 0], atol=0.01)
+
+
+def test_a_products_own_member_dimension_is_refused_unless_asked_for(tmp_path):
+    """A NetCDF with a `member` dimension (not cfgrib's `number`) follows data.members too: it
+    was taken as members-as-samples whatever the setting."""
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({"t2m": (("member", "time", "latitude", "longitude"), rng.normal(280, 5, (3, len(TIMES), 4, 5)),
+                             {"units": "K"})},
+                    coords={"member": [0, 1, 2], "time": TIMES, "latitude": [53.0, 52.0, 51.0, 50.0],
+                            "longitude": [0.0, 1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / "members.nc"
+    ds.to_netcdf(path)
+    cfg = {"data": {"source": str(path), "splits": SPLITS, "variables": {"t2m": {}}}}
+    with pytest.raises(IngestError, match=r"has 3 ensemble members \(numbers 0, 1, 2\): set data.members"):
+        ingest.check_source(load_config(cfg))
+    stats = ingest.ingest(load_config({"data": {**cfg["data"], "members": "samples"}}), None, tmp_path / "m.zarr",
+                          tmp_path / "m.json")
+    assert stats["fields_per_time"] == 3

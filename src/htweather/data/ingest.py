@@ -77,10 +77,13 @@ def check_source(config: dict, scan_values: bool | None = False) -> str | None:
         raise IngestError(f"data.source: no file matches '{data['source']}'")
     ds = prepare(config, sources)[0]
     try:
-        size = selection_bytes(ds, data["variables"])
-        if scan_values is None and size > SCAN_BYTES:
-            return (f"values not scanned ({size / 1e9:.2f} GB selected; `htweather check --scan` reads them "
-                    f"for infinite, all-missing and constant variables)")
+        # what a scan reads: the selection before block means (coarsening), at least
+        size = selection_bytes(ds, data["variables"]) * (data["coarsen"] or 1) ** 2
+        remote = any("://" in s for s in sources)  # whole remote chunks, maybe global fields: never unasked
+        if scan_values is None and (size > SCAN_BYTES or remote):
+            why = "a remote source" if remote else f"{size / 1e9:.2f} GB selected"
+            return (f"values not scanned ({why}; `htweather check --scan` reads them for infinite, all-missing "
+                    f"and constant variables)")
         if scan_values is not False:
             start = time.perf_counter()
             scan(ds, data["variables"], sources[0] if len(sources) == 1 else f"{sources[0]} (+{len(sources) - 1} files)")
@@ -117,7 +120,11 @@ def scan(ds: xr.Dataset, variables: dict, where: str) -> None:
     jobs = {v: (np.isinf(ds[v]).sum(), train[v].count(), train[v].min(), train[v].max()) for v in variables}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-        found = dask.compute(jobs)[0]
+        try:
+            found = dask.compute(jobs)[0]
+        except Exception as exc:  # backend read errors surface here, inside dask, as in `ingest`
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            raise IngestError(f"{where}: reading the data failed ({type(exc).__name__}: {message})") from None
     for v, (infinite, count, low, high) in found.items():
         if int(infinite):
             raise IngestError(f"{where}: variable '{v}' (data.variables.{v}) has {int(infinite)} infinite values")

@@ -136,13 +136,14 @@ def open_file(path: str, time_multiple: int = 8, time_chunk_bytes: float = TASK_
     multiple of `time_multiple` steps (the store's chunk), so that they need no rechunking.
     `members` and `grib_filter`: data.members and data.grib_filter."""
     grib = path.lower().endswith(GRIB_SUFFIXES)
-    if grib:
-        check_grib_messages(path)
     try:
         if grib:
+            check_grib_messages(path)
             ds = _cfgrib(path, grib_filter)
         else:
             ds = xr.open_dataset(path, engine="netcdf4", chunks=None, cache=False, decode_timedelta=True)
+    except IngestError:
+        raise
     except Exception as exc:  # backends raise OSError, ValueError, RuntimeError, KeyError...
         if grib and "filter_by_keys" in str(exc):
             raise IngestError(_mixed_grib_message(path, str(exc), grib_filter)) from None
@@ -320,9 +321,11 @@ def normalise_layout(ds: xr.Dataset, where: str, members=None) -> xr.Dataset:
 
 
 def select_members(ds: xr.Dataset, where: str, members=None) -> xr.Dataset:
-    """Ensemble members (`number`, as the CDS delivers ERA5's ensemble): `members` an integer
+    """Ensemble members (`number`, as the CDS delivers ERA5's ensemble, or `member`): `members` an integer
     keeps that member; "samples" keeps them all as the dimension `member` (stacked later into
     fields of the same time); None accepts one member only."""
+    if "member" in ds.dims and "number" not in ds.variables:  # a product's own name for the members
+        ds = ds.rename({"member": "number"})
     numbers = np.atleast_1d(ds["number"].values) if "number" in ds.variables else None
     if isinstance(members, bool) or (members is not None and members != "samples" and not isinstance(members, int)):
         raise IngestError(f"data.members: {members!r} is neither a member's number nor 'samples'")
@@ -440,7 +443,7 @@ def open_files(files: list[str], variables: dict[str, dict], time_multiple: int 
             # equal within 1e-6 deg: take the first file's values (float32 vs float64 coordinates)
             ds = ds.assign_coords({c: grid[1][c] for c in _grid_coordinates(ds)})
         held[path] = list(map(str, ds.data_vars))
-        present = [n for n, o in variables.items() if catalog.resolve(n, ds.data_vars, o.get("source_name"))]
+        present = [n for n, o in variables.items() if _holds(ds, n, o.get("source_name"))]
         if present:
             check_time(pd.DatetimeIndex(ds.time.values), path)
         else:
@@ -475,6 +478,16 @@ def open_files(files: list[str], variables: dict[str, dict], time_multiple: int 
                  for n, a in arrays.items()}
         raise IngestError(f"{files[0]} and the other {len(files) - 1} file(s): the variables cover different times: "
                           + "; ".join(f"{n} {s}" for n, s in spans.items())) from None
+
+
+def _holds(ds: xr.Dataset, name: str, source_name: str | None) -> bool:
+    """Whether a file holds config variable `name`: its source variable, and, for `t@850`, that
+    level (the CDS often delivers one file per level)."""
+    found = catalog.resolve(name, ds.data_vars, source_name)
+    level = catalog.parse_name(name)[1]
+    if found is None or level is None or "level" not in ds[found].dims:
+        return found is not None
+    return bool(np.isclose(np.asarray(ds[found].level.values, dtype=float), level).any())
 
 
 def _grid_coordinates(ds: xr.Dataset) -> list[str]:

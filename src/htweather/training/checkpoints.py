@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -46,31 +47,46 @@ def previous(path: Path) -> Path:
     return path.with_name(path.name + ".previous")
 
 
-def _readable(path: Path, device: torch.device) -> dict | None:
-    """The checkpoint at `path`, or None after setting it aside when it cannot be read."""
+def _readable(path: Path, device: torch.device, main: bool = True) -> dict | None:
+    """The checkpoint at `path`, or None when it fails its digest or is no checkpoint: then the
+    main process sets it aside (the other ranks of a data-parallel run only skip it, as the main
+    one does). A checkpoint that passes its digest but cannot be loaded (torch's version, memory)
+    is good: that is an error, never a reason to set it aside."""
     try:
         artifacts.verify(path)
-        state = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(state, dict) or not {"identity", "step", "model"} <= set(state):
-            raise ArtifactError(f"{path}: not a training checkpoint")
-        return state
     except ArtifactError as exc:
         why = str(exc)
-    except Exception as exc:  # torch: unpickling errors, bad zip archives, OSError on truncation
-        why = f"{path}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    aside = artifacts.set_aside(path, why)
-    log.warning("%s; set aside as %s", why.split("; ")[0], aside)
+    except OSError:  # another rank set it aside while this one read it
+        if main:
+            raise
+        return None
+    else:
+        try:
+            with warnings.catch_warnings():  # torch warns of the pickle protocol of garbage before failing on it
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise ArtifactError(f"{path}: passes its digest but cannot be loaded by torch {torch.__version__} "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        if isinstance(state, dict) and {"identity", "step", "model"} <= set(state):
+            return state
+        why = f"{path}: not a training checkpoint"
+    if main:
+        aside = artifacts.set_aside(path, why)
+        log.warning("%s; set aside as %s", why.split("; ")[0], aside)
     return None
 
 
-def resume(path: str | Path, identity: dict, model, ema, opt, sched, device: torch.device) -> tuple[int, list[dict]]:
-    """Load the checkpoint at `path` into the objects if it belongs to `identity`.
-    Returns (step, log rows): (0, []) when there is none, or it belongs to other settings."""
+def resume(path: str | Path, identity: dict, model, ema, opt, sched, device: torch.device,
+           main: bool = True) -> tuple[int, list[dict]]:
+    """Load the checkpoint at `path` (or the one before it) into the objects if it belongs to
+    `identity`. Returns (step, log rows): (0, []) when there is none, or it belongs to other
+    settings. `main`: the process that sets bad checkpoints aside (rank 0)."""
     path = Path(path)
     state = None
     for candidate in (path, previous(path)):
         if candidate.exists():
-            state = _readable(candidate, device)
+            state = _readable(candidate, device, main)
             if state is not None:
                 path = candidate
                 break

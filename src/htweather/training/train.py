@@ -215,7 +215,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
                              if k not in ("threads", "device", "data_workers", "compile", "snapshots")}}
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
-    start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device)
+    start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device, group.main)
 
     def write_log():
         with artifacts.written(log_path) as tmp, tmp.open("w", newline="") as f:
@@ -338,21 +338,27 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             log.info("steps: auto: %s at step %d", "stopped, the tail error no longer improving" if stopped
                      else f"reached training.max_steps ({total}) still improving", done)
             write_auto_snapshots(opts["snapshots"], done, checks_dir, out_dir, write_model)
-        else:
+        else:  # links, so a rerun after Snakemake deleted them finds them again (touched: newer than the inputs)
             for k in snapshots.values():
                 kept = checks_dir / f"snapshot_{k}.pt"
                 if not kept.exists():
                     raise HtweatherError(f"{kept}: missing, so snapshot {k} cannot be written: training resumed from "
                                          f"a checkpoint past its step; delete {out_dir} and rerun")
-                artifacts.link(kept, out_dir / f"snapshot_{k}.pt")  # kept stays: Snakemake may delete the output
+                artifacts.link(kept, out_dir / f"snapshot_{k}.pt")
+                os.utime(out_dir / f"snapshot_{k}.pt")
         write_model(model_path, done)
+        if auto:  # only now: a kill before model.pt is written must find the checks again
+            for path in checks_dir.glob("step_*.pt"):
+                path.unlink()
+                artifacts.sidecar(path).unlink(missing_ok=True)
         log.info("done: %d steps, last losses %s", done, [round(float(r["loss"]), 4) for r in rows[-5:]])
     return model_path
 
 
 def write_auto_snapshots(fractions: list[float], steps: int, checks_dir: Path, out_dir: Path, write_model) -> None:
     """With steps: auto, snapshot K is the check nearest the K-th fraction of the steps used
-    (the final weights where no check came before the end); the other checks are removed."""
+    (the final weights where no check came before the end); the checks are removed once model.pt
+    is written."""
     checks = sorted(int(p.stem.split("_")[1]) for p in checks_dir.glob("step_*.pt"))
     checks = [c for c in checks if c < steps]
     for k, fraction in enumerate(sorted(set(fractions)), start=1):
@@ -362,6 +368,3 @@ def write_auto_snapshots(fractions: list[float], steps: int, checks_dir: Path, o
             write_model(out_dir / f"snapshot_{k}.pt", nearest, state["ema"])
         else:
             write_model(out_dir / f"snapshot_{k}.pt", steps)
-    for path in checks_dir.glob("step_*.pt"):
-        path.unlink()
-        artifacts.sidecar(path).unlink(missing_ok=True)

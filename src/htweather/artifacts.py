@@ -9,8 +9,8 @@ digest of its content, recorded when it is written and checked when it is read.
 `written` records the digest before the artifact is renamed into place (`runtime.atomic_path`),
 so an artifact never appears without its digest. `verify` reads it back and raises an
 `ArtifactError`, one line naming the file, what is wrong (missing, truncated, altered, foreign,
-no digest) and what to delete or rerun. A path verified once is not hashed again by the same
-process while its size and modification time stay the same."""
+no digest) and what to delete or rerun. A path verified once is not hashed again, by the same
+process or the ones it starts, while its files keep their size and modification time."""
 
 from __future__ import annotations
 
@@ -30,11 +30,9 @@ SIDECAR = ".sha256.json"  # beside a file: P.sha256.json
 # files that copies between machines add to a folder (macOS, SMB, NFS), not part of a store
 FOREIGN_FILES = (".DS_Store", "._", ".nfs")
 # paths verified by this process or the one that started it (data-loader workers, ranks): path ->
-# stat signature, in the environment so that child processes do not hash the same store again
+# fingerprint of its stat signature, in the environment so that child processes inherit it
 VERIFIED_ENV = "HTWEATHER_VERIFIED_ARTIFACTS"
 MANIFEST = ".sha256.json"  # inside a directory
-
-_verified: dict[str, tuple] = {}  # path -> the stat signature it was verified with
 
 
 def sidecar(path: str | Path) -> Path:
@@ -124,9 +122,8 @@ def verify(path: str | Path, hint: str | None = None) -> Path:
     hint = hint or rerun_hint(path)
     if not path.exists():
         raise ArtifactError(f"{path}: missing; rerun the step that writes it")
-    signature = _signature(path)
-    key = str(path.resolve())
-    if _verified.get(key) == signature or _inherited().get(key) == _fingerprint(signature):
+    key, fingerprint = str(path.resolve()), _fingerprint(_signature(path))
+    if _verified().get(key) == fingerprint:
         return path
     record_path = path / MANIFEST if path.is_dir() else sidecar(path)
     try:
@@ -143,8 +140,7 @@ def verify(path: str | Path, hint: str | None = None) -> Path:
         _verify_directory(path, expected, hint)
     else:
         _verify_file(path, path.name, expected.get("bytes"), expected.get("sha256"), hint, path)
-    _verified[key] = signature
-    os.environ[VERIFIED_ENV] = json.dumps({**_inherited(), key: _fingerprint(signature)})
+    os.environ[VERIFIED_ENV] = json.dumps({**_verified(), key: fingerprint})
     return path
 
 
@@ -152,7 +148,7 @@ def _fingerprint(signature: tuple) -> str:
     return hashlib.sha256(repr(signature).encode()).hexdigest()
 
 
-def _inherited() -> dict:
+def _verified() -> dict:
     try:
         return json.loads(os.environ.get(VERIFIED_ENV, "{}"))
     except ValueError:
@@ -195,13 +191,18 @@ def _signature(path: Path) -> tuple:
     return tuple(out)
 
 
+def _digest_as(path: Path, target: Path) -> None:
+    """`path`'s digest, naming `target` (no rehashing)."""
+    record = json.loads(sidecar(path).read_text())
+    with atomic_path(sidecar(target)) as tmp:
+        tmp.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
+
+
 def rename(path: str | Path, target: str | Path) -> None:
-    """Move a file artifact and its digest, which then names it as `target` (no rehashing)."""
+    """Move a file artifact and its digest, which then names it as `target`."""
     path, target = Path(path), Path(target)
     if sidecar(path).exists():  # the digest first: the file never stands at `target` without it
-        record = json.loads(sidecar(path).read_text())
-        with atomic_path(sidecar(target)) as tmp:
-            tmp.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
+        _digest_as(path, target)
     os.replace(path, target)
     sidecar(path).unlink(missing_ok=True)
 
@@ -215,9 +216,7 @@ def link(path: str | Path, target: str | Path) -> None:
             os.link(path, tmp)
         except OSError:
             shutil.copyfile(path, tmp)
-        record = json.loads(sidecar(path).read_text())
-        with atomic_path(sidecar(target)) as side:
-            side.write_text(json.dumps({**record, "name": artifact_name(target)}, indent=1))
+        _digest_as(path, target)
 
 
 def set_aside(path: str | Path, reason: str) -> Path:
@@ -233,11 +232,6 @@ def set_aside(path: str | Path, reason: str) -> Path:
         os.replace(sidecar(path), sidecar(target))
     target.with_name(target.name + ".why").write_text(reason + "\n")
     return target
-
-
-def forget(path: str | Path) -> None:
-    """Drop the in-process note that `path` was verified (tests; a file rewritten in place)."""
-    _verified.pop(str(Path(path).resolve()), None)
 
 
 def open_zarr(path: str | Path, **kwargs):

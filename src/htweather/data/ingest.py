@@ -78,7 +78,7 @@ def check_source(config: dict, scan_values: bool | None = False) -> str | None:
     ds = prepare(config, sources)[0]
     try:
         # what a scan reads: the selection before block means (coarsening), at least
-        size = selection_bytes(ds, data["variables"]) * (data["coarsen"] or 1) ** 2
+        size = 8.0 * sum(ds[v].size for v in data["variables"]) * (data["coarsen"] or 1) ** 2  # float64
         remote = any("://" in s for s in sources)  # whole remote chunks, maybe global fields: never unasked
         if scan_values is None and (size > SCAN_BYTES or remote):
             why = "a remote source" if remote else f"{size / 1e9:.2f} GB selected"
@@ -135,10 +135,6 @@ def scan(ds: xr.Dataset, variables: dict, where: str) -> None:
         if high - low <= 1e-7 * max(abs(low), abs(high), 1.0):
             raise IngestError(f"{where}: variable '{v}' (data.variables.{v}) is constant over the train split "
                               f"(data.splits): every value is {low:g}")
-
-
-def selection_bytes(ds: xr.Dataset, variables) -> float:
-    return float(sum(ds[v].size for v in variables) * 8)
 
 
 def select_region(ds: xr.Dataset, region: dict | None, where: str) -> xr.Dataset:

@@ -139,7 +139,6 @@ IMPLEMENTATIONS = ("htweather", "physicsnemo")
 # --scaled-preconditioner: PhysicsNeMo's t-EDM with our preconditioning scale, to see what that one
 # difference does (the benchmark's variant, not PhysicsNeMo's code as shipped)
 SCALED = "physicsnemo_scaled"
-KEY_METRICS = comparisons.KEY_TAIL_METRICS + comparisons.KEY_WET_METRICS
 
 
 def made_from(path: Path) -> Path:
@@ -491,7 +490,8 @@ def metric_tables(metrics: pd.DataFrame, stats: dict, scaled: bool) -> list[str]
     lines = []
     for variable in stats["channels"]:
         rows = means[means["variable"] == variable]
-        keys = [k for k in KEY_METRICS if k in set(rows["metric"])]
+        wanted = comparisons.key_tail_metrics(stats["variables"][variable]["tails"]) + comparisons.KEY_WET_METRICS
+        keys = [k for k in wanted if k in set(rows["metric"])]
         lines += [f"\n### {variable}: mean over trainings [95 % interval]\n",
                   "| ensemble | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for name in names:

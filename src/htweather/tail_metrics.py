@@ -9,7 +9,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+# The key tail metrics of a variable's upper tail; `key_metric_names` gives them for any tail.
 KEY_METRICS = ("exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks")
+# The tails each setting of data.variables.NAME.tails looks at: a variable whose extremes are
+# negative (ascent in pressure velocity) has its tail of interest below; "both" gives each tail
+# its own numbers, never one pooled number.
+SIDES = {"upper": ("upper",), "lower": ("lower",), "both": ("upper", "lower")}
 # a relative drop of the key tail error larger than this is progress: the stop rule of
 # training.steps: auto and the convergence check's "still improving" read the same threshold
 IMPROVEMENT = 0.10
@@ -19,6 +24,42 @@ def quantile(x: np.ndarray, q):
     return np.quantile(x, q, method="inverted_cdf")
 
 
+def sides(tails: str) -> tuple[str, ...]:
+    """The tails ("upper", "lower") that the setting `tails` looks at."""
+    try:
+        return SIDES[tails]
+    except KeyError:
+        raise ValueError(f"tails must be one of {sorted(SIDES)}, got {tails!r}") from None
+
+
+def side_probability(p: float, side: str) -> float:
+    """The probability of the tail quantile that `p` names on a side: p above, 1 - p below
+    (the 99.9th percentile's mirror is the 0.1th)."""
+    return p if side == "upper" else round(1 - p, 10)
+
+
+def probability_label(p: float) -> str:
+    """The digits of a probability after its decimal point: 0.99 -> "99", 0.001 -> "001"."""
+    return f"{p:.10f}".rstrip("0").split(".")[1]
+
+
+def exceedance_name(p: float, side: str = "upper") -> str:
+    """exceedance_ratio_p999 (the mass above the data's 99.9th percentile) or, below,
+    exceedance_ratio_p001 (the mass below its 0.1th percentile)."""
+    return f"exceedance_ratio_p{probability_label(side_probability(p, side))}"
+
+
+def tail_ks_name(side: str) -> str:
+    return "tail_ks" if side == "upper" else "tail_ks_lower"
+
+
+def key_metric_names(tails: str) -> list[str]:
+    """The key tail metrics of a variable with `tails`: KEY_METRICS on each tail it looks at."""
+    return [name for side in sides(tails) for name in (
+        exceedance_name(0.99, side), exceedance_name(0.999, side),
+        f"quantile_rel_error_{side_probability(0.999, side):g}", tail_ks_name(side))]
+
+
 def _tail_ks_one_side(gen_tail: np.ndarray, data_tail: np.ndarray) -> float:
     if gen_tail.size == 0:
         return 1.0
@@ -26,27 +67,28 @@ def _tail_ks_one_side(gen_tail: np.ndarray, data_tail: np.ndarray) -> float:
 
 
 def tail_ks(gen: np.ndarray, data: np.ndarray, p: float = 0.99, tails: str = "upper") -> dict[str, float]:
-    """KS statistic between the values beyond the data's p-quantile (and, for two tails, below
-    its (1-p)-quantile) in the generated set and in the data: the SHAPE of the tail.
+    """KS statistic between the values beyond the data's p-quantile (upper tail: "tail_ks") or
+    below its (1-p)-quantile (lower tail: "tail_ks_lower") in the generated set and in the data:
+    the SHAPE of each tail that `tails` looks at."""
+    out = {}
+    for side in sides(tails):
+        if side == "upper":
+            hi = quantile(data, p)
+            out[tail_ks_name(side)] = _tail_ks_one_side(gen[gen > hi], data[data > hi])
+        else:
+            lo = quantile(data, 1 - p)
+            out[tail_ks_name(side)] = _tail_ks_one_side(gen[gen < lo], data[data < lo])
+    return out
 
-    Returns {"tail_ks": ...} and, for two tails, also "tail_ks_upper" and "tail_ks_lower"."""
-    hi = quantile(data, p)
-    upper = _tail_ks_one_side(gen[gen > hi], data[data > hi])
-    if tails == "upper":
-        return {"tail_ks": upper}
-    lo = quantile(data, 1 - p)
-    lower = _tail_ks_one_side(gen[gen < lo], data[data < lo])
-    return {"tail_ks": max(upper, lower), "tail_ks_upper": upper, "tail_ks_lower": lower}
 
-
-def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, tails: str = "upper") -> float:
-    """P_gen(X > q_p) / (1 - p), q_p the data's p-quantile (the MASS in the tail; 1 is perfect).
-    Two tails: (P_gen(X > q_p) + P_gen(X < q_(1-p))) / (2 (1 - p))."""
-    upper = np.mean(gen > quantile(data, p))
-    if tails == "upper":
-        return float(upper / (1 - p))
-    lower = np.mean(gen < quantile(data, 1 - p))
-    return float((upper + lower) / (2 * (1 - p)))
+def exceedance_ratio(gen: np.ndarray, data: np.ndarray, p: float, side: str = "upper") -> float:
+    """The MASS in one tail, 1 is perfect: P_gen(X > q_p) / (1 - p) above, q_p the data's
+    p-quantile; P_gen(X < q_(1-p)) / (1 - p) below."""
+    if side == "upper":
+        return float(np.mean(gen > quantile(data, p)) / (1 - p))
+    if side == "lower":
+        return float(np.mean(gen < quantile(data, 1 - p)) / (1 - p))
+    raise ValueError(f"side must be 'upper' or 'lower', got {side!r}")
 
 
 def quantile_rel_error(gen: np.ndarray, data: np.ndarray, q) -> np.ndarray:
@@ -74,12 +116,17 @@ def error(metric: str, value):
 
 
 def key_metrics(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability: float) -> dict[str, float]:
-    """The key tail metrics (KEY_METRICS) of flattened generated values against the data's
-    (definitions of `tails`)."""
-    return {"exceedance_ratio_p99": exceedance_ratio(gen, data, 0.99, tails),
-            "exceedance_ratio_p999": exceedance_ratio(gen, data, 0.999, tails),
-            "quantile_rel_error_0.999": float(quantile_rel_error(gen, data, 0.999)),
-            "tail_ks": tail_ks(gen, data, tail_probability, tails)["tail_ks"]}
+    """The key tail metrics (`key_metric_names`) of flattened generated values against the
+    data's, on each tail that `tails` looks at."""
+    out = {}
+    for side in sides(tails):
+        ks = tail_ks(gen, data, tail_probability, side)
+        q = side_probability(0.999, side)
+        out.update({exceedance_name(0.99, side): exceedance_ratio(gen, data, 0.99, side),
+                    exceedance_name(0.999, side): exceedance_ratio(gen, data, 0.999, side),
+                    f"quantile_rel_error_{q:g}": float(quantile_rel_error(gen, data, q)),
+                    tail_ks_name(side): ks[tail_ks_name(side)]})
+    return out
 
 
 def key_tail_error(gen: np.ndarray, data: np.ndarray, tails: str, tail_probability: float) -> float:

@@ -43,8 +43,10 @@ def test_sorted_units_agree_with_plain_metrics(rng):
     probs = [0.99, 0.999, 0.01, 0.001]
     for p, err in zip(probs, tails.quantile_rel_error(g, d, probs)):
         assert fast[tails.quantile_metric_name(p)] == err
-    assert fast["exceedance_ratio_p99"] == tails.exceedance_ratio(g, d, 0.99, tails="both")
-    assert fast["exceedance_ratio_p999"] == pytest.approx(tails.exceedance_ratio(g, d, 0.999, tails="both"), rel=1e-12)
+    for side, names in (("upper", ("exceedance_ratio_p99", "exceedance_ratio_p999")),
+                        ("lower", ("exceedance_ratio_p01", "exceedance_ratio_p001"))):
+        for name, p in zip(names, (0.99, 0.999)):
+            assert fast[name] == pytest.approx(tails.exceedance_ratio(g, d, p, side), rel=1e-12)
 
 
 def test_sorted_units_resample_counts_equal_explicit_resample(rng):

@@ -711,7 +711,8 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
         vmin, vmax = float(s["min"].min()), float(s["max"].max())
         tails = meta[v]["tails"]
         if tails == "auto":
-            tails = auto_tails(vmin, physical_mean, physical_std)
+            tails = auto_tails(vmin, physical_mean, physical_std, meta[v]["units"])
+            log.info("variable '%s': tails %s (data.variables.%s.tails: auto; %s)", v, tails, v, TAILS_REASON[tails])
         smallest_wet = smallest_wet_value(meta[v], s["wet_min"], v)
         result["variables"][v] = {**meta[v], "tails": tails, "mean": float(mean), "std": std,
                                   "min": vmin, "max": vmax, "smallest_wet": smallest_wet,
@@ -757,8 +758,21 @@ def _resolve_auto(setting, smallest_wet: float | None, meta: dict) -> float | No
     return smallest_wet if setting == "auto" else float(setting)
 
 
-def auto_tails(minimum: float, mean: float, std: float) -> str:
-    """Which tails the tail metrics examine: "upper" for variables bounded below at zero within a
-    few standard deviations of their mean (precipitation, wind speed), "both" otherwise
-    (vertical velocity, temperature in K or degC, pressure)."""
+# Why `auto_tails` chose what it did, for the ingest log
+TAILS_REASON = {"lower": "pressure velocity, whose ascent is negative",
+                "upper": "bounded below at zero within 3 standard deviations of its mean",
+                "both": "neither bounded below near its mean nor a pressure velocity"}
+# the units of pressure velocity (omega: ERA5's w, CMIP's wap), after transforms.canonical_units
+PRESSURE_VELOCITY_UNITS = {"Pa s-1", "Pa s^-1", "Pa/s", "hPa s-1", "hPa/s", "Pa h-1", "hPa h-1", "hPa d-1", "Pa d-1"}
+
+
+def auto_tails(minimum: float, mean: float, std: float, units: str | None = None) -> str:
+    """Which tail the tail metrics examine (data.variables.NAME.tails: auto), from the physics:
+    "lower" for pressure velocity (units of pressure per time: ERA5's `w`, CMIP's `wap`), whose
+    updrafts are negative; "upper" for variables bounded below at zero within a few standard
+    deviations of their mean (precipitation, wind speed); "both" otherwise (temperature in K or
+    degC, pressure, wind components)."""
+    if units is not None and transforms.canonical_units(units) in {transforms.canonical_units(u)
+                                                                  for u in PRESSURE_VELOCITY_UNITS}:
+        return "lower"
     return "upper" if minimum >= 0 and mean < 3 * std else "both"

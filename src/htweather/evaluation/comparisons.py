@@ -44,9 +44,9 @@ from scipy import stats
 from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
-from ..tail_metrics import KEY_METRICS, error, ideal  # noqa: F401  (ideal: part of this module's interface)
+from ..tail_metrics import KEY_METRICS, error, ideal, key_metric_names, sides, tail_ks_name  # noqa: F401  (ideal: part of this module's interface)
 from .bootstrap import SortedUnits, block_indices, data_opts
-from .forecasts import lead_components
+from .forecasts import forecast_tail_scores, lead_components
 from .spatial import FieldSummary, spatial_metrics, spatial_spec, summarise
 from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
 
@@ -54,16 +54,25 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "verdict",
            "replicates"]
-# the tail metrics the report's verdict and the convergence check rest on
+# the tail metrics the report's verdict and the convergence check rest on, for an upper tail
+# (`key_tail_metrics` for any variable)
 KEY_TAIL_METRICS = list(KEY_METRICS)
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
 # the spatial structure (see `spatial`): the spectrum, SAL's structure and the number of storms at
 # the data's p99, and the tail of the whole field's mean
 KEY_SPATIAL_METRICS = ["psd_log_error", "sal_structure_p99", "object_count_ratio_p99",
-                       "areal_quantile_rel_error_0.99_field"]
-# the forecast scores compared (lower is better), by lead
-FORECAST_SCORES = ["crps", "twcrps_p99", "twcrps_p999"]
+                       "areal_quantile_rel_error_0.99_field",
+                       # their lower-tail names (tails: lower)
+                       "sal_structure_p01", "object_count_ratio_p01", "areal_quantile_rel_error_0.01_field"]
+
+
+def key_tail_metrics(tails: str) -> list[str]:
+    """The key tail metrics of a variable with `tails` (tail_metrics.key_metric_names)."""
+    return key_metric_names(tails)
+def forecast_scores(tails: str) -> list[str]:
+    """The forecast scores compared on a variable with `tails`: the CRPS and each tail's twCRPS."""
+    return ["crps", *forecast_tail_scores(tails)]
 
 
 def verdict(low: float, high: float) -> str:
@@ -131,19 +140,18 @@ def tail_metric_values(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: 
     out = quantile_metrics_at(gen, data, cg, cd, quantiles, tails)
     if wet is not None:
         out.update(wet_metrics_at(gen, data, cg, cd, *wet, wet_quantiles))
-    hi = data.quantiles(cd, [tail_probability])[0]
-    g0, d0 = np.searchsorted(gen.values, hi, side="right"), np.searchsorted(data.values, hi, side="right")
-    upper = _weighted_ks(np.repeat(gen.values[g0:], _counts(cg, g0, cg.size)), data.values[d0:],
-                         _counts(cd, d0, cd.size))
-    if tails == "upper":
-        out["tail_ks"] = upper
-        return out
-    lo = data.quantiles(cd, [1 - tail_probability])[0]
-    g1, d1 = np.searchsorted(gen.values, lo, side="left"), np.searchsorted(data.values, lo, side="left")
-    # the lower tail mirrored: values below lo, negated, ascending
-    lower = _weighted_ks(-np.repeat(gen.values[:g1], _counts(cg, 0, g1))[::-1], -data.values[:d1][::-1],
-                         _counts(cd, 0, d1)[::-1])
-    out["tail_ks"] = max(upper, lower)
+    for side in sides(tails):
+        if side == "upper":
+            hi = data.quantiles(cd, [tail_probability])[0]
+            g0, d0 = np.searchsorted(gen.values, hi, side="right"), np.searchsorted(data.values, hi, side="right")
+            out[tail_ks_name(side)] = _weighted_ks(np.repeat(gen.values[g0:], _counts(cg, g0, cg.size)),
+                                                   data.values[d0:], _counts(cd, d0, cd.size))
+        else:
+            lo = data.quantiles(cd, [1 - tail_probability])[0]
+            g1, d1 = np.searchsorted(gen.values, lo, side="left"), np.searchsorted(data.values, lo, side="left")
+            # the lower tail mirrored: values below lo, negated, ascending
+            out[tail_ks_name(side)] = _weighted_ks(-np.repeat(gen.values[:g1], _counts(cg, 0, g1))[::-1],
+                                                   -data.values[:d1][::-1], _counts(cd, 0, d1)[::-1])
     return out
 
 
@@ -246,7 +254,7 @@ def compare_scores(model: list[np.ndarray], baseline: list[np.ndarray], resample
 def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[str]], paths: dict[str, str | Path],
                      store: str | Path, stats_path: str | Path) -> pd.DataFrame:
     """Every [model, baseline] pair on every variable: unconditional models on the tail metrics,
-    forecast models on FORECAST_SCORES by lead. `runs`: each model's replicate names; `paths`:
+    forecast models on `forecast_scores` by lead. `runs`: each model's replicate names; `paths`:
     each replicate's ensemble (samples) or forecast store."""
     stats = load_stats(stats_path)
     opts = data_opts(config, stats)
@@ -301,7 +309,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                 components[run] = {(v, lead): c for v, lead, _, _, c in found}
         for (name, lead) in components[runs[model][0]]:
             rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name, str(lead)))
-            for score in FORECAST_SCORES:
+            for score in forecast_scores(stats["variables"][name].get("tails", "upper")):
                 result = compare_scores([components[r][(name, lead)][score] for r in runs[model]],
                                         [components[r][(name, lead)][score] for r in runs[baseline]],
                                         opts["bootstrap"], opts["confidence"], rng)

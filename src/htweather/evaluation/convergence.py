@@ -12,7 +12,7 @@ from it) is read from its whole ensemble, beside a reference of as many fields (
 `members` = the whole ensemble's size).
 
 Forecast models are judged on their tail scores instead: twCRPS above the data's p99 and p999
-(FORECAST_TAIL_SCORES) of lead-1 forecasts from the same start times and with the same members
+(`forecasts.forecast_tail_scores`: each tail of interest's) of lead-1 forecasts from the same start times and with the same members
 at every snapshot as the model's own forecasts, whose lead 1 is the final point.
 
 "Not still falling" is not "done": a model whose tail error sits far above what the data allow
@@ -41,7 +41,7 @@ from .. import artifacts
 from ..config import split_replicate
 from ..data.store import grid_mask, load_stats, split_fields, test_fields, valid_values
 from ..tail_metrics import IMPROVEMENT, error, key_metrics
-from .forecasts import lead_components
+from .forecasts import forecast_tail_scores, lead_components
 
 COLUMNS = ["model", "replicate", "variable", "metric", "step", "members", "value", "error"]
 STILL_FALLING = IMPROVEMENT  # relative drop of the tail error over the last stretch of training that counts
@@ -52,7 +52,8 @@ STILL_FALLING = IMPROVEMENT  # relative drop of the tail error over the last str
 NEAR_FACTOR, NEAR_MARGIN = 2.0, 0.05
 REFERENCE = "reference"  # the model name of the reference sample's rows (step 0)
 STATES = ("still improving", "converged near the data", "stalled far from the data")
-FORECAST_TAIL_SCORES = ["twcrps_p99", "twcrps_p999"]  # lower is better; lead 1
+# every tail's threshold-weighted CRPS (lower is better; lead 1), whichever tail a variable looks at
+ALL_FORECAST_TAIL_SCORES = forecast_tail_scores("both")
 
 
 def near_limit(reference: float) -> float:
@@ -104,7 +105,8 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
                     rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m,
                               "step": int(step), "members": forecast_members,
                               "value": float(np.mean(components[m])),
-                              "error": float(np.mean(components[m]))} for m in FORECAST_TAIL_SCORES]
+                              "error": float(np.mean(components[m]))}
+                             for m in forecast_tail_scores(stats["variables"][name].get("tails", "upper"))]
                 continue
             with artifacts.open_zarr(path) as ds:
                 sizes = [min(members, ds.sizes["member"])] + ([ds.sizes["member"]] if step == last else [])
@@ -179,7 +181,7 @@ def states(frame: pd.DataFrame) -> list[dict]:
     as still improving or not ("not improving")."""
     reference = reference_error(frame, whole=True)
     final = final_error(frame)
-    forecast = set(frame[frame.metric.isin(FORECAST_TAIL_SCORES)].model)
+    forecast = set(frame[frame.metric.isin(ALL_FORECAST_TAIL_SCORES)].model)
     out = []
     # the trend per replicate, its last two points (with steps: auto, replicates stop at
     # different steps), then the mean over replicates

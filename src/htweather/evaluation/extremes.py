@@ -20,7 +20,8 @@ from ..runtime import derived_seed
 from . import gev
 from .bootstrap import SortedUnits, block_indices, data_opts
 from .tables import COLUMNS
-from .tails import tail_probabilities
+from ..tail_metrics import side_probability
+from .tails import physical_quantile_name, tail_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +83,28 @@ def return_level_rows(config: dict, source: str, sequences: dict[str, list[np.nd
             log.warning("%s / %s: no return levels: %d time steps, fewer than one block of evaluation.block_steps "
                         "= %d", source, name, longest, opts["block_steps"])
             continue
-        maxima = pooled_block_maxima([s for s in series if len(s) >= opts["block_steps"]], opts["block_steps"],
-                                     mask, opts["gev_cell_stride"])
-        fit = gev.return_levels_with_ci(maxima, every, opts["gev_bootstrap"], opts["confidence"], rng,
-                                        rows=True, lower_bound=stats["variables"][name]["lower_bound"])
+        # a lower tail (tails: lower): the block minima, as maxima of the negated series, and
+        # their levels turned back (the level that one cell's minimum falls below once in T blocks)
+        sign = -1.0 if stats["variables"][name].get("tails") == "lower" else 1.0
+        maxima = pooled_block_maxima([sign * s for s in series if len(s) >= opts["block_steps"]],
+                                     opts["block_steps"], mask, opts["gev_cell_stride"])
+        fit = gev.return_levels_with_ci(maxima, every, opts["gev_bootstrap"], opts["confidence"], rng, rows=True,
+                                        lower_bound=stats["variables"][name]["lower_bound"] if sign > 0 else None)
         # The same levels without the GEV: empirical quantiles of the pooled maxima, with the same
         # whole-block bootstrap. From a long simulation of the true process they are the true
         # return levels, free of the GEV's model error; within the range of the data they show
         # how far the fit is from the maxima it was fitted to.
         empirical = gev.empirical_return_levels_with_ci(maxima, every, opts["gev_bootstrap"], opts["confidence"],
                                                         rng, rows=True)
+        if sign < 0:
+            fit, empirical = ({**est, "level": -np.asarray(est["level"]), "ci_low": -np.asarray(est["ci_high"]),
+                               "ci_high": -np.asarray(est["ci_low"])} for est in (fit, empirical))
         c = fit["params"][0]
-        log.info("%s / %s: GEV on %d blocks x %d cells (the %.0f %% at or below %.4g censored), shape xi = %.3f, "
+        log.info("%s / %s: GEV on %d blocks x %d cells of block %s (the %.0f %% least extreme, beyond %.4g, "
+                 "censored), shape xi = %.3f, "
                  "return levels %s, empirical %s", source, name, maxima.shape[0], maxima.shape[1],
-                 100 * fit["censored"], fit["threshold"] if fit["threshold"] is not None else np.nan, -c,
+                 "minima" if sign < 0 else "maxima", 100 * fit["censored"],
+                 sign * fit["threshold"] if fit["threshold"] is not None else np.nan, -c,
                  np.round(fit["level"][:len(periods)], 4), np.round(empirical["level"][:len(periods)], 4))
         rows.append(row(name, "gev_shape_xi", -c))
         if fit["atom"] > 0:  # e.g. blocks without rain: their maxima sit at the lower bound
@@ -121,10 +130,6 @@ def sequence_fields(path: str | Path, variables: list[str]) -> dict[str, list[np
     return {v: list(ds[v].values.astype(np.float64)) for v in variables}
 
 
-def data_quantile_name(p: float) -> str:
-    return f"quantile_{p:g}"
-
-
 def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, rng: np.random.Generator) -> list[dict]:
     """The test data's own tail quantiles with moving-block bootstrap intervals: the estimates
     that the true quantiles (known for the synthetic data) should lie within."""
@@ -142,7 +147,7 @@ def data_quantile_rows(config: dict, data: dict[str, np.ndarray], stats: dict, r
                  for _ in range(opts["bootstrap"])]
         low, high = (np.quantile(draws, [alpha, 1 - alpha], axis=0) if draws
                      else np.full((2, len(probs)), np.nan))
-        rows += [{"model": "data", "variable": name, "metric": data_quantile_name(p), "value": v, "ci_low": lo,
+        rows += [{"model": "data", "variable": name, "metric": physical_quantile_name(p), "value": v, "ci_low": lo,
                   "ci_high": hi} for p, v, lo, hi in zip(probs, value, low, high)]
     return rows
 
@@ -188,10 +193,12 @@ def quantile_maps(config: dict, store: str | Path, stats_path: str | Path, ensem
     names = list(sources)
     out = {}
     for v in stats["channels"]:
+        # a lower tail's map is of its mirror quantile (the 1st percentile for the 99th)
+        q_v = side_probability(q, "lower") if stats["variables"][v]["tails"] == "lower" else q
         with warnings.catch_warnings():  # masked cells are all NaN; a value missing at some times is left out
             warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-            maps = np.stack([np.nanquantile(sources[s][v], q, axis=0, method="inverted_cdf") for s in names])
-        units = {"units": stats["variables"][v]["units"]}
+            maps = np.stack([np.nanquantile(sources[s][v], q_v, axis=0, method="inverted_cdf") for s in names])
+        units = {"units": stats["variables"][v]["units"], "quantile": q_v}
         out[f"{v}_quantile"] = (("source", *grid_dims(stats)), maps, units)
         out[f"{v}_bias"] = (("source", *grid_dims(stats)), maps - maps[0], units)
     return xr.Dataset(out, coords={"source": names, **grid_coords(stats)},

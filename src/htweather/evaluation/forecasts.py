@@ -34,6 +34,7 @@ from scores.categorical import seeps as seeps_score
 from .. import artifacts
 from ..data.store import area_weights, load_split_times, load_stats, test_fields
 from ..runtime import derived_seed
+from ..tail_metrics import probability_label, side_probability, sides
 from . import scores
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ def per_start(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.array([scores.weighted_mean(v, weights) for v in values])
 
 
-def brier_name(p: float) -> str:
-    return f"brier_p{f'{p:g}'.split('.')[1]}"
+def brier_name(p: float, side: str = "upper") -> str:
+    """brier_p99 (exceeding the data's 99th percentile) or, on a lower tail, brier_p01 (falling
+    below its 1st)."""
+    return f"brier_p{probability_label(side_probability(p, side))}"
 
 
 def fractions(fields: np.ndarray, threshold: float, scale: int, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
@@ -85,8 +88,8 @@ def fss_sums(obs: np.ndarray, ens: np.ndarray, threshold: float, scale: int) -> 
     return num, den
 
 
-def fss_name(p: float, scale: int) -> str:
-    return f"fss_p{str(p).split('.', 1)[1]}_{scale}x{scale}"
+def fss_name(p: float, scale: int, side: str = "upper") -> str:
+    return f"fss_p{probability_label(side_probability(p, side))}_{scale}x{scale}"
 
 
 def seeps_climate(data: np.ndarray, trace: float) -> tuple[np.ndarray, np.ndarray]:
@@ -131,17 +134,27 @@ def lead_statistics(obs: np.ndarray, ens: np.ndarray, weights: np.ndarray, thres
         "fair_crps": per_start(scores.crps_ensemble(obs, ens, fair=True), weights),
         "variance": per_start(variance, weights),
         "squared_error": per_start(squared_error, weights),
+        **tail_components(obs, ens, weights, thresholds, tw_thresholds, fss),
     }
+    if seeps:
+        out["seeps"] = per_start(seeps_points(obs, ens, seeps["trace"], seeps["climate"]), weights)
+    out["members"] = ens.shape[-1]
+    return out
+
+
+def tail_components(obs: np.ndarray, ens: np.ndarray, weights: np.ndarray, thresholds: dict[str, float],
+                    tw_thresholds: dict[str, float] | None = None, fss: dict | None = None, side: str = "upper") -> dict:
+    """The per-start components of the scores of one tail (`lead_statistics`' arguments); a
+    lower tail's are those of the negated fields against the negated thresholds."""
+    out = {}
     for name, threshold in thresholds.items():
         out[name] = per_start(scores.brier_points(obs, ens, threshold), weights)
     for name, threshold in (tw_thresholds or {}).items():
         out[name] = per_start(scores.twcrps_ensemble(obs, ens, threshold), weights)
     for p, threshold in (fss or {}).get("thresholds", {}).items():
         for scale in fss["scales"]:
-            out[f"fss_num:{fss_name(p, scale)}"], out[f"fss_den:{fss_name(p, scale)}"] = fss_sums(obs, ens, threshold, scale)
-    if seeps:
-        out["seeps"] = per_start(seeps_points(obs, ens, seeps["trace"], seeps["climate"]), weights)
-    out["members"] = ens.shape[-1]
+            name = fss_name(p, scale, side)
+            out[f"fss_num:{name}"], out[f"fss_den:{name}"] = fss_sums(obs, ens, threshold, scale)
     return out
 
 
@@ -171,8 +184,15 @@ def rank_flatness(counts: np.ndarray) -> float:
     return float(0.5 * np.abs(f - 1 / len(f)).sum())
 
 
-def twcrps_name(p: float) -> str:
-    return f"twcrps_p{str(p).split('.', 1)[1]}"  # 0.99 -> twcrps_p99, as exceedance_ratio_p99
+def twcrps_name(p: float, side: str = "upper") -> str:
+    """0.99 -> twcrps_p99, as exceedance_ratio_p99; on a lower tail twcrps_p01 (the weight
+    1{z < the data's 1st percentile})."""
+    return f"twcrps_p{probability_label(side_probability(p, side))}"
+
+
+def forecast_tail_scores(tails: str) -> list[str]:
+    """The threshold-weighted CRPS of each tail a variable looks at (lower is better)."""
+    return [twcrps_name(p, side) for side in sides(tails) for p in TWCRPS_PROBABILITIES]
 
 
 def lead_components(config: dict, forecasts_path: str | Path, store: str | Path, stats: dict,
@@ -187,18 +207,27 @@ def lead_components(config: dict, forecasts_path: str | Path, store: str | Path,
     weights = latitude_weights(stats, opts["latitude_weighting"])
     for name in stats["channels"]:
         pooled = data[name][np.isfinite(data[name])]
-        thresholds = {brier_name(p): float(np.quantile(pooled, p)) for p in opts["brier_probabilities"]}
-        # the upper tail, as for the Brier scores: the data's own p99 and p999
-        tw_thresholds = {twcrps_name(p): float(np.quantile(pooled, p)) for p in TWCRPS_PROBABILITIES}
-        fss = {"thresholds": {p: float(np.quantile(pooled, p)) for p in FSS_PROBABILITIES},
-               "scales": opts["spatial"]["fss_scales"]}
+        # each tail of interest (data.variables.NAME.tails), at the data's own p99 and p999; a
+        # lower tail's scores are the negated fields' against the negated data's thresholds
+        tails = {}
+        for side in sides(stats["variables"][name].get("tails", "upper")):
+            signed = pooled if side == "upper" else -pooled
+            tails[side] = (
+                {brier_name(p, side): float(np.quantile(signed, p)) for p in opts["brier_probabilities"]},
+                {twcrps_name(p, side): float(np.quantile(signed, p)) for p in TWCRPS_PROBABILITIES},
+                {"thresholds": {p: float(np.quantile(signed, p)) for p in FSS_PROBABILITIES},
+                 "scales": opts["spatial"]["fss_scales"]})
+        upper = tails.get("upper", ({}, {}, None))
         trace = stats["variables"][name].get("trace")
         seeps = {"trace": float(trace), "climate": seeps_climate(data[name], float(trace))} if trace is not None else None
         for lead in ds.lead.values:
             valid = ds.valid_time.sel(lead=lead).values
             obs = data[name][[position[t] for t in valid]]  # (start, lat, lon)
             ens = np.moveaxis(ds[name].sel(lead=lead).values.astype(np.float64), 1, -1)  # (start, lat, lon, M)
-            yield name, int(lead), obs, ens, lead_statistics(obs, ens, weights, thresholds, tw_thresholds, fss, seeps)
+            components = lead_statistics(obs, ens, weights, *upper, seeps)
+            if "lower" in tails:
+                components.update(tail_components(-obs, -ens, weights, *tails["lower"], side="lower"))
+            yield name, int(lead), obs, ens, components
 
 
 def verify(config: dict, model: str, forecasts_path: str | Path, store: str | Path,

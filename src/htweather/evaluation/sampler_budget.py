@@ -30,7 +30,7 @@ from ..models.diffusion.samplers import EDM_SOLVERS, FLOW_SOLVERS, network_evalu
 from ..runtime import derived_seed, replicate_seed
 from ..tail_metrics import key_tail_error
 from .bootstrap import SortedUnits
-from .comparisons import KEY_TAIL_METRICS, compare_tails
+from .comparisons import compare_tails, key_tail_metrics
 from .tails import wet_threshold
 
 REFERENCE = ("heun", 128, ())  # 255 network evaluations, EDM's noise levels
@@ -135,7 +135,7 @@ def budget_table(ensembles: dict[str, dict[str, dict]], store: str | Path, stats
                 found = ({} if setting == REFERENCE else
                          compare_tails(samples, reference, units, tails, {**evaluation, "bootstrap": 100}, rng,
                                        wet_threshold(stats["variables"][variable])))
-                key = {m: r for m, r in found.items() if m in KEY_TAIL_METRICS}
+                key = {m: r for m, r in found.items() if m in key_tail_metrics(tails)}
                 seconds = np.mean([float(r[setting]["seconds"]) for r in by_run])
                 rows.append({
                     "model": model, "variable": variable, "solver": setting[0], "steps": setting[1],

@@ -16,9 +16,12 @@ that makes storms. This module measures the structure, per variable, on whole fi
   half of them: below 0 the model has too little variance at those scales (too smooth), above 0
   too much (too noisy). The mean spectrum of a heavy-tailed variable is dominated by its few most
   extreme fields, so it varies between samples more than the tail quantiles do.
-- **objects** (variables with an upper tail only, e.g. precipitation): connected regions
-  (8-neighbour, `scipy.ndimage.label`) of cells at or above a threshold of the data's: its wet
-  threshold (trace amount, `wet`) and its 99th percentile of all values (`p99`). Per threshold:
+- **objects** (variables with one tail of interest): connected regions (8-neighbour,
+  `scipy.ndimage.label`) of cells beyond a threshold of the data's. Upper tail (precipitation):
+  at or above its wet threshold (trace amount, `wet`) and its 99th percentile of all values
+  (`p99`). Lower tail (`tails: lower`, e.g. ascent in pressure velocity): at or below its 1st
+  percentile (`p01`); areas and peaks are then of the negated field (the ascent's magnitude).
+  A variable with both tails has no objects. Per threshold:
   `object_count_ratio` (mean objects per field, generated over data; 1 is right),
   `object_area_rel_error` and `object_area_q99_rel_error` (mean and 99th percentile of the
   objects' areas in km^2), `object_peak_rel_error` and `object_peak_q99_rel_error` (the same of
@@ -230,6 +233,7 @@ class FieldSummary:
     mean: np.ndarray                                         # (n,) domain means
     objects: dict[str, Objects] = field(default_factory=dict)  # by threshold name
     blocks: dict[str, SortedUnits] = field(default_factory=dict)  # by block label
+    positive: bool = False                                   # an upper-tail variable: SAL's amplitude applies
 
     @property
     def units(self) -> int:
@@ -241,17 +245,23 @@ class SpatialSpec:
     """The grid and the data's thresholds that every set of fields of one variable is summarised with."""
     areas: np.ndarray                    # (ny, nx) km^2
     mask: np.ndarray | None
-    thresholds: dict[str, float]         # object thresholds by name (wet, p99); empty: no objects
+    thresholds: dict[str, float]         # object thresholds by name (wet, p99, p01), of sign * field
     sizes: list[int | None]              # block sizes (None: the whole field)
+    sign: float = 1.0                    # -1: objects of the negated field (a lower tail)
 
 
 def spatial_spec(stats: dict, variable: str, data_fields: np.ndarray, sizes: list[int]) -> SpatialSpec:
-    """The spec of one variable: objects (at the trace amount where the variable has one, and
-    at the data's p99) for a variable with an upper tail only."""
+    """The spec of one variable: objects at the trace amount where the variable has one, and at
+    the data's p99 for an upper tail or at its p01 for a lower one (module docstring)."""
     info = stats["variables"][variable]
     mask = grid_mask(stats)
     areas = cell_areas(stats["grid"]["latitude"], stats["grid"]["longitude"])
     thresholds = {}
+    if info["tails"] == "lower":
+        values = -(data_fields[:, mask] if mask is not None else data_fields)
+        values = values[np.isfinite(values)]
+        thresholds["p01"] = float(np.quantile(values, OBJECT_PROBABILITY, method="inverted_cdf"))
+        return SpatialSpec(areas, mask, thresholds, block_sizes(data_fields.shape[1:], sizes), sign=-1.0)
     if info["tails"] == "upper":
         values = data_fields[:, mask] if mask is not None else data_fields
         values = values[np.isfinite(values)]
@@ -273,7 +283,8 @@ def summarise(fields: np.ndarray, spec: SpatialSpec) -> FieldSummary:
     return FieldSummary(
         psd=power_spectra(fields, spec.mask),
         mean=whole,
-        objects={name: find_objects(fields, t, spec.areas, spec.mask) for name, t in spec.thresholds.items()},
+        objects={name: find_objects(spec.sign * fields, t, spec.areas, spec.mask) for name, t in spec.thresholds.items()},
+        positive=spec.sign > 0 and bool(spec.thresholds),
         blocks={block_label(k): SortedUnits(block_means(fields, k, spec.areas, spec.mask) if k else whole[:, None])
                 for k in spec.sizes})
 
@@ -333,7 +344,7 @@ def spatial_metrics(gen: FieldSummary, data: FieldSummary, quantiles: list[float
     cg = np.ones(gen.units, dtype=np.int64) if gen_counts is None else gen_counts
     cd = np.ones(data.units, dtype=np.int64) if data_counts is None else data_counts
     out = spectrum_metrics(cg @ gen.psd / cg.sum(), cd @ data.psd / cd.sum())
-    if gen.objects:  # a variable with an upper tail: a positive domain mean
+    if gen.positive:  # a variable with objects of its upper tail: a positive domain mean
         out["sal_amplitude"] = _symmetric(_weighted_mean(gen.mean, cg.astype(float)),
                                           _weighted_mean(data.mean, cd.astype(float)))
     for name, objects in gen.objects.items():

@@ -6,9 +6,12 @@ Definitions follow ../shared/REFERENCE.md section 6. Conventions this module fix
 
 - kurtosis is Pearson's (normal = 3), so the kurtosis ratio has a denominator >= 1 even for
   light-tailed variables; skewness is the usual moment ratio (scipy.stats.skew).
-- ``tails="upper"`` looks at the upper tail only (positive variables such as precipitation),
-  ``tails="both"`` at both tails (symmetric variables): `tail_ks` is then the larger of the two
-  tails' statistics and the exceedance ratio pools the two tails' mass.
+- ``tails`` names the tail of interest, from the physics: ``"upper"`` (precipitation),
+  ``"lower"`` (pressure velocity, whose ascent is negative) or ``"both"``. Each tail gets its
+  own metrics, named by the probability of its quantile: above, `exceedance_ratio_p999`
+  (mass above the data's 99.9th percentile), `quantile_rel_error_0.999` and `tail_ks`; below,
+  `exceedance_ratio_p001` (mass below the data's 0.1th percentile), `quantile_rel_error_0.001`
+  and `tail_ks_lower`. No metric pools the two tails.
 - A generated set with no value beyond the tail threshold has `tail_ks` = 1, the largest
   possible KS distance: it has no tail at all.
 - Quantiles are inverted-CDF quantiles (the smallest sample value whose empirical CDF reaches
@@ -29,7 +32,7 @@ from scipy import stats
 
 from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields, valid_values
-from ..tail_metrics import exceedance_ratio, quantile_rel_error, tail_ks  # noqa: F401  (the tail metrics' home)
+from ..tail_metrics import exceedance_name, exceedance_ratio, quantile_rel_error, side_probability, sides, tail_ks  # noqa: F401
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, bootstrap_intervals, data_opts
 from .scores import crps_climatology
@@ -37,7 +40,8 @@ from .tables import COLUMNS
 
 log = logging.getLogger(__name__)
 
-EXCEEDANCE = {"exceedance_ratio_p99": 0.99, "exceedance_ratio_p999": 0.999}
+# the probabilities of the exceedance ratios, on each tail (tail_metrics.exceedance_name)
+EXCEEDANCE = (0.99, 0.999)
 
 
 def kurtosis_ratio(gen: np.ndarray, data: np.ndarray) -> float:
@@ -63,12 +67,9 @@ def quantile_metric_name(q: float) -> str:
 
 
 def tail_probabilities(quantiles: list[float], tails: str) -> list[float]:
-    """The probabilities at which quantile errors are reported: the upper quantiles, plus
-    their mirror images (1 - q) for two-tailed variables."""
-    probs = list(quantiles)
-    if tails == "both":
-        probs += [round(1 - q, 10) for q in quantiles]
-    return probs
+    """The probabilities at which quantile errors are reported: the upper quantiles for the
+    upper tail, their mirror images (1 - q) for the lower tail, both for two tails."""
+    return [side_probability(q, side) for side in sides(tails) for q in quantiles]
 
 
 def quantile_metrics(gen: SortedUnits, data: SortedUnits, quantiles: list[float], tails: str,
@@ -83,18 +84,16 @@ def wet_metrics_at(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.n
     """The precipitation statistics of a zero-inflated variable against the data's, for the
     cumulative resample counts `cg` and `cd` (`SortedUnits.cumulative`):
 
-    - `dry_fraction_error`: P_gen(x <= lower bound) - P_data(x <= lower bound), exactly dry;
-    - `wet_fraction_error`: P_gen(x >= trace) - P_data(x >= trace), wet at the trace amount.
-      A model that turns dry cells into drizzle (amounts between the bound and the trace,
-      which the data never hold) has too few dry values but not too many wet ones;
+    - `dry_fraction_error`: P_gen(x <= lower bound) - P_data(x <= lower bound), exactly dry
+      (the wet fraction at the trace amount is not reported: with `dry_below` at the trace,
+      the default, it is this number's negative, row for row);
     - `wet_quantile_rel_error_P`: relative error of the P-quantile of the wet values alone
       (wet-day percentiles), so the dry mass does not move it;
     - `wet_mean_rel_error`: relative error of the mean wet intensity.
 
     An ensemble with no wet value at all has wet quantiles and mean at the lower bound (−1 for
     a bound of 0), the worst it can be, rather than an undefined value that would hide it."""
-    out = {"dry_fraction_error": (1 - gen.fraction_above(cg, lower_bound)) - (1 - data.fraction_above(cd, lower_bound)),
-           "wet_fraction_error": (1 - gen.fraction_below(cg, trace)) - (1 - data.fraction_below(cd, trace))}
+    out = {"dry_fraction_error": (1 - gen.fraction_above(cg, lower_bound)) - (1 - data.fraction_above(cd, lower_bound))}
     q_gen, q_data = gen.quantiles_from(cg, trace, wet_quantiles), data.quantiles_from(cd, trace, wet_quantiles)
     q_gen = np.where(np.isnan(q_gen), lower_bound, q_gen)
     for p, g, d in zip(wet_quantiles, q_gen, q_data):
@@ -103,6 +102,11 @@ def wet_metrics_at(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd: np.n
     m_gen = lower_bound if np.isnan(m_gen) else m_gen
     out["wet_mean_rel_error"] = float((m_gen - m_data) / abs(m_data)) if m_data else float("nan")
     return out
+
+
+def physical_quantile_name(p: float) -> str:
+    """The p-quantile itself, in the variable's units (of an ensemble, or of the data)."""
+    return f"quantile_{p:g}"
 
 
 def wet_quantile_metric_name(q: float) -> str:
@@ -149,6 +153,11 @@ def evaluate_ensemble(config: dict, model: str, ensemble_path: str | Path, store
 
         def statistic(gen_counts=None, data_counts=None, _tails=tails, _g=gen_sorted, _d=data_sorted, _wet=wet):
             out = quantile_metrics(_g, _d, opts["quantiles"], _tails, gen_counts, data_counts)
+            # the ensemble's own tail quantiles, in the variable's units (the data's are the
+            # "data" rows of the same names): what the report's first screen shows
+            probs = tail_probabilities(opts["quantiles"], _tails)
+            out.update({physical_quantile_name(p): float(q)
+                        for p, q in zip(probs, _g.quantiles(_g.cumulative(gen_counts), probs))})
             if _wet is not None:
                 out.update(wet_metrics_at(_g, _d, _g.cumulative(gen_counts), _d.cumulative(data_counts), *_wet,
                                           opts["wet_quantiles"]))
@@ -173,11 +182,9 @@ def quantile_metrics_at(gen: SortedUnits, data: SortedUnits, cg: np.ndarray, cd:
     q_data = data.quantiles(cd, probs)
     q_gen = gen.quantiles(cg, probs)
     out = {quantile_metric_name(q): float((g - d) / abs(d)) for q, g, d in zip(probs, q_gen, q_data)}
-    for name, p in EXCEEDANCE.items():
-        upper = gen.fraction_above(cg, data.quantiles(cd, [p])[0])
-        if tails == "upper":
-            out[name] = upper / (1 - p)
-        else:
-            lower = gen.fraction_below(cg, data.quantiles(cd, [1 - p])[0])
-            out[name] = (upper + lower) / (2 * (1 - p))
+    for side in sides(tails):
+        for p in EXCEEDANCE:
+            threshold = data.quantiles(cd, [side_probability(p, side)])[0]
+            mass = gen.fraction_above(cg, threshold) if side == "upper" else gen.fraction_below(cg, threshold)
+            out[exceedance_name(p, side)] = mass / (1 - p)
     return out

@@ -90,7 +90,8 @@ def resolve(spec: ModelSpec, fields, mask, tails: dict[str, str]):
     for c, name in enumerate(spec.variables):
         if math.isnan(nu[c]):
             values = model_fields[:, c][:, mask] if mask is not None else model_fields[:, c]
-            tail_indices[name] = tail_index.choose_nu(values.ravel(), tails[name])
+            # the noise is symmetric: a lower tail of interest is fitted on both tails, as before
+            tail_indices[name] = tail_index.choose_nu(values.ravel(), "upper" if tails[name] == "upper" else "both")
             nu[c] = tail_indices[name]["nu"]
     sigma_data = spec.sigma_data
     if sigma_data is None:

@@ -167,8 +167,43 @@ def is_plain(entry: dict) -> bool:
 
 
 def is_twin(entry: dict, other: dict) -> bool:
-    """Two model entries that differ only in their noise (and replicates)."""
-    return all(entry.get(k) == other.get(k) for k in (set(entry) | set(other)) - {"nu", "replicates"})
+    """Two model entries that differ only in their noise (and replicates and labels)."""
+    return all(entry.get(k) == other.get(k) for k in (set(entry) | set(other)) - {"nu", "replicates", "label"})
+
+
+def display_name(config: dict, model: str) -> str:
+    """A model's name for people (models.NAME.label, else from its settings: "t-EDM",
+    "EDM + INC", "t-Flow forecast"); "truth" and "data" as the report words them; a name that is
+    not a model as it is."""
+    if model == "truth":
+        return "true process"
+    if model == "data":
+        return "data (test)"
+    entry = config["models"].get(model)
+    if entry is None:
+        return model
+    if entry.get("label"):
+        return entry["label"]
+    name = ("EDM" if entry["family"] == "edm" else "Flow")
+    if not is_gaussian(entry["nu"]):
+        name = "t-" + name
+    extras = {"inc": "INC", "softlog": "softlog"}.get(entry.get("normalisation", "standard"))
+    if extras:
+        name += f" + {extras}"
+    if entry.get("sigma_data") == "per_channel":
+        name += " + PCP"
+    if entry.get("condition_steps"):
+        name += " forecast"
+    return name
+
+
+def display_names(config: dict, models) -> dict[str, str]:
+    """display_name of each model; where two would read alike, the key is added to tell them apart."""
+    names = {m: display_name(config, m) for m in models}
+    counts = {}
+    for v in names.values():
+        counts[v] = counts.get(v, 0) + 1
+    return {m: (f"{v} ({m})" if counts[v] > 1 else v) for m, v in names.items()}
 
 
 def default_comparisons(config: dict) -> list[list[str]]:
@@ -272,7 +307,8 @@ def expand_nu_sweep(config: dict) -> None:
         if name in config["models"]:
             raise ConfigError(f"nu_sweep: model name '{name}' is already taken in models")
         config["models"][name] = {**copy.deepcopy(base), "nu": {v: (value if v in swept else base_nu[v])
-                                                                 for v in variables}}
+                                                                 for v in variables},
+                                  "label": f"{display_name(config, base_name)}, ν = {value}"}
 
 
 def nu_by_variable(entry: dict, variables: list[str]) -> dict:

@@ -54,7 +54,7 @@ def test_the_multiplicity_sentence_gives_what_chance_alone_would():
     assert "about 2 would by chance alone (0 to 5 in 95 % of cases" in text
 
 
-def test_cells_are_green_only_where_the_interval_reaches_the_truths_and_bold_for_the_closest():
+def test_cells_are_green_only_where_the_shown_value_is_inside_the_truths_interval_and_bold_for_the_closest():
     frame = _metrics({("edm", "exceedance_ratio_p999"): (0.05, 0.0, 0.12),
                       ("tedm", "exceedance_ratio_p999"): (0.3, 0.2, 0.4),
                       ("truth", "exceedance_ratio_p999"): (1.13, 0.9, 1.4),
@@ -67,7 +67,7 @@ def test_cells_are_green_only_where_the_interval_reaches_the_truths_and_bold_for
     assert [c["within"] for c in cells["tedm"]] == [False, True]
     assert [c["closest"] for c in cells["tedm"]] == [True, True] and not any(c["within"] for c in cells["truth"])
     assert [r["kind"] for r in table["rows"]] == ["3 runs: t interval", "3 runs: t interval", "bootstrap"]
-    # a wide interval reaching the truth's is not enough: the value itself must be one a perfect model gives
+    # a wide interval reaching the truth's is not enough: the value shown must be inside the truth's
     wide = frame.copy()
     wide.loc[(wide.model == "tedm") & (wide.metric == "exceedance_ratio_p999"), ["ci_low", "ci_high"]] = (0.0, 2.9)
     cells = {r["model"]: r["cells"] for r in answer.distance_table(wide, "pr", ["edm", "tedm"], {}, True)["rows"]}
@@ -95,12 +95,11 @@ def test_the_headline_says_when_no_model_gets_there():
     assert "from 0.4 (tedm) to 0.6, against 0.08 for a sample of the true process of as many fields; within 0.21" in text
     assert "Still improving at the end of training: tedm." in text
     assert "the closest, tedm, puts 0.23 of the data's mass there (1 is right; a perfect model's sample of this size: 1.1)" in text
-    # closest by the runs' own errors: three runs scattered around the ideal are not close
-    runs = {("tedm", "pr", "exceedance_ratio_p999"): [0.02, 0.15, 0.52],
-            ("edm", "pr", "exceedance_ratio_p999"): [0.02, 2.3, 0.3]}
+    # one ranking rule: by the value shown (the mean over runs), whatever the runs' own scatter
     frame.loc[frame.model == "edm", "value"] = 0.87
-    assert "the closest, tedm, puts 0.23" in answer.headline(frame, "pr", ["edm", "tedm"], states, True, runs)
     assert "the closest, edm, puts 0.87" in answer.headline(frame, "pr", ["edm", "tedm"], states, True)
+    # display names, where the config gives them
+    assert "the closest, EDM, puts 0.87" in answer.headline(frame, "pr", ["edm", "tedm"], states, True, {"edm": "EDM"})
     states[1]["final_error"] = 0.2
     assert answer.headline(frame, "pr", ["edm", "tedm"], states, truth=True).startswith(
         "tedm gets there on pr; edm does not.")
@@ -112,7 +111,7 @@ def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_f
     [text] = answer.pair_sentences(comparisons, "pr", [("tedm", "edm")], states, 0.95)
     assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2 "
                            "metrics in the table")
-    assert "Far tail (mass beyond data's q99.9): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable (negative: tedm is closer)." in text
+    assert "Far tail (mass above data's 99.9th pct.): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable (negative: tedm is closer)." in text
     assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
     assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
         comparisons, "pr", [("tedm", "edm")])
@@ -138,7 +137,8 @@ def test_the_metrics_table_leaves_out_rows_only_the_truth_fills_and_prints_leads
                                                                                                   "tail_ks"]
     leads = pd.DataFrame([{"model": "fc", "variable": "pr", "metric": "crps", "lead": 1.0, "value": 0.5,
                            "ci_low": 0.4, "ci_high": 0.6}])
-    assert metrics_table(leads, ["fc"], by_lead=True)[0]["lead"] == 1
+    assert metrics_table(leads, ["fc"], by_lead=True)[0]["lead"] == "1"
+    assert metrics_table(leads, ["fc"], by_lead=True, step_hours=6.0)[0]["lead"] == "1 (6 h)"
 
 
 @pytest.mark.parametrize("value, text", [(0.23456, "0.235"), (590.2, "590"), (12345.0, "1.2e+04"), (float("nan"), "")])
@@ -147,16 +147,18 @@ def test_numbers_print_with_three_significant_digits_on_the_first_screen(value, 
     assert fmt(value, 3) == text
 
 
-def test_a_cell_is_green_only_if_every_run_is_and_each_model_shows_where_it_ends():
+def test_a_cell_is_green_by_its_shown_value_and_each_model_shows_where_it_ends():
     frame = _metrics({("tedm", "exceedance_ratio_p999"): (0.9, 0.0, 2.9), ("truth", "exceedance_ratio_p999"): (1.1, 0.3, 2.4)})
     runs = {("tedm", "pr", "exceedance_ratio_p999"): [0.2, 2.0, 0.5]}
     states = [{"model": "tedm", "variable": "pr", "state": "stalled far from the data", "final_error": 0.41,
                "reference_error": 0.086}]
     table = answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)
     row = table["rows"][0]
-    assert not row["cells"][0]["within"] and row["cells"][0]["runs"] == "runs: 0.2, 2, 0.5"
+    assert row["cells"][0]["within"] and row["cells"][0]["runs"] == "runs: 0.2, 2, 0.5"
     assert (row["tail_error"], row["state"], row["there"], table["limit"]) == ("0.41", "stalled, far", False, "0.22")
-    runs[("tedm", "pr", "exceedance_ratio_p999")] = [0.8, 1.0, 0.9]
+    frame.loc[frame.model == "tedm", "value"] = 0.25  # outside the truth's [0.3, 2.4]
+    assert not answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)["rows"][0]["cells"][0]["within"]
+    frame.loc[frame.model == "tedm", "value"] = 0.9
     states[0]["final_error"] = 0.2
     row = answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)["rows"][0]
     assert row["cells"][0]["within"] and row["there"]
@@ -193,3 +195,73 @@ def test_storms_in_words_only_where_the_interval_excludes_the_data():
     assert edm[0]["detail"] == "1.40 × the data's count [1.10, 1.80]" and edm[1]["detail"] == "mean area -50% [-60%, -40%]"
     assert [t["off"] for t in edm] == [True, True, False]
     assert storm_findings(frame[frame.metric != "object_count_ratio_p99"], ["edm"]) == []  # no storms: nothing said
+
+
+def _quantiles(values, variable="w"):
+    """values: {(model, p): (value, low, high)} -> the physical-quantile rows (`quantile_<p>`)."""
+    return pd.DataFrame([{"model": m, "variable": variable, "metric": f"quantile_{p:g}", "lead": np.nan, "value": v,
+                          "ci_low": lo, "ci_high": hi} for (m, p), (v, lo, hi) in values.items()])
+
+
+def test_the_bold_quantile_is_the_nearest_to_the_datas_by_the_number_shown():
+    frame = _quantiles({("data", 0.999): (12.04, 9.8, 14.6), ("truth", 0.999): (12.3, 10.1, 15.0),
+                        ("edm", 0.999): (4.4, 4.0, 4.9), ("tedm", 0.999): (7.7, 7.1, 8.2),
+                        ("tflow", 0.999): (16.41, 2.0, 30.0), ("edm_inc", 0.999): (7.7049, 6.0, 9.0)},
+                       variable="tp")
+    table = answer.quantile_table(frame, "tp", "upper", [0.999], ["edm", "tedm", "tflow", "edm_inc"], {"tedm": 3},
+                                  truth=True, labels={"tedm": "t-EDM"})
+    assert table["columns"] == ["99.9th percentile"] and table["reference"] == "the true process's"
+    rows = {r["model"]: r["cells"][0] for r in table["rows"]}
+    assert list(rows) == ["data", "truth", "edm", "t-EDM", "tflow", "edm_inc"]
+    shown = {m: float(c["text"]) for m, c in rows.items() if m not in ("data", "truth")}
+    nearest = min(abs(v - 12.0) for v in shown.values())
+    # ties by the number shown are all bold: 7.7 and 7.70 print alike
+    assert {m for m, c in rows.items() if c["closest"]} == {m for m, v in shown.items() if abs(v - 12.0) == nearest}
+    assert {m for m, c in rows.items() if c["closest"]} == {"t-EDM", "edm_inc"}  # 4.3 from 12.0; t-Flow's 16.4 is 4.4
+    # green: the value shown inside the true process's interval [10.1, 15.0]; not the data's own row
+    assert [m for m, c in rows.items() if c["within"]] == []
+    frame.loc[frame.model == "tflow", "value"] = 14.2
+    rows = {r["model"]: r["cells"][0] for r in answer.quantile_table(frame, "tp", "upper", [0.999], ["edm", "tflow"],
+                                                                    {}, truth=True)["rows"]}
+    assert rows["tflow"]["within"] and rows["tflow"]["closest"] and not rows["edm"]["within"]
+
+
+def test_a_negative_heavy_tail_is_headlined_below_in_its_units():
+    frame = _quantiles({("data", 0.001): (-2.64, -2.9, -2.4), ("edm", 0.001): (-1.9, -2.0, -1.8),
+                        ("tedm", 0.001): (-2.5, -2.7, -2.3), ("data", 0.999): (0.78, 0.7, 0.85)})
+    text = answer.quantile_headline(frame, "w", "lower", "Pa s**-1", ["edm", "tedm"], truth=False,
+                                    labels={"tedm": "t-EDM", "edm": "EDM"})
+    # as many decimals as resolve the data's interval
+    assert text.startswith("The data's 0.1th percentile is -2.64 Pa s**-1 [-2.90, -2.40].")
+    assert "Closest: t-EDM, -2.50 Pa s**-1 [-2.70, -2.30]" in text and "farthest: EDM, -1.90" in text
+    assert "1 of 2 models inside the data's interval (t-EDM)." in text
+    assert answer.tail_words("lower", "Pa s**-1") == "lower tail (ascent)"
+    # the composite headline speaks of the mass below the data's 0.1th percentile
+    frame = pd.concat([frame, _metrics({("tedm", "exceedance_ratio_p001"): (0.8, 0.6, 1.0),
+                                        ("edm", "exceedance_ratio_p001"): (0.2, 0.1, 0.3)}).assign(variable="w")])
+    text = answer.headline(frame, "w", ["edm", "tedm"], [], truth=False, tails="lower")
+    assert text == ("Below the data's 0.1th percentile the closest, tedm, puts 0.8 of the data's mass there "
+                    "(1 is right).")
+
+
+def test_a_variable_with_both_tails_gets_a_table_for_each_heaviest_first():
+    frame = _quantiles({("data", 0.999): (290.0, 289.0, 291.0), ("data", 0.001): (262.0, 260.0, 264.0),
+                        ("edm", 0.999): (289.5, 289.0, 290.0), ("edm", 0.001): (266.0, 265.0, 267.0)}, "t2m")
+    config = {**CONFIG, "evaluation": {"confidence": 0.95, "quantiles": [0.999]}}
+    stats = {"variables": {"t2m": {"tails": "both", "units": "K"}}}
+    out = answer.answer(config, frame, _comparisons(variables=("pr",)), ["edm"], {"edm": 3}, {"t2m": 0.5}, [], {}, False,
+                        stats=stats, side_order={"t2m": ["lower", "upper"]})
+    [v] = out["variables"]
+    assert [s["side"] for s in v["sides"]] == ["lower", "upper"]
+    assert [s["table"]["columns"] for s in v["sides"]] == [["0.1th percentile"], ["99.9th percentile"]]
+    assert v["sides"][0]["headline"].startswith("The data's 0.1th percentile is 262.0 K [260.0, 264.0]")
+    assert out["ranking_rule"].startswith("Bold: the model whose value, as shown, is nearest")
+
+
+def test_a_quantile_interval_stops_at_the_variables_lower_bound():
+    frame = _quantiles({("data", 0.999): (12.04, 9.8, 14.6), ("tflow", 0.999): (13.3, -7.85, 34.5)}, "tp")
+    table = answer.quantile_table(frame, "tp", "upper", [0.999], ["tflow"], {"tflow": 3}, truth=False,
+                                  lower_bound=0.0)
+    assert table["rows"][1]["cells"][0]["ci"] == "[0.0, 34.5]"
+    assert "t-Flow, 13.3 mm [0.0, 34.5]" in answer.quantile_headline(frame, "tp", "upper", "mm", ["tflow"], False,
+                                                                     {"tflow": "t-Flow"}, lower_bound=0.0)

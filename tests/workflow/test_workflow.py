@@ -44,7 +44,7 @@ def test_end_to_end_outputs(tiny_run):
         if model in generators | {"truth"}:
             assert unconditional <= set(group.metric), (model, variable)
             assert group["lead"].isna().all()
-            wet = {"dry_fraction_error", "wet_fraction_error", "wet_quantile_rel_error_0.5",
+            wet = {"dry_fraction_error", "wet_quantile_rel_error_0.5",
                    "wet_quantile_rel_error_0.9", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"}
             assert (wet <= set(group.metric)) == (variable == "tp"), (model, variable)  # rain only
             # the fields' structure: spectra and areal extremes of every variable, storms of rain
@@ -139,12 +139,22 @@ def test_end_to_end_outputs(tiny_run):
     assert {"data", "edm", "truth", "fc_tedm"} <= set(maps.source.values) and "tp_bias" in maps
 
     html = (results / "report.html").read_text()
-    # it opens with the answer, then the contents, then the details
-    assert html.index("Does Student-t noise get the extremes right here") < html.index('id="contents"') < html.index(
-        '<h2 id="models">')
-    assert html.count('<table class="answer">') == 3  # one per variable
+    # the contents first, then the answer, then the details, each section collapsible
+    assert html.index('id="contents"') < html.index("Does Student-t noise get the extremes right here") < html.index(
+        '<details class="section" id="models">')
+    assert html.count('<table class="answer">') == 3  # the key metrics: one table per variable
+    # the quantiles in the variables' units: one table per tail of interest (t2m both, w lower, tp upper)
+    assert html.count('<table class="answer quantiles">') == 4
+    assert "w [Pa s**-1], lower tail (ascent)" in html and "tp [mm], upper tail" in html
+    assert "The data's 0.1th percentile is" in html and "The data's 99.9th percentile is" in html
     assert html.count("trained once: the intervals") == 1  # said once, not per pair
-    assert "edm_inc and fc_flow were trained once" in html and "tedm against edm (2 vs 2 runs)" in html
+    # display names from the config: two models of the test config read alike, so their keys are added
+    assert "EDM + INC and Flow forecast were trained once" in html
+    assert "t-EDM (tedm) against EDM (2 vs 2 runs)" in html
+    assert html.count('<details class="section"') >= 12 and html.count('<details class="section" id="tails" open>') == 1
+    # forecast tables, sample maps and provenance collapsed by default
+    for section in ("forecasts", "sample-maps", "provenance"):
+        assert f'<details class="section" id="{section}">' in html, section
     assert "Many comparisons: of the" in html
     for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
@@ -155,7 +165,8 @@ def test_end_to_end_outputs(tiny_run):
                     "Every spatial metric", "fss_p99_3x3"):
         assert section in html, section
     # histograms, QQ, quantile maps, loss, a map figure per variable, nu sweep, skill, ranks, return levels
-    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1 + 1 + 1  # + convergence, sampler budget, structure
+    # + a quantile map per variable (3), convergence, sampler budget, structure
+    assert html.count("data:image/png;base64,") == 4 + 3 + 4 + 1 + 1 + 1 + 2
     assert 'class="best"' in html
 
     ds = xr.open_zarr(results / "samples" / "tedm.zarr")

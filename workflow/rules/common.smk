@@ -148,7 +148,7 @@ FIGURES = {
     "histograms": "results/figures/tail_histograms.png",
     "qq": "results/figures/qq.png",
     "loss": "results/figures/loss_curves.png",
-    "quantile_maps": "results/figures/quantile_maps.png",
+    **{f"quantile_maps_{v}": f"results/figures/quantile_maps_{v}.png" for v in VARIABLES},
     **{f"maps_{v}": f"results/figures/maps_{v}.png" for v in VARIABLES},
 }
 if GENERATORS:

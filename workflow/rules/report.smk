@@ -30,14 +30,15 @@ rule figures:
     output:
         histograms=report(FIGURES["histograms"], caption="../report/tail_histograms.rst", category="Tails"),
         qq=report(FIGURES["qq"], caption="../report/qq.rst", category="Tails"),
-        quantile_maps=report(FIGURES["quantile_maps"], caption="../report/quantile_maps.rst", category="Tails"),
+        quantile_maps=[report(FIGURES[f"quantile_maps_{v}"], caption="../report/quantile_maps.rst", category="Tails",
+                              labels={"variable": v}) for v in VARIABLES],
         loss=report(FIGURES["loss"], caption="../report/loss_curves.rst", category="Training"),
         maps=[report(FIGURES[f"maps_{v}"], caption="../report/maps.rst", category="Sample maps",
                      labels={"variable": v}) for v in VARIABLES],
         optional=[report(FIGURES[k], caption=caption, category=category)
                   for k, (caption, category) in _OPTIONAL_FIGURES.items() if k in FIGURES],
     params:
-        config=section("data.source", "data.synthetic", "models", "nu_sweep", "report", "evaluation.spatial"),
+        config=section("seed", "data.source", "data.synthetic", "models", "nu_sweep", "report", "evaluation.spatial"),
         ensembles=ENSEMBLES,
         replicate_runs=REPLICATE_GENERATOR_RUNS,
         forecasters=FORECASTERS,

@@ -18,20 +18,70 @@ import pandas as pd
 from scipy import stats
 
 from ..config import is_twin
-from ..evaluation.comparisons import FORECAST_SCORES, KEY_TAIL_METRICS, KEY_WET_METRICS
+from ..data.ingest import PRESSURE_VELOCITY_UNITS
+from ..data.transforms import canonical_units
+from ..evaluation.comparisons import KEY_WET_METRICS, forecast_scores, key_tail_metrics
 from ..evaluation.convergence import STATES, near_limit
-from ..tail_metrics import error, ideal
-from .text import fmt
+from ..evaluation.forecasts import twcrps_name
+from ..evaluation.tails import physical_quantile_name
+from ..tail_metrics import error, exceedance_name, ideal, side_probability, sides
+from .text import fixed, fmt, lead_hours, percentile
 
 HEAVY_KURTOSIS = 1.0  # excess kurtosis above which a variable is called heavy-tailed (a normal has 0)
-HEADLINE = "exceedance_ratio_p999"
+HEADLINE = exceedance_name(0.999)  # the far tail's mass, upper tail (`headline_metric` for any tail)
 
-# column headings: what each key metric measures, and its perfect value
-SHORT_NAMES = {"exceedance_ratio_p99": "mass beyond data's q99", "exceedance_ratio_p999": "mass beyond data's q99.9",
-               "quantile_rel_error_0.999": "q99.9 rel. error", "tail_ks": "tail KS",
-               "dry_fraction_error": "dry fraction error", "wet_quantile_rel_error_0.99": "wet q99 rel. error",
-               "wet_mean_rel_error": "wet mean rel. error", "crps": "CRPS", "twcrps_p99": "twCRPS above data's q99",
-               "twcrps_p999": "twCRPS above data's q99.9"}
+# The ranking rule of every table on the first screen, stated above them: by the number shown
+RANKING_RULE = ("Bold: the model whose value, as shown, is nearest the data's (quantiles) or the ideal value "
+                "(key metrics). Green: a value, as shown, inside the true process's interval where the truth is "
+                "known, else inside the data's interval (quantiles) or, for the key metrics, a model interval that "
+                "holds the ideal value.")
+
+
+def short_name(metric: str) -> str:
+    """Column headings: what each key metric measures, on which tail."""
+    for side in ("upper", "lower"):
+        for p in (0.99, 0.999):
+            if metric == exceedance_name(p, side):
+                where = "above" if side == "upper" else "below"
+                return f"mass {where} data's {percentile(side_probability(p, side)).replace(' percentile', ' pct.')}"
+    if metric.startswith("quantile_rel_error_"):
+        return f"{percentile(float(metric.rsplit('_', 1)[1])).replace(' percentile', ' pct.')} rel. error"
+    return {"tail_ks": "tail KS (upper)", "tail_ks_lower": "tail KS (lower)",
+            "dry_fraction_error": "dry fraction error", "wet_quantile_rel_error_0.99": "wet q99 rel. error",
+            "wet_mean_rel_error": "wet mean rel. error", "crps": "CRPS", "twcrps_p99": "twCRPS above data's q99",
+            "twcrps_p999": "twCRPS above data's q99.9", "twcrps_p01": "twCRPS below data's q1",
+            "twcrps_p001": "twCRPS below data's q0.1"}.get(metric, metric)
+
+
+def headline_metric(side: str) -> str:
+    """The far tail's mass on one tail: the metric the first screen leads with."""
+    return exceedance_name(0.999, side)
+
+
+def tail_words(side: str, units: str | None) -> str:
+    """"upper tail", "lower tail (ascent)" for pressure velocity."""
+    if side == "lower" and units and canonical_units(units) in {canonical_units(u) for u in PRESSURE_VELOCITY_UNITS}:
+        return "lower tail (ascent)"
+    return f"{side} tail"
+
+
+def shown(value) -> float:
+    """A value as the first screen prints it (3 significant digits): what its ranking reads."""
+    text = fmt(None if value is None else float(value), 3)
+    return float(text) if text else math.nan
+
+
+def quantile_decimals(value: float, low: float, high: float) -> int:
+    """Digits after the point that resolve the data's own interval (its width to 2 significant
+    digits): 12.0 mm [9.8, 14.6], 295.4 K [295.0, 295.9], -1.59 Pa s-1 [-1.71, -1.50]."""
+    width = high - low if np.isfinite(high - low) and high > low else 0.01 * abs(value)
+    if not width > 0:
+        return 3
+    return int(min(6, max(0, 1 - math.floor(math.log10(width)))))
+
+
+def _label(labels: dict | None, model: str) -> str:
+    return (labels or {}).get(model, model)
 
 
 def interval_kind(replicates: int) -> str:
@@ -56,31 +106,35 @@ def runs_of(metrics: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
     return {key: group.value.astype(float).tolist() for key, group in rows.groupby(["model", "variable", "metric"])}
 
 
-def _closest(sub: pd.DataFrame, models: list[str], runs: dict, variable: str, metric: str) -> str | None:
-    """The model whose runs are nearest the ideal on `metric` on average (the error the
-    comparisons use); `sub`: one row per model (replicate means) of one variable."""
+def _closest(sub: pd.DataFrame, models: list[str], metric: str, target: float | None = None,
+             show=shown) -> set[str]:
+    """The models whose value, as shown (`show`), is nearest `target` (default: the metric's
+    ideal value) on `metric` (RANKING_RULE); `sub`: one row per model (replicate means) of one variable."""
     rows = sub[(sub.metric == metric) & sub.model.isin(models)]
-    errors = {r.model: float(np.mean([error(metric, v) for v in runs.get((r.model, variable, metric), [r.value])]))
-              for r in rows.itertuples()}
-    return min(errors, key=errors.get) if errors else None
+    target = ideal(metric) if target is None else target
+    distance = {r.model: abs(show(r.value) - target) if target is not None else float(error(metric, show(r.value)))
+                for r in rows.itertuples() if np.isfinite(show(r.value))}
+    if not distance:
+        return set()
+    nearest = min(distance.values())
+    return {m for m, d in distance.items() if d == nearest}
 
 
 def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replicates: dict[str, int],
-                   truth: bool, runs: dict | None = None, states: list[dict] = ()) -> dict:
-    """Each model's key metrics on `variable` with their intervals, and where it ends (its
-    whole ensemble's tail error and state, from `states`).
+                   truth: bool, runs: dict | None = None, states: list[dict] = (), tails: str = "upper",
+                   labels: dict | None = None) -> dict:
+    """Each model's key metrics on `variable` (on the tails it looks at) with their intervals,
+    and where it ends (its whole ensemble's tail error and state, from `states`).
 
-    `closest`: the model whose runs are nearest the ideal value on average (the error the
-    comparisons use: the mean of three runs that scatter around the ideal is not close). A
-    cell is `within` where the model could be right on that metric alone: where the true
-    process is known, every run's value is one that a perfect model's sample of the same size
-    gives (inside the truth ensemble's interval, or no farther from the ideal than the truth is
-    where that has no interval); else its interval covers the ideal value."""
+    `closest` and `within` follow RANKING_RULE, on the value shown (the mean over runs): closest
+    is nearest the ideal value; within is inside the truth ensemble's interval (no farther from
+    the ideal than the truth where that has no interval), or, without a truth, a model interval
+    that holds the ideal value. Each run's own value is listed beside it."""
     runs = runs or {}
     sub = frame[(frame.variable == variable) & frame["lead"].isna()]
-    metrics = [m for m in KEY_TAIL_METRICS + KEY_WET_METRICS if (sub.metric == m).any()]
+    metrics = [m for m in key_tail_metrics(tails) + KEY_WET_METRICS if (sub.metric == m).any()]
     value = {(r.model, r.metric): r for r in sub.itertuples()}
-    closest = {m: _closest(sub, models, runs, variable, m) for m in metrics}
+    closest = {m: _closest(sub, models, m) for m in metrics}
     ends = {s["model"]: s for s in states if s["variable"] == variable}
     limit = _near_limit(ends)
     rows = []
@@ -98,23 +152,24 @@ def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replic
                 if reference is not None and pd.isna(reference.ci_low):
                     spread = float(error(m, reference.value))
                     band = (ideal(m) - spread, ideal(m) + spread)
-                within = all(band[0] <= v <= band[1] for v in each)
+                within = band[0] <= shown(r.value) <= band[1]
             else:
                 low, high = _band(r)
                 within = low <= ideal(m) <= high
             cells.append({"text": fmt(r.value, 3), "ci": "" if pd.isna(r.ci_low) else
                           f"[{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]", "within": bool(within and model != "truth"),
-                          "closest": closest.get(m) == model,
+                          "closest": model in closest.get(m, ()),
                           "runs": "runs: " + ", ".join(fmt(v, 3) for v in each) if len(each) > 1 else ""})
         end = ends.get(model)
         if model == "truth" and limit is not None:  # the reference sample: what sampling noise alone gives
             end = {"final_error": _reference(ends), "state": "reference sample"}
-        rows.append({"model": model, "kind": "bootstrap" if model == "truth" else interval_kind(replicates.get(model, 1)),
+        rows.append({"model": _label(labels, model),
+                     "kind": "bootstrap" if model == "truth" else interval_kind(replicates.get(model, 1)),
                      "truth": model == "truth", "cells": cells,
                      "tail_error": fmt(end["final_error"], 2) if end else "",
                      "state": _STATE_WORDS.get(end["state"], end["state"]) if end else "",
                      "there": bool(end and model != "truth" and limit is not None and end["final_error"] <= limit)})
-    return {"metrics": [{"name": m, "short": SHORT_NAMES.get(m, m), "ideal": fmt(ideal(m))} for m in metrics],
+    return {"metrics": [{"name": m, "short": short_name(m), "ideal": fmt(ideal(m))} for m in metrics],
             "rows": rows, "limit": fmt(limit, 2) if limit is not None else ""}
 
 
@@ -133,11 +188,12 @@ def _near_limit(ends: dict[str, dict]) -> float | None:
 
 
 def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list[dict], truth: bool,
-             runs: dict | None = None) -> str:
+             labels: dict | None = None, tails: str = "upper") -> str:
     """Whether the models get there on `variable` (from where each ends: its whole ensemble's
-    tail error against a reference sample of as many fields), then the far tail in words."""
-    runs = runs or {}
+    tail error, the composite of the key tail metrics, against a reference sample of as many
+    fields), then the far tail's mass in words, on each tail that `tails` looks at."""
     sub = frame[(frame.variable == variable) & frame["lead"].isna()]
+    name = lambda m: _label(labels, m)  # noqa: E731
     text = ""
     ends = {s["model"]: s for s in states if s["variable"] == variable and s["model"] in models
             and not math.isnan(s.get("reference_error", math.nan))}
@@ -150,24 +206,122 @@ def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list
         elif not far:
             text = f"Every model gets there on {variable}."
         else:
-            text = f"{_join(near)} {'gets' if len(near) == 1 else 'get'} there on {variable}; {_join(far)} {'does' if len(far) == 1 else 'do'} not."
+            text = (f"{_join([name(m) for m in near])} {'gets' if len(near) == 1 else 'get'} there on {variable}; "
+                    f"{_join([name(m) for m in far])} {'does' if len(far) == 1 else 'do'} not.")
         best = min(ends, key=lambda m: ends[m]["final_error"])
-        text += (f" Tail error (mean distance from the ideal over the four key tail metrics): from "
-                 f"{fmt(ends[best]['final_error'], 2)} ({best}) to {fmt(max(s['final_error'] for s in ends.values()), 2)}, "
+        text += (f" Tail error (the composite: mean distance from the ideal of the key tail metrics below): from "
+                 f"{fmt(ends[best]['final_error'], 2)} ({name(best)}) to {fmt(max(s['final_error'] for s in ends.values()), 2)}, "
                  f"against {fmt(ref, 2)} for a sample of the {'true process' if truth else 'validation split'} "
                  f"of as many fields; within {fmt(limit, 2)} counts as there.")
         still = [m for m, s in ends.items() if s["state"] == STATES[0]]
         if still:
-            text += f" Still improving at the end of training: {_join(still)}."
-    best = _closest(sub, models, runs, variable, HEADLINE)
-    if best is not None:
-        value = float(sub[(sub.metric == HEADLINE) & (sub.model == best)].value.iloc[0])
-        reference = sub[(sub.metric == HEADLINE) & (sub.model == "truth")]
+            text += f" Still improving at the end of training: {_join([name(m) for m in still])}."
+    for side in sides(tails):
+        metric = headline_metric(side)
+        best = sorted(_closest(sub, models, metric))
+        if not best:
+            continue
+        value = float(sub[(sub.metric == metric) & (sub.model == best[0])].value.iloc[0])
+        reference = sub[(sub.metric == metric) & (sub.model == "truth")]
         perfect = (f"; a perfect model's sample of this size: {fmt(float(reference.value.iloc[0]), 2)}"
                    if len(reference) else "")
-        text += (f" Beyond the data's 99.9th percentile the closest, {best}, puts {fmt(value, 2)} of the data's mass "
-                 f"there (1 is right{perfect}).")
+        where = "Above the data's 99.9th" if side == "upper" else "Below the data's 0.1th"
+        text += (f" {where} percentile the closest, {_join([name(m) for m in best])}, "
+                 f"{'puts' if len(best) == 1 else 'put'} {fmt(value, 2)} of the data's mass there (1 is right{perfect}).")
     return text.strip()
+
+
+def _decimals(value: dict, name: str) -> int:
+    """The decimals of one quantile's column: those that resolve the data's interval."""
+    d = value.get(("data", name))
+    return 3 if d is None else quantile_decimals(float(d.value), float(d.ci_low), float(d.ci_high))
+
+
+def _interval(r, decimals: int, lower_bound: float | None) -> str:
+    """A row's interval as shown, clipped at the variable's lower bound (a t interval over a
+    few runs is symmetric and can reach below 0 mm of rain, which no quantile can)."""
+    if pd.isna(r.ci_low):
+        return ""
+    low = r.ci_low if lower_bound is None else max(r.ci_low, lower_bound)
+    return f"[{fixed(low, decimals)}, {fixed(r.ci_high, decimals)}]"
+
+
+def quantile_table(frame: pd.DataFrame, variable: str, side: str, quantiles: list[float], models: list[str],
+                   replicates: dict[str, int], truth: bool, labels: dict | None = None,
+                   lower_bound: float | None = None) -> dict:
+    """The first screen's table for one tail of `variable`: the data's tail quantiles in the
+    variable's units (test split, moving-block bootstrap interval), the true process's where
+    known, and each model's (the mean over its runs, t interval clipped at `lower_bound`),
+    ranked by RANKING_RULE. Each column has the decimals that resolve the data's interval."""
+    probs = [side_probability(q, side) for q in quantiles]
+    names = [physical_quantile_name(p) for p in probs]
+    sub = frame[(frame.variable == variable) & frame["lead"].isna() & frame.metric.isin(names)]
+    value = {(r.model, r.metric): r for r in sub.itertuples()}
+    reference = "truth" if truth and any(("truth", n) in value for n in names) else "data"
+    decimals = {n: _decimals(value, n) for n in names}
+    closest = {n: _closest(sub, models, n, round(float(value[("data", n)].value), decimals[n]),
+                           show=lambda v, k=decimals[n]: round(float(v), k))
+               if ("data", n) in value else set() for n in names}
+    rows = []
+    for source in ["data"] + (["truth"] if truth else []) + models:
+        cells = []
+        for n in names:
+            r, ref = value.get((source, n)), value.get((reference, n))
+            if r is None:
+                cells.append({"text": "", "ci": "", "within": False, "closest": False})
+                continue
+            k = decimals[n]
+            within = (source in models and ref is not None and pd.notna(ref.ci_low)
+                      and ref.ci_low <= round(float(r.value), k) <= ref.ci_high)
+            cells.append({"text": fixed(r.value, k), "ci": _interval(r, k, lower_bound), "within": bool(within),
+                          "closest": source in closest[n]})
+        if any(c["text"] for c in cells):
+            kind = ("test split: block bootstrap" if source == "data" else "bootstrap" if source == "truth"
+                    else interval_kind(replicates.get(source, 1)))
+            rows.append({"model": _label(labels, source), "kind": kind, "truth": source in ("data", "truth"),
+                         "cells": cells})
+    return {"columns": [percentile(p) for p in probs], "rows": rows,
+            "reference": "the true process's" if reference == "truth" else "the data's"}
+
+
+def quantile_headline(frame: pd.DataFrame, variable: str, side: str, units: str, models: list[str], truth: bool,
+                      labels: dict | None = None, p: float = 0.999, lower_bound: float | None = None) -> str:
+    """The far tail in the variable's units: the data's quantile, the truth's, the closest and
+    the farthest model, and how many models lie inside the reference interval."""
+    q = side_probability(p, side)
+    metric = physical_quantile_name(q)
+    sub = frame[(frame.variable == variable) & frame["lead"].isna() & (frame.metric == metric)]
+    row = {r.model: r for r in sub.itertuples()}
+    data = row.get("data")
+    if data is None:
+        return ""
+    name = lambda m: _label(labels, m)  # noqa: E731
+    k = quantile_decimals(float(data.value), float(data.ci_low), float(data.ci_high))
+    show = lambda v: round(float(v), k)  # noqa: E731
+
+    def amount(r) -> str:
+        ci = _interval(r, k, lower_bound)
+        return f"{fixed(r.value, k)} {units}" + (f" {ci}" if ci else "")
+
+    text = f"The data's {percentile(q)} is {amount(data)}"
+    reference = data
+    if truth and "truth" in row:
+        reference = row["truth"]
+        text += f"; a sample of the true process of the models' size gives {amount(row['truth'])}"
+    text += "."
+    found = [m for m in models if m in row and np.isfinite(show(row[m].value))]
+    if found:
+        target = show(data.value)
+        order = sorted(found, key=lambda m: abs(show(row[m].value) - target))
+        text += f" Closest: {name(order[0])}, {amount(row[order[0]])}"
+        if len(order) > 1:
+            text += f"; farthest: {name(order[-1])}, {amount(row[order[-1]])}"
+        inside = [m for m in found if pd.notna(reference.ci_low)
+                  and reference.ci_low <= show(row[m].value) <= reference.ci_high]
+        whose = "the true process's" if reference is not data else "the data's"
+        text += (f". {len(inside)} of {len(found)} models inside {whose} interval"
+                 + (f" ({_join([name(m) for m in inside])})." if inside else "."))
+    return text
 
 
 def _percent(confidence: float) -> str:
@@ -179,14 +333,17 @@ def _join(names: list[str]) -> str:
 
 
 def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]],
-                   states: list[dict], confidence: float) -> list[str]:
+                   states: list[dict], confidence: float, tails: str = "upper", labels: dict | None = None,
+                   step_hours: float | None = None) -> list[str]:
     """One line per Student-t model against its Gaussian twin on `variable`: how many of the
     key metrics (or forecast scores, over leads) say better / worse / indistinguishable, and the
-    far tail's difference with its interval."""
+    far tail's difference (on each tail of interest) with its interval."""
     out = []
     keep = comparisons[(comparisons.variable == variable)
-                       & comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES)]
+                       & comparisons.metric.isin(key_tail_metrics(tails) + KEY_WET_METRICS + forecast_scores(tails))]
     state = {(s["model"], s["variable"]): s["state"] for s in states}
+    name = lambda m: _label(labels, m)  # noqa: E731
+    heads = [m for side in sides(tails) for m in (headline_metric(side), twcrps_name(0.999, side))]
     for model, baseline in twins:
         pair = keep[(keep.model == model) & (keep.baseline == baseline)]
         if pair.empty:
@@ -194,17 +351,15 @@ def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[s
         counts = pair.verdict.value_counts()
         forecast = pair["lead"].notna().any()
         what = "scores over all leads" if forecast else "metrics in the table"
-        text = (f"{model} against {baseline} ({pair.replicates.iloc[0]} runs): better on {counts.get('better', 0)}, "
-                f"worse on {counts.get('worse', 0)}, indistinguishable on {counts.get('indistinguishable', 0)} "
-                f"of {len(pair)} {what}.")
+        text = (f"{name(model)} against {name(baseline)} ({pair.replicates.iloc[0]} runs): better on "
+                f"{counts.get('better', 0)}, worse on {counts.get('worse', 0)}, indistinguishable on "
+                f"{counts.get('indistinguishable', 0)} of {len(pair)} {what}.")
         lead_one = pair[pair["lead"] == pair["lead"].min()] if forecast else pair
-        head = lead_one[lead_one.metric.isin([HEADLINE, "twcrps_p999"])]
-        if len(head):
-            r = head.iloc[0]
-            at = f", lead {int(r['lead'])}" if forecast else ""
-            text += (f" Far tail ({SHORT_NAMES.get(r.metric, r.metric)}{at}): difference of errors {fmt(r.difference, 2)}, "
+        for r in lead_one[lead_one.metric.isin(heads)].itertuples():
+            at = f", lead {lead_hours(int(r.lead), step_hours)}" if forecast else ""
+            text += (f" Far tail ({short_name(r.metric)}{at}): difference of errors {fmt(r.difference, 2)}, "
                      f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict} "
-                     f"(negative: {model} is closer).")
+                     f"(negative: {name(model)} is closer).")
         ends = [state.get((m, variable)) for m in (model, baseline)]
         if all(e == STATES[2] for e in ends):
             text += " Both are stalled far from the data: this says little about the extremes."
@@ -214,16 +369,17 @@ def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[s
     return out
 
 
-def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]]) -> str:
+def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]], tails: str = "upper",
+                     labels: dict | None = None) -> str:
     """The Student-t models against the other Gaussian baselines (INC, softlog, PCP), counted."""
     pairs = set(map(tuple, comparisons[["model", "baseline"]].drop_duplicates().to_numpy())) - set(twins)
     rest = comparisons[(comparisons.variable == variable)
-                       & comparisons.metric.isin(KEY_TAIL_METRICS + KEY_WET_METRICS)
+                       & comparisons.metric.isin(key_tail_metrics(tails) + KEY_WET_METRICS)
                        & np.array([p in pairs for p in zip(comparisons.model, comparisons.baseline)], dtype=bool)]
     if rest.empty:
         return ""
     counts = rest.verdict.value_counts()
-    baselines = sorted(set(rest.baseline))
+    baselines = sorted(_label(labels, b) for b in set(rest.baseline))
     return (f"Against the other Gaussian baselines ({', '.join(baselines)}): better on {counts.get('better', 0)}, "
             f"worse on {counts.get('worse', 0)}, indistinguishable on {counts.get('indistinguishable', 0)} "
             f"of {len(rest)} comparisons on the key metrics.")
@@ -244,14 +400,15 @@ def multiplicity(comparisons: pd.DataFrame, confidence: float) -> str:
             f"evidence; a pattern across metrics and variables is stronger.")
 
 
-def same_noise(variable: str, twins: list[tuple[str, str]], nu: dict[str, dict]) -> str:
+def same_noise(variable: str, twins: list[tuple[str, str]], nu: dict[str, dict], labels: dict | None = None) -> str:
     """Where nu: auto chose the same noise for both models of twin pairs on `variable` (e.g.
     Gaussian on a cube root with no heavy tail left): said once per variable."""
     def noise(model: str) -> str | None:
         value = nu.get(model, {}).get(variable)
         return None if value is None else str(value)
 
-    same = [model for model, baseline in twins if noise(model) is not None and noise(model) == noise(baseline)]
+    same = [_label(labels, model) for model, baseline in twins
+            if noise(model) is not None and noise(model) == noise(baseline)]
     if not same:
         return ""
     return (f"On {variable}, {_join(same)} trained with the same noise as {'its' if len(same) == 1 else 'their'} "
@@ -260,9 +417,10 @@ def same_noise(variable: str, twins: list[tuple[str, str]], nu: dict[str, dict])
             f"one method, not Student-t against Gaussian noise.")
 
 
-def trained_once(comparisons: pd.DataFrame, replicates: dict[str, int]) -> str:
+def trained_once(comparisons: pd.DataFrame, replicates: dict[str, int], labels: dict | None = None) -> str:
     """The models compared with a single training run, said once."""
-    once = [m for m in dict.fromkeys(list(comparisons.model) + list(comparisons.baseline)) if replicates.get(m, 1) == 1]
+    once = [_label(labels, m) for m in dict.fromkeys(list(comparisons.model) + list(comparisons.baseline))
+            if replicates.get(m, 1) == 1]
     if not once:
         return ""
     return (f"{_join(once)} {'was' if len(once) == 1 else 'were'} trained once: the intervals of "
@@ -288,19 +446,34 @@ def variable_order(kurtosis: dict[str, float]) -> list[str]:
 
 def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models: list[str],
            replicates: dict[str, int], kurtosis: dict[str, float], states: list[dict],
-           nu: dict[str, dict], truth: bool, runs: dict | None = None) -> dict:
-    """Everything the first screen shows, per variable in variable_order. frame: one row per
-    model, variable and metric (replicate means); runs: each run's values (runs_of)."""
+           nu: dict[str, dict], truth: bool, runs: dict | None = None, stats: dict | None = None,
+           labels: dict | None = None, side_order: dict[str, list[str]] | None = None,
+           step_hours: float | None = None) -> dict:
+    """Everything the first screen shows, per variable in variable_order: per tail of interest
+    (heaviest first, `side_order`), the quantiles in the variable's units; then the verdicts in
+    words; then the composite (where the models end, and the key tail metrics). frame: one row
+    per model, variable and metric (replicate means); runs: each run's values (runs_of)."""
     confidence = config["evaluation"]["confidence"]
+    quantiles = config["evaluation"]["quantiles"]
     twins = twin_pairs(config, comparisons)
+    info = (stats or {}).get("variables", {})
     out = []
     for variable in variable_order(kurtosis):
+        tails = info.get(variable, {}).get("tails", "upper")
+        units = info.get(variable, {}).get("units", "")
+        bound = info.get(variable, {}).get("lower_bound")
+        order = (side_order or {}).get(variable) or list(sides(tails))
         out.append({"variable": variable, "kurtosis": fmt(kurtosis[variable], 2),
-                    "heavy": bool(kurtosis[variable] > HEAVY_KURTOSIS),
-                    "headline": headline(frame, variable, models, states, truth, runs),
-                    "table": distance_table(frame, variable, models, replicates, truth, runs, states),
-                    "pairs": pair_sentences(comparisons, variable, twins, states, confidence),
-                    "baselines": baseline_summary(comparisons, variable, twins),
-                    "same_noise": same_noise(variable, twins, nu)})
+                    "heavy": bool(kurtosis[variable] > HEAVY_KURTOSIS), "tails": tails, "units": units,
+                    "sides": [{"side": side, "words": tail_words(side, units),
+                               "headline": quantile_headline(frame, variable, side, units, models, truth, labels,
+                                                             lower_bound=bound),
+                               "table": quantile_table(frame, variable, side, quantiles, models, replicates, truth,
+                                                       labels, bound)} for side in order],
+                    "headline": headline(frame, variable, models, states, truth, labels, tails),
+                    "table": distance_table(frame, variable, models, replicates, truth, runs, states, tails, labels),
+                    "pairs": pair_sentences(comparisons, variable, twins, states, confidence, tails, labels, step_hours),
+                    "baselines": baseline_summary(comparisons, variable, twins, tails, labels),
+                    "same_noise": same_noise(variable, twins, nu, labels)})
     return {"variables": out, "multiplicity": multiplicity(comparisons, confidence),
-            "trained_once": trained_once(comparisons, replicates)}
+            "trained_once": trained_once(comparisons, replicates, labels), "ranking_rule": RANKING_RULE}

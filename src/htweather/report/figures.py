@@ -8,16 +8,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .. import artifacts
-from ..config import is_gaussian, is_plain, split_replicate
+from ..config import display_names, is_gaussian, is_plain, split_replicate
 from ..data import synthetic
-from ..data.store import load_stats, test_fields
-from ..evaluation.convergence import FORECAST_TAIL_SCORES, REFERENCE, final_error, reference_error, tail_error
+from ..data.store import load_split_times, load_stats, test_fields
+from ..data.windows import time_step
+from ..evaluation.convergence import ALL_FORECAST_TAIL_SCORES, REFERENCE, final_error, reference_error, tail_error
 from ..evaluation.convergence import trend_rows
 from ..evaluation import spatial
 from ..evaluation.tables import summary
+from ..runtime import derived_seed
 from . import plots
 
 
@@ -87,58 +90,75 @@ def spatial_curves(stats: dict, data: dict[str, np.ndarray], runs: dict[str, lis
     return out
 
 
+def step_hours(store: str | Path) -> float | None:
+    """The data's time step in hours (what one forecast lead is); None with fewer than two times."""
+    times = load_split_times(store, "test")
+    return time_step(times) / pd.Timedelta(hours=1) if len(times) > 1 else None
+
+
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
                  train_logs: dict[str, str | Path], out: dict[str, str | Path], metrics_csv: str | Path,
                  ranks_csv: str | Path | None = None, maps_nc: str | Path | None = None,
                  forecasts: dict[str, str | Path] | None = None, convergence_csv: str | Path | None = None,
                  replicate_ensembles: dict[str, str | Path] | None = None) -> None:
-    """out: keys "histograms", "qq", "loss", "quantile_maps", "maps_<variable>" for each variable,
+    """out: keys "histograms", "qq", "loss", "quantile_maps_<variable>" and "maps_<variable>" for each variable,
     and where configured "nu_sweep", "forecast_skill", "rank_histograms", "return_levels".
     ensembles: the first replicate of each model (and the truth); replicate_ensembles: the other
     replicates (MODEL.r1, ...), drawn as the spread around the first on the QQ plots."""
     stats = load_stats(stats_path)
+    # the figures name models as the report does (models.NAME.label); "truth" keeps its key,
+    # which the plots draw in their own style
+    labels = {m: v for m, v in display_names(config, list(config["models"])).items()}
+    name = lambda m: labels.get(m, m)  # noqa: E731
     frame = summary(artifacts.read_csv(metrics_csv))
-    forecasts = forecasts or {}
+    frame["model"] = frame["model"].map(name)
+    forecasts = {name(m): p for m, p in (forecasts or {}).items()}
     variables = stats["variables"]
     data = test_fields(store)
-    fields = load_ensembles(ensembles, stats["channels"])
+    fields = {name(m): f for m, f in load_ensembles(ensembles, stats["channels"]).items()}
     truth = closed_form_marginals(config, stats)
     plots.tail_histograms(data, fields, variables, out["histograms"], closed_form=truth)
     others = load_ensembles(replicate_ensembles or {}, stats["channels"])
-    replicates = {m: [fields[m]] + [e for run, e in others.items() if split_replicate(run)[0] == m]
+    replicates = {m: [fields[m]] + [e for run, e in others.items() if name(split_replicate(run)[0]) == m]
                   for m in fields if m != "truth"}
     plots.qq_plots(data, fields, variables, out["qq"], closed_form=truth, replicates=replicates)
     if "spatial" in out:
         runs = {m: replicates.get(m, [fields[m]]) for m in fields}
         plots.spatial_structure(spatial_curves(stats, data, runs, config["evaluation"]["spatial"]["block_sizes"]),
                                 variables, out["spatial"], AREAL_PROBABILITY)
-    families = {m: config["models"][m]["family"] for m in train_logs}
-    plots.loss_curves(train_logs, families, out["loss"])
+    families = {name(m): config["models"][m]["family"] for m in train_logs}
+    plots.loss_curves({name(m): p for m, p in train_logs.items()}, families, out["loss"])
     lat, lon = np.array(stats["grid"]["latitude"]), np.array(stats["grid"]["longitude"])
     for v in stats["channels"]:
         plots.sample_maps(data, fields, v, variables[v], lat, lon, out[f"maps_{v}"],
-                          members=config["report"]["map_members"])
+                          members=config["report"]["map_members"], seed=derived_seed(config["seed"], "maps", v))
     with xr.open_dataset(maps_nc) as maps:
-        plots.quantile_maps(maps.load(), variables, out["quantile_maps"])
+        maps = maps.load()
+    maps = maps.assign_coords(source=[name(s) for s in maps.source.values])
+    for v in stats["channels"]:
+        plots.quantile_maps(maps, variables, out[f"quantile_maps_{v}"], variable=v)
     if "convergence" in out and convergence_csv is not None:
         table = artifacts.read_csv(convergence_csv)
         # in the config's model order: each model keeps the colour it has in the other figures
         order = {m: i for i, m in enumerate(config["models"])}
         table = table.iloc[table.model.map(order).fillna(len(order)).argsort(kind="stable")]
+        table = table.assign(model=table.model.map(name))
         per_replicate = trend_rows(table[table.model != REFERENCE]).groupby(
             ["model", "replicate", "variable", "step"], as_index=False)["error"].mean()
         plots.convergence(tail_error(table), per_replicate, stats["channels"], out["convergence"],
-                          forecasters=set(table[table.metric.isin(FORECAST_TAIL_SCORES)].model),
+                          forecasters=set(table[table.metric.isin(ALL_FORECAST_TAIL_SCORES)].model),
                           reference=reference_error(table), final=final_error(table),
                           whole_reference=reference_error(table, whole=True))
     if "nu_sweep" in out:
-        points = nu_sweep_points(config, nu_values(ensembles))
+        points = {name(m): p for m, p in nu_sweep_points(config, nu_values(ensembles)).items()}
         plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])
     if forecasts:
         forecasters = list(forecasts)
-        plots.forecast_skill(frame, forecasters, variables, out["forecast_skill"])
+        hours = step_hours(store)
+        plots.forecast_skill(frame, forecasters, variables, out["forecast_skill"], hours)
         ranks = artifacts.read_csv(ranks_csv)
         ranks = ranks[ranks["replicate"].astype(str) == "0"] if "replicate" in ranks else ranks  # the first run
-        plots.rank_histograms(ranks, forecasters, stats["channels"], out["rank_histograms"])
+        ranks = ranks.assign(model=ranks.model.map(name))
+        plots.rank_histograms(ranks, forecasters, stats["channels"], out["rank_histograms"], hours)
         sources = forecasters + (["truth"] if "truth" in set(frame.model) else [])
         plots.return_levels(frame, sources, variables, out["return_levels"])

@@ -17,10 +17,11 @@ import yaml
 from scipy import stats as sstats
 
 from .. import artifacts
-from ..config import replicates
+from ..config import display_names, replicates
 from ..data import synthetic
 from ..data.store import grid_shape, load_stats, test_fields
-from ..evaluation.comparisons import FORECAST_SCORES, KEY_SPATIAL_METRICS, KEY_TAIL_METRICS, KEY_WET_METRICS
+from ..evaluation.comparisons import KEY_SPATIAL_METRICS, KEY_WET_METRICS, forecast_scores
+from ..tail_metrics import key_metric_names, sides
 from ..evaluation.spatial import is_spatial
 from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, REFERENCE, STATES, STILL_FALLING
 from ..evaluation.convergence import states as convergence_states
@@ -29,8 +30,8 @@ from ..evaluation.tables import summary
 from ..runtime import atomic_path
 from . import plots
 from .answer import answer, interval_kind, runs_of
-from .text import fmt
-from .figures import SWEEP_METRICS, closed_form_marginals, load_ensembles, nu_sweep_points
+from .text import fmt, lead_hours
+from .figures import SWEEP_METRICS, closed_form_marginals, load_ensembles, nu_sweep_points, step_hours
 
 
 
@@ -39,7 +40,7 @@ def _image(path: str | Path) -> str:
 
 
 def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = False,
-                  reference_rows: bool = False) -> list[dict]:
+                  reference_rows: bool = False, step_hours: float | None = None) -> list[dict]:
     """Rows (variable, metric[, lead]) with one cell per model, the generative model closest to
     perfect flagged (`best`; the least wrong, not necessarily right). Rows that no generative
     model fills (the data's or the truth's own statistics) are left out unless reference_rows."""
@@ -63,13 +64,15 @@ def metrics_table(frame: pd.DataFrame, model_order: list[str], by_lead: bool = F
             ci = f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]" if pd.notna(r.ci_low) else ""
             cells.append({"text": fmt(r.value), "ci": ci, "best": best.get(key) == model,
                           "truth": model == "truth"})
-        rows.append({"variable": variable, "metric": metric, "lead": int(key[2]) if by_lead and pd.notna(key[2]) else "",
+        rows.append({"variable": variable, "metric": metric,
+                     "lead": lead_hours(int(key[2]), step_hours) if by_lead and pd.notna(key[2]) else "",
                      "cells": cells})
     return rows
 
 
 def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | None = None,
-             metrics: list[str] = KEY_TAIL_METRICS + KEY_WET_METRICS + FORECAST_SCORES) -> list[dict]:
+             metrics: list[str] = key_metric_names("both") + KEY_WET_METRICS + forecast_scores("both"),
+             step_hours: float | None = None) -> list[dict]:
     """Per variable (in `order`, else as they come): every comparison on `metrics` (by default
     the key tail metrics and forecast scores by lead), with both models' values, the difference
     of their errors, its interval and the verdict: the tables behind the first screen's sentences."""
@@ -80,7 +83,8 @@ def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | 
         for r in by_variable.itertuples():
             lead = None if pd.isna(r.lead) else int(r.lead)
             value = {m: _value(frame, m, variable, r.metric, lead) for m in (r.model, r.baseline)}
-            rows.append({"model": r.model, "baseline": r.baseline, "metric": r.metric, "lead": "" if lead is None else lead,
+            rows.append({"model": r.model, "baseline": r.baseline, "metric": r.metric,
+                         "lead": "" if lead is None else lead_hours(lead, step_hours),
                          "model_value": fmt(value[r.model]), "baseline_value": fmt(value[r.baseline]),
                          "difference": fmt(r.difference), "ci": f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
                          "verdict": r.verdict, "replicates": r.replicates})
@@ -167,7 +171,7 @@ def describe_closed_form(dist) -> dict:
     return {"mean": mean, "std": std, "skewness": skew, "excess kurtosis": kurt,
             "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": float("nan")}
 
-FORECAST_METRICS = ["crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_skill", "rmse", "spread", "rank_flatness"]
+FORECAST_METRICS = ["crps", "fair_crps", *forecast_scores("both")[1:], "spread_skill", "rmse", "spread", "rank_flatness"]
 
 
 def return_level_table(frame: pd.DataFrame, sources: list[str], periods: list[int]) -> dict:
@@ -389,10 +393,14 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     comparisons = artifacts.read_csv(comparisons_csv)
     run_counts = {m: replicates(config, m) for m in config["models"]}
     nu_by_model = {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}
+    labels = display_names(config, list(config["models"]) + ["truth", "data"])
     first_screen = answer(config, frame, comparisons, generators, run_counts, kurtosis, found, nu_by_model,
-                          truth="truth" in model_order, runs=runs_of(tidy))
+                          truth="truth" in model_order, runs=runs_of(tidy), stats=stats, labels=labels,
+                          side_order={v: heavier_tail_first(data[v], stats["variables"][v]["tails"])
+                                      for v in stats["channels"]}, step_hours=step_hours(store))
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env.filters["label"] = lambda m: labels.get(m, m)
     page = env.get_template("report.html.j2").render(
         title="Heavy-tailed weather generation: report",
         created=prov["created"], commit=prov.get("git_commit"), dirty=prov.get("git_dirty"),
@@ -400,7 +408,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         all_models=list(config["models"]) + (["truth"] if "truth" in ensembles else []), model_meta=model_meta,
         answer=first_screen, interval_kinds={m: interval_kind(n) for m, n in run_counts.items()},
         table=metrics_table(unconditional, model_order),
-        verdicts=verdicts(comparisons, frame, [v["variable"] for v in first_screen["variables"]]),
+        verdicts=verdicts(comparisons, frame, [v["variable"] for v in first_screen["variables"]],
+                          step_hours=step_hours(store)),
         structure_table=metrics_table(spatial_rows[spatial_rows.metric.isin(STRUCTURE_METRICS)], model_order),
         structure_all=metrics_table(spatial_rows, model_order),
         storms=storm_findings(spatial_rows, model_order),
@@ -408,7 +417,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                                     KEY_SPATIAL_METRICS),
         not_converged=not_converged, convergence_steps=convergence_steps, still_falling=int(STILL_FALLING * 100),
         state_groups=state_groups, near=(NEAR_FACTOR, NEAR_MARGIN),
-        forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True),
+        forecast_table=metrics_table(forecast_rows, forecasters, by_lead=True, step_hours=step_hours(store)),
         level_table=metrics_table(levels[~levels.metric.str.contains("return_level_")], level_sources,
                                   reference_rows=True), level_sources=level_sources,
         return_levels=return_level_table(levels_all, level_sources, config["evaluation"]["return_periods"]),
@@ -429,6 +438,16 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)
+
+
+def heavier_tail_first(values: np.ndarray, tails: str) -> list[str]:
+    """The tails `tails` looks at, the one reaching farther from the median (at the 99.9th and
+    0.1th percentiles) first."""
+    found = list(sides(tails))
+    if len(found) < 2:
+        return found
+    low, median, high = np.quantile(plots.finite(values), [0.001, 0.5, 0.999])
+    return ["upper", "lower"] if high - median >= median - low else ["lower", "upper"]
 
 
 def _variant(entry: dict) -> str:

@@ -8,11 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colors  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .. import artifacts
 from ..evaluation.convergence import near_limit  # noqa: E402
+from .text import lead_hours, percentile  # noqa: E402
 
 DATA_STYLE = {"color": "0.55", "alpha": 0.45}
 TRUTH_COLOR = "black"
@@ -77,6 +79,8 @@ def qq_probabilities(tails: str, top: float = 0.9999) -> np.ndarray:
     upper = 1 - np.logspace(np.log10(0.5), np.log10(1 - top), 60)
     if tails == "both":
         return np.concatenate([np.sort(1 - upper), upper])
+    if tails == "lower":
+        return np.sort(1 - upper)
     return upper
 
 
@@ -131,40 +135,77 @@ def draw_field(ax, field: np.ndarray, lat: np.ndarray, lon: np.ndarray, **style)
 
 
 def degree_ticks(ax, left: bool, bottom: bool) -> None:
-    """Latitude and longitude ticks (degrees) on the outer panels of a grid of maps only."""
-    ax.tick_params(labelsize=6, length=2, labelleft=left, labelbottom=bottom)
+    """Latitude and longitude ticks and labels (degrees) on the outer panels of a grid of maps only."""
+    ax.tick_params(labelsize=7, length=2, labelleft=left, labelbottom=bottom)
     ax.locator_params(nbins=3)
+    if left:
+        ax.set_ylabel("lat [°N]", fontsize=8)
+    if bottom:
+        ax.set_xlabel("lon [°E]", fontsize=8)
+
+
+def most_extreme(fields: np.ndarray, tails: str) -> int:
+    """The index of the field holding the most extreme value on the tail of interest (the
+    largest for an upper tail, the smallest for a lower one, the farthest from the median for both)."""
+    x = np.asarray(fields, dtype=np.float64).reshape(len(fields), -1)
+    if tails == "lower":
+        return int(np.nanargmin(np.nanmin(x, axis=1)))
+    if tails == "both":
+        median = np.nanmedian(x)
+        return int(np.nanargmax(np.nanmax(np.abs(x - median), axis=1)))
+    return int(np.nanargmax(np.nanmax(x, axis=1)))
 
 
 def sample_maps(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndarray]], variable: str,
-                info: dict, lat: np.ndarray, lon: np.ndarray, out: str | Path, members: int = 3) -> None:
-    """Rows: test data, then each ensemble; columns: `members` fields. One colour scale per
-    figure, set by the data, so a model's extremes stand out."""
+                info: dict, lat: np.ndarray, lon: np.ndarray, out: str | Path, members: int = 3,
+                seed: int = 0) -> None:
+    """Rows: test data, then each ensemble. First column: its most extreme field on the
+    variable's tail of interest (`most_extreme`); then `members` fields drawn at random. One
+    colour scale for the whole figure, unclipped: from the lowest to the highest value shown, so
+    that every extreme is drawn as it is and models compare at a glance."""
     rows = {"data (test)": data[variable]}
     rows.update({m: e[variable] for m, e in ensembles.items()})
-    d = data[variable]
-    vmin, vmax = np.quantile(finite(d), [0.001, 0.999])
-    if info.get("tails") == "upper":
-        cmap = "viridis"
+    tails = info.get("tails", "upper")
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    for source, fields in rows.items():
+        picks = rng.choice(len(fields), size=min(members, len(fields)), replace=False)
+        chosen[source] = [most_extreme(fields, tails)] + [int(i) for i in picks]
+    shown = np.concatenate([finite(rows[s][i]) for s in rows for i in chosen[s]])
+    vmin, vmax = float(shown.min()), float(shown.max())
+    norm = None
+    if info.get("lower_bound") is not None:
+        # an amount: unclipped, on a square-root scale so that the ordinary fields still show
+        # beside the storm of the record
+        cmap, norm = "viridis", colors.PowerNorm(0.5, vmin=max(vmin, float(info["lower_bound"])), vmax=vmax)
     elif vmin < 0 < vmax:  # signed field: diverging map centred on zero
         cmap = "RdBu_r"
         vmax = max(-vmin, vmax)
         vmin = -vmax
     else:
-        cmap = "coolwarm"
-    fig, axes = plt.subplots(len(rows), members, figsize=(2.2 * members + 1.4, 2.0 * len(rows)), squeeze=False,
+        cmap = "viridis"
+    style = {"norm": norm} if norm is not None else {"vmin": vmin, "vmax": vmax}
+    ncols = 1 + members
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols + 1.6, 2.1 * len(rows) + 0.4), squeeze=False,
                              layout="constrained")
-    stride = max(1, d.shape[0] // members)
     for r, (source, fields) in enumerate(rows.items()):
-        for c in range(members):
-            idx = c * stride if source == "data (test)" else c
+        for c, idx in enumerate(chosen[source][:ncols]):
             ax = axes[r][c]
-            im = draw_field(ax, fields[min(idx, fields.shape[0] - 1)], lat, lon, vmin=vmin, vmax=vmax, cmap=cmap)
+            im = draw_field(ax, fields[idx], lat, lon, cmap=cmap, **style)
             degree_ticks(ax, left=c == 0, bottom=r == len(rows) - 1)
+            if r == 0:
+                ax.set_title("most extreme field" if c == 0 else f"random field {c}", fontsize=9)
             if c == 0:
-                ax.set_ylabel(source, fontsize=9)
+                ax.set_ylabel(f"{'true process' if source == 'truth' else source}\nlat [°N]", fontsize=9)
+            if r == len(rows) - 1:
+                ax.set_xlabel("lon [°E]", fontsize=8)
+        for c in range(len(chosen[source]), ncols):
+            axes[r][c].set_visible(False)
     fig.colorbar(im, ax=axes, shrink=0.8, label=_label(variable, info))
-    fig.suptitle(f"{variable}: test fields and generated members")
+    side = {"upper": "the highest value", "lower": "the lowest value", "both": "the value farthest from the median"}
+    scale = "square-root" if norm is not None else "linear"
+    fig.suptitle(f"{variable}: each source's field with {side.get(tails, 'the most extreme value')}, then random "
+                 f"fields; one unclipped colour scale ({scale})", fontsize=10)
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
@@ -201,8 +242,11 @@ def _errorbar(ax, x, frame: pd.DataFrame, **style) -> None:
     ax.errorbar(x, y, yerr=np.maximum(err, 0), capsize=3, **style)
 
 
-def forecast_skill(metrics: pd.DataFrame, forecasters: list[str], variables: dict, out: str | Path) -> None:
-    """Rows: CRPS, spread/skill; columns: variables; x: lead time. One line per forecast model."""
+def forecast_skill(metrics: pd.DataFrame, forecasters: list[str], variables: dict, out: str | Path,
+                   step_hours: float | None = None) -> None:
+    """Rows: CRPS, spread/skill; columns: variables; x: lead time (in hours where the data's
+    time step is known, else in steps). One line per forecast model."""
+    scale = step_hours or 1.0
     names = list(variables)
     colors = model_colors(forecasters)
     fig, axes = plt.subplots(2, len(names), figsize=(4.6 * len(names), 7), squeeze=False)
@@ -212,13 +256,13 @@ def forecast_skill(metrics: pd.DataFrame, forecasters: list[str], variables: dic
             for row, metric in enumerate(["crps", "spread_skill"]):
                 part = sub[sub.metric == metric].sort_values("lead")
                 offset = 0.04 * (forecasters.index(model) - (len(forecasters) - 1) / 2)
-                _errorbar(axes[row][col], part["lead"].to_numpy(dtype=float) + offset, part, marker="o",
+                _errorbar(axes[row][col], (part["lead"].to_numpy(dtype=float) + offset) * scale, part, marker="o",
                           color=colors[model], label=model)
         axes[0][col].set_title(name)
         axes[0][col].set_ylabel(f"CRPS [{variables[name].get('units', '')}]")
         axes[1][col].axhline(1.0, color="0.6", lw=0.8, zorder=0)
         axes[1][col].set_ylabel("spread / skill")
-        axes[1][col].set_xlabel("lead [steps]")
+        axes[1][col].set_xlabel("lead [h]" if step_hours else "lead [steps]")
         for ax in axes[:, col]:
             ax.xaxis.get_major_locator().set_params(integer=True)
     axes[0][0].legend(fontsize=8)
@@ -227,7 +271,8 @@ def forecast_skill(metrics: pd.DataFrame, forecasters: list[str], variables: dic
     plt.close(fig)
 
 
-def rank_histograms(ranks: pd.DataFrame, forecasters: list[str], variables: list[str], out: str | Path) -> None:
+def rank_histograms(ranks: pd.DataFrame, forecasters: list[str], variables: list[str], out: str | Path,
+                    step_hours: float | None = None) -> None:
     """Rows: forecast models; columns: variables. Relative frequency of the observation's rank
     among the members at each lead; flat (dashed line) = calibrated."""
     fig, axes = plt.subplots(len(forecasters), len(variables), figsize=(3.8 * len(variables), 2.6 * len(forecasters)),
@@ -238,7 +283,7 @@ def rank_histograms(ranks: pd.DataFrame, forecasters: list[str], variables: list
             sub = ranks[(ranks.model == model) & (ranks.variable == name)]
             for lead, part in sub.groupby("lead"):
                 freq = part["count"].to_numpy(dtype=float)
-                ax.step(part["rank"], freq / freq.sum(), where="mid", label=f"lead {lead}")
+                ax.step(part["rank"], freq / freq.sum(), where="mid", label=f"lead {lead_hours(int(lead), step_hours)}")
                 ax.axhline(1 / len(freq), color="0.5", ls="--", lw=0.8)
             ax.set_title(f"{model}: {name}", fontsize=9)
             if c == 0:
@@ -339,31 +384,40 @@ def return_levels(metrics: pd.DataFrame, sources: list[str], variables: dict, ou
     plt.close(fig)
 
 
-def quantile_maps(maps, variables: dict, out: str | Path) -> None:
-    """Rows: variables. First column: the data's per-point quantile; then each source's bias
-    (source - data) on one diverging scale per variable."""
+def quantile_maps(maps, variables: dict, out: str | Path, variable: str | None = None, columns: int = 4) -> None:
+    """One variable's figure (the first, if `variable` is None): the data's per-point quantile,
+    then each source's bias (source - data) on one diverging scale, `columns` panels a row so
+    that titles and colour bars stay readable on a page."""
+    name = variable or list(variables)[0]
     sources = [s for s in maps.source.values if s != "data"]
-    names = list(variables)
-    fig, axes = plt.subplots(len(names), 1 + len(sources), figsize=(2.1 * (1 + len(sources)) + 1.5, 2.2 * len(names)),
-                             squeeze=False, layout="constrained")
+    panels = ["data"] + sources
+    ncols = min(columns, len(panels))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols + 1.2, 2.7 * nrows + 0.6), squeeze=False,
+                             layout="constrained")
     lat, lon = maps.latitude.values, maps.longitude.values
-    for r, name in enumerate(names):
-        q = maps[f"{name}_quantile"]
-        im = draw_field(axes[r][0], q.sel(source="data").values, lat, lon, cmap="viridis")
-        fig.colorbar(im, ax=axes[r][0], shrink=0.8)
-        bias = maps[f"{name}_bias"]
-        limit = float(np.nanquantile(np.abs(bias.sel(source=sources).values), 0.98)) if sources else 1.0
-        for c, source in enumerate(sources, start=1):
-            im = draw_field(axes[r][c], bias.sel(source=source).values, lat, lon, cmap="RdBu_r", vmin=-limit,
-                            vmax=limit)
-        if sources:
-            fig.colorbar(im, ax=axes[r][1:], shrink=0.8, label=f"bias [{variables[name].get('units', '')}]")
-        axes[r][0].set_ylabel(name)
-        for c, title in enumerate(["data"] + sources):
-            degree_ticks(axes[r][c], left=c == 0, bottom=r == len(names) - 1)
-            if r == 0:
-                axes[r][c].set_title(title, fontsize=8)
-    fig.suptitle(f"per-grid-point {maps.attrs['quantile']:g} quantile: data, and each source's bias")
+    q = maps[f"{name}_quantile"]
+    bias = maps[f"{name}_bias"]
+    units = variables[name].get("units", "")
+    limit = float(np.nanquantile(np.abs(bias.sel(source=sources).values), 0.98)) if sources else 1.0
+    flat = axes.ravel()
+    for k, source in enumerate(panels):
+        ax = flat[k]
+        if source == "data":
+            im = draw_field(ax, q.sel(source="data").values, lat, lon, cmap="viridis")
+            fig.colorbar(im, ax=ax, shrink=0.85, label=f"[{units}]")
+        else:
+            bias_im = draw_field(ax, bias.sel(source=source).values, lat, lon, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        words = {"data": "data (test)", "truth": "true process: bias", "truth (sequences)": "true process (sequences): bias"}
+        ax.set_title(words.get(source, f"{source}: bias"), fontsize=10)
+        degree_ticks(ax, left=k % ncols == 0, bottom=k >= len(panels) - ncols)
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    if sources:
+        fig.colorbar(bias_im, ax=flat[1:len(panels)].tolist(), shrink=0.85, label=f"bias [{units}]")
+    p = float(q.attrs.get("quantile", maps.attrs.get("quantile")))
+    fig.suptitle(f"{name}: per-grid-point {percentile(p)} of the data, and each source's bias "
+                 f"(source − data)", fontsize=11)
     fig.savefig(out, dpi=100)
     plt.close(fig)
 

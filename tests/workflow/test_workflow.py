@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -146,7 +148,7 @@ def test_end_to_end_outputs(tiny_run):
     # the quantiles in the variables' units: one table per tail of interest (t2m both, w lower, tp upper)
     assert html.count('<table class="answer quantiles">') == 4
     assert "w [Pa s**-1], lower tail (ascent)" in html and "tp [mm], upper tail" in html
-    assert "The data's 0.1th percentile is" in html and "The data's 99.9th percentile is" in html
+    assert "The data&#39;s 0.1th percentile is" in html and "The data&#39;s 99.9th percentile is" in html
     assert html.count("trained once: the intervals") == 1  # said once, not per pair
     # display names from the config: two models of the test config read alike, so their keys are added
     assert "EDM + INC and Flow forecast were trained once" in html
@@ -175,6 +177,20 @@ def test_end_to_end_outputs(tiny_run):
                 "verify_forecasts_fc_tedm", "truth_sequences", "return_levels_truth", "quantile_maps", "figures",
                 "sampler_budget", "report"):
         assert (results / "logs" / f"{log}.log").exists(), log
+
+
+def test_the_collapsed_report_is_at_most_twelve_screens(tiny_run):
+    """Measured in headless Chromium where the machine has it (Debian's chromium): the page with
+    every section collapsed, at 1400 px wide, is at most 12 screens of 900 px, and every section
+    is still in the page (opened, it is several times longer)."""
+    if not shutil.which("chromium") and not os.environ.get("CHROMIUM"):
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from report_screenshots import SCREEN, page_height
+    report = tiny_run / "results" / "report.html"
+    closed, opened = page_height(report, 1400, False), page_height(report, 1400, True)
+    assert closed <= 12 * SCREEN, closed
+    assert opened > 3 * closed
 
 
 def test_rerun_has_nothing_to_do(tiny_run):

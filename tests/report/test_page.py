@@ -155,7 +155,7 @@ def test_a_cell_is_green_by_its_shown_value_and_each_model_shows_where_it_ends()
     table = answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)
     row = table["rows"][0]
     assert row["cells"][0]["within"] and row["cells"][0]["runs"] == "runs: 0.2, 2, 0.5"
-    assert (row["tail_error"], row["state"], row["there"], table["limit"]) == ("0.41", "stalled, far", False, "0.22")
+    assert (row["tail_error"], row["state"], row["there"], table["limit"]) == ("0.41", "stalled, far", False, "0.222")
     frame.loc[frame.model == "tedm", "value"] = 0.25  # outside the truth's [0.3, 2.4]
     assert not answer.distance_table(frame, "pr", ["tedm"], {"tedm": 3}, True, runs, states)["rows"][0]["cells"][0]["within"]
     frame.loc[frame.model == "tedm", "value"] = 0.9
@@ -203,14 +203,16 @@ def _quantiles(values, variable="w"):
                           "ci_low": lo, "ci_high": hi} for (m, p), (v, lo, hi) in values.items()])
 
 
-def test_the_bold_quantile_is_the_nearest_to_the_datas_by_the_number_shown():
+def test_the_bold_quantile_is_the_nearest_to_the_reference_by_the_number_shown():
     frame = _quantiles({("data", 0.999): (12.04, 9.8, 14.6), ("truth", 0.999): (12.3, 10.1, 15.0),
                         ("edm", 0.999): (4.4, 4.0, 4.9), ("tedm", 0.999): (7.7, 7.1, 8.2),
                         ("tflow", 0.999): (16.41, 2.0, 30.0), ("edm_inc", 0.999): (7.7049, 6.0, 9.0)},
                        variable="tp")
-    table = answer.quantile_table(frame, "tp", "upper", [0.999], ["edm", "tedm", "tflow", "edm_inc"], {"tedm": 3},
-                                  truth=True, labels={"tedm": "t-EDM"})
-    assert table["columns"] == ["99.9th percentile"] and table["reference"] == "the true process's"
+    models = ["edm", "tedm", "tflow", "edm_inc"]
+    # without the true value: the data's estimate is the reference
+    table = answer.quantile_table(frame, "tp", "upper", [0.999], models, {"tedm": 3}, truth=True,
+                                  labels={"tedm": "t-EDM"})
+    assert table["columns"] == ["99.9th percentile"] and table["reference"] == "the data's"
     rows = {r["model"]: r["cells"][0] for r in table["rows"]}
     assert list(rows) == ["data", "truth", "edm", "t-EDM", "tflow", "edm_inc"]
     shown = {m: float(c["text"]) for m, c in rows.items() if m not in ("data", "truth")}
@@ -218,12 +220,30 @@ def test_the_bold_quantile_is_the_nearest_to_the_datas_by_the_number_shown():
     # ties by the number shown are all bold: 7.7 and 7.70 print alike
     assert {m for m, c in rows.items() if c["closest"]} == {m for m, v in shown.items() if abs(v - 12.0) == nearest}
     assert {m for m, c in rows.items() if c["closest"]} == {"t-EDM", "edm_inc"}  # 4.3 from 12.0; t-Flow's 16.4 is 4.4
-    # green: the value shown inside the true process's interval [10.1, 15.0]; not the data's own row
-    assert [m for m, c in rows.items() if c["within"]] == []
+    assert [m for m, c in rows.items() if c["within"]] == []  # nothing inside the data's [9.8, 14.6]
+    # with the true value (13.5): the truth row shows it, with the spread of a perfect model's
+    # sample of this size moved onto it ([11.3, 16.2]); bold is nearest it, green inside that
+    table = answer.quantile_table(frame, "tp", "upper", [0.999], models, {}, truth=True,
+                                  true_values={"quantile_0.999": 13.5}, runs={("tflow", "tp", "quantile_0.999"):
+                                                                              [8.1, 23.2, 8.7]})
+    assert table["reference"] == "the true process's"
+    rows = {r["model"]: r["cells"][0] for r in table["rows"]}
+    assert (rows["truth"]["text"], rows["truth"]["ci"]) == ("13.5", "[11.3, 16.2]")
+    assert {m for m, c in rows.items() if c["closest"]} == {"tflow"}  # 2.9 from 13.5
+    assert [m for m, c in rows.items() if c["within"]] == []  # 16.4 is outside [11.3, 16.2]
+    assert rows["tflow"]["runs"] == "runs: 8.1, 23.2, 8.7"
     frame.loc[frame.model == "tflow", "value"] = 14.2
     rows = {r["model"]: r["cells"][0] for r in answer.quantile_table(frame, "tp", "upper", [0.999], ["edm", "tflow"],
-                                                                    {}, truth=True)["rows"]}
+                                                                    {}, truth=True,
+                                                                    true_values={"quantile_0.999": 13.5})["rows"]}
     assert rows["tflow"]["within"] and rows["tflow"]["closest"] and not rows["edm"]["within"]
+    text = answer.quantile_headline(frame, "tp", "upper", "mm", models, True, {"tflow": "t-Flow"}, true_value=13.5,
+                                    runs={("tflow", "tp", "quantile_0.999"): [8.1, 26.2, 8.4]},
+                                    twins=[("tedm", "edm")])
+    assert "the true process's is 13.5 mm (a perfect model's sample of the models' size: [11.3, 16.2])" in text
+    assert "Closest to the true process's value: t-Flow, 14.2 mm" in text
+    assert "t-Flow's 3 runs disagree by more than that interval: 8.1, 26.2, 8.4 mm; its mean is not a fit." in text
+    assert "tedm against edm: 7.7 against 4.4 mm, 4.3 from the data's value instead of 7.6." in text
 
 
 def test_a_negative_heavy_tail_is_headlined_below_in_its_units():
@@ -233,7 +253,7 @@ def test_a_negative_heavy_tail_is_headlined_below_in_its_units():
                                     labels={"tedm": "t-EDM", "edm": "EDM"})
     # as many decimals as resolve the data's interval
     assert text.startswith("The data's 0.1th percentile is -2.64 Pa s**-1 [-2.90, -2.40].")
-    assert "Closest: t-EDM, -2.50 Pa s**-1 [-2.70, -2.30]" in text and "farthest: EDM, -1.90" in text
+    assert "Closest to the data's value: t-EDM, -2.50 Pa s**-1 [-2.70, -2.30]" in text and "farthest: EDM, -1.90" in text
     assert "1 of 2 models inside the data's interval (t-EDM)." in text
     assert answer.tail_words("lower", "Pa s**-1") == "lower tail (ascent)"
     # the composite headline speaks of the mass below the data's 0.1th percentile
@@ -255,7 +275,7 @@ def test_a_variable_with_both_tails_gets_a_table_for_each_heaviest_first():
     assert [s["side"] for s in v["sides"]] == ["lower", "upper"]
     assert [s["table"]["columns"] for s in v["sides"]] == [["0.1th percentile"], ["99.9th percentile"]]
     assert v["sides"][0]["headline"].startswith("The data's 0.1th percentile is 262.0 K [260.0, 264.0]")
-    assert out["ranking_rule"].startswith("Bold: the model whose value, as shown, is nearest")
+    assert out["ranking_rule"].startswith("One rule for every table here, on the numbers as shown.")
 
 
 def test_a_quantile_interval_stops_at_the_variables_lower_bound():

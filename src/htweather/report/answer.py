@@ -31,10 +31,12 @@ HEAVY_KURTOSIS = 1.0  # excess kurtosis above which a variable is called heavy-t
 HEADLINE = exceedance_name(0.999)  # the far tail's mass, upper tail (`headline_metric` for any tail)
 
 # The ranking rule of every table on the first screen, stated above them: by the number shown
-RANKING_RULE = ("Bold: the model whose value, as shown, is nearest the data's (quantiles) or the ideal value "
-                "(key metrics). Green: a value, as shown, inside the true process's interval where the truth is "
-                "known, else inside the data's interval (quantiles) or, for the key metrics, a model interval that "
-                "holds the ideal value.")
+RANKING_RULE = ("One rule for every table here, on the numbers as shown. Percentiles: bold is the model nearest "
+                "the true value where the truth is known, else nearest the data's; green is a value inside the "
+                "interval a perfect model's sample of the models' size gives around the true value, else inside "
+                "the data's interval. Key metrics: bold is nearest the ideal value; green is inside a perfect "
+                "model's sample's interval, else a model interval that holds the ideal value. Hover over a cell "
+                "for each training run's value.")
 
 
 def short_name(metric: str) -> str:
@@ -166,11 +168,11 @@ def distance_table(frame: pd.DataFrame, variable: str, models: list[str], replic
         rows.append({"model": _label(labels, model),
                      "kind": "bootstrap" if model == "truth" else interval_kind(replicates.get(model, 1)),
                      "truth": model == "truth", "cells": cells,
-                     "tail_error": fmt(end["final_error"], 2) if end else "",
+                     "tail_error": fmt(end["final_error"], 3) if end else "",
                      "state": _STATE_WORDS.get(end["state"], end["state"]) if end else "",
                      "there": bool(end and model != "truth" and limit is not None and end["final_error"] <= limit)})
     return {"metrics": [{"name": m, "short": short_name(m), "ideal": fmt(ideal(m))} for m in metrics],
-            "rows": rows, "limit": fmt(limit, 2) if limit is not None else ""}
+            "rows": rows, "limit": fmt(limit, 3) if limit is not None else ""}
 
 
 _STATE_WORDS = {STATES[0]: "still improving", STATES[1]: "converged, near", STATES[2]: "stalled, far"}
@@ -246,48 +248,84 @@ def _interval(r, decimals: int, lower_bound: float | None) -> str:
     return f"[{fixed(low, decimals)}, {fixed(r.ci_high, decimals)}]"
 
 
+def _quantile_reference(value: dict, name: str, true_value: float | None):
+    """The reference a model's quantile is judged against (RANKING_RULE): the true value, with
+    the interval a perfect model's sample of the models' size gives (the true process's sample's
+    bootstrap interval, moved onto the true value), where the truth is known; else the data's
+    estimate with its interval. Returns (value, low, high, whose) or None."""
+    sample, data = value.get(("truth", name)), value.get(("data", name))
+    if true_value is not None and np.isfinite(true_value):
+        if sample is not None and pd.notna(sample.ci_low):
+            low, high = true_value - (sample.value - sample.ci_low), true_value + (sample.ci_high - sample.value)
+        else:
+            low = high = math.nan
+        return true_value, low, high, "the true process's"
+    if data is not None:
+        return float(data.value), float(data.ci_low), float(data.ci_high), "the data's"
+    return None
+
+
+def _runs_text(runs: dict | None, model: str, variable: str, metric: str, decimals: int) -> str:
+    each = (runs or {}).get((model, variable, metric), [])
+    return "runs: " + ", ".join(fixed(v, decimals) for v in each) if len(each) > 1 else ""
+
+
 def quantile_table(frame: pd.DataFrame, variable: str, side: str, quantiles: list[float], models: list[str],
                    replicates: dict[str, int], truth: bool, labels: dict | None = None,
-                   lower_bound: float | None = None) -> dict:
+                   lower_bound: float | None = None, true_values: dict[str, float] | None = None,
+                   runs: dict | None = None) -> dict:
     """The first screen's table for one tail of `variable`: the data's tail quantiles in the
-    variable's units (test split, moving-block bootstrap interval), the true process's where
-    known, and each model's (the mean over its runs, t interval clipped at `lower_bound`),
-    ranked by RANKING_RULE. Each column has the decimals that resolve the data's interval."""
+    variable's units (test split, moving-block bootstrap interval), the true value where known
+    (`true_values`, by metric name, with the interval a perfect model's sample of the models'
+    size gives), and each model's (the mean over its runs, t interval clipped at `lower_bound`;
+    each run's value on hover), ranked by RANKING_RULE. Each column has the decimals that
+    resolve the data's interval."""
     probs = [side_probability(q, side) for q in quantiles]
     names = [physical_quantile_name(p) for p in probs]
     sub = frame[(frame.variable == variable) & frame["lead"].isna() & frame.metric.isin(names)]
     value = {(r.model, r.metric): r for r in sub.itertuples()}
-    reference = "truth" if truth and any(("truth", n) in value for n in names) else "data"
+    true_values = true_values or {}
     decimals = {n: _decimals(value, n) for n in names}
-    closest = {n: _closest(sub, models, n, round(float(value[("data", n)].value), decimals[n]),
+    reference = {n: _quantile_reference(value, n, true_values.get(n) if truth else None) for n in names}
+    closest = {n: _closest(sub, models, n, round(reference[n][0], decimals[n]),
                            show=lambda v, k=decimals[n]: round(float(v), k))
-               if ("data", n) in value else set() for n in names}
+               if reference[n] is not None else set() for n in names}
     rows = []
     for source in ["data"] + (["truth"] if truth else []) + models:
         cells = []
         for n in names:
-            r, ref = value.get((source, n)), value.get((reference, n))
-            if r is None:
-                cells.append({"text": "", "ci": "", "within": False, "closest": False})
+            k, ref = decimals[n], reference[n]
+            if source == "truth" and ref is not None and ref[3] == "the true process's":
+                ci = "" if math.isnan(ref[1]) else f"[{fixed(ref[1], k)}, {fixed(ref[2], k)}]"
+                cells.append({"text": fixed(ref[0], k), "ci": ci, "within": False, "closest": False, "runs": ""})
                 continue
-            k = decimals[n]
-            within = (source in models and ref is not None and pd.notna(ref.ci_low)
-                      and ref.ci_low <= round(float(r.value), k) <= ref.ci_high)
+            r = value.get((source, n))
+            if r is None:
+                cells.append({"text": "", "ci": "", "within": False, "closest": False, "runs": ""})
+                continue
+            within = (source in models and ref is not None and np.isfinite(ref[1])
+                      and ref[1] <= round(float(r.value), k) <= ref[2])
             cells.append({"text": fixed(r.value, k), "ci": _interval(r, k, lower_bound), "within": bool(within),
-                          "closest": source in closest[n]})
+                          "closest": source in closest[n], "runs": _runs_text(runs, source, variable, n, k)})
         if any(c["text"] for c in cells):
-            kind = ("test split: block bootstrap" if source == "data" else "bootstrap" if source == "truth"
-                    else interval_kind(replicates.get(source, 1)))
+            kind = ("test split: block bootstrap" if source == "data"
+                    else "true value; a perfect model's sample" if source == "truth" and true_values
+                    else "bootstrap" if source == "truth" else interval_kind(replicates.get(source, 1)))
             rows.append({"model": _label(labels, source), "kind": kind, "truth": source in ("data", "truth"),
                          "cells": cells})
+    whose = {ref[3] for ref in reference.values() if ref is not None}
     return {"columns": [percentile(p) for p in probs], "rows": rows,
-            "reference": "the true process's" if reference == "truth" else "the data's"}
+            "reference": whose.pop() if len(whose) == 1 else "the reference"}
 
 
 def quantile_headline(frame: pd.DataFrame, variable: str, side: str, units: str, models: list[str], truth: bool,
-                      labels: dict | None = None, p: float = 0.999, lower_bound: float | None = None) -> str:
-    """The far tail in the variable's units: the data's quantile, the truth's, the closest and
-    the farthest model, and how many models lie inside the reference interval."""
+                      labels: dict | None = None, p: float = 0.999, lower_bound: float | None = None,
+                      true_value: float | None = None, runs: dict | None = None,
+                      twins: list[tuple[str, str]] = ()) -> str:
+    """The far tail in the variable's units: the data's quantile and the true value (where
+    known), the closest and the farthest model, how many lie inside the reference interval,
+    the models whose runs disagree by more than that interval, and each Student-t model
+    against its Gaussian twin."""
     q = side_probability(p, side)
     metric = physical_quantile_name(q)
     sub = frame[(frame.variable == variable) & frame["lead"].isna() & (frame.metric == metric)]
@@ -303,24 +341,35 @@ def quantile_headline(frame: pd.DataFrame, variable: str, side: str, units: str,
         ci = _interval(r, k, lower_bound)
         return f"{fixed(r.value, k)} {units}" + (f" {ci}" if ci else "")
 
+    ref = _quantile_reference({(m, metric): r for m, r in row.items()}, metric, true_value if truth else None)
     text = f"The data's {percentile(q)} is {amount(data)}"
-    reference = data
-    if truth and "truth" in row:
-        reference = row["truth"]
-        text += f"; a sample of the true process of the models' size gives {amount(row['truth'])}"
+    if ref[3] == "the true process's":
+        text += f"; the true process's is {fixed(ref[0], k)} {units}"
+        if np.isfinite(ref[1]):
+            text += f" (a perfect model's sample of the models' size: [{fixed(ref[1], k)}, {fixed(ref[2], k)}])"
     text += "."
     found = [m for m in models if m in row and np.isfinite(show(row[m].value))]
     if found:
-        target = show(data.value)
+        target = show(ref[0])
         order = sorted(found, key=lambda m: abs(show(row[m].value) - target))
-        text += f" Closest: {name(order[0])}, {amount(row[order[0]])}"
+        text += f" Closest to {ref[3]} value: {name(order[0])}, {amount(row[order[0]])}"
         if len(order) > 1:
             text += f"; farthest: {name(order[-1])}, {amount(row[order[-1]])}"
-        inside = [m for m in found if pd.notna(reference.ci_low)
-                  and reference.ci_low <= show(row[m].value) <= reference.ci_high]
-        whose = "the true process's" if reference is not data else "the data's"
-        text += (f". {len(inside)} of {len(found)} models inside {whose} interval"
+        inside = [m for m in found if np.isfinite(ref[1]) and ref[1] <= show(row[m].value) <= ref[2]]
+        text += (f". {len(inside)} of {len(found)} models inside {ref[3]} interval"
                  + (f" ({_join([name(m) for m in inside])})." if inside else "."))
+        width = ref[2] - ref[1] if np.isfinite(ref[2] - ref[1]) else math.inf
+        for m in found:
+            each = (runs or {}).get((m, variable, metric), [])
+            if len(each) > 1 and max(each) - min(each) > width:
+                text += (f" {name(m)}'s {len(each)} runs disagree by more than that interval: "
+                         f"{', '.join(fixed(v, k) for v in each)} {units}; its mean is not a fit.")
+    for model, baseline in twins:
+        if model in row and baseline in row:
+            d_m, d_b = (abs(show(row[x].value) - show(data.value)) for x in (model, baseline))
+            text += (f" {name(model)} against {name(baseline)}: {fixed(row[model].value, k)} against "
+                     f"{fixed(row[baseline].value, k)} {units}, {fixed(d_m, k)} from the data's value instead "
+                     f"of {fixed(d_b, k)}.")
     return text
 
 
@@ -448,7 +497,7 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models:
            replicates: dict[str, int], kurtosis: dict[str, float], states: list[dict],
            nu: dict[str, dict], truth: bool, runs: dict | None = None, stats: dict | None = None,
            labels: dict | None = None, side_order: dict[str, list[str]] | None = None,
-           step_hours: float | None = None) -> dict:
+           step_hours: float | None = None, true_quantiles: dict[str, dict[str, float]] | None = None) -> dict:
     """Everything the first screen shows, per variable in variable_order: per tail of interest
     (heaviest first, `side_order`), the quantiles in the variable's units; then the verdicts in
     words; then the composite (where the models end, and the key tail metrics). frame: one row
@@ -462,14 +511,17 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models:
         tails = info.get(variable, {}).get("tails", "upper")
         units = info.get(variable, {}).get("units", "")
         bound = info.get(variable, {}).get("lower_bound")
+        true = (true_quantiles or {}).get(variable, {})
         order = (side_order or {}).get(variable) or list(sides(tails))
         out.append({"variable": variable, "kurtosis": fmt(kurtosis[variable], 2),
                     "heavy": bool(kurtosis[variable] > HEAVY_KURTOSIS), "tails": tails, "units": units,
                     "sides": [{"side": side, "words": tail_words(side, units),
-                               "headline": quantile_headline(frame, variable, side, units, models, truth, labels,
-                                                             lower_bound=bound),
+                               "headline": quantile_headline(
+                                   frame, variable, side, units, models, truth, labels, lower_bound=bound,
+                                   true_value=true.get(physical_quantile_name(side_probability(0.999, side))),
+                                   runs=runs, twins=[t for t in twins if t[0] in models and t[1] in models]),
                                "table": quantile_table(frame, variable, side, quantiles, models, replicates, truth,
-                                                       labels, bound)} for side in order],
+                                                       labels, bound, true, runs)} for side in order],
                     "headline": headline(frame, variable, models, states, truth, labels, tails),
                     "table": distance_table(frame, variable, models, replicates, truth, runs, states, tails, labels),
                     "pairs": pair_sentences(comparisons, variable, twins, states, confidence, tails, labels, step_hours),

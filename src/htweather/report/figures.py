@@ -74,18 +74,23 @@ def spatial_curves(stats: dict, data: dict[str, np.ndarray], runs: dict[str, lis
     out = {}
     for name in stats["channels"]:
         spec = spatial.spatial_spec(stats, name, data[name], block_sizes)
+        # a lower tail (tails: lower): the 1st percentile of block means, and the objects below
+        lower = stats["variables"][name].get("tails") == "lower"
+        probability = round(1 - AREAL_PROBABILITY, 10) if lower else AREAL_PROBABILITY
+        objects = "p01" if lower else "p99"
         found = {"psd": {}, "areal": {}, "areas": {}}
         for source, fields in {"data": [data], **runs}.items():
             for one in fields:
                 s = spatial.summarise(one[name], spec)
                 found["psd"].setdefault(source, []).append(s.psd.mean(axis=0))
                 found["areal"].setdefault(source, []).append(
-                    np.array(list(spatial.areal_quantiles(s, AREAL_PROBABILITY).values())))
-                if "p99" in s.objects:
-                    found["areas"].setdefault(source, []).append(s.objects["p99"].area)
+                    np.array(list(spatial.areal_quantiles(s, probability).values())))
+                if objects in s.objects:
+                    found["areas"].setdefault(source, []).append(s.objects[objects].area)
         labels = [spatial.block_label(k) for k in spec.sizes]
         shape = data[name].shape[1:]
         out[name] = {**found, "wavelength_km": spatial.wavelengths_km(shape, spacing), "labels": labels,
+                     "probability": probability, "lower": lower,
                      "block_km": np.array([spatial.block_extent_km(label, shape, spacing) for label in labels])}
     return out
 

@@ -23,6 +23,7 @@ from ..data.store import grid_shape, load_stats, test_fields
 from ..evaluation.comparisons import KEY_SPATIAL_METRICS, KEY_WET_METRICS, forecast_scores
 from ..tail_metrics import key_metric_names, sides
 from ..evaluation.spatial import is_spatial
+from ..evaluation.tails import physical_quantile_name, tail_probabilities
 from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, REFERENCE, STATES, STILL_FALLING
 from ..evaluation.convergence import states as convergence_states
 from ..evaluation.ranking import best_models
@@ -109,14 +110,19 @@ def _value(frame: pd.DataFrame, model: str, variable: str, metric: str, lead) ->
 
 
 # the spatial metrics the report's structure table shows (all are in metrics.csv)
-STRUCTURE_METRICS = ["psd_log_error", "psd_log_ratio_large", "psd_log_ratio_small", "object_count_ratio_p99",
-                     "object_area_rel_error_p99", "object_peak_rel_error_p99", "sal_structure_p99",
+STRUCTURE_METRICS = ["psd_log_error", "psd_log_ratio_large", "psd_log_ratio_small",
+                     *(f"{m}_{t}" for t in ("p99", "p01") for m in ("object_count_ratio", "object_area_rel_error",
+                                                                     "object_peak_rel_error", "sal_structure")),
                      "object_count_ratio_wet", "object_area_rel_error_wet", "sal_structure_wet", "sal_amplitude",
-                     "areal_quantile_rel_error_0.99_field", "areal_quantile_rel_error_0.999_field"]
-# storms in words: metric, ideal, the words for below and above it, how the value reads
-STORM_TRAITS = (("object_count_ratio_p99", 1.0, ("too few", "too many"), "{} × the data's count"),
-                ("object_area_rel_error_p99", 0.0, ("too small", "too wide"), "mean area {}"),
-                ("object_peak_rel_error_p99", 0.0, ("too weak", "too strong"), "mean peak {}"))
+                     "areal_quantile_rel_error_0.99_field", "areal_quantile_rel_error_0.999_field",
+                     "areal_quantile_rel_error_0.01_field", "areal_quantile_rel_error_0.001_field"]
+# storms in words: metric (without its threshold), ideal, the words for below and above it, how
+# the value reads; the objects above the data's 99th percentile (p99) or, for a lower tail,
+# below its 1st (p01, of the negated field: a peak is the ascent's strength)
+STORM_TRAITS = (("object_count_ratio", 1.0, ("too few", "too many"), "{} × the data's count"),
+                ("object_area_rel_error", 0.0, ("too small", "too wide"), "mean area {}"),
+                ("object_peak_rel_error", 0.0, ("too weak", "too strong"), "mean peak {}"))
+STORM_THRESHOLDS = {"p99": "objects above the data's 99th percentile", "p01": "objects below the data's 1st percentile"}
 
 
 def _percent(value: float) -> str:
@@ -126,15 +132,18 @@ def _percent(value: float) -> str:
 
 def storm_findings(frame: pd.DataFrame, sources: list[str]) -> list[dict]:
     """Per variable with storm objects, per source (models, the truth): are its storms (objects
-    above the data's p99) too many or too few, too small or too wide, too weak or too strong? A
-    word only where the 95 % interval excludes the data's value; else "right"."""
+    beyond the data's p99, or below its p1 for a lower tail) too many or too few, too small or
+    too wide, too weak or too strong? A word only where the 95 % interval excludes the data's
+    value; else "right"."""
+    found = [(threshold, variable) for threshold in STORM_THRESHOLDS
+             for variable in frame[frame.metric == f"{STORM_TRAITS[0][0]}_{threshold}"].variable.unique()]
     out = []
-    for variable in frame[frame.metric == STORM_TRAITS[0][0]].variable.unique():
+    for threshold, variable in found:
         rows = []
         for source in sources:
             traits = []
             for metric, ideal, (below, above), text in STORM_TRAITS:
-                r = _row(frame, source, variable, metric)
+                r = _row(frame, source, variable, f"{metric}_{threshold}")
                 if r is None:
                     continue
                 if pd.notna(r.ci_low) and r.ci_low > ideal:
@@ -149,27 +158,46 @@ def storm_findings(frame: pd.DataFrame, sources: list[str]) -> list[dict]:
                                "off": word not in ("right", "no interval")})
             if traits:
                 rows.append({"source": source, "traits": traits})
-        out.append({"variable": variable, "rows": rows})
+        out.append({"variable": variable, "which": STORM_THRESHOLDS[threshold], "rows": rows})
     return out
 
 
-def describe(values: np.ndarray) -> dict:
+GLANCE_PROBABILITIES = (0.99, 0.999, 0.9999)
+
+
+def _glance_probabilities(tails: str) -> list[float]:
+    """The quantiles the at-a-glance tables show: those of each tail of interest, lowest first."""
+    return sorted(tail_probabilities(list(GLANCE_PROBABILITIES), tails))
+
+
+def describe(values: np.ndarray, tails: str = "upper") -> dict:
     v = plots.finite(values)
-    q = np.quantile(v, [0.99, 0.999, 0.9999])
-    return {"mean": v.mean(), "std": v.std(), "skewness": sstats.skew(v), "excess kurtosis": sstats.kurtosis(v),
-            "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": v.max()}
+    probs = _glance_probabilities(tails)
+    q = np.quantile(v, probs)
+    out = {"mean": v.mean(), "std": v.std(), "skewness": sstats.skew(v), "excess kurtosis": sstats.kurtosis(v)}
+    if tails != "upper":
+        out["min"] = v.min()
+    out.update({f"q{p:g}": x for p, x in zip(probs, q)})
+    if tails != "lower":
+        out["max"] = v.max()
+    return out
 
 
-def describe_closed_form(dist) -> dict:
+def describe_closed_form(dist, tails: str = "upper") -> dict:
     if isinstance(dist, synthetic.ZeroInflatedGPD):
         m = dist.moment_summary()
         mean, std, skew, kurt = m["mean"], math.sqrt(m["var"]), m["skewness"], m["kurtosis"] - 3
     else:
         mean, var, skew, kurt = (float(x) for x in dist.stats(moments="mvsk"))
         std = math.sqrt(var)
-    q = dist.ppf([0.99, 0.999, 0.9999])
-    return {"mean": mean, "std": std, "skewness": skew, "excess kurtosis": kurt,
-            "q0.99": q[0], "q0.999": q[1], "q0.9999": q[2], "max": float("nan")}
+    probs = _glance_probabilities(tails)
+    out = {"mean": mean, "std": std, "skewness": skew, "excess kurtosis": kurt}
+    if tails != "upper":
+        out["min"] = float("nan")
+    out.update({f"q{p:g}": float(x) for p, x in zip(probs, dist.ppf(probs))})
+    if tails != "lower":
+        out["max"] = float("nan")
+    return out
 
 FORECAST_METRICS = ["crps", "fair_crps", *forecast_scores("both")[1:], "spread_skill", "rmse", "spread", "rank_flatness"]
 
@@ -349,13 +377,15 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                          "members": ds.sizes.get("member", ""),
                          "sample_s": attrs.get("sampling_seconds", "")}
     summaries, kurtosis = [], {}
+    labels = display_names(config, list(config["models"]) + ["truth", "data"])
     for v in stats["channels"]:
-        rows = [{"source": "data (test)", **describe(data[v])}]
+        tails = stats["variables"][v]["tails"]
+        rows = [{"source": "data (test)", **describe(data[v], tails)}]
         kurtosis[v] = float(rows[0]["excess kurtosis"])
         if truth:
             kind = getattr(truth[v], "kind", "closed form")
-            rows.append({"source": f"true distribution ({kind})", **describe_closed_form(truth[v])})
-        rows += [{"source": m, **describe(fields[m][v])} for m in fields]
+            rows.append({"source": f"true distribution ({kind})", **describe_closed_form(truth[v], tails)})
+        rows += [{"source": labels.get(m, m), **describe(fields[m][v], tails)} for m in fields]
         summaries.append({"variable": v, "units": stats["variables"][v]["units"],
                           "rows": [{k: (fmt(x) if not isinstance(x, str) else x) for k, x in r.items()} for r in rows]})
 
@@ -393,11 +423,11 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     comparisons = artifacts.read_csv(comparisons_csv)
     run_counts = {m: replicates(config, m) for m in config["models"]}
     nu_by_model = {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items() if "nu_by_variable" in a}
-    labels = display_names(config, list(config["models"]) + ["truth", "data"])
     first_screen = answer(config, frame, comparisons, generators, run_counts, kurtosis, found, nu_by_model,
                           truth="truth" in model_order, runs=runs_of(tidy), stats=stats, labels=labels,
                           side_order={v: heavier_tail_first(data[v], stats["variables"][v]["tails"])
-                                      for v in stats["channels"]}, step_hours=step_hours(store))
+                                      for v in stats["channels"]}, step_hours=step_hours(store),
+                          true_quantiles=true_quantiles(truth, stats, config["evaluation"]["quantiles"]))
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["label"] = lambda m: labels.get(m, m)
@@ -438,6 +468,18 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     )
     with atomic_path(out) as tmp:
         tmp.write_text(page)
+
+
+def true_quantiles(truth: dict | None, stats: dict, quantiles: list[float]) -> dict[str, dict[str, float]]:
+    """The true tail quantiles of each variable (closed form, or the long simulation of the true
+    process), by metric name, at the probabilities of its tails of interest; {} without a truth."""
+    if not truth:
+        return {}
+    out = {}
+    for v in stats["channels"]:
+        probs = tail_probabilities(quantiles, stats["variables"][v]["tails"])
+        out[v] = {physical_quantile_name(p): float(truth[v].ppf(p)) for p in probs}
+    return out
 
 
 def heavier_tail_first(values: np.ndarray, tails: str) -> list[str]:

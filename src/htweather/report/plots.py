@@ -59,7 +59,7 @@ def tail_histograms(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, 
         for model, values in gen.items():
             ls = ":" if model == "truth" else "-"
             ax.hist(values, bins=edges, density=True, histtype="step", lw=1.4, ls=ls,
-                    color=colors[model], label=model)
+                    color=colors[model], label=legend_name(model))
         if closed_form and name in closed_form:
             x = np.linspace(lo, hi, 600)
             x = x[x > 0] if variables[name].get("tails") == "upper" else x
@@ -73,6 +73,11 @@ def tail_histograms(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, 
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def legend_name(source: str) -> str:
+    """The name a figure gives a source: the true process's sample is keyed "truth"."""
+    return "true process" if source == "truth" else source
 
 
 def qq_probabilities(tails: str, top: float = 0.9999) -> np.ndarray:
@@ -102,7 +107,7 @@ def qq_plots(data: dict[str, np.ndarray], ensembles: dict[str, dict[str, np.ndar
         for model, fields in ensembles.items():
             ls = ":" if model == "truth" else "-"
             runs = replicates.get(model, [])
-            label = f"{model} ({len(runs)} replicates)" if len(runs) > 1 else model
+            label = f"{model} ({len(runs)} replicates)" if len(runs) > 1 else legend_name(model)
             lines.append(np.quantile(finite(fields[name]), probs))
             ax.plot(qd, lines[-1], ls, color=colors[model], lw=1.4, label=label)
             if len(runs) > 1:
@@ -384,6 +389,11 @@ def return_levels(metrics: pd.DataFrame, sources: list[str], variables: dict, ou
     plt.close(fig)
 
 
+def p_is_lower(q, maps) -> bool:
+    """Whether a quantile map is of a lower tail (its probability below one half)."""
+    return float(q.attrs.get("quantile", maps.attrs.get("quantile", 1.0))) < 0.5
+
+
 def quantile_maps(maps, variables: dict, out: str | Path, variable: str | None = None, columns: int = 4) -> None:
     """One variable's figure (the first, if `variable` is None): the data's per-point quantile,
     then each source's bias (source - data) on one diverging scale, `columns` panels a row so
@@ -414,7 +424,9 @@ def quantile_maps(maps, variables: dict, out: str | Path, variable: str | None =
     for ax in flat[len(panels):]:
         ax.set_visible(False)
     if sources:
-        fig.colorbar(bias_im, ax=flat[1:len(panels)].tolist(), shrink=0.85, label=f"bias [{units}]")
+        meaning = ("> 0: weaker than the data's (lower tail)" if p_is_lower(q, maps)
+                   else "> 0: higher than the data's")
+        fig.colorbar(bias_im, ax=flat[1:len(panels)].tolist(), shrink=0.85, label=f"bias [{units}] ({meaning})")
     p = float(q.attrs.get("quantile", maps.attrs.get("quantile")))
     fig.suptitle(f"{name}: per-grid-point {percentile(p)} of the data, and each source's bias "
                  f"(source − data)", fontsize=11)
@@ -579,7 +591,7 @@ def spatial_structure(curves: dict[str, dict], variables: dict, out: str | Path,
             for source, runs in c[key].items():
                 style = ({"color": DATA_STYLE["color"], "lw": 3.0, "alpha": 0.7} if source == "data"
                          else {"color": colors[source], "lw": 1.3, "ls": ":" if source == "truth" else "-"})
-                label = source if len(runs) == 1 else f"{source} ({len(runs)} runs)"
+                label = legend_name(source) if len(runs) == 1 else f"{source} ({len(runs)} runs)"
                 ax.plot(x, part(runs[0]), marker="o" if key == "areal" else None, ms=3, label=label, **style)
                 if len(runs) > 1:
                     stack = np.stack([part(r) for r in runs])
@@ -591,7 +603,8 @@ def spatial_structure(curves: dict[str, dict], variables: dict, out: str | Path,
         row[0].set_ylabel(("power [({})²]" if " " in units else "power [{}²]").format(units) if units else "power")
         row[0].set_title(f"{name}: power spectrum")
         row[1].set_xlabel("block side [km] (the last: the whole field)")
-        row[1].set_ylabel(f"p{areal_probability * 100:g} of block means" + (f" [{units}]" if units else ""))
+        p = c.get("probability", areal_probability)
+        row[1].set_ylabel(f"{percentile(p)} of block means" + (f" [{units}]" if units else ""))
         row[1].set_title(f"{name}: areal extremes")
         ax = row[2]
         if c.get("areas"):
@@ -605,10 +618,11 @@ def spatial_structure(curves: dict[str, dict], variables: dict, out: str | Path,
             ax.set_yscale("log")
             ax.set_xlabel("object area [km²]")
             ax.set_ylabel("share of objects at least this large")
-            ax.set_title(f"{name}: storm objects above the data's p99")
+            ax.set_title(f"{name}: objects below the data's 1st percentile" if c.get("lower")
+                         else f"{name}: storm objects above the data's p99")
         else:
             ax.axis("off")
-            ax.text(0.5, 0.5, f"{name}: no storm objects\n(no upper tail)", ha="center", va="center",
+            ax.text(0.5, 0.5, f"{name}: no storm objects\n(both tails of interest)", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

@@ -3,7 +3,8 @@
 import pandas as pd
 
 from htweather.config import snapshot_steps
-from htweather.evaluation.convergence import REFERENCE, reference_error, states, still_falling, tail_error
+from htweather.evaluation.convergence import (REFERENCE, reference_error, states, still_falling, tail_error,
+                                              tail_error_table)
 
 
 def test_snapshot_steps_are_fractions_of_the_steps_before_the_end():
@@ -48,6 +49,14 @@ def test_three_states_improving_converged_near_and_stalled_far():
     assert found["no_tail"]["reference_error"] == 0.05
     assert "reference" not in found  # the reference is not a model
     assert [w["model"] for w in still_falling(_table(curves, 0.05))] == ["falling"]
+
+
+def test_the_composite_tail_error_table_has_one_row_per_model_with_its_state_and_limit():
+    curves = {"falling": [0.9, 0.6, 0.4], "near": [0.5, 0.12, 0.12]}
+    table = tail_error_table(_table(curves, reference=0.05)).set_index("model")
+    assert list(table.index) == ["falling", "near"]
+    assert table.loc["near", "final_error"] == 0.12 and table.loc["near", "near_limit"] == 2 * 0.05 + 0.05
+    assert table.loc["near", "state"] == "converged near the data" and table.loc["falling", "error_before"] == 0.6
 
 
 def test_without_a_reference_a_flat_curve_is_only_not_improving():

@@ -95,6 +95,11 @@ def test_end_to_end_outputs(tiny_run):
     assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable"}
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
+    # the composite tail error, one row per model and variable, as the report's first screen says it
+    composite = pd.read_csv(results / "evaluation" / "tail_error.csv")
+    assert list(composite.columns) == ["model", "variable", "state", "final_error", "reference_error", "near_limit",
+                                       "step", "error", "step_before", "error_before"]
+    assert not composite.duplicated(["model", "variable"]).any() and {"tedm", "fc_tedm"} <= set(composite.model)
     reference = convergence[convergence.model == "reference"]  # the truth ensemble's key metrics, step 0
     assert set(reference.variable) == {"t2m", "w", "tp"} and set(reference.step) == {0} and len(reference) == 24
     assert set(reference.members) == {4, 8}  # the trend's sample size and the whole ensemble's

@@ -162,6 +162,7 @@ rule convergence:
         reference=["results/samples/truth.zarr"] if SYNTHETIC else [],
     output:
         report("results/evaluation/convergence.csv", caption="../report/convergence_table.rst", category="Training"),
+        report("results/evaluation/tail_error.csv", caption="../report/tail_error_table.rst", category="Training"),
     params:
         config=section("seed", "evaluation"),
         paths=CONVERGENCE,

@@ -209,6 +209,23 @@ def states(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
+# results/evaluation/tail_error.csv: the composite tail error, where each model ends
+TAIL_ERROR_COLUMNS = ["model", "variable", "state", "final_error", "reference_error", "near_limit", "step",
+                      "error", "step_before", "error_before"]
+
+
+def tail_error_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The composite tail error of each model and variable (`states`), one row each: the mean
+    distance from the ideal value of the key tail metrics (`tail_metrics.key_metric_names`, on
+    the variable's tails of interest) over the model's runs; `final_error` of its whole final
+    ensembles, `reference_error` of the reference sample of as many fields, `near_limit` the
+    error within which it counts as near (`near_limit`), `error` and `error_before` of the trend's
+    sample at the last two steps."""
+    rows = [{**s, "near_limit": near_limit(s["reference_error"]) if np.isfinite(s["reference_error"]) else np.nan}
+            for s in states(frame)]
+    return pd.DataFrame(rows, columns=TAIL_ERROR_COLUMNS)
+
+
 def still_falling(frame: pd.DataFrame) -> list[dict]:
     """Models whose tail error fell by more than STILL_FALLING (relative) between the last
     snapshot and the end of training, per variable: not converged yet."""

@@ -63,6 +63,8 @@ def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
     return out
 
 SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
+# the same rows for a variable whose tail of interest is its lower one (tails: lower)
+SWEEP_METRICS_LOWER = ["tail_ks_lower", "exceedance_ratio_p001", "quantile_rel_error_0.001"]
 AREAL_PROBABILITY = 0.99  # the quantile of block means drawn in the spatial-structure figure
 
 
@@ -156,7 +158,8 @@ def make_figures(config: dict, store: str | Path, stats_path: str | Path, ensemb
                           whole_reference=reference_error(table, whole=True))
     if "nu_sweep" in out:
         points = {name(m): p for m, p in nu_sweep_points(config, nu_values(ensembles)).items()}
-        plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"])
+        plots.nu_sweep(frame, points, stats["channels"], SWEEP_METRICS, out["nu_sweep"],
+                       {v: SWEEP_METRICS_LOWER for v in stats["channels"] if variables[v]["tails"] == "lower"})
     if forecasts:
         forecasters = list(forecasts)
         hours = step_hours(store)

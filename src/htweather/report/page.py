@@ -32,7 +32,8 @@ from ..runtime import atomic_path
 from . import plots
 from .answer import answer, interval_kind, runs_of
 from .text import fmt, lead_hours
-from .figures import SWEEP_METRICS, closed_form_marginals, load_ensembles, nu_sweep_points, step_hours
+from .figures import SWEEP_METRICS, SWEEP_METRICS_LOWER, closed_form_marginals, load_ensembles, nu_sweep_points
+from .figures import step_hours
 
 
 
@@ -400,7 +401,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     levels_all = frame[frame.model.isin(level_sources)]
     sweep = nu_sweep_points(config, {m: json.loads(a["nu_by_variable"]) for m, a in attrs_by_model.items()
                                      if "nu_by_variable" in a})
-    sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS)]
+    sweep_frame = frame[frame.model.isin(list(sweep)) & frame.metric.isin(SWEEP_METRICS + SWEEP_METRICS_LOWER)]
 
     not_converged, convergence_steps, state_groups, found = [], [], [], []
     if convergence_csv is not None:

@@ -435,16 +435,19 @@ def quantile_maps(maps, variables: dict, out: str | Path, variable: str | None =
 
 
 def nu_sweep(metrics: pd.DataFrame, points: dict[str, dict[str, float]], variables: list[str],
-             metric_names: list[str], out: str | Path) -> None:
+             metric_names: list[str], out: str | Path, per_variable: dict[str, list[str]] | None = None) -> None:
     """Tail metrics against nu, one panel per (metric, variable). points: model -> {variable: nu}
-    (inf is drawn at the right edge, labelled Gaussian)."""
+    (inf is drawn at the right edge, labelled Gaussian); per_variable: a variable's own metric
+    names row for row (its lower tail's), where they differ from `metric_names`."""
+    per_variable = per_variable or {}
     finite = [v for p in points.values() for v in p.values() if np.isfinite(v)]
     inf_x = (max(finite) if finite else 10) * 2.0
     fig, axes = plt.subplots(len(metric_names), len(variables), figsize=(4.2 * len(variables), 3.0 * len(metric_names)),
                              squeeze=False)
-    for r, metric in enumerate(metric_names):
+    for r in range(len(metric_names)):
         for c, name in enumerate(variables):
             ax = axes[r][c]
+            metric = per_variable.get(name, metric_names)[r]
             found = []
             for model, nus in points.items():
                 row = metrics[(metrics.model == model) & (metrics.variable == name) & (metrics.metric == metric)]

@@ -285,3 +285,18 @@ def test_a_quantile_interval_stops_at_the_variables_lower_bound():
     assert table["rows"][1]["cells"][0]["ci"] == "[0.0, 34.5]"
     assert "t-Flow, 13.3 mm [0.0, 34.5]" in answer.quantile_headline(frame, "tp", "upper", "mm", ["tflow"], False,
                                                                      {"tflow": "t-Flow"}, lower_bound=0.0)
+
+
+def test_the_nu_select_table_names_each_variables_own_metrics(tmp_path):
+    """A lower-tail variable's key metrics are named by its lower probabilities: each column
+    comes from the variable's own entries."""
+    import json
+    from htweather.report.page import selection_tables
+    metrics = {"w": {"exceedance_ratio_p01": 0.5, "tail_ks_lower": 0.2}, "tp": {"exceedance_ratio_p99": 0.9}}
+    path = tmp_path / "sel.json"
+    path.write_text(json.dumps({"model": "tedm_sel", "variables": ["w", "tp"], "chosen": 3.0, "margin": 0.1,
+                                "validation_times": 10,
+                                "candidates": [{"candidate": "c3", "nu": 3.0, "tail_error": 0.3, "metrics": metrics}]}))
+    [table] = selection_tables([path])
+    assert table["columns"] == [("w", "exceedance_ratio_p01"), ("w", "tail_ks_lower"), ("tp", "exceedance_ratio_p99")]
+    assert table["rows"][0]["scores"] == ["0.5", "0.2", "0.9"]

@@ -30,44 +30,63 @@ def test_end_to_end_outputs(tiny_run):
     forecasters = {"fc_tedm", "fc_flow"}
     assert set(metrics.model) == generators | forecasters | {"truth", "data"}
     assert set(metrics.variable) == {"t2m", "w", "tp"}
-    unconditional = {"kurtosis_ratio", "skewness_ratio", "ks", "tail_ks", "exceedance_ratio_p99",
-                     "exceedance_ratio_p999", "quantile_rel_error_0.99", "quantile_rel_error_0.999",
-                     "quantile_rel_error_0.9999", "crps"}
-    forecast = {"crps", "fair_crps", "twcrps_p99", "twcrps_p999", "spread_skill", "rmse", "spread", "brier_p99",
-                "brier_p999", "rank_flatness"}
-    forecast |= {f"fss_{p}_{n}x{n}" for p in ("p99", "p999") for n in (1, 3, 5)}
+    # each variable on its tails of interest (tails: auto): temperature both, pressure velocity its
+    # ascent (lower), rain upper; each tail's metrics named by its own probabilities
+    tails = {"t2m": ("upper", "lower"), "w": ("lower",), "tp": ("upper",)}
+    label = {"upper": {0.99: "p99", 0.999: "p999"}, "lower": {0.99: "p01", 0.999: "p001"}}
+    quantile = {"upper": lambda q: q, "lower": lambda q: round(1 - q, 10)}
+
+    def on_tails(variable, names):
+        return {name(side) for side in tails[variable] for name in names}
+
+    unconditional = {v: {"kurtosis_ratio", "skewness_ratio", "ks", "crps"} | on_tails(v, [
+        lambda s: "tail_ks" if s == "upper" else "tail_ks_lower",
+        *(lambda s, p=p: f"exceedance_ratio_{label[s][p]}" for p in (0.99, 0.999)),
+        *(lambda s, q=q: f"quantile_rel_error_{quantile[s](q):g}" for q in (0.99, 0.999, 0.9999)),
+        *(lambda s, q=q: f"quantile_{quantile[s](q):g}" for q in (0.99, 0.999, 0.9999))]) for v in tails}
+    forecast = {v: {"crps", "fair_crps", "spread_skill", "rmse", "spread", "rank_flatness"} | on_tails(v, [
+        *(lambda s, p=p, k=k: f"{k}_{label[s][p]}" for p in (0.99, 0.999) for k in ("twcrps", "brier")),
+        *(lambda s, p=p, n=n: f"fss_{label[s][p]}_{n}x{n}" for p in (0.99, 0.999) for n in (1, 3, 5))]) for v in tails}
     levels = {"gev_shape_xi", "return_level_2", "return_level_10", "return_level_50"}
-    spatial = {"psd_log_error", "psd_log_ratio_large", "psd_log_ratio_small",
-               "areal_quantile_rel_error_0.99_2x2", "areal_exceedance_ratio_p99_8x8", "areal_quantile_rel_error_0.999_field"}
+    spatial = {v: {"psd_log_error", "psd_log_ratio_large", "psd_log_ratio_small"} | on_tails(v, [
+        lambda s: f"areal_quantile_rel_error_{quantile[s](0.99):g}_2x2",
+        lambda s: f"areal_exceedance_ratio_{label[s][0.99]}_8x8",
+        lambda s: f"areal_quantile_rel_error_{quantile[s](0.999):g}_field"]) for v in tails}
     storm = {f"{m}_{t}" for t in ("wet", "p99") for m in ("object_count_ratio", "object_area_rel_error",
                                                           "object_peak_q99_rel_error", "sal_structure")}
     storm.add("sal_amplitude")  # of a variable with an upper tail only
+    updrafts = {f"{m}_p01" for m in ("object_count_ratio", "object_area_rel_error", "object_peak_q99_rel_error",
+                                     "sal_structure")}  # the ascent's objects
     for (model, variable), group in metrics.groupby(["model", "variable"]):
         if model in generators | {"truth"}:
-            assert unconditional <= set(group.metric), (model, variable)
+            assert unconditional[variable] <= set(group.metric), (model, variable)
+            # no pooled number under a one-tail name, and no upper-tail metric of the ascent
+            assert ("exceedance_ratio_p999" in set(group.metric)) == (variable != "w"), (model, variable)
             assert group["lead"].isna().all()
             wet = {"dry_fraction_error", "wet_quantile_rel_error_0.5",
                    "wet_quantile_rel_error_0.9", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"}
             assert (wet <= set(group.metric)) == (variable == "tp"), (model, variable)  # rain only
-            # the fields' structure: spectra and areal extremes of every variable, storms of rain
-            assert spatial <= set(group.metric), (model, variable)
+            # the fields' structure: spectra and areal extremes of every variable, storms of rain,
+            # updrafts of w, none of t2m (both tails)
+            assert spatial[variable] <= set(group.metric), (model, variable)
             assert (storm <= set(group.metric)) == (variable == "tp"), (model, variable)
+            assert (updrafts <= set(group.metric)) == (variable == "w"), (model, variable)
         if model in forecasters:
             scored = group[group["lead"].notna()]
             assert set(scored["lead"]) == {1, 2}
             for lead, part in scored.groupby("lead"):
-                assert forecast <= set(part.metric), (model, variable, lead)
+                assert forecast[variable] <= set(part.metric), (model, variable, lead)
                 assert ("seeps" in set(part.metric)) == (variable == "tp")
         if model in forecasters | {"truth", "data"}:
             assert levels <= set(group.metric), (model, variable)
     # FSS is undefined where neither the forecasts nor the observations exceed the threshold:
     # with 4 start times at the p999, often; at the p99 for some models and leads only
     assert metrics[~metrics.metric.str.startswith("fss_")].value.notna().all()
-    assert metrics[metrics.metric.str.startswith("fss_p99_")].value.notna().mean() > 0.5
+    assert metrics[metrics.metric.str.startswith(("fss_p99_", "fss_p01_"))].value.notna().mean() > 0.5
     structure = metrics[metrics.metric.str.startswith(("psd_", "object_", "sal_", "areal_"))]
     assert structure.ci_low.notna().all() and (structure.ci_low <= structure.ci_high).all()
     with_ci = metrics[metrics.metric.str.startswith(("quantile_rel_error", "exceedance_ratio", "return_level",
-                                                     "empirical_return_level"))
+                                                     "empirical_return_level", "quantile_0"))
                       | (metrics["lead"].notna() & metrics.metric.isin(["crps", "fair_crps", "spread_skill"]))]
     assert with_ci.ci_low.notna().all() and (with_ci.ci_low <= with_ci.ci_high).all()
     ranks = pd.read_csv(results / "evaluation" / "rank_histograms.csv")
@@ -82,7 +101,11 @@ def test_end_to_end_outputs(tiny_run):
     assert set(pairs.get_group(("tedm", "edm")).replicates) == {"2 vs 2"}
     assert set(pairs.get_group(("tedm", "edm_inc")).replicates) == {"2 vs 1"}
     tails = pairs.get_group(("tedm", "edm"))
-    assert {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"} <= set(tails.metric)
+    assert {"exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"} <= set(
+        tails[tails.variable == "tp"].metric)
+    assert {"exceedance_ratio_p01", "exceedance_ratio_p001", "quantile_rel_error_0.001", "tail_ks_lower"} == set(
+        tails[tails.variable == "w"].metric) & {"exceedance_ratio_p01", "exceedance_ratio_p001", "exceedance_ratio_p99",
+                                                "quantile_rel_error_0.001", "tail_ks_lower", "tail_ks"}
     assert {"dry_fraction_error", "wet_mean_rel_error"} <= set(tails[tails.variable == "tp"].metric)
     # the key structure metrics, with the same intervals: storms for rain only
     assert {"psd_log_error", "areal_quantile_rel_error_0.99_field"} <= set(tails[tails.variable == "t2m"].metric)
@@ -91,7 +114,9 @@ def test_end_to_end_outputs(tiny_run):
             "areal_quantile_rel_error_0.99_field"} <= set(tails[tails.variable == "tp"].metric)
     assert tails["lead"].isna().all() and set(tails.variable) == {"t2m", "w", "tp"}
     scores = pairs.get_group(("fc_tedm", "fc_flow"))
-    assert set(scores.metric) == {"crps", "twcrps_p99", "twcrps_p999"} and set(scores["lead"]) == {1, 2}
+    assert set(scores[scores.variable == "tp"].metric) == {"crps", "twcrps_p99", "twcrps_p999"}
+    assert set(scores[scores.variable == "w"].metric) == {"crps", "twcrps_p01", "twcrps_p001"}
+    assert set(scores["lead"]) == {1, 2}
     assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable"}
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
@@ -101,7 +126,8 @@ def test_end_to_end_outputs(tiny_run):
                                        "step", "error", "step_before", "error_before"]
     assert not composite.duplicated(["model", "variable"]).any() and {"tedm", "fc_tedm"} <= set(composite.model)
     reference = convergence[convergence.model == "reference"]  # the truth ensemble's key metrics, step 0
-    assert set(reference.variable) == {"t2m", "w", "tp"} and set(reference.step) == {0} and len(reference) == 24
+    # 4 key metrics per tail of interest (t2m 2, w 1, tp 1), at 2 sizes
+    assert set(reference.variable) == {"t2m", "w", "tp"} and set(reference.step) == {0} and len(reference) == 32
     assert set(reference.members) == {4, 8}  # the trend's sample size and the whole ensemble's
     convergence = convergence[convergence.model != "reference"]
     unconditional_end = convergence[(convergence.step == 20) & ~convergence.model.isin(["fc_tedm", "fc_flow"])]
@@ -112,9 +138,12 @@ def test_end_to_end_outputs(tiny_run):
     # 10 unconditional runs and 3 forecast runs: snapshots at 1/4, 1/2; the end
     assert len(steps) == 13 and all(s == [5, 10, 20] for s in steps)
     forecast_rows = convergence.model.isin(["fc_tedm", "fc_flow"])
-    assert set(convergence[~forecast_rows].metric) == {"exceedance_ratio_p99", "exceedance_ratio_p999",
-                                                       "quantile_rel_error_0.999", "tail_ks"}
-    assert set(convergence[forecast_rows].metric) == {"twcrps_p99", "twcrps_p999"} and (convergence.error >= 0).all()
+    assert set(convergence[~forecast_rows & (convergence.variable == "tp")].metric) == {
+        "exceedance_ratio_p99", "exceedance_ratio_p999", "quantile_rel_error_0.999", "tail_ks"}
+    assert set(convergence[~forecast_rows & (convergence.variable == "w")].metric) == {
+        "exceedance_ratio_p01", "exceedance_ratio_p001", "quantile_rel_error_0.001", "tail_ks_lower"}
+    assert set(convergence[forecast_rows & (convergence.variable == "tp")].metric) == {"twcrps_p99", "twcrps_p999"}
+    assert (convergence.error >= 0).all()
     # the final point of a forecast model is its own forecasts' lead-1 score
     final = convergence[(convergence.model == "fc_flow") & (convergence.step == 20)].set_index(["variable", "metric"])
     assert np.isclose(final.loc[("tp", "twcrps_p99"), "value"],
@@ -128,7 +157,9 @@ def test_end_to_end_outputs(tiny_run):
     assert solvers["tedm"] == {("heun", 255), ("dpmpp_2m", 3)} and solvers["tflow"] == {("heun", 255), ("dpmpp_2m", 3), ("ab2", 3)}
     assert budget.set_index("model").runs.to_dict()["edm"] == 2
     compared = budget[budget.evaluations < 255]
-    assert (compared.compared == 4).all() and compared.indistinguishable.between(0, 4).all()
+    # the 4 key tail metrics on each tail of interest: 8 on t2m (both tails), 4 on w and tp
+    assert (compared.compared == compared.variable.map({"t2m": 8, "w": 4, "tp": 4})).all()
+    assert (compared.indistinguishable <= compared.compared).all() and (compared.indistinguishable >= 0).all()
     # each replicate is its own training, with its own seed
     first = torch.load(results / "models" / "tedm" / "model.pt", weights_only=True)
     second = torch.load(results / "models" / "tedm.r1" / "model.pt", weights_only=True)
@@ -152,7 +183,7 @@ def test_end_to_end_outputs(tiny_run):
     assert html.count('<table class="answer">') == 3  # the key metrics: one table per variable
     # the quantiles in the variables' units: one table per tail of interest (t2m both, w lower, tp upper)
     assert html.count('<table class="answer quantiles">') == 4
-    assert "w [Pa s**-1], lower tail (ascent)" in html and "tp [mm], upper tail" in html
+    assert "w [Pa s-1], lower tail (ascent)" in html and "tp [mm], upper tail" in html
     assert "The data&#39;s 0.1th percentile is" in html and "The data&#39;s 99.9th percentile is" in html
     assert html.count("trained once: the intervals") == 1  # said once, not per pair
     # display names from the config: two models of the test config read alike, so their keys are added

@@ -305,12 +305,13 @@ def selection_tables(paths: list[str | Path]) -> list[dict]:
     out = []
     for path in paths:
         s = json.loads(Path(path).read_text())
-        names = list(next(iter(s["candidates"][0]["metrics"].values())))
+        # each variable's own key metrics (a lower tail's are named by its lower probabilities)
+        columns = [(v, m) for v in s["variables"] for m in s["candidates"][0]["metrics"][v]]
         rows = [{"candidate": r["candidate"], "nu": r["nu"] if r["nu"] == "inf" else fmt(r["nu"]),
                  "tail_error": fmt(r["tail_error"]), "chosen": r["nu"] == s["chosen"],
-                 "scores": [fmt(r["metrics"][v][m]) for v in s["variables"] for m in names]}
+                 "scores": [fmt(r["metrics"][v][m]) for v, m in columns]}
                 for r in s["candidates"]]
-        out.append({"model": s["model"], "variables": s["variables"], "metric_names": names, "rows": rows,
+        out.append({"model": s["model"], "variables": s["variables"], "columns": columns, "rows": rows,
                     "chosen": s["chosen"] if s["chosen"] == "inf" else fmt(s["chosen"]),
                     "margin": fmt(s["margin"]), "validation_times": s["validation_times"]})
     return out

@@ -212,9 +212,9 @@ def headline(frame: pd.DataFrame, variable: str, models: list[str], states: list
                     f"{_join([name(m) for m in far])} {'does' if len(far) == 1 else 'do'} not.")
         best = min(ends, key=lambda m: ends[m]["final_error"])
         text += (f" Tail error (the composite: mean distance from the ideal of the key tail metrics below): from "
-                 f"{fmt(ends[best]['final_error'], 2)} ({name(best)}) to {fmt(max(s['final_error'] for s in ends.values()), 2)}, "
-                 f"against {fmt(ref, 2)} for a sample of the {'true process' if truth else 'validation split'} "
-                 f"of as many fields; within {fmt(limit, 2)} counts as there.")
+                 f"{fmt(ends[best]['final_error'], 3)} ({name(best)}) to {fmt(max(s['final_error'] for s in ends.values()), 3)}, "
+                 f"against {fmt(ref, 3)} for a sample of the {'true process' if truth else 'validation split'} "
+                 f"of as many fields; within {fmt(limit, 3)} counts as there.")
         still = [m for m, s in ends.items() if s["state"] == STATES[0]]
         if still:
             text += f" Still improving at the end of training: {_join([name(m) for m in still])}."

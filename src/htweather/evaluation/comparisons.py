@@ -44,7 +44,7 @@ from scipy import stats
 from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
-from ..tail_metrics import KEY_METRICS, error, ideal, key_metric_names, sides, tail_ks_name  # noqa: F401  (ideal: part of this module's interface)
+from ..tail_metrics import error, ideal, key_metric_names, sides, tail_ks_name  # noqa: F401  (ideal: part of this module's interface)
 from .bootstrap import SortedUnits, block_indices, data_opts
 from .forecasts import forecast_tail_scores, lead_components
 from .spatial import FieldSummary, spatial_metrics, spatial_spec, summarise
@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "verdict",
            "replicates"]
-# the tail metrics the report's verdict and the convergence check rest on, for an upper tail
-# (`key_tail_metrics` for any variable)
-KEY_TAIL_METRICS = list(KEY_METRICS)
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
 # the spatial structure (see `spatial`): the spectrum, SAL's structure and the number of storms at
@@ -67,9 +64,8 @@ KEY_SPATIAL_METRICS = ["psd_log_error", "sal_structure_p99", "object_count_ratio
                        "sal_structure_p01", "object_count_ratio_p01", "areal_quantile_rel_error_0.01_field"]
 
 
-def key_tail_metrics(tails: str) -> list[str]:
-    """The key tail metrics of a variable with `tails` (tail_metrics.key_metric_names)."""
-    return key_metric_names(tails)
+# the tail metrics the report's verdict and the convergence check rest on, for a variable's tails
+key_tail_metrics = key_metric_names
 def forecast_scores(tails: str) -> list[str]:
     """The forecast scores compared on a variable with `tails`: the CRPS and each tail's twCRPS."""
     return ["crps", *forecast_tail_scores(tails)]

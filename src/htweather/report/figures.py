@@ -21,6 +21,7 @@ from ..evaluation.convergence import trend_rows
 from ..evaluation import spatial
 from ..evaluation.tables import summary
 from ..runtime import derived_seed
+from ..tail_metrics import key_metric_names
 from . import plots
 
 
@@ -62,9 +63,9 @@ def nu_values(paths: dict[str, str | Path]) -> dict[str, dict]:
             out[model] = json.loads(attrs["nu_by_variable"])
     return out
 
-SWEEP_METRICS = ["tail_ks", "exceedance_ratio_p999", "quantile_rel_error_0.999"]
-# the same rows for a variable whose tail of interest is its lower one (tails: lower)
-SWEEP_METRICS_LOWER = ["tail_ks_lower", "exceedance_ratio_p001", "quantile_rel_error_0.001"]
+# the far tail's key metrics (tail_metrics.key_metric_names), row for row for an upper and a lower tail
+SWEEP_METRICS, SWEEP_METRICS_LOWER = ([m for m in key_metric_names(side) if not m.endswith(("_p99", "_p01"))]
+                                      for side in ("upper", "lower"))
 AREAL_PROBABILITY = 0.99  # the quantile of block means drawn in the spatial-structure figure
 
 

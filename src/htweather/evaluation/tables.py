@@ -61,18 +61,41 @@ def with_replicates(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def mean_interval(values, replicate_intervals=None, confidence: float = 0.95) -> tuple[float, float]:
+    """The mean of R replicates' values and its interval's half-width, t(nu) * sqrt(s^2/R + V):
+    s^2 the variance between the replicates (training seeds and ensemble noise); V the test data's
+    sampling variance, which every replicate shares (so it does not shrink with R), taken as the
+    mean over the replicates of ((high - low) / (2 z))^2 of their own bootstrap intervals (None,
+    or rows of NaN: left out). Those intervals resample the members too, so V also counts the
+    ensemble noise once more: the interval errs wide. nu: Welch-Satterthwaite's, V counted as
+    known."""
+    values = np.asarray(values, dtype=float)
+    r = values.size
+    seed = float(values.var(ddof=1)) / r
+    data = 0.0
+    if replicate_intervals is not None:
+        bounds = np.asarray(replicate_intervals, dtype=float).reshape(-1, 2)
+        width = bounds[:, 1] - bounds[:, 0]
+        width = width[np.isfinite(width)]
+        if width.size:
+            data = float(np.mean((width / (2 * stats.norm.ppf(0.5 + confidence / 2))) ** 2))
+    variance = seed + data
+    nu = variance**2 / (seed**2 / (r - 1)) if seed > 0 else np.inf
+    q = stats.t.ppf(0.5 + confidence / 2, nu) if np.isfinite(nu) else stats.norm.ppf(0.5 + confidence / 2)
+    return float(values.mean()), float(q * np.sqrt(variance))
+
+
 def replicate_means(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """For every model with 2 or more replicates, rows with replicate "mean": the mean value over
-    the replicates and the t interval of that mean from their spread (training-seed variance and
-    ensemble sampling noise; the test data are the same for every replicate), clipped to the
-    metric's range (metric_range)."""
+    the replicates and the interval of that mean (`mean_interval`: the spread between the
+    replicates and the test data's sampling noise, from the replicates' own intervals where the
+    metric has them), clipped to the metric's range (metric_range)."""
     rows = []
     for key, group in frame.groupby(KEYS, sort=False, dropna=False):
         values = group["value"].to_numpy(dtype=float)
         if len(values) < 2:
             continue
-        half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-        mean = values.mean()
+        mean, half = mean_interval(values, group[["ci_low", "ci_high"]].to_numpy(dtype=float), confidence)
         low, high = metric_range(str(key[2]))
         rows.append({**dict(zip(KEYS, key)), "replicate": "mean", "value": mean,
                      "ci_low": max(mean - half, low), "ci_high": min(mean + half, high)})

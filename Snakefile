@@ -21,3 +21,4 @@ rule all:
         "results/evaluation/metrics.csv",
         "results/evaluation/comparisons.csv",
         "results/provenance.json",
+        AA_CHECK_TABLES,

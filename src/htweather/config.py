@@ -387,6 +387,18 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
                 raise ConfigError(f"data.variables.{name}.{key}: {opts[key]} is not above the lower_bound "
                                   f"{opts['lower_bound']}")
 
+    check = config.get("aa_check")
+    for name in (check or {}).get("models", []):
+        if name not in config["models"]:
+            raise ConfigError(f"aa_check.models: '{name}' is not a model in models")
+        if config["models"][name]["condition_steps"]:
+            raise ConfigError(f"aa_check.models: '{name}' is a forecast model; the A/A check compares "
+                              "unconditional models")
+        if replicates(config, name) < 2 * check["size"] + 1:
+            raise ConfigError(f"models.{name}.replicates: the A/A check of {check['size']} against {check['size']} "
+                              f"trainings needs {2 * check['size'] + 1} or more (one to leave out for its interval), "
+                              f"got {replicates(config, name)}")
+
     for name, model in config["models"].items():
         if model.get("patch") is not None and 0 < model["patch"] < 4:
             raise ConfigError(f"models.{name}.patch: {model['patch']} is too small (0 = whole fields, else 4 or more)")

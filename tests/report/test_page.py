@@ -47,11 +47,13 @@ def test_a_model_trained_once_is_named_once_not_per_pair():
     assert answer.trained_once(_comparisons()[lambda f: f.baseline == "edm"], {"edm": 3, "tedm": 3}) == ""
 
 
-def test_the_multiplicity_sentence_gives_what_chance_alone_would():
-    comparisons = pd.concat([_comparisons("better")] + [_comparisons()] * 4, ignore_index=True)  # 8 of 40
+def test_the_multiplicity_rule_is_stated_once_with_the_counts():
+    better = _comparisons("better").assign(ci_low=-0.3, ci_high=-0.05)
+    comparisons = pd.concat([better] + [_comparisons()] * 3 + [_comparisons("inconclusive")], ignore_index=True)
     text = answer.multiplicity(comparisons, 0.95)
-    assert "of the 40 in comparisons.csv" in text and "8 say better or worse at 95 %" in text
-    assert "about 2 would by chance alone (0 to 5 in 95 % of cases" in text
+    assert "Benjamini-Hochberg adjustment at a false discovery rate of 5 %" in text
+    assert ("Of the 40 comparisons, better on 8, worse on 0, indistinguishable on 24, inconclusive on 8; "
+            "8 intervals leave out 0 before the adjustment") in text
 
 
 def test_cells_are_green_only_where_the_shown_value_is_inside_the_truths_interval_and_bold_for_the_closest():
@@ -112,6 +114,13 @@ def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_f
     assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2 "
                            "metrics in the table")
     assert "Far tail (mass above data's 99.9th pct.): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable (negative: tedm is closer)." in text
+    # with its resolution, where comparisons.csv has it
+    [text] = answer.pair_sentences(comparisons.assign(resolution=0.3), "pr", [("tedm", "edm")], states, 0.95)
+    assert "[-0.2, 0.4]: indistinguishable, no difference beyond ±0.3 (the runs' resolution) (negative" in text
+    inconclusive = comparisons.assign(resolution=0.3, verdict="inconclusive")
+    [text] = answer.pair_sentences(inconclusive, "pr", [("tedm", "edm")], states, 0.95)
+    assert "indistinguishable on 0, inconclusive on 2 of 2 metrics" in text
+    assert ": inconclusive, too coarse to say no difference: these runs resolve only differences beyond ±0.3" in text
     assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
     assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
         comparisons, "pr", [("tedm", "edm")])

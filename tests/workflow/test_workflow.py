@@ -95,7 +95,13 @@ def test_end_to_end_outputs(tiny_run):
 
     comparisons = pd.read_csv(results / "evaluation" / "comparisons.csv")
     assert list(comparisons.columns) == ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low",
-                                         "ci_high", "verdict", "replicates"]
+                                         "ci_high", "resolution", "p_value", "p_adjusted", "verdict", "replicates"]
+    # every "no difference" carries its resolution: the interval's half-width
+    quiet = comparisons[comparisons.verdict.isin(["indistinguishable", "inconclusive"])]
+    assert np.allclose(quiet.resolution, (quiet.ci_high - quiet.ci_low) / 2)
+    assert ((comparisons.p_adjusted >= comparisons.p_value) & (comparisons.p_adjusted <= 1)).all()
+    flagged = comparisons.verdict.isin(["better", "worse"])
+    assert (comparisons.p_adjusted[flagged] < 0.05).all() and (comparisons.p_adjusted[~flagged] >= 0.05).all()
     pairs = comparisons.groupby(["model", "baseline"])
     assert set(pairs.groups) == {("tedm", "edm"), ("tedm", "edm_inc"), ("fc_tedm", "fc_flow")}  # as configured
     assert set(pairs.get_group(("tedm", "edm")).replicates) == {"2 vs 2"}
@@ -117,7 +123,7 @@ def test_end_to_end_outputs(tiny_run):
     assert set(scores[scores.variable == "tp"].metric) == {"crps", "twcrps_p99", "twcrps_p999"}
     assert set(scores[scores.variable == "w"].metric) == {"crps", "twcrps_p01", "twcrps_p001"}
     assert set(scores["lead"]) == {1, 2}
-    assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable"}
+    assert set(comparisons.verdict) <= {"better", "worse", "indistinguishable", "inconclusive"}
     assert (comparisons.ci_low <= comparisons.difference).all() and (comparisons.difference <= comparisons.ci_high).all()
     convergence = pd.read_csv(results / "evaluation" / "convergence.csv")
     # the composite tail error, one row per model and variable, as the report's first screen says it

@@ -159,6 +159,9 @@ if CONVERGENCE:
     FIGURES["convergence"] = "results/figures/convergence.png"
 SAMPLER_BUDGET = CFG["evaluation"]["sampler_budget"]["enabled"] and bool(GENERATORS)  # unconditional models
 SAMPLER_BUDGET_TABLE = ["results/evaluation/sampler_budget.csv"] if SAMPLER_BUDGET else []
+# the A/A check (aa_check): every split of a model's trainings compared with itself
+AA_MODELS = (CFG["aa_check"] or {}).get("models", [])
+AA_CHECK_TABLES = [f"results/evaluation/aa_{name}.csv" for name in ("check", "rates", "power")] if AA_MODELS else []
 if SAMPLER_BUDGET:
     FIGURES["sampler_budget"] = "results/figures/sampler_budget.png"
 if FORECASTERS:

@@ -153,6 +153,28 @@ rule comparisons:
         "../scripts/comparisons.py"
 
 
+rule aa_check:
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+        runs=[f"results/samples/{run}.zarr" for run in replicate_names(CFG, AA_MODELS)],
+    output:
+        report("results/evaluation/aa_check.csv", caption="../report/aa_check.rst", category="Metrics"),
+        report("results/evaluation/aa_rates.csv", caption="../report/aa_rates.rst", category="Metrics"),
+        report("results/evaluation/aa_power.csv", caption="../report/aa_power.rst", category="Metrics"),
+    params:
+        config=section("seed", "evaluation", "aa_check"),
+        runs=runs_of(AA_MODELS),
+    log:
+        "results/logs/aa_check.log",
+    benchmark:
+        "results/benchmarks/aa_check.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/aa_check.py"
+
+
 rule convergence:
     input:
         store="results/data/store.zarr",

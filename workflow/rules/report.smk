@@ -77,6 +77,7 @@ rule report:
         comparisons="results/evaluation/comparisons.csv",
         convergence=CONVERGENCE_TABLE,
         sampler_budget=SAMPLER_BUDGET_TABLE,
+        aa_rates=[t for t in AA_CHECK_TABLES if t.endswith("aa_rates.csv")],
         selections=SELECTIONS,
         figures=list(FIGURES.values()),
         provenance="results/provenance.json",

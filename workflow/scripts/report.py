@@ -8,4 +8,5 @@ run_step(snakemake, lambda: page.render(
     forecasts=dict(zip(p.forecasters, i.forecasts)),
     convergence_csv=i.convergence[0] if i.convergence else None, selections=list(i.selections),
     sampler_budget_csv=i.sampler_budget[0] if i.sampler_budget else None,
+    aa_rates_csv=i.aa_rates[0] if i.aa_rates else None,
     out=snakemake.output[0]))

@@ -27,8 +27,16 @@ replicate has no between-replicate variance: its term is then the ensemble sampl
 (its members resampled), and the interval does not cover training-seed variance
 (`seed_variance` False).
 
-Verdict: `better` when the whole interval is below 0, `worse` when it is above 0, else
-`indistinguishable`.
+The p-value is the same t statistic's, d / sqrt(variance) on nu degrees of freedom. A pair's
+metrics on one variable are many tests, so they are adjusted together (Benjamini-Hochberg, the
+false discovery rate at 1 - confidence) in two families: the key metrics that the report's
+headline counts (`key_metrics`; forecast scores over all leads), and the rest.
+
+Verdict: `better` or `worse` (the sign of d) when the adjusted p-value is below 1 - confidence;
+otherwise `indistinguishable` when the interval's half-width (its *resolution*: the smallest
+difference these trainings could tell from none) is at most the metric's relevant difference
+(`evaluation.relevant_difference`), and `inconclusive` when it is wider. The interval itself is
+not adjusted: a row whose interval just misses 0 can still read `indistinguishable`.
 """
 
 from __future__ import annotations
@@ -52,8 +60,9 @@ from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "verdict",
-           "replicates"]
+COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "resolution",
+           "p_value", "p_adjusted", "verdict", "replicates"]
+VERDICTS = ["better", "worse", "indistinguishable", "inconclusive"]
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
 # the spatial structure (see `spatial`): the spectrum, SAL's structure and the number of storms at
@@ -71,12 +80,79 @@ def forecast_scores(tails: str) -> list[str]:
     return ["crps", *forecast_tail_scores(tails)]
 
 
+# The smallest difference of errors that matters, per metric family (`metric_family`), in the
+# metric's own units; for forecast scores, a fraction of the baseline's score. A comparison whose
+# interval is wider than this cannot say "no difference" (`inconclusive`). The schema's defaults.
+RELEVANT_DIFFERENCE = {"exceedance_ratio": 0.2, "quantile_rel_error": 0.05, "tail_ks": 0.05, "wet": 0.05,
+                       "spectrum": 0.1, "storm_objects": 0.2, "areal_quantile": 0.05, "forecast_score": 0.05}
+
+
+def metric_family(metric: str) -> str:
+    """The family a compared metric belongs to (the keys of RELEVANT_DIFFERENCE)."""
+    if metric.startswith("areal_"):
+        return "areal_quantile"
+    if metric.startswith("exceedance_ratio_"):
+        return "exceedance_ratio"
+    if metric.startswith("quantile_rel_error_"):
+        return "quantile_rel_error"
+    if metric.startswith("tail_ks"):
+        return "tail_ks"
+    if metric in KEY_WET_METRICS or metric.startswith("wet_"):
+        return "wet"
+    if metric == "psd_log_error":
+        return "spectrum"
+    if metric.startswith(("sal_", "object_")):
+        return "storm_objects"
+    return "forecast_score"
+
+
+def key_metrics(tails: str) -> list[str]:
+    """The metrics the report's headline for a pair and variable counts: the key tail metrics,
+    the precipitation statistics and the forecast scores, on the variable's tails of interest."""
+    return key_tail_metrics(tails) + KEY_WET_METRICS + forecast_scores(tails)
+
+
 def verdict(low: float, high: float) -> str:
+    """The unadjusted verdict of one interval (no relevant difference: `indistinguishable`)."""
     if high < 0:
         return "better"
     if low > 0:
         return "worse"
     return "indistinguishable"
+
+
+def adjusted_verdicts(frame: pd.DataFrame, tails: dict[str, str], confidence: float,
+                      relevant: dict[str, float] | None = None) -> pd.DataFrame:
+    """comparisons.csv's p_adjusted and verdict (see the module's docstring): Benjamini-Hochberg
+    within each family of a pair and variable (its key metrics, over all leads; the rest), then
+    better / worse / indistinguishable / inconclusive. `tails`: each variable's tails of interest;
+    relevant: RELEVANT_DIFFERENCE's keys overridden."""
+    relevant = {**RELEVANT_DIFFERENCE, **(relevant or {})}
+    frame = frame.copy()
+    if frame.empty:
+        frame["p_adjusted"] = pd.Series(dtype=float)
+        return frame
+    key = np.array([m in key_metrics(tails.get(v, "upper")) for v, m in zip(frame.variable, frame.metric)])
+    adjusted = np.full(len(frame), np.nan)
+    for _, rows in frame.groupby([frame.model, frame.baseline, frame.variable, key], sort=False).groups.items():
+        where = frame.index.get_indexer(rows)
+        p = frame["p_value"].to_numpy(dtype=float)[where]
+        ok = np.isfinite(p)
+        if ok.any():
+            adjusted[where[ok]] = stats.false_discovery_control(p[ok], method="bh")
+    frame["p_adjusted"] = adjusted
+    alpha = 1 - confidence
+    out = []
+    for r, p in zip(frame.itertuples(), adjusted):
+        if np.isfinite(p) and p < alpha:
+            out.append("better" if r.difference < 0 else "worse")
+        else:
+            threshold = relevant[metric_family(r.metric)]
+            if metric_family(r.metric) == "forecast_score":
+                threshold *= abs(r.baseline_error) if np.isfinite(getattr(r, "baseline_error", np.nan)) else np.inf
+            out.append("inconclusive" if not r.resolution <= threshold else "indistinguishable")
+    frame["verdict"] = out
+    return frame
 
 
 def interval(model_errors, baseline_errors, data_differences, confidence: float = 0.95,
@@ -106,8 +182,14 @@ def interval(model_errors, baseline_errors, data_differences, confidence: float 
     half = float(stats.t.ppf(0.5 + confidence / 2, nu) if math.isfinite(nu) else stats.norm.ppf(0.5 + confidence / 2))
     half *= math.sqrt(variance)
     low, high = d - half, d + half
-    return {"difference": d, "ci_low": low, "ci_high": high, "verdict": verdict(low, high),
-            "seed_variance": bool(a.size >= 2 and b.size >= 2)}
+    sd = math.sqrt(variance)
+    if sd > 0:
+        p = float(2 * (stats.t.sf(abs(d) / sd, nu) if math.isfinite(nu) else stats.norm.sf(abs(d) / sd)))
+    else:
+        p = 1.0 if d == 0 else 0.0
+    return {"difference": d, "ci_low": low, "ci_high": high, "resolution": half, "p_value": p, "data_sd": math.sqrt(v_data),
+            "verdict": verdict(low, high), "seed_variance": bool(a.size >= 2 and b.size >= 2),
+            "baseline_error": float(b.mean())}
 
 
 # --- tail metrics of unconditional ensembles -----------------------------------------------
@@ -157,6 +239,30 @@ def _counts(cum: np.ndarray, start: int, stop: int) -> np.ndarray:
     return np.diff(cum[start:stop], prepend=before)
 
 
+def error_draws(metrics, replicates: dict[str, int], data_units: int, opts: dict,
+                rng: np.random.Generator) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every replicate's error on every metric, on the test data as they are and on opts
+    ["bootstrap"] moving-block resamples of them, one resample shared by every replicate of every
+    side: ({metric: {side: (R,)}}, {metric: {side: (resamples, R)}}). metrics(side, r, data_counts,
+    member_counts) -> {metric: value} as in `paired_bootstrap`."""
+    def errors(data_counts) -> dict[str, dict[str, np.ndarray]]:
+        found = {side: [metrics(side, r, data_counts, None) for r in range(n)] for side, n in replicates.items()}
+        names = next(iter(found.values()))[0]
+        return {m: {side: np.array([error(m, v[m]) for v in found[side]], dtype=float) for side in found}
+                for m in names}
+
+    point = errors(None)
+    draws = {m: {side: [] for side in replicates} for m in point}
+    for _ in range(opts["bootstrap"]):
+        counts = np.bincount(block_indices(data_units, opts["block_length"], rng), minlength=data_units)
+        for m, found in errors(counts).items():
+            for side, e in found.items():
+                draws[m][side].append(e)
+    shape = {side: (0, n) for side, n in replicates.items()}
+    return point, {m: {side: np.array(v, dtype=float).reshape(-1, replicates[side]) if v else np.empty(shape[side])
+                       for side, v in d.items()} for m, d in draws.items()}
+
+
 def paired_bootstrap(metrics, replicates: dict[str, int], data_units: int, member_units: dict[str, int], opts: dict,
                      rng: np.random.Generator) -> dict[str, dict]:
     """Per metric, the comparison of a model's replicates with a baseline's (`interval`).
@@ -167,18 +273,9 @@ def paired_bootstrap(metrics, replicates: dict[str, int], data_units: int, membe
     members per replicate (to resample a side with one replicate). The data are resampled in
     moving blocks (one resample for both sides); opts: bootstrap, block_length, confidence."""
     sides = ("model", "baseline")
-
-    def errors(data_counts) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{metric: (model errors (R_m,), baseline errors (R_b,))} on the data resample."""
-        found = {side: [metrics(side, r, data_counts, None) for r in range(replicates[side])] for side in sides}
-        return {m: tuple(np.array([error(m, v[m]) for v in found[side]]) for side in sides) for m in found["model"][0]}
-
-    point = errors(None)
-    draws = {m: [] for m in point}
-    for _ in range(opts["bootstrap"]):
-        counts = np.bincount(block_indices(data_units, opts["block_length"], rng), minlength=data_units)
-        for m, (a, b) in errors(counts).items():
-            draws[m].append(a.mean() - b.mean())
+    point, resampled = error_draws(metrics, replicates, data_units, opts, rng)
+    draws = {m: resampled[m]["model"].mean(axis=1) - resampled[m]["baseline"].mean(axis=1) for m in point}
+    point = {m: (e["model"], e["baseline"]) for m, e in point.items()}
 
     within = {side: {} for side in sides}  # one replicate: ensemble-sampling variance, its members resampled
     for side in sides:
@@ -202,6 +299,14 @@ def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.
     zero-inflated variable, whose precipitation statistics are compared too."""
     data_units = data if isinstance(data, SortedUnits) else SortedUnits(data)
     sides = {"model": [SortedUnits(e) for e in model], "baseline": [SortedUnits(e) for e in baseline]}
+    return paired_bootstrap(tail_metrics_of(sides, data_units, tails, opts, wet), {s: len(u) for s, u in sides.items()},
+                            data_units.units, {s: u[0].units for s, u in sides.items()}, opts, rng)
+
+
+def tail_metrics_of(sides: dict[str, list[SortedUnits]], data_units: SortedUnits, tails: str, opts: dict,
+                    wet: tuple | None = None):
+    """metrics(side, r, data_counts, member_counts) -> {metric: value}, as `paired_bootstrap`
+    wants it: the tail metrics (`tail_metric_values`) of replicate r of `sides[side]`."""
     last = {"counts": ()}  # the data resample's cumulative counts, computed once for every replicate
 
     def metrics(side: str, r: int, data_counts, member_counts) -> dict[str, float]:
@@ -211,8 +316,7 @@ def compare_tails(model: list[np.ndarray], baseline: list[np.ndarray], data: np.
         return tail_metric_values(u, data_units, u.cumulative(member_counts), last["cum"], opts["quantiles"],
                                   opts["tail_probability"], tails, wet, opts.get("wet_quantiles", ()))
 
-    return paired_bootstrap(metrics, {s: len(u) for s, u in sides.items()}, data_units.units,
-                            {s: u[0].units for s, u in sides.items()}, opts, rng)
+    return metrics
 
 
 def compare_structure(model: list[FieldSummary], baseline: list[FieldSummary], data: FieldSummary, tails: str,
@@ -220,13 +324,18 @@ def compare_structure(model: list[FieldSummary], baseline: list[FieldSummary], d
     """Per key spatial metric (KEY_SPATIAL_METRICS, those the variable has), the comparison of two
     models' replicates, each summarised by `spatial.summarise`, on the test data's summary."""
     sides = {"model": model, "baseline": baseline}
+    return paired_bootstrap(structure_metrics_of(sides, data, tails, opts), {s: len(v) for s, v in sides.items()},
+                            data.units, {s: v[0].units for s, v in sides.items()}, opts, rng)
 
+
+def structure_metrics_of(sides: dict[str, list[FieldSummary]], data: FieldSummary, tails: str, opts: dict):
+    """metrics(side, r, data_counts, member_counts) -> {metric: value}: the key spatial metrics
+    (KEY_SPATIAL_METRICS, those the variable has) of replicate r of `sides[side]`."""
     def metrics(side: str, r: int, data_counts, member_counts) -> dict[str, float]:
         found = spatial_metrics(sides[side][r], data, opts["quantiles"], tails, member_counts, data_counts)
         return {m: found[m] for m in KEY_SPATIAL_METRICS if m in found}
 
-    return paired_bootstrap(metrics, {s: len(v) for s, v in sides.items()}, data.units,
-                            {s: v[0].units for s, v in sides.items()}, opts, rng)
+    return metrics
 
 
 # --- forecast scores ------------------------------------------------------------------------
@@ -311,10 +420,14 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                                         opts["bootstrap"], opts["confidence"], rng)
                 rows.append({"model": model, "baseline": baseline, "variable": name, "metric": score,
                              "lead": lead, **_row(result), "replicates": replicates(model, baseline)})
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS + ["baseline_error"])
+    tails = {name: v.get("tails", "upper") for name, v in stats["variables"].items()}
+    frame = adjusted_verdicts(frame, tails, opts["confidence"], opts.get("relevant_difference"))
+    frame = frame[COLUMNS]
     frame["lead"] = frame["lead"].astype("Int64")
     return frame
 
 
 def _row(result: dict) -> dict:
-    return {k: result[k] for k in ("difference", "ci_low", "ci_high", "verdict")}
+    return {k: result[k] for k in ("difference", "ci_low", "ci_high", "resolution", "p_value", "verdict",
+                                   "baseline_error")}

@@ -15,7 +15,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..config import is_twin
 from ..data.ingest import PRESSURE_VELOCITY_UNITS
@@ -400,15 +399,14 @@ def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[s
         counts = pair.verdict.value_counts()
         forecast = pair["lead"].notna().any()
         what = "scores over all leads" if forecast else "metrics in the table"
-        text = (f"{name(model)} against {name(baseline)} ({pair.replicates.iloc[0]} runs): better on "
-                f"{counts.get('better', 0)}, worse on {counts.get('worse', 0)}, indistinguishable on "
-                f"{counts.get('indistinguishable', 0)} of {len(pair)} {what}.")
+        text = (f"{name(model)} against {name(baseline)} ({pair.replicates.iloc[0]} runs): {verdict_counts(counts)} "
+                f"of {len(pair)} {what}.")
         lead_one = pair[pair["lead"] == pair["lead"].min()] if forecast else pair
         for r in lead_one[lead_one.metric.isin(heads)].itertuples():
             at = f", lead {lead_hours(int(r.lead), step_hours)}" if forecast else ""
             text += (f" Far tail ({short_name(r.metric)}{at}): difference of errors {fmt(r.difference, 2)}, "
-                     f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict} "
-                     f"(negative: {name(model)} is closer).")
+                     f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict}"
+                     f"{resolution_words(r)} (negative: {name(model)} is closer).")
         ends = [state.get((m, variable)) for m in (model, baseline)]
         if all(e == STATES[2] for e in ends):
             text += " Both are stalled far from the data: this says little about the extremes."
@@ -416,6 +414,24 @@ def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[s
             text += " Not converged: may change with more training."
         out.append(text)
     return out
+
+
+def verdict_counts(counts) -> str:
+    """"better on 1, worse on 0, indistinguishable on 2, inconclusive on 5" (inconclusive only
+    where there is one)."""
+    text = (f"better on {counts.get('better', 0)}, worse on {counts.get('worse', 0)}, indistinguishable on "
+            f"{counts.get('indistinguishable', 0)}")
+    return text + (f", inconclusive on {counts.get('inconclusive')}" if counts.get("inconclusive", 0) else "")
+
+
+def resolution_words(row) -> str:
+    """What a "no difference" could have missed: the interval's half-width, in the metric's units."""
+    resolution = getattr(row, "resolution", math.nan)
+    if row.verdict not in ("indistinguishable", "inconclusive") or not np.isfinite(resolution):
+        return ""
+    if row.verdict == "inconclusive":
+        return f", too coarse to say no difference: these runs resolve only differences beyond ±{fmt(resolution, 2)}"
+    return f", no difference beyond ±{fmt(resolution, 2)} (the runs' resolution)"
 
 
 def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]], tails: str = "upper",
@@ -429,24 +445,27 @@ def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple
         return ""
     counts = rest.verdict.value_counts()
     baselines = sorted(_label(labels, b) for b in set(rest.baseline))
-    return (f"Against the other Gaussian baselines ({', '.join(baselines)}): better on {counts.get('better', 0)}, "
-            f"worse on {counts.get('worse', 0)}, indistinguishable on {counts.get('indistinguishable', 0)} "
+    return (f"Against the other Gaussian baselines ({', '.join(baselines)}): {verdict_counts(counts)} "
             f"of {len(rest)} comparisons on the key metrics.")
 
 
 def multiplicity(comparisons: pd.DataFrame, confidence: float) -> str:
-    """How many `better` / `worse` verdicts chance alone gives among N comparisons."""
+    """The verdicts' rule, stated once: the multiplicity adjustment and what "no difference" needs;
+    then how many of comparisons.csv's rows say what."""
     n = len(comparisons)
     if not n:
         return ""
-    found = int(comparisons.verdict.isin(["better", "worse"]).sum())
     alpha = 1 - confidence
-    low, high = (int(x) for x in stats.binom.ppf([0.025, 0.975], n, alpha))
-    return (f"Many comparisons: of the {n} in comparisons.csv (every pair, variable, metric and lead), {found} say "
-            f"better or worse at {_percent(confidence)}. If no model differed from its baseline, about {fmt(alpha * n, 2)} "
-            f"would by chance alone ({low} to {high} in 95 % of cases if the comparisons were independent; the "
-            f"metrics of one pair move together, so the spread is wider). A single verdict among many is weak "
-            f"evidence; a pattern across metrics and variables is stronger.")
+    counts = comparisons.verdict.value_counts()
+    unadjusted = int(((comparisons.ci_high < 0) | (comparisons.ci_low > 0)).sum())
+    return (f"How a verdict is reached: a pair's key metrics on one variable (forecast scores: over all leads) are "
+            f"tested together, and so are its other metrics, with the Benjamini-Hochberg adjustment at a false "
+            f"discovery rate of {fmt(alpha * 100, 2)} % (comparisons.csv: p_value, p_adjusted); better or worse needs "
+            f"an adjusted p-value below {fmt(alpha, 2)}. Otherwise, indistinguishable needs the interval's half-width "
+            f"(its resolution) to be within the difference that matters for the metric "
+            f"(evaluation.relevant_difference), and inconclusive says it is not. Of the {n} comparisons, "
+            f"{verdict_counts(counts)}; {unadjusted} intervals leave out 0 before the adjustment. The intervals "
+            f"shown are not adjusted.")
 
 
 def same_noise(variable: str, twins: list[tuple[str, str]], nu: dict[str, dict], labels: dict | None = None) -> str:

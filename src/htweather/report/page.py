@@ -89,6 +89,8 @@ def verdicts(comparisons: pd.DataFrame, frame: pd.DataFrame, order: list[str] | 
                          "lead": "" if lead is None else lead_hours(lead, step_hours),
                          "model_value": fmt(value[r.model]), "baseline_value": fmt(value[r.baseline]),
                          "difference": fmt(r.difference), "ci": f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]",
+                         "resolution": fmt(getattr(r, "resolution", np.nan)),
+                         "p_adjusted": fmt(getattr(r, "p_adjusted", np.nan), 2),
                          "verdict": r.verdict, "replicates": r.replicates})
         out.append({"variable": variable, "rows": rows})
     if order:
@@ -341,12 +343,26 @@ def sampler_budget_rows(table: pd.DataFrame, sampling: dict) -> dict:
     return {"models": models, "rows": sorted(rows, key=lambda r: -r["evaluations"])}
 
 
+def aa_rates_rows(rates: pd.DataFrame) -> list[dict]:
+    """The A/A check's false-verdict rate per model and variable (all metric families), with its
+    interval over trainings, the rate before the adjustment, and how often the comparisons were
+    inconclusive (aa_rates.csv's "all" rows)."""
+    rows = []
+    for r in rates[rates.family == "all"].itertuples():
+        rows.append({"model": r.model, "variable": r.variable, "comparisons": int(r.comparisons),
+                     "splits": int(r.splits), "trainings": int(r.trainings),
+                     "rate": f"{100 * r.false_rate:.1f} % [{100 * r.false_low:.1f}, {100 * r.false_high:.1f}]",
+                     "unadjusted": f"{100 * r.false_rate_unadjusted:.1f} %",
+                     "inconclusive": f"{100 * r.inconclusive_rate:.0f} %", "above": bool(r.false_low > 0.05)})
+    return rows
+
+
 def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, figures: dict[str, str | Path],
            provenance_json: str | Path,
            store: str | Path, stats_path: str | Path, ensembles: dict[str, str | Path],
            train_logs: dict[str, str | Path], out: str | Path, forecasts: dict[str, str | Path] | None = None,
            convergence_csv: str | Path | None = None, selections: list[str | Path] = (),
-           sampler_budget_csv: str | Path | None = None) -> None:
+           sampler_budget_csv: str | Path | None = None, aa_rates_csv: str | Path | None = None) -> None:
     forecasts = forecasts or {}
     tidy = artifacts.read_csv(metrics_csv)
     frame = summary(tidy)
@@ -465,6 +481,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
         sampler_budget=(sampler_budget_rows(artifacts.read_csv(sampler_budget_csv), config["sampling"])
                         if sampler_budget_csv else None),
+        aa_rates=aa_rates_rows(artifacts.read_csv(aa_rates_csv)) if aa_rates_csv else None,
         figure_keys=sorted(figures), prov=prov,
         config_yaml=yaml.safe_dump(config, sort_keys=False),
     )

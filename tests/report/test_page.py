@@ -68,7 +68,7 @@ def test_cells_are_green_only_where_the_shown_value_is_inside_the_truths_interva
     assert [c["within"] for c in cells["edm"]] == [False, False]
     assert [c["within"] for c in cells["tedm"]] == [False, True]
     assert [c["closest"] for c in cells["tedm"]] == [True, True] and not any(c["within"] for c in cells["truth"])
-    assert [r["kind"] for r in table["rows"]] == ["3 runs: t interval", "3 runs: t interval", "bootstrap"]
+    assert [r["kind"] for r in table["rows"]] == ["3 runs: t + bootstrap", "3 runs: t + bootstrap", "bootstrap"]
     # a wide interval reaching the truth's is not enough: the value shown must be inside the truth's
     wide = frame.copy()
     wide.loc[(wide.model == "tedm") & (wide.metric == "exceedance_ratio_p999"), ["ci_low", "ci_high"]] = (0.0, 2.9)
@@ -120,7 +120,10 @@ def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_f
     inconclusive = comparisons.assign(resolution=0.3, verdict="inconclusive")
     [text] = answer.pair_sentences(inconclusive, "pr", [("tedm", "edm")], states, 0.95)
     assert "indistinguishable on 0, inconclusive on 2 of 2 metrics" in text
-    assert ": inconclusive, too coarse to say no difference: these runs resolve only differences beyond ±0.3" in text
+    assert ": inconclusive, too coarse to say no difference: these runs resolve only differences beyond ±0.3 (neg" in text
+    # an interval that leaves out 0 before the adjustment says so
+    [text] = answer.pair_sentences(inconclusive.assign(ci_high=-0.01), "pr", [("tedm", "edm")], states, 0.95)
+    assert "beyond ±0.3 (its interval leaves out 0, but not after the adjustment for the pair's other metrics)" in text
     assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
     assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
         comparisons, "pr", [("tedm", "edm")])
@@ -309,3 +312,14 @@ def test_the_nu_select_table_names_each_variables_own_metrics(tmp_path):
     [table] = selection_tables([path])
     assert table["columns"] == [("w", "exceedance_ratio_p01"), ("w", "tail_ks_lower"), ("tp", "exceedance_ratio_p99")]
     assert table["rows"][0]["scores"] == ["0.5", "0.2", "0.9"]
+
+
+def test_the_truth_coverage_summary_counts_and_does_not_speak_for_the_comparisons():
+    from htweather.report.page import _coverage_summary
+    checks = ([{"statistic": "quantile_0.99", "covered": "yes"}] * 9 + [{"statistic": "quantile_0.999", "covered": "no"}] * 3
+              + [{"statistic": "return_level_10", "covered": "yes"}] * 6 + [{"statistic": "return_level_2", "covered": "no"}] * 3)
+    text = _coverage_summary(checks)
+    assert text.startswith("Covered: 9 of 12 tail quantiles, 6 of 9 GEV return levels.")
+    assert "15 of 21 is fewer than 95 % intervals give by chance" in text
+    assert "They are not the comparisons' intervals" in text and "A/A check" in text
+    assert "fewer than" not in _coverage_summary([{"statistic": "quantile_0.99", "covered": "yes"}] * 20)

@@ -86,9 +86,10 @@ def _label(labels: dict | None, model: str) -> str:
 
 
 def interval_kind(replicates: int) -> str:
-    """What a model's interval in metrics.csv is: a t interval over its replicates (clipped to
-    the metric's range), or a bootstrap interval of its one run."""
-    return f"{replicates} runs: t interval" if replicates > 1 else "1 run: bootstrap"
+    """What a model's interval in metrics.csv is: a t interval over its replicates with the runs'
+    own bootstrap noise added (tables.mean_interval; clipped to the metric's range), or a
+    bootstrap interval of its one run."""
+    return f"{replicates} runs: t + bootstrap" if replicates > 1 else "1 run: bootstrap"
 
 
 def _band(row) -> tuple[float, float]:
@@ -429,9 +430,12 @@ def resolution_words(row) -> str:
     resolution = getattr(row, "resolution", math.nan)
     if row.verdict not in ("indistinguishable", "inconclusive") or not np.isfinite(resolution):
         return ""
+    unadjusted = " (its interval leaves out 0, but not after the adjustment for the pair's other metrics)" if (
+        row.ci_high < 0 or row.ci_low > 0) else ""
     if row.verdict == "inconclusive":
-        return f", too coarse to say no difference: these runs resolve only differences beyond ±{fmt(resolution, 2)}"
-    return f", no difference beyond ±{fmt(resolution, 2)} (the runs' resolution)"
+        return (f", too coarse to say no difference: these runs resolve only differences beyond "
+                f"±{fmt(resolution, 2)}{unadjusted}")
+    return f", no difference beyond ±{fmt(resolution, 2)} (the runs' resolution){unadjusted}"
 
 
 def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]], tails: str = "upper",

@@ -280,8 +280,10 @@ def _coverage_summary(checks: list[dict]) -> str:
     text = "Covered: " + ", ".join(parts) + "."
     # how short of 95 % is more than chance: below the binomial's 2.5 % point
     if judged and covered < sstats.binom.ppf(0.025, len(judged), 0.95):
-        text += (f" {covered} of {len(judged)} is fewer than 95 % intervals give by chance: these intervals are too "
-                 "narrow here, and the comparisons' intervals, built the same way, may be too.")
+        text += (f" {covered} of {len(judged)} is fewer than 95 % intervals give by chance: these intervals of the "
+                 "test data's own estimates are too narrow here. They are not the comparisons' intervals, which add "
+                 "the spread between trainings to the data's noise; how often those err is measured over whole "
+                 "trainings by the A/A check (aa_check).")
     return text
 
 

@@ -16,7 +16,9 @@ from htweather.tail_metrics import key_metric_names
 
 
 def frame(rows):
+    """Comparison rows; the interval is difference ± resolution unless given."""
     return pd.DataFrame([{"model": "tedm", "baseline": "edm", "variable": "tp", "lead": pd.NA, "baseline_error": 1.0,
+                          "ci_low": r["difference"] - r["resolution"], "ci_high": r["difference"] + r["resolution"],
                           **r} for r in rows])
 
 
@@ -32,23 +34,39 @@ def test_adjusted_p_values_are_benjamini_hochberg_per_family():
     assert out.p_adjusted[:4].tolist() == pytest.approx(stats.false_discovery_control(p, method="bh").tolist())
     # the other metrics are their own family
     assert out.p_adjusted[4:].tolist() == pytest.approx(stats.false_discovery_control([0.03, 0.02]).tolist())
-    assert out.verdict.tolist() == ["better", "indistinguishable", "indistinguishable", "indistinguishable",
-                                    "worse", "worse"]
+    # not flagged: a difference of -0.1 ± 0.01 is within the exceedance ratio's 0.2, not within
+    # the quantile error's or the KS statistic's 0.05
+    assert out.verdict.tolist() == ["better", "indistinguishable", "inconclusive", "inconclusive", "worse", "worse"]
 
 
-def test_no_difference_is_indistinguishable_only_within_the_relevant_difference():
-    rows = [{"metric": "quantile_rel_error_0.999", "p_value": 0.5, "difference": 0.01, "resolution": 0.04},
+def test_no_difference_is_indistinguishable_only_when_the_whole_interval_is_within_the_relevant_difference():
+    rows = [{"metric": "quantile_rel_error_0.999", "p_value": 0.5, "difference": 0.01, "resolution": 0.03},
             {"metric": "quantile_rel_error_0.999", "p_value": 0.5, "difference": 0.01, "resolution": 0.3},
             {"metric": "exceedance_ratio_p999", "p_value": 0.5, "difference": 0.01, "resolution": 0.3},
             {"metric": "crps", "p_value": 0.5, "difference": 0.01, "resolution": 0.04, "baseline_error": 2.0},
-            {"metric": "crps", "p_value": 0.5, "difference": 0.01, "resolution": 0.2, "baseline_error": 2.0}]
+            {"metric": "crps", "p_value": 0.5, "difference": 0.01, "resolution": 0.2, "baseline_error": 2.0},
+            # a resolution within the relevant difference, but the interval off centre reaches past it
+            {"metric": "exceedance_ratio_p999", "p_value": 0.07, "difference": 0.12, "resolution": 0.1},
+            # a forecast score without the baseline's score: nothing to judge "no difference" against
+            {"metric": "crps", "p_value": 0.5, "difference": 0.01, "resolution": 0.04, "baseline_error": np.nan}]
     out = comparisons.adjusted_verdicts(frame(rows), {"tp": "upper"}, 0.95)
     # 0.05 relative; 0.2 of the exceedance ratio; 5 % of the baseline's score (0.1)
     assert out.verdict.tolist() == ["indistinguishable", "inconclusive", "inconclusive", "indistinguishable",
-                                    "inconclusive"]
+                                    "inconclusive", "inconclusive", "inconclusive"]
+    assert out.relevant.tolist()[:6] == pytest.approx([0.05, 0.05, 0.2, 0.1, 0.1, 0.2])
     wider = comparisons.adjusted_verdicts(frame(rows[1:3]), {"tp": "upper"}, 0.95,
                                           {"quantile_rel_error": 0.5, "exceedance_ratio": 0.5})
     assert wider.verdict.tolist() == ["indistinguishable", "indistinguishable"]
+
+
+def test_an_undefined_error_has_no_p_value_and_is_inconclusive():
+    out = comparisons.interval([0.1, np.nan, 0.2], [0.1, 0.2, 0.3], [0.0, 0.01, -0.01])
+    assert np.isnan(out["p_value"]) and np.isnan(out["resolution"])
+    rows = frame([{"metric": "tail_ks", "p_value": out["p_value"], "difference": out["difference"],
+                   "resolution": out["resolution"]}])
+    assert comparisons.adjusted_verdicts(rows, {"tp": "upper"}, 0.95).verdict.tolist() == ["inconclusive"]
+    with pytest.raises(ValueError, match="'mystery' has no family"):
+        comparisons.metric_family("mystery")
 
 
 def test_interval_gives_the_t_statistics_p_value_and_resolution():
@@ -80,6 +98,10 @@ def test_splits_are_disjoint_groups_each_pair_once():
     assert len(aa_check.splits(8, 3, 50, np.random.default_rng(0))) == 50
     with pytest.raises(ValueError, match="needs 6 trainings"):
         aa_check.splits(5, 3, 10, np.random.default_rng(0))
+    # too many to list (C(20, 6) C(14, 6) / 2 = 58 198 140): drawn directly, still disjoint and distinct
+    many = aa_check.splits(20, 6, 100, np.random.default_rng(1))
+    assert len(many) == 100 and len({frozenset([a, b]) for a, b in many}) == 100
+    assert all(len(a) == len(b) == 6 and not set(a) & set(b) for a, b in many)
 
 
 def gpd_fields(n, cells, scale, rng, persistence=0.0, xi=0.2):
@@ -111,6 +133,8 @@ def test_aa_check_on_one_process_gives_no_more_than_the_nominal_rate():
     print(rates.to_string())
     assert overall.false_rate <= 0.05 and overall.false_rate_unadjusted <= 0.08
     assert overall.false_low <= overall.false_rate <= overall.false_high
+    # what Benjamini-Hochberg bounds under no difference: the share of families with any false verdict
+    assert overall.any_false_rate <= 0.05 and overall.any_false_low <= overall.any_false_rate <= overall.any_false_high
 
 
 def test_the_jackknife_interval_is_wide_when_a_few_trainings_drive_the_verdicts():

@@ -52,6 +52,7 @@ def test_the_multiplicity_rule_is_stated_once_with_the_counts():
     comparisons = pd.concat([better] + [_comparisons()] * 3 + [_comparisons("inconclusive")], ignore_index=True)
     text = answer.multiplicity(comparisons, 0.95)
     assert "Benjamini-Hochberg adjustment at a false discovery rate of 5 %" in text
+    assert "indistinguishable needs the whole interval to lie within the difference that matters" in text
     assert ("Of the 40 comparisons, better on 8, worse on 0, indistinguishable on 24, inconclusive on 8; "
             "8 intervals leave out 0 before the adjustment") in text
 
@@ -114,16 +115,22 @@ def test_pair_sentence_carries_the_far_tail_difference_and_warns_when_both_are_f
     assert text.startswith("tedm against edm (3 vs 3 runs): better on 0, worse on 0, indistinguishable on 2 of 2 "
                            "metrics in the table")
     assert "Far tail (mass above data's 99.9th pct.): difference of errors -0.1, 95 % interval [-0.2, 0.4]: indistinguishable (negative: tedm is closer)." in text
-    # with its resolution, where comparisons.csv has it
-    [text] = answer.pair_sentences(comparisons.assign(resolution=0.3), "pr", [("tedm", "edm")], states, 0.95)
-    assert "[-0.2, 0.4]: indistinguishable, no difference beyond ±0.3 (the runs' resolution) (negative" in text
-    inconclusive = comparisons.assign(resolution=0.3, verdict="inconclusive")
+    # with its resolution and the relevant difference, where comparisons.csv has them
+    [text] = answer.pair_sentences(comparisons.assign(resolution=0.3, relevant=0.5), "pr", [("tedm", "edm")],
+                                   states, 0.95)
+    assert ("[-0.2, 0.4]: indistinguishable, no difference that matters: the whole interval lies within ±0.5 "
+            "(resolution ±0.3) (negative") in text
+    inconclusive = comparisons.assign(resolution=0.3, relevant=0.2, verdict="inconclusive")
     [text] = answer.pair_sentences(inconclusive, "pr", [("tedm", "edm")], states, 0.95)
     assert "indistinguishable on 0, inconclusive on 2 of 2 metrics" in text
-    assert ": inconclusive, too coarse to say no difference: these runs resolve only differences beyond ±0.3 (neg" in text
+    assert (": inconclusive, too coarse to say no difference: these runs resolve only differences beyond ±0.3, "
+            "and ±0.2 is what matters (neg") in text
+    # a resolution within the relevant difference, the interval off centre
+    [text] = answer.pair_sentences(inconclusive.assign(relevant=0.35), "pr", [("tedm", "edm")], states, 0.95)
+    assert ": inconclusive, the interval reaches beyond the ±0.35 that matters (resolution ±0.3) (neg" in text
     # an interval that leaves out 0 before the adjustment says so
     [text] = answer.pair_sentences(inconclusive.assign(ci_high=-0.01), "pr", [("tedm", "edm")], states, 0.95)
-    assert "beyond ±0.3 (its interval leaves out 0, but not after the adjustment for the pair's other metrics)" in text
+    assert "is closer). Its interval leaves out 0, but not after the adjustment for the pair's other metrics." in text
     assert text.endswith("Both are stalled far from the data: this says little about the extremes.")
     assert "better on 0, worse on 0, indistinguishable on 2 of 2" in answer.baseline_summary(
         comparisons, "pr", [("tedm", "edm")])

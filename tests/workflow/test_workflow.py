@@ -95,13 +95,19 @@ def test_end_to_end_outputs(tiny_run):
 
     comparisons = pd.read_csv(results / "evaluation" / "comparisons.csv")
     assert list(comparisons.columns) == ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low",
-                                         "ci_high", "resolution", "p_value", "p_adjusted", "verdict", "replicates"]
-    # every "no difference" carries its resolution: the interval's half-width
-    quiet = comparisons[comparisons.verdict.isin(["indistinguishable", "inconclusive"])]
-    assert np.allclose(quiet.resolution, (quiet.ci_high - quiet.ci_low) / 2)
-    assert ((comparisons.p_adjusted >= comparisons.p_value) & (comparisons.p_adjusted <= 1)).all()
-    flagged = comparisons.verdict.isin(["better", "worse"])
-    assert (comparisons.p_adjusted[flagged] < 0.05).all() and (comparisons.p_adjusted[~flagged] >= 0.05).all()
+                                         "ci_high", "resolution", "relevant", "p_value", "p_adjusted", "verdict",
+                                         "replicates"]
+    # every "no difference" carries its resolution (the interval's half-width) and the relevant
+    # difference it was judged against; a metric undefined in a run has no test and is inconclusive
+    tested = comparisons[comparisons.p_value.notna()]
+    assert (comparisons[comparisons.p_value.isna()].verdict == "inconclusive").all()
+    quiet = tested[tested.verdict.isin(["indistinguishable", "inconclusive"])]
+    assert np.allclose(quiet.resolution, (quiet.ci_high - quiet.ci_low) / 2) and (comparisons.relevant >= 0).all()
+    same = tested[tested.verdict == "indistinguishable"]
+    assert (np.maximum(same.ci_low.abs(), same.ci_high.abs()) <= same.relevant).all()
+    assert ((tested.p_adjusted >= tested.p_value) & (tested.p_adjusted <= 1)).all()
+    flagged = tested.verdict.isin(["better", "worse"])
+    assert (tested.p_adjusted[flagged] < 0.05).all() and (tested.p_adjusted[~flagged] >= 0.05).all()
     pairs = comparisons.groupby(["model", "baseline"])
     assert set(pairs.groups) == {("tedm", "edm"), ("tedm", "edm_inc"), ("fc_tedm", "fc_flow")}  # as configured
     assert set(pairs.get_group(("tedm", "edm")).replicates) == {"2 vs 2"}
@@ -199,7 +205,8 @@ def test_end_to_end_outputs(tiny_run):
     # forecast tables, sample maps and provenance collapsed by default
     for section in ("forecasts", "sample-maps", "provenance"):
         assert f'<details class="section" id="{section}">' in html, section
-    assert "Many comparisons: of the" in html
+    assert "How a verdict is reached: a pair" in html
+    assert "Benjamini-Hochberg adjustment at a false discovery rate of 5 %" in html
     for section in ("Are the tails right?", "Return levels", "Do the data's intervals cover the truth?",
                     "Is the forecast skilful and calibrated?", "How does nu matter?",
                     "What <code>nu: auto</code> chose", "What <code>nu: select</code> chose for tedm_sel",

@@ -110,6 +110,8 @@ rule metrics_table:
         expand("results/evaluation/per_model/return_levels_{source}.csv", source=["data"] + FORECASTER_RUNS + TRUTH),
     output:
         report("results/evaluation/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        confidence=CFG["evaluation"]["confidence"],
     log:
         "results/logs/metrics_table.log",
     conda:

@@ -28,19 +28,20 @@ from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, data_opts
-from .comparisons import (RELEVANT_DIFFERENCE, adjusted_verdicts, error_draws, interval, metric_family,
-                          structure_metrics_of, tail_metrics_of)
+from .comparisons import (RELEVANT_DIFFERENCE, adjusted_verdicts, error_draws, interval, key_metrics,
+                          metric_family, structure_metrics_of, tail_metrics_of)
 from .spatial import spatial_spec, summarise
 from .tails import wet_threshold
 
 log = logging.getLogger(__name__)
 
-ROWS = ["model", "variable", "metric", "family", "split", "group_a", "group_b", "difference", "ci_low", "ci_high",
-        "resolution", "p_value", "p_adjusted", "verdict", "data_sd"]
+ROWS = ["model", "variable", "metric", "family", "key", "split", "group_a", "group_b", "difference", "ci_low",
+        "ci_high", "resolution", "relevant", "p_value", "p_adjusted", "verdict", "data_sd"]
 POWER = ["model", "variable", "metric", "seed_sd", "data_sd", "resolution", "relevant_difference",
          "trainings_half", "trainings_relevant", "trainings_double"]
 RATES = ["model", "variable", "family", "comparisons", "splits", "trainings", "false_rate", "false_low",
-         "false_high", "false_rate_unadjusted", "inconclusive_rate", "median_resolution", "seed_sd"]
+         "false_high", "false_rate_unadjusted", "any_false_rate", "any_false_low", "any_false_high",
+         "inconclusive_rate", "median_resolution", "seed_sd"]
 
 
 def splits(n: int, size: int, limit: int, rng: np.random.Generator) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -48,6 +49,14 @@ def splits(n: int, size: int, limit: int, rng: np.random.Generator) -> list[tupl
     there are at most `limit`, else `limit` drawn without replacement."""
     if n < 2 * size:
         raise ValueError(f"an A/A split of {size} against {size} needs {2 * size} trainings, not {n}")
+    count = math.comb(n, size) * math.comb(n - size, size) // 2
+    if count > 20 * limit:  # too many to list: drawn directly, each unordered pair once
+        found: set = set()
+        while len(found) < limit:
+            order = rng.permutation(n)
+            a, b = tuple(sorted(order[:size].tolist())), tuple(sorted(order[size:2 * size].tolist()))
+            found.add(min(a, b) + max(a, b))
+        return [(p[:size], p[size:]) for p in sorted(found)]
     pairs = [(a, b) for a in itertools.combinations(range(n), size)
              for b in itertools.combinations([i for i in range(n) if i not in a], size) if a < b]
     if len(pairs) > limit:
@@ -84,6 +93,7 @@ def aa_table(model: str, variable: str, tails: str, point: dict, draws: dict, si
     frame = adjusted_verdicts(frame, {variable: tails}, confidence, relevant)
     frame["model"] = model
     frame["family"] = [metric_family(m) for m in frame.metric]
+    frame["key"] = frame.metric.isin(key_metrics(tails))  # the Benjamini-Hochberg family within the split
     return frame[ROWS]
 
 
@@ -91,35 +101,56 @@ def _rate(rows: pd.DataFrame, column: str = "verdict") -> float:
     return float(rows[column].isin(["better", "worse"]).mean()) if len(rows) else math.nan
 
 
+def _any_rate(rows: pd.DataFrame) -> float:
+    """The share of Benjamini-Hochberg families (a split's key metrics, or its other metrics)
+    with at least one false verdict: the rate the adjustment bounds."""
+    if not len(rows):
+        return math.nan
+    return float(rows.verdict.isin(["better", "worse"]).groupby([rows.split, rows.key]).any().mean())
+
+
+def _jackknife(rows: pd.DataFrame, statistic, members: dict, trainings: int, z: float) -> tuple[float, float, float]:
+    """statistic(rows) and its interval: the jackknife over trainings (each left out in turn,
+    with every split that uses it), clipped to [0, 1]."""
+    value = statistic(rows)
+    leave_out = []
+    for i in range(trainings):
+        kept = [k for k, m in members.items() if i not in m]
+        leave_out.append(statistic(rows[rows.split.isin(kept)]))
+    leave_out = np.array([r for r in leave_out if np.isfinite(r)])
+    n = leave_out.size
+    se = math.sqrt((n - 1) / n * float(((leave_out - leave_out.mean()) ** 2).sum())) if n >= 2 else math.nan
+    return value, max(value - z * se, 0.0), min(value + z * se, 1.0)
+
+
 def false_verdict_rates(frame: pd.DataFrame, trainings: int, seed_sd: dict | None = None,
                         confidence: float = 0.95) -> pd.DataFrame:
     """Per model, variable and metric family (and over all families, "all"): the rate of
     `better`/`worse` verdicts among the A/A comparisons, with the jackknife interval over
     trainings (the module's docstring); the unadjusted rate (interval alone excluding 0); the
-    rate of `inconclusive`; the median resolution; the typical seed spread of the errors."""
+    share of Benjamini-Hochberg families with any false verdict (what the adjustment controls;
+    for one metric family, the share of splits' families with any false verdict among its
+    metrics), with its interval; the rate of `inconclusive`; the median resolution; the typical
+    seed spread of the errors. `frame`: one model and variable's `aa_table`, or several (grouped
+    here, since split numbers are per table)."""
     frame = frame.copy()
     frame["unadjusted"] = np.where(frame.ci_high < 0, "better", np.where(frame.ci_low > 0, "worse", ""))
-    members = {k: set(map(int, (a + " " + b).split())) for k, a, b in
-               frame[["split", "group_a", "group_b"]].drop_duplicates().itertuples(index=False)}
     z = stats.norm.ppf(0.5 + confidence / 2)
     out = []
-    for key, rows in itertools.chain(frame.groupby(["model", "variable", "family"], sort=False),
-                                     ((k + ("all",), g) for k, g in frame.groupby(["model", "variable"], sort=False))):
-        rate = _rate(rows)
-        leave_out = []
-        for i in range(trainings):
-            kept = [k for k, m in members.items() if i not in m]
-            leave_out.append(_rate(rows[rows.split.isin(kept)]))
-        leave_out = np.array([r for r in leave_out if np.isfinite(r)])
-        n = leave_out.size
-        se = math.sqrt((n - 1) / n * float(((leave_out - leave_out.mean()) ** 2).sum())) if n >= 2 else math.nan
-        sd = (seed_sd or {}).get((key[0], key[1], key[2]), math.nan)
-        out.append({"model": key[0], "variable": key[1], "family": key[2], "comparisons": len(rows),
-                    "splits": rows.split.nunique(), "trainings": trainings, "false_rate": rate,
-                    "false_low": max(rate - z * se, 0.0), "false_high": min(rate + z * se, 1.0),
-                    "false_rate_unadjusted": _rate(rows, "unadjusted"),
-                    "inconclusive_rate": float((rows.verdict == "inconclusive").mean()),
-                    "median_resolution": float(rows.resolution.median()), "seed_sd": sd})
+    for (model, variable), table in frame.groupby(["model", "variable"], sort=False):
+        members = {k: set(map(int, (a + " " + b).split())) for k, a, b in
+                   table[["split", "group_a", "group_b"]].drop_duplicates().itertuples(index=False)}
+        groups = [((f,), g) for f, g in table.groupby("family", sort=False)] + [(("all",), table)]
+        for (family,), rows in groups:
+            rate, low, high = _jackknife(rows, _rate, members, trainings, z)
+            any_rate, any_low, any_high = _jackknife(rows, _any_rate, members, trainings, z)
+            sd = (seed_sd or {}).get((model, variable, family), math.nan)
+            out.append({"model": model, "variable": variable, "family": family, "comparisons": len(rows),
+                        "splits": rows.split.nunique(), "trainings": trainings, "false_rate": rate,
+                        "false_low": low, "false_high": high, "false_rate_unadjusted": _rate(rows, "unadjusted"),
+                        "any_false_rate": any_rate, "any_false_low": any_low, "any_false_high": any_high,
+                        "inconclusive_rate": float((rows.verdict == "inconclusive").mean()),
+                        "median_resolution": float(rows.resolution.median()), "seed_sd": sd})
     return pd.DataFrame(out, columns=RATES)
 
 

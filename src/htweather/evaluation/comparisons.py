@@ -33,10 +33,14 @@ false discovery rate at 1 - confidence) in two families: the key metrics that th
 headline counts (`key_metrics`; forecast scores over all leads), and the rest.
 
 Verdict: `better` or `worse` (the sign of d) when the adjusted p-value is below 1 - confidence;
-otherwise `indistinguishable` when the interval's half-width (its *resolution*: the smallest
-difference these trainings could tell from none) is at most the metric's relevant difference
-(`evaluation.relevant_difference`), and `inconclusive` when it is wider. The interval itself is
-not adjusted: a row whose interval just misses 0 can still read `indistinguishable`.
+otherwise `indistinguishable` when the whole interval lies within plus or minus the metric's
+relevant difference (`evaluation.relevant_difference`; comparisons.csv's `relevant`): no
+difference that matters, as an equivalence test reads it; else `inconclusive`. The
+interval's half-width is its *resolution*, the smallest difference these trainings could tell
+from none. The interval itself is not adjusted: a row whose interval just misses 0 can still
+read `inconclusive` (or `indistinguishable`, when it also lies within the relevant difference).
+An undefined difference (a metric that is NaN or infinite in some replicate) has no p-value and
+reads `inconclusive`.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from .tails import quantile_metrics_at, wet_metrics_at, wet_threshold
 log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "resolution",
-           "p_value", "p_adjusted", "verdict", "replicates"]
+           "relevant", "p_value", "p_adjusted", "verdict", "replicates"]
 VERDICTS = ["better", "worse", "indistinguishable", "inconclusive"]
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
@@ -88,7 +92,8 @@ RELEVANT_DIFFERENCE = {"exceedance_ratio": 0.2, "quantile_rel_error": 0.05, "tai
 
 
 def metric_family(metric: str) -> str:
-    """The family a compared metric belongs to (the keys of RELEVANT_DIFFERENCE)."""
+    """The family a compared metric belongs to (the keys of RELEVANT_DIFFERENCE); a metric of
+    none is an error, not a silent default."""
     if metric.startswith("areal_"):
         return "areal_quantile"
     if metric.startswith("exceedance_ratio_"):
@@ -103,7 +108,20 @@ def metric_family(metric: str) -> str:
         return "spectrum"
     if metric.startswith(("sal_", "object_")):
         return "storm_objects"
-    return "forecast_score"
+    if metric in ("crps", "fair_crps") or metric.startswith(("twcrps_", "brier_")):
+        return "forecast_score"
+    raise ValueError(f"comparison metric {metric!r} has no family for evaluation.relevant_difference")
+
+
+def relevant_threshold(metric: str, baseline_error: float, relevant: dict[str, float]) -> float:
+    """The relevant difference of one comparison in the metric's units: the family's, times the
+    baseline's score for forecast scores (NaN where that score is unknown: then nothing can be
+    called indistinguishable)."""
+    family = metric_family(metric)
+    threshold = relevant[family]
+    if family == "forecast_score":
+        threshold *= abs(baseline_error) if np.isfinite(baseline_error) else np.nan
+    return float(threshold)
 
 
 def key_metrics(tails: str) -> list[str]:
@@ -141,16 +159,16 @@ def adjusted_verdicts(frame: pd.DataFrame, tails: dict[str, str], confidence: fl
         if ok.any():
             adjusted[where[ok]] = stats.false_discovery_control(p[ok], method="bh")
     frame["p_adjusted"] = adjusted
+    baseline_error = frame["baseline_error"] if "baseline_error" in frame else pd.Series(np.nan, index=frame.index)
+    frame["relevant"] = [relevant_threshold(m, float(e), relevant) for m, e in zip(frame.metric, baseline_error)]
     alpha = 1 - confidence
     out = []
     for r, p in zip(frame.itertuples(), adjusted):
         if np.isfinite(p) and p < alpha:
             out.append("better" if r.difference < 0 else "worse")
         else:
-            threshold = relevant[metric_family(r.metric)]
-            if metric_family(r.metric) == "forecast_score":
-                threshold *= abs(r.baseline_error) if np.isfinite(getattr(r, "baseline_error", np.nan)) else np.inf
-            out.append("inconclusive" if not r.resolution <= threshold else "indistinguishable")
+            within = max(abs(r.ci_low), abs(r.ci_high)) <= r.relevant  # False for NaN
+            out.append("indistinguishable" if within else "inconclusive")
     frame["verdict"] = out
     return frame
 
@@ -182,8 +200,10 @@ def interval(model_errors, baseline_errors, data_differences, confidence: float 
     half = float(stats.t.ppf(0.5 + confidence / 2, nu) if math.isfinite(nu) else stats.norm.ppf(0.5 + confidence / 2))
     half *= math.sqrt(variance)
     low, high = d - half, d + half
-    sd = math.sqrt(variance)
-    if sd > 0:
+    sd = math.sqrt(variance) if variance >= 0 else math.nan
+    if not (math.isfinite(d) and math.isfinite(sd)):
+        p, half = math.nan, math.nan  # an error undefined in some replicate: no test at all
+    elif sd > 0:
         p = float(2 * (stats.t.sf(abs(d) / sd, nu) if math.isfinite(nu) else stats.norm.sf(abs(d) / sd)))
     else:
         p = 1.0 if d == 0 else 0.0
@@ -392,7 +412,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                 for metric, result in found.items():
                     rows.append({"model": model, "baseline": baseline, "variable": name, "metric": metric,
                                  "lead": pd.NA, **_row(result), "replicates": replicates(model, baseline)})
-                log.info("%s vs %s / %s: %s", model, baseline, name,
+                log.info("%s vs %s / %s (unadjusted): %s", model, baseline, name,
                          ", ".join(f"{m} {r['verdict']}" for m, r in found.items()))
             # the spatial structure: every field summarised once, for every pair
             spec = spatial_spec(stats, name, data[name], opts["spatial"]["block_sizes"])

@@ -4,6 +4,7 @@ one, with a row for the mean over the replicates of a replicated model."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -85,30 +86,39 @@ def mean_interval(values, replicate_intervals=None, confidence: float = 0.95) ->
     return float(values.mean()), float(q * np.sqrt(variance))
 
 
+# A model's own tail quantiles in physical units (quantile_0.99, ...; `tails.physical_quantile_name`):
+# their per-replicate intervals resample the members only, as the test data do not enter them
+OWN_STATISTIC = re.compile(r"^quantile_\d")
+
+
 def replicate_means(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """For every model with 2 or more replicates, rows with replicate "mean": the mean value over
     the replicates and the interval of that mean (`mean_interval`: the spread between the
     replicates and the test data's sampling noise, from the replicates' own intervals where the
-    metric has them), clipped to the metric's range (metric_range)."""
+    metric has them and depends on the test data: not a model's own quantiles, OWN_STATISTIC),
+    clipped to the metric's range (metric_range). `confidence`: the level of the replicates' own
+    intervals, and of this one."""
     rows = []
     for key, group in frame.groupby(KEYS, sort=False, dropna=False):
         values = group["value"].to_numpy(dtype=float)
         if len(values) < 2:
             continue
-        mean, half = mean_interval(values, group[["ci_low", "ci_high"]].to_numpy(dtype=float), confidence)
+        own = OWN_STATISTIC.match(str(key[2])) is not None
+        mean, half = mean_interval(values, None if own else group[["ci_low", "ci_high"]].to_numpy(dtype=float),
+                                   confidence)
         low, high = metric_range(str(key[2]))
         rows.append({**dict(zip(KEYS, key)), "replicate": "mean", "value": mean,
                      "ci_low": max(mean - half, low), "ci_high": min(mean + half, high)})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
-def combine(tables: list[str | Path], path: str | Path) -> pd.DataFrame:
+def combine(tables: list[str | Path], path: str | Path, confidence: float = 0.95) -> pd.DataFrame:
     """Concatenate per-model (per-replicate) tables into the one tidy metrics table
-    (TABLE_COLUMNS), with the replicate means."""
+    (TABLE_COLUMNS), with the replicate means (at `confidence`, the evaluation's)."""
     frame = with_replicates(pd.concat([artifacts.read_csv(t) for t in tables], ignore_index=True))
     frame = frame.reindex(columns=TABLE_COLUMNS)
     frame["lead"] = frame["lead"].astype("Int64")
-    means = replicate_means(frame)
+    means = replicate_means(frame, confidence)
     if not means.empty:
         means["lead"] = means["lead"].astype("Int64")
         frame = pd.concat([frame, means], ignore_index=True)

@@ -407,7 +407,7 @@ def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[s
             at = f", lead {lead_hours(int(r.lead), step_hours)}" if forecast else ""
             text += (f" Far tail ({short_name(r.metric)}{at}): difference of errors {fmt(r.difference, 2)}, "
                      f"{_percent(confidence)} interval [{fmt(r.ci_low, 2)}, {fmt(r.ci_high, 2)}]: {r.verdict}"
-                     f"{resolution_words(r)} (negative: {name(model)} is closer).")
+                     f"{resolution_words(r)} (negative: {name(model)} is closer).{unadjusted_words(r)}")
         ends = [state.get((m, variable)) for m in (model, baseline)]
         if all(e == STATES[2] for e in ends):
             text += " Both are stalled far from the data: this says little about the extremes."
@@ -426,16 +426,26 @@ def verdict_counts(counts) -> str:
 
 
 def resolution_words(row) -> str:
-    """What a "no difference" could have missed: the interval's half-width, in the metric's units."""
+    """What a "no difference" could have missed: the interval's half-width (its resolution) and
+    the relevant difference it is judged against, in the metric's units."""
     resolution = getattr(row, "resolution", math.nan)
     if row.verdict not in ("indistinguishable", "inconclusive") or not np.isfinite(resolution):
         return ""
-    unadjusted = " (its interval leaves out 0, but not after the adjustment for the pair's other metrics)" if (
-        row.ci_high < 0 or row.ci_low > 0) else ""
-    if row.verdict == "inconclusive":
-        return (f", too coarse to say no difference: these runs resolve only differences beyond "
-                f"±{fmt(resolution, 2)}{unadjusted}")
-    return f", no difference beyond ±{fmt(resolution, 2)} (the runs' resolution){unadjusted}"
+    relevant = getattr(row, "relevant", math.nan)
+    matters = f"±{fmt(relevant, 2)}" if np.isfinite(relevant) else "the relevant difference"
+    if row.verdict == "indistinguishable":
+        return f", no difference that matters: the whole interval lies within {matters} (resolution ±{fmt(resolution, 2)})"
+    if np.isfinite(relevant) and resolution <= relevant:
+        return f", the interval reaches beyond the {matters} that matters (resolution ±{fmt(resolution, 2)})"
+    return (f", too coarse to say no difference: these runs resolve only differences beyond ±{fmt(resolution, 2)}, "
+            f"and {matters} is what matters")
+
+
+def unadjusted_words(row) -> str:
+    """Said of a row that is not `better`/`worse` although its interval leaves out 0."""
+    if row.verdict in ("better", "worse") or not (row.ci_high < 0 or row.ci_low > 0):
+        return ""
+    return " Its interval leaves out 0, but not after the adjustment for the pair's other metrics."
 
 
 def baseline_summary(comparisons: pd.DataFrame, variable: str, twins: list[tuple[str, str]], tails: str = "upper",
@@ -465,9 +475,9 @@ def multiplicity(comparisons: pd.DataFrame, confidence: float) -> str:
     return (f"How a verdict is reached: a pair's key metrics on one variable (forecast scores: over all leads) are "
             f"tested together, and so are its other metrics, with the Benjamini-Hochberg adjustment at a false "
             f"discovery rate of {fmt(alpha * 100, 2)} % (comparisons.csv: p_value, p_adjusted); better or worse needs "
-            f"an adjusted p-value below {fmt(alpha, 2)}. Otherwise, indistinguishable needs the interval's half-width "
-            f"(its resolution) to be within the difference that matters for the metric "
-            f"(evaluation.relevant_difference), and inconclusive says it is not. Of the {n} comparisons, "
+            f"an adjusted p-value below {fmt(alpha, 2)}. Otherwise, indistinguishable needs the whole interval to lie "
+            f"within the difference that matters for the metric (evaluation.relevant_difference; comparisons.csv: "
+            f"relevant), and inconclusive says it does not. Of the {n} comparisons, "
             f"{verdict_counts(counts)}; {unadjusted} intervals leave out 0 before the adjustment. The intervals "
             f"shown are not adjusted.")
 

@@ -345,17 +345,22 @@ def sampler_budget_rows(table: pd.DataFrame, sampling: dict) -> dict:
     return {"models": models, "rows": sorted(rows, key=lambda r: -r["evaluations"])}
 
 
-def aa_rates_rows(rates: pd.DataFrame) -> list[dict]:
+def aa_rates_rows(rates: pd.DataFrame, confidence: float = 0.95) -> list[dict]:
     """The A/A check's false-verdict rate per model and variable (all metric families), with its
-    interval over trainings, the rate before the adjustment, and how often the comparisons were
-    inconclusive (aa_rates.csv's "all" rows)."""
+    interval over trainings, the rate before the adjustment, the share of the adjustment's
+    families with any false verdict, and how often the comparisons were inconclusive
+    (aa_rates.csv's "all" rows). `above`: the whole interval above 1 - confidence."""
+    alpha = 1 - confidence
+    pct = lambda v, lo, hi: f"{100 * v:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"  # noqa: E731
     rows = []
     for r in rates[rates.family == "all"].itertuples():
         rows.append({"model": r.model, "variable": r.variable, "comparisons": int(r.comparisons),
                      "splits": int(r.splits), "trainings": int(r.trainings),
-                     "rate": f"{100 * r.false_rate:.1f} % [{100 * r.false_low:.1f}, {100 * r.false_high:.1f}]",
+                     "rate": pct(r.false_rate, r.false_low, r.false_high),
                      "unadjusted": f"{100 * r.false_rate_unadjusted:.1f} %",
-                     "inconclusive": f"{100 * r.inconclusive_rate:.0f} %", "above": bool(r.false_low > 0.05)})
+                     "any": pct(r.any_false_rate, r.any_false_low, r.any_false_high),
+                     "inconclusive": f"{100 * r.inconclusive_rate:.0f} %", "above": bool(r.false_low > alpha),
+                     "any_above": bool(r.any_false_low > alpha)})
     return rows
 
 
@@ -483,7 +488,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         summaries=summaries, figures={k: _image(p) for k, p in figures.items()},
         sampler_budget=(sampler_budget_rows(artifacts.read_csv(sampler_budget_csv), config["sampling"])
                         if sampler_budget_csv else None),
-        aa_rates=aa_rates_rows(artifacts.read_csv(aa_rates_csv)) if aa_rates_csv else None,
+        aa_rates=(aa_rates_rows(artifacts.read_csv(aa_rates_csv), config["evaluation"]["confidence"])
+                  if aa_rates_csv else None),
         figure_keys=sorted(figures), prov=prov,
         config_yaml=yaml.safe_dump(config, sort_keys=False),
     )

@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "baseline", "variable", "metric", "lead", "difference", "ci_low", "ci_high", "resolution",
            "relevant", "p_value", "p_adjusted", "verdict", "replicates"]
-VERDICTS = ["better", "worse", "indistinguishable", "inconclusive"]
 # the precipitation statistics the report leads with for zero-inflated variables (see tails.wet_metrics_at)
 KEY_WET_METRICS = ["dry_fraction_error", "wet_quantile_rel_error_0.99", "wet_mean_rel_error"]
 # the spatial structure (see `spatial`): the spectrum, SAL's structure and the number of storms at
@@ -150,7 +149,8 @@ def adjusted_verdicts(frame: pd.DataFrame, tails: dict[str, str], confidence: fl
     if frame.empty:
         frame["p_adjusted"] = pd.Series(dtype=float)
         return frame
-    key = np.array([m in key_metrics(tails.get(v, "upper")) for v, m in zip(frame.variable, frame.metric)])
+    keys = {v: set(key_metrics(tails.get(v, "upper"))) for v in frame.variable.unique()}
+    key = np.array([m in keys[v] for v, m in zip(frame.variable, frame.metric)])
     adjusted = np.full(len(frame), np.nan)
     for _, rows in frame.groupby([frame.model, frame.baseline, frame.variable, key], sort=False).groups.items():
         where = frame.index.get_indexer(rows)

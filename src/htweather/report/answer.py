@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import is_twin
 from ..data.ingest import PRESSURE_VELOCITY_UNITS
 from ..data.transforms import canonical_units
-from ..evaluation.comparisons import KEY_WET_METRICS, forecast_scores, key_tail_metrics
+from ..evaluation.comparisons import KEY_WET_METRICS, key_metrics, key_tail_metrics
 from ..evaluation.convergence import STATES, near_limit
 from ..evaluation.forecasts import twcrps_name
 from ..evaluation.tails import physical_quantile_name
@@ -389,7 +389,7 @@ def pair_sentences(comparisons: pd.DataFrame, variable: str, twins: list[tuple[s
     far tail's difference (on each tail of interest) with its interval."""
     out = []
     keep = comparisons[(comparisons.variable == variable)
-                       & comparisons.metric.isin(key_tail_metrics(tails) + KEY_WET_METRICS + forecast_scores(tails))]
+                       & comparisons.metric.isin(key_metrics(tails))]
     state = {(s["model"], s["variable"]): s["state"] for s in states}
     name = lambda m: _label(labels, m)  # noqa: E731
     heads = [m for side in sides(tails) for m in (headline_metric(side), twcrps_name(0.999, side))]

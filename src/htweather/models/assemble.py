@@ -21,6 +21,7 @@ from .. import artifacts
 from ..config import nu_per_variable
 from ..errors import ArtifactError
 from . import input_maps, tail_index
+from .regression import build_regression
 from .diffusion import (EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise, edm_sampler,
                         flow_sampler)
 from .diffusion.samplers import network_evaluations
@@ -44,6 +45,12 @@ class ModelSpec:
     kappa: str = "auto"
     # training.patch: trained on P x P crops, with the pixels' grid positions as 2 input channels
     patch: int | None = None
+    # downscaling.factor for a downscaling model (models.NAME.downscale), 0 otherwise: the
+    # condition is then the coarse field brought back to the fine grid (data.coarsening)
+    coarsen_factor: int = 0
+    # CorrDiff's two stages (models.NAME.residual, downscaling only): a regression U-Net for the
+    # conditional mean, and this model's diffusion on the residual (models.regression)
+    residual: bool = False
 
     def to_dict(self) -> dict:
         # inf is stored as a string so that checkpoints stay plain data
@@ -71,7 +78,14 @@ class ModelSpec:
         return cls(name=name, family=entry["family"], nu=nu_per_variable(entry, variables),
                    sigma_data=sigma_data, variables=variables, architecture=dict(config["architecture"]),
                    condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"],
-                   kappa=entry.get("kappa", "auto"), patch=model_patch(entry, config.get("training", {})))
+                   kappa=entry.get("kappa", "auto"), patch=model_patch(entry, config.get("training", {})),
+                   coarsen_factor=int(config["downscaling"]["factor"]) if entry.get("downscale") else 0,
+                   residual=bool(entry.get("residual")))
+
+    def condition_channels(self) -> int:
+        """Channels the denoiser sees besides the noisy field: the previous states (forecasts) or
+        the coarse field (downscaling)."""
+        return len(self.variables) * (self.condition_steps + (1 if self.coarsen_factor else 0))
 
 
 def needs_training_data(spec: ModelSpec) -> bool:
@@ -104,7 +118,7 @@ def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
     channels = len(spec.variables)
     arch = spec.architecture
     positions = POSITION_CHANNELS if spec.patch else 0
-    net = UNet(channels * (1 + spec.condition_steps) + positions, channels, base_channels=arch["base_channels"],
+    net = UNet(channels + spec.condition_channels() + positions, channels, base_channels=arch["base_channels"],
                channel_mult=tuple(arch["channel_mult"]), num_blocks=arch["num_blocks"],
                embedding_dim=arch["embedding_dim"], dropout=arch["dropout"])
     noise = StudentTNoise(spec.nu, channels, per_channel=spec.kappa_per_channel())
@@ -150,7 +164,8 @@ def with_positions(spec: ModelSpec, cond: torch.Tensor | None, n: int, shape: tu
 def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tuple[int, int],
              sampling: dict, device, cond: torch.Tensor | None = None) -> torch.Tensor:
     """n fields (n, C, H, W) in the model's units, float64, from Student-t (or Gaussian) noise;
-    `cond` (n, C * condition_steps, H, W): the previous states, for a forecast. A patch-trained
+    `cond` (n, C * condition_steps, H, W): the previous states, for a forecast; (n, C, H, W): the
+    coarse field on the fine grid, for a downscaling model. A patch-trained
     model generates the whole field in one pass, given the whole grid's positions. The solver is
     the configured one (sampling.edm.solver, sampling.flow.solver) for every caller: ensembles,
     snapshots, forecasts and the training's tail checks."""
@@ -158,12 +173,16 @@ def generate(model: EDMPrecond | FlowPrecond, spec: ModelSpec, n: int, shape: tu
     noise = model.noise.sample((n, len(spec.variables), *shape), device=device, dtype=torch.float64)
     if spec.family == "edm":
         opts = sampling["edm"]
-        return edm_sampler(model, noise, solver=opts["solver"], num_steps=opts["steps"],
-                           sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"],
-                           churn=opts.get("churn"), cond=cond)
-    opts = sampling["flow"]
-    return flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond,
-                        sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"])
+        x = edm_sampler(model, noise, solver=opts["solver"], num_steps=opts["steps"],
+                        sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"],
+                        churn=opts.get("churn"), cond=cond)
+    else:
+        opts = sampling["flow"]
+        x = flow_sampler(model, noise, num_steps=opts["steps"], solver=opts["solver"], cond=cond,
+                         sigma_min=opts["sigma_min"], sigma_max=opts["sigma_max"], rho=opts["rho"])
+    if spec.residual:  # CorrDiff: the regression stage's mean plus the generated residual
+        x = x + model.regression(cond.float()).to(x.dtype)
+    return x
 
 
 def evaluations_per_sample(spec: ModelSpec, sampling: dict) -> int:
@@ -191,5 +210,9 @@ def load_model(path: str | Path, device) -> tuple[torch.nn.Module, ModelSpec, di
     spec = ModelSpec.from_dict(ckpt["spec"])
     model = build(spec).to(device)
     model.load_state_dict(ckpt["ema"])
+    if spec.residual:  # the regression stage rides along, for `generate`
+        model.regression = build_regression(len(spec.variables), spec.condition_channels(), spec.architecture)
+        model.regression.load_state_dict(ckpt["regression"])
+        model.regression.to(device)
     ckpt["input_map"] = input_maps.from_state(ckpt.get("input_map"))
     return model.eval().requires_grad_(False), spec, ckpt

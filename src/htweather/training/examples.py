@@ -53,13 +53,16 @@ class SplitFields:
 
 class Examples:
     """Training examples of one split: a field, and for a forecast model (h = condition_steps > 0)
-    the h states before it, only where those are consecutive time steps. With `patch` = P, each
+    the h states before it, only where those are consecutive time steps; for a downscaling model
+    its row of `conditions` (the coarse field on the fine grid). With `patch` = P, each
     example is a P x P crop (at `offsets`) of them, its masked cells NaN (no weight in the loss),
     with the crop's grid positions appended to the condition (`assemble.grid_positions`)."""
 
     def __init__(self, fields: SplitFields, history: int, where: str, patch: int | None = None,
-                 mask: np.ndarray | None = None):
+                 mask: np.ndarray | None = None, conditions: np.ndarray | None = None):
         self.fields = fields
+        # downscaling: each field's condition (the coarse field on the fine grid), row by row
+        self.conditions = None if conditions is None else torch.from_numpy(np.ascontiguousarray(conditions))
         self.history = history
         self.targets = regular_windows(fields.times, before=history, after=0)
         if len(self.targets) == 0:
@@ -86,7 +89,9 @@ class Examples:
         """(x0,) or (x0, cond) for the examples at `positions` (cropped at `offsets`, default the
         top-left corner, for a patch-trained model)."""
         index = self.targets[np.asarray(positions)]
-        if self.history == 0:
+        if self.conditions is not None:
+            tensors = (self.fields[index], self.conditions[index])
+        elif self.history == 0:
             tensors = (self.fields[index],)
         else:
             rows = np.stack([index - self.history + j for j in range(self.history)] + [index])  # oldest first

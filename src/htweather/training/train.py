@@ -34,6 +34,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import artifacts
+from ..data.coarsening import Coarsening
 from ..data.store import load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows
 from ..config import selected_variables, snapshot_steps, with_selected_nu
@@ -42,7 +43,9 @@ from ..models import assemble
 from ..models.tail_index import exceedance_summary
 from ..models.devices import autocast, set_threads
 from ..runtime import StopSignals, derived_seed, progress, replicate_seed
+from ..models.regression import conditional_mean
 from . import checkpoints, distributed, stopping
+from .regression import train_regression
 from .examples import Examples, SplitFields, StepBatches
 
 log = logging.getLogger(__name__)
@@ -164,7 +167,29 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     workers = opts["data_workers"]
     mask = load_mask(store)
     tails = {v: info["tails"] for v, info in load_stats(stats_path)["variables"].items()}
-    train_np = load_split(store, "train") if assemble.needs_training_data(spec) or workers == 0 else None
+    downscaling = bool(spec.coarsen_factor)
+    train_np = (load_split(store, "train") if assemble.needs_training_data(spec) or workers == 0 or downscaling
+                else None)
+    where = f"models.{name}.condition_steps"
+    # validation uses the split's first VALIDATION_EXAMPLES windows: read only the rows they need
+    windows = regular_windows(load_split_times(store, "validation"), before=spec.condition_steps, after=0)
+    rows = int(windows[min(VALIDATION_EXAMPLES, len(windows)) - 1]) + 1 if len(windows) else None
+    train_cond = val_cond = val_np = regression = None
+    if downscaling:  # every field's coarse version on the fine grid, made once
+        coarsening = Coarsening(load_stats(stats_path), spec.coarsen_factor)
+        val_np = load_split(store, "validation")[:rows]
+        train_cond, val_cond = coarsening.condition(train_np), coarsening.condition(val_np)
+    if spec.residual:  # CorrDiff: the regression stage first; the diffusion learns what it leaves
+        identity = {"spec": spec.to_dict(), "seed": seed, "architecture": spec.architecture,
+                    "training": {k: opts.get(k) for k in ("steps", "regression_steps", "lr", "weight_decay",
+                                                          "warmup_steps", "batch_size")}}
+        real = None if mask is None else torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
+        regression = train_regression(train_np, train_cond, spec.architecture, opts, seed, device, real,
+                                      out_dir / "regression.pt", identity)
+        train_np = train_np - conditional_mean(regression, train_cond, device=device)
+        val_np = val_np - conditional_mean(regression, val_cond, device=device)
+        # the residual's own scale, channel by channel (as PCP), from the training residuals
+        spec = assemble.ModelSpec(**{**spec.__dict__, "sigma_data": None})
     spec, input_map, tail_index = assemble.resolve(spec, train_np, mask, tails)
     for variable, chosen in tail_index.items():
         log.info("nu auto, %s: %s; best-fitting unit-variance Student-t nu %.1f (Hill tail index of the top "
@@ -173,18 +198,18 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     if input_map is not None:
         log.info("%s normalisation fitted on the training data", spec.normalisation)
     if spec.sigma_data != 1.0:
-        log.info("sigma_data %s", spec.sigma_data)
-    where = f"models.{name}.condition_steps"
+        log.info("sigma_data %s%s", spec.sigma_data, " (the residuals')" if spec.residual else "")
     train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0, values=train_np),
-                         spec.condition_steps, where, patch=spec.patch, mask=mask)
+                         spec.condition_steps, where, patch=spec.patch, mask=mask, conditions=train_cond)
     del train_np
-    # validation uses the split's first VALIDATION_EXAMPLES windows: read only the rows they need
-    windows = regular_windows(load_split_times(store, "validation"), before=spec.condition_steps, after=0)
-    rows = int(windows[min(VALIDATION_EXAMPLES, len(windows)) - 1]) + 1 if len(windows) else None
-    val_set = Examples(SplitFields(store, "validation", input_map, rows=rows), spec.condition_steps, where,
-                       patch=spec.patch, mask=mask)
+    val_set = Examples(SplitFields(store, "validation", input_map, rows=rows, values=val_np), spec.condition_steps,
+                       where, patch=spec.patch, mask=mask, conditions=val_cond)
+    kind = ("unconditional" if not (spec.condition_steps or downscaling) else
+            f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else
+            f"downscaling from {spec.coarsen_factor} x {spec.coarsen_factor} block means"
+            + (", diffusion on the regression stage's residual (CorrDiff)" if spec.residual else ""))
     log.info("model %s: family %s, nu %s, %s; %d training examples on %s%s; data %s", name, spec.family, spec.nu,
-             f"forecast from {spec.condition_steps} previous states" if spec.condition_steps else "unconditional",
+             kind,
              len(train_set), device, f", {group.world} data-parallel processes" if group.distributed else "",
              f"read from the store by {workers} loader processes" if workers else "held in memory")
 
@@ -229,6 +254,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             torch.save({"spec": spec.to_dict(), "ema": weights or ema.state_dict(), "steps": steps_done,
                         "seed": seed, "replicate": replicate, "parameters": n_params, "tail_index": tail_index,
                         "input_map": input_map.state() if input_map is not None else None,
+                        "regression": regression.state_dict() if regression is not None else None,
                         **({"method": method.name} if method else {})}, tmp)
 
     auto = opts["steps"] == "auto"
@@ -238,12 +264,13 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     checks_dir = out_dir / "checks"  # EMA weights for the snapshots (at each check with steps: auto), kept there
     plateau = stopping.Plateau(opts["stop"]["patience"]) if auto else None
     tail_check = None
-    if auto and group.main and not spec.condition_steps:
+    conditional = bool(spec.condition_steps or downscaling)  # no unconditional tail check: stop on val_loss
+    if auto and group.main and not conditional:
         tail_check = stopping.TailCheck(config, spec, load_stats(stats_path), store, input_map, device, seed + 3)
     if auto:  # a resumed run replays the checks it logged
         for row in rows:
             if row.get("check"):
-                plateau.update(int(row["step"]), float(row["val_loss" if spec.condition_steps else "tail_error"]))
+                plateau.update(int(row["step"]), float(row["val_loss" if conditional else "tail_error"]))
 
     def write_checkpoint(done):
         if group.main:

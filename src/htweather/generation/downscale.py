@@ -1,0 +1,154 @@
+"""Downscaled ensembles: fine fields from the coarse fields of the test split.
+
+Every chosen test time's fine field is coarsened (`data.coarsening`: area-weighted block means)
+and brought back to the fine grid; a downscaling model generates `downscaling.members` fine
+fields from it. The baselines are deterministic (one member): the block-mean-conserving
+interpolation itself, and that interpolation followed by empirical quantile mapping per cell,
+fitted on the training split (the classic statistical downscaling; python-cmethods'
+`quantile_mapping`: the interpolated training fields' CDF mapped onto the fine training
+fields' CDF, multiplicative kind for a variable with a lower bound).
+
+The stores have the forecasts' layout (init_time, lead, member, grid) with one lead, 0: the
+fine field of the same time as its coarse input, so that the forecast scores
+(`evaluation.forecasts`) and the comparisons read them as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from ..data.coarsening import Coarsening
+from ..data.store import grid_coords, grid_dims, grid_shape, make_dry_below, load_split, load_split_times, load_stats, split_fields
+from ..models import assemble
+from ..models.devices import autocast, select_device, set_threads
+from ..runtime import FinishedChunks, derived_seed, file_digest, progress, replicate_seed
+from .forecast import _physical, _write
+
+log = logging.getLogger(__name__)
+
+
+def chosen_times(times: pd.DatetimeIndex, count: int | str) -> np.ndarray:
+    """`count` test times evenly spread over the split ("all": every one)."""
+    if count == "all" or count >= len(times):
+        return np.arange(len(times))
+    return np.unique(np.round(np.linspace(0, len(times) - 1, count)).astype(int))
+
+
+def _coords(times: pd.DatetimeIndex, members: int) -> dict:
+    return {"init_time": times.values, "lead": np.array([0]), "member": np.arange(members),
+            "valid_time": (("init_time", "lead"), times.values[:, None])}
+
+
+def downscale(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path, out: str | Path,
+              threads: int | None = None) -> Path:
+    """`downscaling.members` fine fields from each chosen test time's coarse field, in physical
+    units, written to `out` (zarr). A snapshot of the model (training.snapshots) draws the same
+    noise as the model itself (the seed is the model's and replicate's), so that the convergence
+    check compares weights, not noise."""
+    opts, sampling = config["downscaling"], config["sampling"]
+    stats = load_stats(stats_path)
+    set_threads(threads or sampling["threads"])
+    device = select_device(config["training"]["device"])
+    model, spec, ckpt = assemble.load_model(model_path, device)
+    if not spec.coarsen_factor:
+        raise ValueError(f"model {spec.name} is not a downscaling model (models.{spec.name}.downscale)")
+    replicate = int(ckpt.get("replicate", 0))
+    seed = replicate_seed(config["seed"], "downscale", spec.name, replicate)
+    times = load_split_times(store, "test")
+    picks = chosen_times(times, opts["times"])
+    condition = Coarsening(stats, spec.coarsen_factor).condition(load_split(store, "test")[picks])
+    members, batch = opts["members"], sampling["batch_size"]
+    rows = np.repeat(condition, members, axis=0)  # time-major: each time's members together
+    finished = FinishedChunks(out, {"model": file_digest(model_path), "seed": seed, "downscaling": opts,
+                                    "sampling": sampling, "times": [str(t) for t in times[picks]]})
+    nfe = assemble.evaluations_per_sample(spec, sampling)
+    log.info("%s: %d members from each of %d coarse test fields (%d x %d blocks); %d network evaluations each",
+             spec.name, members, len(picks), spec.coarsen_factor, spec.coarsen_factor, nfe)
+    shape = grid_shape(stats)
+    bar = progress(len(rows), f"downscale {spec.name}")
+    chunks = []
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        def make(start=start):  # called at once, in this iteration
+            torch.manual_seed(derived_seed(seed, "downscale", str(start)))
+            cond = torch.from_numpy(rows[start:start + batch]).to(device)
+            with autocast(device):
+                return assemble.generate(model, spec, len(cond), shape, sampling, device, cond=cond).cpu().numpy()
+
+        chunks.append(finished.get_or_make(f"fields-{start:09d}", make)[0])
+        bar.update(len(chunks[-1]))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    generated = np.concatenate(chunks)
+    if not np.isfinite(generated).all():
+        raise FloatingPointError(f"model {spec.name}: sampler produced non-finite values")
+    generated = generated.reshape(len(picks), 1, members, *generated.shape[1:])
+    attrs = {"model": spec.name, "replicate": replicate, "family": spec.family, "seed": seed,
+             "nu": str(["inf" if np.isinf(v) else v for v in spec.nu]), "coarsen_factor": spec.coarsen_factor,
+             "network_evaluations_per_field": nfe, "sampling_seconds": round(seconds, 3),
+             "training_steps": int(ckpt["steps"])}
+    _write(_physical(generated, stats, ("init_time", "lead", "member"), _coords(times[picks], members), attrs),
+           out, "init_time")
+    finished.clear()
+    log.info("wrote %s in %.1f s", out, seconds)
+    return Path(out)
+
+
+def quantile_map(observed: np.ndarray, modelled: np.ndarray, target: np.ndarray, bins: int,
+                 lower_bound: float | None) -> np.ndarray:
+    """Empirical quantile mapping per cell with python-cmethods: `target` (time, cells) through
+    the CDF of `modelled` (time, cells) and the inverse CDF of `observed` (time, cells), each
+    cell on its own; the multiplicative kind where the variable has a lower bound."""
+    from cmethods import adjust
+
+    def array(values):
+        return xr.DataArray(values, dims=("time", "cell"), name="field")  # cmethods returns a named Dataset
+
+    mapped = adjust(method="quantile_mapping", obs=array(observed), simh=array(modelled),
+                    simp=array(target).rename(time="t_simp"), n_quantiles=bins,
+                    kind="*" if lower_bound is not None else "+",
+                    input_core_dims={"obs": "time", "simh": "time", "simp": "t_simp"})
+    out = np.asarray(mapped["field"].transpose("t_simp", "cell").values, dtype=np.float64)
+    return out if lower_bound is None else np.maximum(out, lower_bound)
+
+
+def downscale_baseline(config: dict, baseline: str, store: str | Path, stats_path: str | Path, out: str | Path) -> Path:
+    """The deterministic baseline `baseline` (interpolation | quantile_mapping) on the same test
+    times as the models, one member, written to `out`."""
+    opts = config["downscaling"]
+    stats = load_stats(stats_path)
+    coarsening = Coarsening(stats, opts["factor"])
+    times = load_split_times(store, "test")
+    picks = chosen_times(times, opts["times"])
+    test = {v: x[picks] for v, x in split_fields(store, "test").items()}
+    fields = coarsening.interpolated(test)
+    if baseline == "quantile_mapping":
+        train = split_fields(store, "train")
+        interpolated_train = coarsening.interpolated(train)
+        real = coarsening.mask if coarsening.mask is not None else np.ones(coarsening.areas.shape, dtype=bool)
+        for v in fields:
+            mapped = np.full(fields[v].shape, np.nan)
+            mapped[:, real] = quantile_map(train[v][:, real], interpolated_train[v][:, real], fields[v][:, real],
+                                           opts["quantile_mapping_bins"], coarsening.lower_bound(v))
+            fields[v] = mapped
+            log.info("%s: quantile mapping per cell fitted on %d training fields", v, len(train[v]))
+    elif baseline != "interpolation":
+        raise ValueError(f"downscaling.baselines: unknown baseline '{baseline}'")
+    # the post-processing every generated field gets (store.denormalise): below dry_below is dry
+    fields = {v: make_dry_below(x, stats["variables"][v]) for v, x in fields.items()}
+    units = {v: stats["variables"][v]["units"] for v in fields}
+    coords = _coords(times[picks], 1)
+    dims = ("init_time", "lead", "member") + grid_dims(stats)
+    ds = xr.Dataset({v: (dims, x[:, None, None].astype(np.float32), {"units": units[v]}) for v, x in fields.items()},
+                    coords={**coords, **grid_coords(stats)},
+                    attrs={"model": baseline, "replicate": 0, "coarsen_factor": opts["factor"], "deterministic": 1})
+    _write(ds, out, "init_time")
+    log.info("wrote %s", out)
+    return Path(out)

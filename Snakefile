@@ -9,9 +9,15 @@
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/sample.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
+if DOWNSCALING:  # coarse fields in, fine ensembles out, scored against the paired truth
+
+    include: "workflow/rules/downscale.smk"
+
+else:
+
+    include: "workflow/rules/sample.smk"
+    include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/report.smk"
 
 
 # The default target lives here: Snakemake takes it from the main Snakefile only.

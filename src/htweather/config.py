@@ -194,6 +194,8 @@ def display_name(config: dict, model: str) -> str:
         name += " + PCP"
     if entry.get("condition_steps"):
         name += " forecast"
+    if entry.get("residual"):
+        name += " residual"
     return name
 
 
@@ -453,8 +455,56 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
         if pair[0] == pair[1]:
             raise ConfigError(f"comparisons.{i}: a model compared with itself ({pair[0]})")
 
+    _check_downscaling(config)
+
     if len(config["architecture"]["channel_mult"]) > 6:
         raise ConfigError("architecture.channel_mult: at most 6 resolution levels")
+
+
+DOWNSCALING_BASELINES = ("interpolation", "quantile_mapping")
+
+
+def downscalers(config: dict) -> list[str]:
+    """The models with downscale: true."""
+    return [m for m, e in config["models"].items() if e.get("downscale")]
+
+
+def _check_downscaling(config: dict) -> None:
+    for name, entry in config["models"].items():
+        if entry.get("residual") and not entry.get("downscale"):
+            raise ConfigError(f"models.{name}.residual: the CorrDiff form is for downscaling models (downscale: true)")
+    models = downscalers(config)
+    if not models:
+        if config.get("downscaling"):
+            raise ConfigError("downscaling: no model has downscale: true (a downscaling run trains downscaling models)")
+        return
+    if not config.get("downscaling"):
+        raise ConfigError(f"models.{models[0]}.downscale: needs the downscaling section (its factor and ensembles)")
+    others = [m for m in config["models"] if m not in models]
+    if others:
+        raise ConfigError(f"models.{others[0]}: a downscaling run trains downscaling models only (downscale: true); "
+                          "run unconditional and forecast models from another config")
+    for name in models:
+        entry = config["models"][name]
+        for key, allowed in (("condition_steps", 0), ("normalisation", "standard"), ("sigma_data", 1.0)):
+            if entry[key] != allowed:
+                raise ConfigError(f"models.{name}.{key}: a downscaling model needs {allowed!r}, got {entry[key]!r}")
+        patch = config["training"].get("patch") if entry.get("patch") is None else entry["patch"]
+        if patch:
+            raise ConfigError(f"models.{name}.patch: a downscaling model trains on whole fields (patch 0)")
+        if name in DOWNSCALING_BASELINES:
+            raise ConfigError(f"models.{name}: the name of a downscaling baseline; call the model something else")
+    factor, data = config["downscaling"]["factor"], config["data"]
+    if data["source"] == "synthetic" and not (data["region"] or data["resolution"] or data["coarsen"]):
+        shape = (data["synthetic"]["nlat"], data["synthetic"]["nlon"])
+        if shape[0] % factor or shape[1] % factor:
+            raise ConfigError(f"downscaling.factor: the {shape[0]} x {shape[1]} grid (data.synthetic.nlat, nlon) does "
+                              f"not split into {factor} x {factor} blocks")
+    if config["training"]["steps"] == "auto":
+        raise ConfigError("training.steps: auto stops on unconditional tail checks; give downscaling models a number")
+    if config.get("aa_check") or config.get("nu_sweep") or config.get("nu_candidates"):
+        key = next(k for k in ("aa_check", "nu_sweep", "nu_candidates") if config.get(k))
+        raise ConfigError(f"{key}: not available in a downscaling run")
 
 
 def _check_splits(splits: dict) -> None:

@@ -39,8 +39,12 @@ except HtweatherError as _error:
     sys.exit(2)  # as `htweather check`
 
 MODELS = list(CFG["models"])
+# A downscaling run (the downscaling section; config/downscaling.yaml) trains downscaling models
+# only: workflow/rules/downscale.smk replaces the sampling, evaluation and report rules.
+DOWNSCALERS = [m for m in MODELS if CFG["models"][m].get("downscale")]
+DOWNSCALING = bool(DOWNSCALERS)
 # Unconditional generators sample ensembles; forecast models (condition_steps > 0) forecast.
-GENERATORS = [m for m in MODELS if CFG["models"][m]["condition_steps"] == 0]
+GENERATORS = [m for m in MODELS if CFG["models"][m]["condition_steps"] == 0 and m not in DOWNSCALERS]
 FORECASTERS = [m for m in MODELS if CFG["models"][m]["condition_steps"] > 0]
 # Every replicate of a model (an independent training, `replicates`) trains, samples and is
 # evaluated in jobs of its own: MODEL is the first, MODEL.r1, MODEL.r2, ... the others. The
@@ -116,7 +120,10 @@ def model_section(wildcards):
     entry = CFG["models"].get(model) or CFG["nu_candidates"][model]
     # steps: auto samples from the EMA weights during training (training.stop)
     stop_rule = section("sampling", "evaluation.tail_probability") if CFG["training"]["steps"] == "auto" else {}
-    return {**section("seed", "architecture", "training", "data.variables"), **stop_rule, "models": {model: entry}}
+    # a downscaling model trains on the coarse fields of its factor
+    coarse = {"downscaling": {"factor": CFG["downscaling"]["factor"]}} if entry.get("downscale") else {}
+    return {**section("seed", "architecture", "training", "data.variables"), **stop_rule, **coarse,
+            "models": {model: entry}}
 
 
 def candidates_of(model):

@@ -13,7 +13,9 @@ from it) is read from its whole ensemble, beside a reference of as many fields (
 
 Forecast models are judged on their tail scores instead: twCRPS above the data's p99 and p999
 (`forecasts.forecast_tail_scores`: each tail of interest's) of lead-1 forecasts from the same start times and with the same members
-at every snapshot as the model's own forecasts, whose lead 1 is the final point.
+at every snapshot as the model's own forecasts, whose lead 1 is the final point. Downscaling
+models likewise, on their fine fields from the same coarse test fields and with the same
+members at every snapshot as their own.
 
 "Not still falling" is not "done": a model whose tail error sits far above what the data allow
 at every snapshot has stalled, not converged. So the check also scores a *reference*, an
@@ -98,9 +100,11 @@ def convergence_table(config: dict, paths: dict[str, list[str | Path]], store: s
                                    (path, ds.sizes["member"] if "init_time" in ds.dims else None))
         last = max(by_step)
         for step, (path, forecast_members) in sorted(by_step.items()):
-            if forecast_members:  # a forecast model
+            if forecast_members:  # a forecast model (lead 1), or a downscaling one (lead 0: its only lead)
+                first = None
                 for name, lead, _, _, components in lead_components(config, path, store, stats, data):
-                    if lead != 1:
+                    first = lead if first is None else first
+                    if lead != first:
                         continue
                     rows += [{"model": model, "replicate": replicate, "variable": name, "metric": m,
                               "step": int(step), "members": forecast_members,

@@ -128,10 +128,15 @@ def lead_statistics(obs: np.ndarray, ens: np.ndarray, weights: np.ndarray, thres
     threshold-weighted CRPS, by score name; `fss`: {"thresholds": {p: value}, "scales": [n]};
     `seeps`: {"trace": amount, "climate": `seeps_climate`}. Ratios are formed after averaging
     (see `summarise`)."""
-    variance, squared_error = scores.variance_and_squared_error(obs, ens)
+    if ens.shape[-1] >= 2:
+        variance, squared_error = scores.variance_and_squared_error(obs, ens)
+        fair = per_start(scores.crps_ensemble(obs, ens, fair=True), weights)
+    else:  # a deterministic forecast (a downscaling baseline): no spread, no fair CRPS
+        squared_error = (ens[..., 0] - obs) ** 2
+        variance, fair = np.full(squared_error.shape, np.nan), np.full(len(obs), np.nan)
     out = {
         "crps": per_start(scores.crps_ensemble(obs, ens), weights),
-        "fair_crps": per_start(scores.crps_ensemble(obs, ens, fair=True), weights),
+        "fair_crps": fair,
         "variance": per_start(variance, weights),
         "squared_error": per_start(squared_error, weights),
         **tail_components(obs, ens, weights, thresholds, tw_thresholds, fss),

@@ -29,11 +29,12 @@ _RANGES = (
     (("exceedance_ratio_", "crps", "fair_crps", "twcrps_", "brier_", "rmse", "spread", "spread_skill"), (0.0, np.inf)),
     (("ks", "tail_ks", "tail_ks_", "rank_flatness", "block_maxima_at_bound"), (0.0, 1.0)),
     (("dry_fraction_error",), (-1.0, 1.0)),
-    (("seeps", "psd_log_error", "object_count_ratio_"), (0.0, np.inf)),
+    (("seeps", "psd_log_error", "object_count_ratio_", "block_mean_rel_error"), (0.0, np.inf)),
     (("sal_",), (-2.0, 2.0)),
     (("fss_",), (0.0, 1.0)),
     # a ratio of two positive numbers minus 1; relative errors of positive quantities
-    (("kurtosis_ratio", "wet_mean_rel_error", "wet_quantile_rel_error_", "object_area_", "object_peak_"),
+    (("kurtosis_ratio", "wet_mean_rel_error", "wet_quantile_rel_error_", "object_area_", "object_peak_",
+      "cell_quantile_rel_error_"),
      (-1.0, np.inf)),
 )
 

@@ -19,7 +19,7 @@ from ..config import replicate_name, replicates
 from ..runtime import atomic_path, derived_seed, replicate_seed
 
 PACKAGES = ["htweather", "torch", "numpy", "scipy", "pandas", "xarray", "dask", "zarr", "netCDF4",
-            "properscoring", "numba", "matplotlib", "snakemake", "jinja2", "jsonschema"]
+            "properscoring", "python-cmethods", "numba", "matplotlib", "snakemake", "jinja2", "jsonschema"]
 
 
 def _git(workdir: Path, *args: str) -> str | None:
@@ -45,13 +45,13 @@ def provenance(config: dict, workflow_dir: str | Path, benchmarks_dir: str | Pat
              "truth ensemble": derived_seed(config["seed"], "sample", "truth"),
              "truth sequences": derived_seed(config["seed"], "sample", "truth_sequences")}
     for m, entry in config["models"].items():
-        steps = ("train", "forecast") if entry["condition_steps"] else ("train", "sample")
+        steps = ("train", "forecast" if entry["condition_steps"] else "downscale" if entry.get("downscale") else "sample")
         for r in range(replicates(config, m)):
             run = replicate_name(m, r)
             for step in steps:
                 seeds[f"{step} {run}"] = replicate_seed(config["seed"], step, m, r)
             # evaluation's bootstrap: seeded by the replicate's name
-            scoring = "verify" if entry["condition_steps"] else "evaluate"
+            scoring = "verify" if entry["condition_steps"] or entry.get("downscale") else "evaluate"
             seeds[f"{scoring} {run}"] = derived_seed(config["seed"], scoring, run)
     timings = []
     for path in sorted(glob.glob(str(Path(benchmarks_dir) / "*.tsv"))):

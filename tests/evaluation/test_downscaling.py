@@ -1,0 +1,64 @@
+"""Scores against the paired truth: SAL's location term, flat rank histograms for an ensemble
+drawn from the truth's own distribution, and the field metrics of perfect and biased ensembles."""
+
+import numpy as np
+import pytest
+
+from htweather.data.coarsening import Coarsening
+from htweather.evaluation import scores
+from htweather.evaluation.downscaling import RANK_TOLERANCE, field_metrics, sal_location
+from htweather.evaluation.forecasts import rank_flatness
+
+
+def blob(shape, centre, radius=2.0, peak=5.0):
+    yy, xx = np.indices(shape)
+    return peak * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * radius**2))
+
+
+def test_sal_location_of_a_shifted_object_is_the_shift_over_the_diagonal():
+    shape = (32, 32)
+    observed, generated = blob(shape, (10, 10)), blob(shape, (10, 18))
+    # one object each: L2 = 0, L1 = |shift| / the grid's diagonal
+    assert sal_location(generated, observed) == pytest.approx(8 / np.hypot(31, 31), rel=1e-6)
+    assert sal_location(observed, observed) == 0.0
+    assert np.isnan(sal_location(np.zeros(shape), observed))
+
+
+def test_sal_location_counts_the_spread_of_objects_about_their_centre():
+    shape = (32, 32)
+    one = blob(shape, (16, 16))
+    two = blob(shape, (16, 8)) + blob(shape, (16, 24))  # same centre of mass, objects 8 cells from it
+    l2 = 2 * 8 / np.hypot(31, 31)
+    assert sal_location(two, one) == pytest.approx(l2, rel=1e-3)
+
+
+def test_an_ensemble_drawn_from_the_truths_own_distribution_has_a_flat_rank_histogram():
+    rng = np.random.default_rng(0)
+    # rain-like: an atom at 0 (ties broken at random) and a heavy tail
+    def draw(shape):
+        return rng.pareto(3.0, shape) * (rng.random(shape) < 0.4)
+    truth, ensemble = draw((200, 16, 16)), draw((200, 16, 16, 8))
+    counts = scores.rank_histogram(truth, ensemble, rng)
+    assert rank_flatness(counts) < RANK_TOLERANCE / 5
+    # and a too narrow one is not flat
+    narrow = 0.3 * ensemble + 0.7 * ensemble.mean(axis=-1, keepdims=True)
+    assert rank_flatness(scores.rank_histogram(truth, narrow, rng)) > RANK_TOLERANCE
+
+
+STATS = {"grid": {"latitude": list(np.linspace(55, 51.125, 32)), "longitude": list(np.linspace(-3, 0.875, 32))},
+         "variables": {"tp": {"lower_bound": 0.0, "units": "mm"}}, "channels": ["tp"]}
+
+
+def test_field_metrics_are_zero_for_the_truth_itself_and_see_a_bias():
+    rng = np.random.default_rng(1)
+    truth = np.stack([blob((32, 32), rng.uniform(4, 28, 2), peak=rng.pareto(3) + 1) for _ in range(40)])
+    truth = np.where(truth > 0.1, truth, 0.0)
+    coarsening = Coarsening(STATS, 4)
+    perfect = field_metrics(truth, np.repeat(truth[:, None], 3, axis=1), coarsening, "tp")
+    for metric in ("block_mean_rel_error", "cell_quantile_rel_error_0.99", "quantile_rel_error_0.999",
+                   "dry_fraction_error", "sal_location", "psd_log_error"):
+        assert perfect[metric] == pytest.approx(0.0, abs=1e-12), metric
+    doubled = field_metrics(truth, 2 * truth[:, None], coarsening, "tp")
+    assert doubled["block_mean_rel_error"] == pytest.approx(1.0)
+    assert doubled["cell_quantile_rel_error_0.99"] == pytest.approx(1.0)
+    assert doubled["sal_location"] == pytest.approx(0.0, abs=1e-12)  # same places

@@ -74,3 +74,18 @@ def test_a_factor_that_does_not_divide_the_grid_is_an_error_naming_the_key():
              "variables": {}, "channels": []}
     with pytest.raises(ConfigError, match="downscaling.factor: the 10 x 10 grid"):
         Coarsening(stats, 4)
+
+
+def test_conserving_a_generated_field_pins_its_block_means_and_keeps_dry_cells_dry():
+    from htweather.data.coarsening import conserve
+    areas = cell_areas(LAT, LON)
+    truth, generated = rain((3, 16, 16)), rain((3, 16, 16))
+    generated[0, 2, 2] = 5000.0  # an absurd cell: its block is scaled down to the input's mean
+    coarse = block_mean(truth, 4, areas)
+    fixed = conserve(generated, coarse, 4, areas, lower_bound=0.0)
+    np.testing.assert_allclose(block_mean(fixed, 4, areas), coarse, atol=1e-12)
+    wet_block = np.repeat(np.repeat(block_mean(generated, 4, areas) > 0, 4, -2), 4, -1)
+    assert (fixed[(generated == 0) & wet_block] == 0).all()
+    # the absurd cell now holds at most its block's whole mass
+    w = areas[:4, :4]
+    assert fixed[0, 2, 2] <= coarse[0, 0, 0] * w.sum() / w[2, 2] + 1e-9

@@ -85,15 +85,26 @@ def upsample(coarse: np.ndarray, factor: int, areas: np.ndarray, mask: np.ndarra
     smooth = _bilinear(np.nan_to_num(filled), factor)
     if lower_bound is not None:
         smooth = np.maximum(smooth, lower_bound)
-    means = _spread(block_mean(smooth, factor, areas, mask), factor)
-    target = _spread(coarse, factor)
+    return conserve(smooth, coarse, factor, areas, mask, lower_bound)
+
+
+def conserve(fields: np.ndarray, coarse: np.ndarray, factor: int, areas: np.ndarray, mask: np.ndarray | None = None,
+             lower_bound: float | None = None) -> np.ndarray:
+    """Fine `fields` (..., H, W) corrected block by block so that their block means are `coarse`
+    (..., H/f, W/f) exactly: additively for an unbounded variable, multiplicatively above
+    `lower_bound` for a bounded one (a block with nothing above the bound takes the coarse value
+    over the whole block). `upsample` is the interpolation corrected this way; applied to
+    generated fields it is the hard constraint of Harder et al. (2023)."""
+    fields = np.asarray(fields, dtype=np.float64)
+    means = _spread(block_mean(fields, factor, areas, mask), factor)
+    target = _spread(np.asarray(coarse, dtype=np.float64), factor)
     if lower_bound is None:
-        out = smooth + (target - means)
-    else:  # scale each block's shape above the bound; a block with no shape takes its mean
+        out = fields + (target - means)
+    else:  # scale each block's shape above the bound
         base = lower_bound
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = (target - base) / (means - base)
-        out = np.where(means - base > 0, base + (smooth - base) * ratio, target)
+        out = np.where(means - base > 0, base + (fields - base) * ratio, target)
     if mask is not None:
         out = np.where(mask, out, np.nan)
     return out
@@ -120,6 +131,10 @@ class Coarsening:
 
     def upsample(self, coarse: np.ndarray, variable: str) -> np.ndarray:
         return upsample(coarse, self.factor, self.areas, self.mask, self.lower_bound(variable))
+
+    def conserve(self, fields: np.ndarray, coarse: np.ndarray, variable: str) -> np.ndarray:
+        """Fine physical `fields` (..., H, W) whose block means are made `coarse` (`conserve`)."""
+        return conserve(fields, coarse, self.factor, self.areas, self.mask, self.lower_bound(variable))
 
     def interpolated(self, physical: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Physical fine fields per variable -> U(C(x)) per variable (physical)."""

@@ -15,6 +15,10 @@ scores, FSS over neighbourhoods, SEEPS, spread/skill, rank histograms and their 
 - `quantile_rel_error_P`: the P-quantile of all the generated values against the truth's
   (pooled over cells: well estimated);
 - `dry_fraction_error` (generated minus true) for a variable with a lower bound;
+- `fields_beyond_training_max`: the share of generated fields whose largest value exceeds
+  IMPLAUSIBLE_FACTOR times the largest value of the whole training split: fields no amount of
+  data supports (Student-t sampling from the smallest-kappa starts can end in them), which
+  dominate the mean scores of a model that makes them;
 - `psd_log_error`: the mean |log10| ratio of the mean radially averaged power spectra
   (`spatial.power_spectra`, pysteps' RAPSD), generated against true;
 - `sal_location`: SAL's location term L = L1 + L2 (Wernli et al. 2008), each member against
@@ -39,7 +43,7 @@ from scipy import ndimage
 
 from .. import artifacts
 from ..data.coarsening import Coarsening
-from ..data.store import load_split_times, load_stats, test_fields
+from ..data.store import load_split_times, load_stats, split_fields, test_fields
 from . import forecasts
 from .spatial import power_spectra, spectrum_metrics
 
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 SAL_THRESHOLD_FACTOR = 1 / 15   # of each field's 95th percentile of wet values (Wernli et al. 2008)
 SAL_THRESHOLD_QUANTILE = 0.95
 CELL_QUANTILES = (0.99, 0.999)
+IMPLAUSIBLE_FACTOR = 2.0  # fields_beyond_training_max: beyond this many times the training maximum
 RANK_TOLERANCE = 0.05  # a rank histogram "flat" where its total-variation distance from flat is at most this
 
 
@@ -86,10 +91,15 @@ def _relative(g: float, t: float) -> float:
     return (g - t) / abs(t) if t else float("nan")
 
 
-def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsening, variable: str) -> dict[str, float]:
+def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsening, variable: str,
+                  training_max: float | None = None) -> dict[str, float]:
     """The downscaling metrics (module docstring) of one variable: truth (time, H, W),
-    ensemble (time, member, H, W), both physical."""
+    ensemble (time, member, H, W), both physical; `training_max` the training split's largest
+    value (None: no `fields_beyond_training_max`)."""
     out = {}
+    if training_max is not None:
+        largest = np.nanmax(ensemble.reshape(*ensemble.shape[:2], -1), axis=-1)
+        out["fields_beyond_training_max"] = float(np.mean(largest > IMPLAUSIBLE_FACTOR * training_max))
     coarse_true = coarsening.coarsen(truth)[:, None]
     coarse_gen = coarsening.coarsen(ensemble)
     out["block_mean_rel_error"] = float(np.sqrt(np.nanmean((coarse_gen - coarse_true) ** 2))
@@ -131,12 +141,13 @@ def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Pat
     coarsening = Coarsening(stats, int(config["downscaling"]["factor"]))
     position = {t: i for i, t in enumerate(load_split_times(store, "test").values)}
     rows_at = [position[t] for t in ds.init_time.values]
-    data = test_fields(store)
+    data, train = test_fields(store), split_fields(store, "train")
     extra = []
     for name in stats["channels"]:
         truth = data[name][rows_at]
         ensemble = ds[name].isel(lead=0).values.astype(np.float64)  # (time, member, H, W)
-        for metric, value in field_metrics(truth, ensemble, coarsening, name).items():
+        found = field_metrics(truth, ensemble, coarsening, name, training_max=float(np.nanmax(train[name])))
+        for metric, value in found.items():
             extra.append({"model": run, "variable": name, "metric": metric, "lead": 0, "value": value,
                           "ci_low": np.nan, "ci_high": np.nan})
         log.info("%s / %s: %s", run, name, ", ".join(f"{r['metric']} {r['value']:.3g}" for r in extra[-4:]))

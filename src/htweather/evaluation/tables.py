@@ -27,7 +27,8 @@ KEYS = ["model", "variable", "metric", "lead"]
 # GEV shapes, skewness ratios) can take any value.
 _RANGES = (
     (("exceedance_ratio_", "crps", "fair_crps", "twcrps_", "brier_", "rmse", "spread", "spread_skill"), (0.0, np.inf)),
-    (("ks", "tail_ks", "tail_ks_", "rank_flatness", "block_maxima_at_bound"), (0.0, 1.0)),
+    (("ks", "tail_ks", "tail_ks_", "rank_flatness", "block_maxima_at_bound", "fields_beyond_training_max"),
+     (0.0, 1.0)),
     (("dry_fraction_error",), (-1.0, 1.0)),
     (("seeps", "psd_log_error", "object_count_ratio_", "block_mean_rel_error"), (0.0, np.inf)),
     (("sal_",), (-2.0, 2.0)),

@@ -25,11 +25,12 @@ import torch
 import xarray as xr
 
 from ..data.coarsening import Coarsening
-from ..data.store import grid_coords, grid_dims, grid_shape, make_dry_below, load_split, load_split_times, load_stats, split_fields
+from ..data.store import (denormalise, grid_coords, grid_dims, grid_shape, load_split, load_split_times, load_stats,
+                          make_dry_below, split_fields, test_fields)
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
 from ..runtime import FinishedChunks, derived_seed, file_digest, progress, replicate_seed
-from .forecast import _physical, _write
+from .forecast import _write
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,24 @@ def chosen_times(times: pd.DatetimeIndex, count: int | str) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, len(times) - 1, count)).astype(int))
 
 
-def _coords(times: pd.DatetimeIndex, members: int) -> dict:
-    return {"init_time": times.values, "lead": np.array([0]), "member": np.arange(members),
-            "valid_time": (("init_time", "lead"), times.values[:, None])}
+def _dataset(fields: dict[str, np.ndarray], stats: dict, times: pd.DatetimeIndex, attrs: dict) -> xr.Dataset:
+    """Physical fields per variable (time, member, H, W) -> the forecasts' layout at lead 0."""
+    members = next(iter(fields.values())).shape[1]
+    coords = {"init_time": times.values, "lead": np.array([0]), "member": np.arange(members),
+              "valid_time": (("init_time", "lead"), times.values[:, None]), **grid_coords(stats)}
+    dims = ("init_time", "lead", "member") + grid_dims(stats)
+    return xr.Dataset({v: (dims, x[:, None].astype(np.float32), {"units": stats["variables"][v]["units"]})
+                       for v, x in fields.items()}, coords=coords, attrs=attrs)
+
+
+def conserved(fields: dict[str, np.ndarray], coarsening: Coarsening, truth: dict[str, np.ndarray]) -> dict:
+    """Generated fields (time, member, H, W) per variable with each block's mean set to the coarse
+    input's (`downscaling.conserve`), then the variable's dry threshold applied again."""
+    out = {}
+    for v, x in fields.items():
+        coarse = coarsening.coarsen(truth[v])[:, None]
+        out[v] = make_dry_below(coarsening.conserve(x, coarse, v), coarsening.stats["variables"][v])
+    return out
 
 
 def downscale(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path, out: str | Path,
@@ -63,7 +79,8 @@ def downscale(config: dict, model_path: str | Path, store: str | Path, stats_pat
     seed = replicate_seed(config["seed"], "downscale", spec.name, replicate)
     times = load_split_times(store, "test")
     picks = chosen_times(times, opts["times"])
-    condition = Coarsening(stats, spec.coarsen_factor).condition(load_split(store, "test")[picks])
+    coarsening = Coarsening(stats, spec.coarsen_factor)
+    condition = coarsening.condition(load_split(store, "test")[picks])
     members, batch = opts["members"], sampling["batch_size"]
     rows = np.repeat(condition, members, axis=0)  # time-major: each time's members together
     finished = FinishedChunks(out, {"model": file_digest(model_path), "seed": seed, "downscaling": opts,
@@ -89,13 +106,15 @@ def downscale(config: dict, model_path: str | Path, store: str | Path, stats_pat
     generated = np.concatenate(chunks)
     if not np.isfinite(generated).all():
         raise FloatingPointError(f"model {spec.name}: sampler produced non-finite values")
-    generated = generated.reshape(len(picks), 1, members, *generated.shape[1:])
+    generated = generated.reshape(len(picks), members, *generated.shape[1:])  # (time, member, C, H, W)
+    fields = denormalise(generated.astype(np.float64), stats)
+    if opts["conserve"]:
+        fields = conserved(fields, coarsening, {v: x[picks] for v, x in test_fields(store).items()})
     attrs = {"model": spec.name, "replicate": replicate, "family": spec.family, "seed": seed,
              "nu": str(["inf" if np.isinf(v) else v for v in spec.nu]), "coarsen_factor": spec.coarsen_factor,
-             "network_evaluations_per_field": nfe, "sampling_seconds": round(seconds, 3),
-             "training_steps": int(ckpt["steps"])}
-    _write(_physical(generated, stats, ("init_time", "lead", "member"), _coords(times[picks], members), attrs),
-           out, "init_time")
+             "conserve": int(opts["conserve"]), "network_evaluations_per_field": nfe,
+             "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"])}
+    _write(_dataset(fields, stats, times[picks], attrs), out, "init_time")
     finished.clear()
     log.info("wrote %s in %.1f s", out, seconds)
     return Path(out)
@@ -143,12 +162,7 @@ def downscale_baseline(config: dict, baseline: str, store: str | Path, stats_pat
         raise ValueError(f"downscaling.baselines: unknown baseline '{baseline}'")
     # the post-processing every generated field gets (store.denormalise): below dry_below is dry
     fields = {v: make_dry_below(x, stats["variables"][v]) for v, x in fields.items()}
-    units = {v: stats["variables"][v]["units"] for v in fields}
-    coords = _coords(times[picks], 1)
-    dims = ("init_time", "lead", "member") + grid_dims(stats)
-    ds = xr.Dataset({v: (dims, x[:, None, None].astype(np.float32), {"units": units[v]}) for v, x in fields.items()},
-                    coords={**coords, **grid_coords(stats)},
-                    attrs={"model": baseline, "replicate": 0, "coarsen_factor": opts["factor"], "deterministic": 1})
-    _write(ds, out, "init_time")
+    attrs = {"model": baseline, "replicate": 0, "coarsen_factor": opts["factor"], "deterministic": 1}
+    _write(_dataset({v: x[:, None] for v, x in fields.items()}, stats, times[picks], attrs), out, "init_time")
     log.info("wrote %s", out)
     return Path(out)

@@ -17,7 +17,7 @@ from ..config import display_names, is_gaussian, replicates
 from ..data.coarsening import Coarsening
 from ..data.store import grid_coords, load_split_times, load_stats, test_fields
 from ..evaluation.convergence import STATES, STILL_FALLING
-from ..evaluation.downscaling import RANK_TOLERANCE
+from ..evaluation.downscaling import IMPLAUSIBLE_FACTOR, RANK_TOLERANCE
 from ..evaluation.tables import summary
 from ..runtime import atomic_path
 from . import plots
@@ -25,7 +25,7 @@ from .page import _image, metrics_table
 from .text import fmt
 
 # what the first table shows: the paired scores, the local extremes and the consistency checks
-TRUTH_METRICS = ["crps", "twcrps_p99", "twcrps_p999", "cell_quantile_rel_error_0.99", "cell_quantile_rel_error_0.999",
+TRUTH_METRICS = ["crps", "twcrps_p99", "twcrps_p999", "fields_beyond_training_max", "cell_quantile_rel_error_0.99", "cell_quantile_rel_error_0.999",
                  "quantile_rel_error_0.999", "dry_fraction_error", "fss_p99_5x5", "sal_location", "psd_log_error",
                  "rank_flatness", "spread_skill", "block_mean_rel_error"]
 HEADLINE_SCORES = ["twcrps_p99", "twcrps_p999", "crps"]
@@ -146,14 +146,17 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, stats: 
                       "q999": fmt(value(m, "cell_quantile_rel_error_0.999")),
                       "dry": fmt(value(m, "dry_fraction_error")),
                       "flatness": fmt(value(m, "rank_flatness")),
+                      "implausible": fmt(value(m, "fields_beyond_training_max")),
                       "flat": (value(m, "rank_flatness") <= RANK_TOLERANCE) if m in models else None}
                      for m in ranked]
         pairs = comparisons[(comparisons.variable == variable) & comparisons.metric.isin(HEADLINE_SCORES)]
         twins = pairs[~pairs.baseline.isin(baselines)]
         versus = pairs[pairs.baseline.isin(baselines) & (pairs.metric == "twcrps_p99")]
         best_vs_qm = versus[(versus.model == best_model) & (versus.baseline == "quantile_mapping")]
+        outliers = [f"{names.get(m, m)} ({100 * value(m, 'fields_beyond_training_max'):.2g} % of its fields)"
+                    for m in models if value(m, "fields_beyond_training_max") > 0]
         out.append({
-            "variable": variable, "units": units, "distances": distances,
+            "variable": variable, "units": units, "distances": distances, "outliers": outliers,
             "best": names.get(best_model, best_model) if best_model else None,
             "best_flat": best_model is not None and value(best_model, "rank_flatness") <= RANK_TOLERANCE,
             "best_vs_qm": [_sentence(r, names, units) for r in best_vs_qm.itertuples()],
@@ -205,7 +208,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         times=downscaled_times(config, stats),
         answers=answer(config, frame, comparisons, stats, names, baselines),
         convergence=convergence_rows(tail_error_csv, names), still_falling=int(STILL_FALLING * 100),
-        tolerance=RANK_TOLERANCE, trainings={m: replicates(config, m) for m in models},
+        tolerance=RANK_TOLERANCE, implausible=f"{IMPLAUSIBLE_FACTOR:g}", trainings={m: replicates(config, m) for m in models},
         gaussian={m: is_gaussian(config["models"][m]["nu"]) for m in models},
         truth_table=metrics_table(shown, order), other_table=metrics_table(all_rows, order),
         comparisons=comparisons.to_dict("records"),

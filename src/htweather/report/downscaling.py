@@ -29,6 +29,7 @@ TRUTH_METRICS = ["crps", "twcrps_p99", "twcrps_p999", "fields_beyond_training_ma
                  "quantile_rel_error_0.999", "dry_fraction_error", "fss_p99_5x5", "sal_location", "psd_log_error",
                  "rank_flatness", "spread_skill", "block_mean_rel_error"]
 HEADLINE_SCORES = ["twcrps_p99", "twcrps_p999", "crps"]
+BASELINE_NAMES = {"interpolation": "interpolation", "quantile_mapping": "interpolation + quantile mapping"}
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -58,7 +59,8 @@ def fields_figure(config: dict, store: str | Path, stats: dict, paths: dict[str,
     vmax = float(np.nanmax(truth)) or 1.0
     style = {"cmap": "Blues", "vmin": 0.0, "vmax": vmax}
     rows = 1 + len(stores)
-    fig, axes = plt.subplots(rows, members, figsize=(2.6 * members, 2.3 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, members, figsize=(2.3 * members + 1.0, 2.3 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     units = stats["variables"][variable]["units"]
     for j, (field, title) in enumerate([(coarse, f"coarse input ({coarsening.factor}×{coarsening.factor} means)"),
                                         (truth, "truth")]):
@@ -74,13 +76,13 @@ def fields_figure(config: dict, store: str | Path, stats: dict, paths: dict[str,
                 ax.axis("off")
                 continue
             plots.draw_field(ax, values[j], lat, lon, **style)
-            ax.set_title(f"{names.get(run, run)}: " + ("deterministic" if values.shape[0] == 1 else f"member {j + 1}")
+            ax.set_title(f"{names.get(run, run)}\n" + ("deterministic" if values.shape[0] == 1 else f"member {j + 1}")
                          + f", max {np.nanmax(values[j]):.3g}", fontsize=8)
     for row in axes:
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.colorbar(image, ax=axes, shrink=0.6, label=f"{variable} [{units}]")
+    fig.colorbar(image, ax=axes, shrink=min(0.9, 3.0 / rows), label=f"{variable} [{units}]")
     fig.suptitle(f"{variable} at {pd.Timestamp(first.init_time.values[t]):%Y-%m-%d %H:%M} (test), "
                  f"true maximum {vmax:.3g} {units}", fontsize=10)
     fig.savefig(out, dpi=100)
@@ -90,7 +92,7 @@ def fields_figure(config: dict, store: str | Path, stats: dict, paths: dict[str,
 def make_figures(config: dict, store: str | Path, stats_path: str | Path, paths: dict[str, str | Path],
                  ranks_csv: str | Path, train_logs: dict[str, str | Path], outs: dict) -> None:
     stats = load_stats(stats_path)
-    names = display_names(config, [r for r in paths if r in config["models"]])
+    names = {**display_names(config, [r for r in paths if r in config["models"]]), **BASELINE_NAMES}
     for variable in stats["channels"]:
         fields_figure(config, store, stats, paths, variable, names, outs["fields"][variable],
                       members=config["report"]["map_members"])
@@ -192,8 +194,7 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
     comparisons = artifacts.read_csv(comparisons_csv)
     stats = load_stats(stats_path)
     models = list(config["models"])
-    names = {**display_names(config, models), "interpolation": "interpolation",
-             "quantile_mapping": "interpolation + quantile mapping"}
+    names = {**display_names(config, models), **BASELINE_NAMES}
     order = models + baselines
     shown = frame[frame.metric.isin(TRUTH_METRICS)].copy()
     shown["metric"] = pd.Categorical(shown.metric, TRUTH_METRICS, ordered=True)

@@ -99,5 +99,5 @@ def test_downscaling_config_errors_name_the_key(changes, message):
 
 
 def test_the_shipped_downscaling_configs_are_valid():
-    for path in ("downscaling.yaml", "test-downscaling.yaml"):
+    for path in ("downscaling.yaml", "test-downscaling.yaml", "downscaling-wfde5.yaml", "downscaling-mrms.yaml"):
         assert load_config(REPO / "config" / path)["downscaling"]["factor"] == 4

@@ -96,8 +96,3 @@ def _config(**changes):
 def test_downscaling_config_errors_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_config(_config(**changes))
-
-
-def test_the_shipped_downscaling_configs_are_valid():
-    for path in ("downscaling.yaml", "test-downscaling.yaml", "downscaling-wfde5.yaml", "downscaling-mrms.yaml"):
-        assert load_config(REPO / "config" / path)["downscaling"]["factor"] == 4

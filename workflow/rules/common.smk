@@ -122,8 +122,11 @@ def model_section(wildcards):
     stop_rule = section("sampling", "evaluation.tail_probability") if CFG["training"]["steps"] == "auto" else {}
     # a downscaling model trains on the coarse fields of its factor
     coarse = {"downscaling": {"factor": CFG["downscaling"]["factor"]}} if entry.get("downscale") else {}
-    return {**section("seed", "architecture", "training", "data.variables"), **stop_rule, **coarse,
-            "models": {model: entry}}
+    params = {**section("seed", "architecture", "training", "data.variables"), **stop_rule, **coarse,
+              "models": {model: entry}}
+    if not entry.get("residual"):  # only CorrDiff's form has a regression stage
+        params["training"] = {k: v for k, v in params["training"].items() if k != "regression_steps"}
+    return params
 
 
 def candidates_of(model):

@@ -3,6 +3,8 @@
 # scores against the paired truth, the comparisons and the report. Training is train.smk's.
 
 DOWNSCALING_BASELINES = list(CFG["downscaling"]["baselines"])
+# what a model's downscaled ensembles depend on (not the baselines' settings)
+DOWNSCALE_KEYS = [f"downscaling.{k}" for k in ("factor", "times", "members", "conserve")]
 DOWNSCALER_RUNS = replicate_names(CFG, DOWNSCALERS)
 DOWNSCALED = DOWNSCALER_RUNS + DOWNSCALING_BASELINES
 # the configured (or default: Student-t against its Gaussian twin) pairs, and every model
@@ -38,7 +40,7 @@ rule downscale:
     output:
         directory("results/downscaled/{downscaler}.zarr"),
     params:
-        config=section("seed", "sampling", "downscaling", "training.device"),
+        config=section("seed", "sampling", *DOWNSCALE_KEYS, "training.device"),
     threads: CFG["sampling"]["threads"]
     log:
         "results/logs/downscale_{downscaler}.log",
@@ -62,7 +64,7 @@ if SNAPSHOTS:  # a rule with no output cannot be defined
         output:
             [directory(f"results/snapshots/{{downscaler}}/snapshot_{k}.zarr") for k in SNAPSHOTS],
         params:
-            config=section("seed", "sampling", "downscaling", "training.device"),
+            config=section("seed", "sampling", *DOWNSCALE_KEYS, "training.device"),
         threads: CFG["sampling"]["threads"]
         log:
             "results/logs/downscale_snapshots_{downscaler}.log",
@@ -103,7 +105,7 @@ rule downscale_baseline:
     output:
         directory("results/downscaled/{baseline}.zarr"),
     params:
-        config=section("downscaling"),
+        config=section("downscaling.factor", "downscaling.times", "downscaling.quantile_mapping_bins"),
     log:
         "results/logs/downscale_{baseline}.log",
     benchmark:

@@ -77,8 +77,8 @@ def upsample(coarse: np.ndarray, factor: int, areas: np.ndarray, mask: np.ndarra
              lower_bound: float | None = None) -> np.ndarray:
     """(..., h, w) -> (..., h f, w f) whose block means (`block_mean`, same areas and mask) are
     `coarse` exactly; see the module's docstring. A NaN coarse cell (no real cell in it) is NaN
-    over its block and does not enter its neighbours' interpolation (they take its nearest
-    value: its own)."""
+    over its block; for its neighbours' interpolation it holds the field's mean over its real
+    blocks (their own block means are exact whatever it holds)."""
     coarse = np.asarray(coarse, dtype=np.float64)
     missing = np.isnan(coarse)
     filled = np.where(missing, np.nanmean(coarse, axis=(-2, -1), keepdims=True) if missing.any() else 0.0, coarse)
@@ -94,7 +94,8 @@ def conserve(fields: np.ndarray, coarse: np.ndarray, factor: int, areas: np.ndar
     (..., H/f, W/f) exactly: additively for an unbounded variable, multiplicatively above
     `lower_bound` for a bounded one (a block with nothing above the bound takes the coarse value
     over the whole block). `upsample` is the interpolation corrected this way; applied to
-    generated fields it is the hard constraint of Harder et al. (2023)."""
+    generated fields it is the hard constraint of Harder et al. (2023). The multiplicative
+    correction has no cap: a block wet in one cell of 16 puts all its mass there."""
     fields = np.asarray(fields, dtype=np.float64)
     means = _spread(block_mean(fields, factor, areas, mask), factor)
     target = _spread(np.asarray(coarse, dtype=np.float64), factor)

@@ -6,7 +6,7 @@ fields from it. The baselines are deterministic (one member): the block-mean-con
 interpolation itself, and that interpolation followed by empirical quantile mapping per cell,
 fitted on the training split (the classic statistical downscaling; python-cmethods'
 `quantile_mapping`: the interpolated training fields' CDF mapped onto the fine training
-fields' CDF, multiplicative kind for a variable with a lower bound).
+fields' CDF, over the times where the truth has a value).
 
 The stores have the forecasts' layout (init_time, lead, member, grid) with one lead, 0: the
 fine field of the same time as its coarse input, so that the forecast scores
@@ -154,7 +154,9 @@ def downscale_baseline(config: dict, baseline: str, store: str | Path, stats_pat
         real = coarsening.mask if coarsening.mask is not None else np.ones(coarsening.areas.shape, dtype=bool)
         for v in fields:
             mapped = np.full(fields[v].shape, np.nan)
-            mapped[:, real] = quantile_map(train[v][:, real], interpolated_train[v][:, real], fields[v][:, real],
+            # the two training distributions over the same times: none where the truth is missing
+            modelled = np.where(np.isnan(train[v]), np.nan, interpolated_train[v])
+            mapped[:, real] = quantile_map(train[v][:, real], modelled[:, real], fields[v][:, real],
                                            opts["quantile_mapping_bins"], coarsening.lower_bound(v))
             fields[v] = mapped
             log.info("%s: quantile mapping per cell fitted on %d training fields", v, len(train[v]))

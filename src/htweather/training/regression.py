@@ -26,10 +26,11 @@ def _mse(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | 
 
 
 def train_regression(fields: np.ndarray, conditions: np.ndarray, architecture: dict, opts: dict, seed: int,
-                     device, weight: torch.Tensor | None, path: str | Path, identity: dict) -> RegressionNet:
+                     device, weight: torch.Tensor | None, path: str | Path, identity) -> RegressionNet:
     """mu(c) trained for `opts["regression_steps"]` (None: `opts["steps"]`) steps of
     `opts["batch_size"]` fields (N, C, H, W) given their `conditions`; read back from `path` when
-    it holds this `identity`'s weights already."""
+    it holds this `identity`'s weights already (plain data compared with ==: the caller's JSON
+    text, so that NaN compares equal)."""
     regression = build_regression(fields.shape[1], conditions.shape[1], architecture).to(device)
     path = Path(path)
     if path.exists():

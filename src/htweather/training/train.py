@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import logging
 import os
 import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -180,9 +183,13 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         val_np = load_split(store, "validation")[:rows]
         train_cond, val_cond = coarsening.condition(train_np), coarsening.condition(val_np)
     if spec.residual:  # CorrDiff: the regression stage first; the diffusion learns what it leaves
-        identity = {"spec": spec.to_dict(), "seed": seed, "architecture": spec.architecture,
-                    "training": {k: opts.get(k) for k in ("steps", "regression_steps", "lr", "weight_decay",
-                                                          "warmup_steps", "batch_size")}}
+        # what the stage depends on (its own steps, not the diffusion's; the data by digest); as
+        # JSON text, so that an unresolved nu (NaN) compares equal to itself
+        identity = json.dumps({"spec": spec.to_dict(), "seed": seed, "architecture": spec.architecture,
+                               "steps": opts.get("regression_steps") or opts["steps"],
+                               "training": {k: opts[k] for k in ("lr", "weight_decay", "warmup_steps", "batch_size")},
+                               "data": hashlib.sha256(np.ascontiguousarray(train_np).tobytes()).hexdigest()},
+                              sort_keys=True, default=str)
         real = None if mask is None else torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
         regression = train_regression(train_np, train_cond, spec.architecture, opts, seed, device, real,
                                       out_dir / "regression.pt", identity)
@@ -191,6 +198,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         # the residual's own scale, channel by channel (as PCP), from the training residuals
         spec = assemble.ModelSpec(**{**spec.__dict__, "sigma_data": None})
     spec, input_map, tail_index = assemble.resolve(spec, train_np, mask, tails)
+    if spec.residual:  # 6 digits: the same on a resumed run, whatever its threads or device
+        spec = assemble.ModelSpec(**{**spec.__dict__, "sigma_data": [float(f"{v:.6g}") for v in spec.sigma_data]})
     for variable, chosen in tail_index.items():
         log.info("nu auto, %s: %s; best-fitting unit-variance Student-t nu %.1f (Hill tail index of the top "
                  "0.1 %%: %s) -> nu = %s", variable, exceedance_summary(chosen), chosen["nu_fit"],
@@ -199,7 +208,9 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         log.info("%s normalisation fitted on the training data", spec.normalisation)
     if spec.sigma_data != 1.0:
         log.info("sigma_data %s%s", spec.sigma_data, " (the residuals')" if spec.residual else "")
-    train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0, values=train_np),
+    # a residual model's fields are the residuals, held here: loader workers cannot read them from the store
+    train_set = Examples(SplitFields(store, "train", input_map, in_memory=workers == 0 or spec.residual,
+                                     values=train_np),
                          spec.condition_steps, where, patch=spec.patch, mask=mask, conditions=train_cond)
     del train_np
     val_set = Examples(SplitFields(store, "validation", input_map, rows=rows, values=val_np), spec.condition_steps,
@@ -237,7 +248,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     # and process counts change how, not what, it computes).
     identity = {"spec": spec.to_dict(), "seed": seed, **({"method": method.name} if method else {}),
                 "training": {k: v for k, v in opts.items()
-                             if k not in ("threads", "device", "data_workers", "compile", "snapshots")}}
+                             if k not in ("threads", "device", "data_workers", "compile", "snapshots")
+                             and (k != "regression_steps" or spec.residual)}}
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
     start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device, group.main)

@@ -68,7 +68,9 @@ def test_the_report_answers_the_downscaling_question_first(downscaling_run):
     html = (downscaling_run / "report.html").read_text()
     question = html.index("Does Student-t noise get the fine-scale extremes right")
     assert question < html.index("Distance from the paired truth") < html.index("Rank histograms")
-    assert "not checked" in html  # no convergence check for downscaling models: said
+    # the convergence check (a snapshot at half the steps) is said before the answer
+    assert ("Not converged:" in html or "Convergence: no model" in html) and html.index("onverge") < question
+    assert (downscaling_run / "evaluation" / "tail_error.csv").exists()
     assert "interpolation + quantile mapping" in html and "t-EDM against EDM" in html
     assert (downscaling_run / "figures" / "downscaling_fields_tp.png").stat().st_size > 10_000
 

@@ -73,3 +73,14 @@ def test_per_cell_quantiles_of_an_ensemble_from_the_truths_own_distribution_are_
     # pooling the 8 x 128 members per cell would read +31 % at q99.9 and +5 % at q99
     assert abs(found["cell_quantile_rel_error_0.99"]) < 0.03
     assert abs(found["cell_quantile_rel_error_0.999"]) < 0.06
+
+
+def test_fields_beyond_twice_the_training_maximum_are_counted():
+    rng = np.random.default_rng(2)
+    truth = rng.gamma(0.5, 2.0, (10, 32, 32))
+    ensemble = rng.gamma(0.5, 2.0, (10, 4, 32, 32))
+    top = float(truth.max())
+    ensemble[3, 1, 5, 5] = 2.5 * top   # one absurd field of 40
+    ensemble[6, 0, 9, 9] = 1.5 * top   # beyond the maximum, not beyond twice it
+    found = field_metrics(truth, ensemble, Coarsening(STATS, 4), "tp", training_max=top)
+    assert found["fields_beyond_training_max"] == pytest.approx(1 / 40)

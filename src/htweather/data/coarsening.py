@@ -130,6 +130,10 @@ class Coarsening:
         """(..., H, W) physical -> (..., H/f, W/f) block means."""
         return block_mean(fields, self.factor, self.areas, self.mask)
 
+    def spread(self, coarse: np.ndarray) -> np.ndarray:
+        """Each coarse cell's value over its block of the fine grid (no interpolation)."""
+        return _spread(coarse, self.factor)
+
     def upsample(self, coarse: np.ndarray, variable: str) -> np.ndarray:
         return upsample(coarse, self.factor, self.areas, self.mask, self.lower_bound(variable))
 

@@ -10,14 +10,14 @@ scores, FSS over neighbourhoods, SEEPS, spread/skill, rank histograms and their 
   reproduces its coarse input exactly;
 - `cell_quantile_rel_error_P`: per cell, each member's P-quantile over the downscaled times,
   averaged over members, against the truth's over the same times (both the empirical CDF's,
-  numpy's inverted_cdf: one estimator on one sample size), as (mean over cells of the generated minus the
-  true) / (mean over cells of the true): the local extremes' bias. Over T times the truth's
+  numpy's inverted_cdf: one estimator on one sample size), as (mean over cells of the generated
+  minus the true) / (mean over cells of the true): the local extremes' bias. Over T times the truth's
   per-cell quantile rests on T values (at P = 0.999 and T = 128, the largest);
 - `quantile_rel_error_P`: the P-quantile of all the generated values against the truth's
   (pooled over cells: well estimated);
 - `dry_fraction_error` (generated minus true) for a variable with a lower bound;
 - `fields_beyond_training_max`: the share of generated fields whose largest value exceeds
-  IMPLAUSIBLE_FACTOR times the largest value of the whole training split: fields no amount of
+  IMPLAUSIBLE_FACTOR times the largest value of the whole training split (stats.json's max): fields no amount of
   data supports (Student-t sampling from the smallest-kappa starts can end in them), which
   dominate the mean scores of a model that makes them;
 - `psd_log_error`: the mean |log10| ratio of the mean radially averaged power spectra
@@ -26,8 +26,8 @@ scores, FSS over neighbourhoods, SEEPS, spread/skill, rank histograms and their 
   its own true field, averaged: L1 the distance of the two fields' centres of mass and L2
   twice the difference of their objects' mass-weighted mean distances from it, both over the
   grid's diagonal (L in [0, 2], 0 perfect). Objects: 8-connected cells above 1/15 of each
-  field's 95th percentile of its wet values (Wernli et al. 2009's threshold, pysteps' defaults; pysteps' own SAL needs
-  scikit-image, which this project does not install). Fields with no rain on either side are
+  field's 95th percentile of its wet values (Wernli et al. 2009's threshold, pysteps'
+  defaults; pysteps' own SAL needs scikit-image, which this project does not install). Fields with no rain on either side are
   left out.
 
 A deterministic baseline (one member) has no spread, fair CRPS or rank histogram.
@@ -44,7 +44,7 @@ from scipy import ndimage
 
 from .. import artifacts
 from ..data.coarsening import Coarsening
-from ..data.store import load_split_times, load_stats, split_fields, test_fields
+from ..data.store import load_split_times, load_stats, test_fields
 from . import forecasts
 from .spatial import power_spectra, spectrum_metrics
 
@@ -145,12 +145,13 @@ def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Pat
     coarsening = Coarsening(stats, int(config["downscaling"]["factor"]))
     position = {t: i for i, t in enumerate(load_split_times(store, "test").values)}
     rows_at = [position[t] for t in ds.init_time.values]
-    data, train = test_fields(store), split_fields(store, "train")
+    data = test_fields(store)
     extra = []
     for name in stats["channels"]:
         truth = data[name][rows_at]
         ensemble = ds[name].isel(lead=0).values.astype(np.float64)  # (time, member, H, W)
-        found = field_metrics(truth, ensemble, coarsening, name, training_max=float(np.nanmax(train[name])))
+        # the training split's largest value, as ingestion recorded it (stats.json)
+        found = field_metrics(truth, ensemble, coarsening, name, training_max=float(stats["variables"][name]["max"]))
         for metric, value in found.items():
             extra.append({"model": run, "variable": name, "metric": metric, "lead": 0, "value": value,
                           "ci_low": np.nan, "ci_high": np.nan})

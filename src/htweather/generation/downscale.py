@@ -124,7 +124,8 @@ def quantile_map(observed: np.ndarray, modelled: np.ndarray, target: np.ndarray,
                  lower_bound: float | None) -> np.ndarray:
     """Empirical quantile mapping per cell with python-cmethods: `target` (time, cells) through
     the CDF of `modelled` (time, cells) and the inverse CDF of `observed` (time, cells), each
-    cell on its own; the multiplicative kind where the variable has a lower bound."""
+    cell on its own (cmethods' kind "*" where the variable has a lower bound, which differs from
+    "+" only at the lower end of the interpolation), floored at the bound."""
     from cmethods import adjust
 
     def array(values):

@@ -25,8 +25,8 @@ from .page import _image, metrics_table
 from .text import fmt
 
 # what the first table shows: the paired scores, the local extremes and the consistency checks
-TRUTH_METRICS = ["crps", "twcrps_p99", "twcrps_p999", "fields_beyond_training_max", "cell_quantile_rel_error_0.99", "cell_quantile_rel_error_0.999",
-                 "quantile_rel_error_0.999", "dry_fraction_error", "fss_p99_5x5", "sal_location", "psd_log_error",
+TRUTH_METRICS = ["crps", "twcrps_p99", "twcrps_p999", "fields_beyond_training_max", "cell_quantile_rel_error_0.99",
+                 "cell_quantile_rel_error_0.999", "quantile_rel_error_0.999", "dry_fraction_error", "fss_p99_5x5", "sal_location", "psd_log_error",
                  "rank_flatness", "spread_skill", "block_mean_rel_error"]
 HEADLINE_SCORES = ["twcrps_p99", "twcrps_p999", "crps"]
 BASELINE_NAMES = {"interpolation": "interpolation", "quantile_mapping": "interpolation + quantile mapping"}
@@ -51,7 +51,7 @@ def fields_figure(config: dict, store: str | Path, stats: dict, paths: dict[str,
     t = plots.most_extreme(truth_all, "upper")
     truth = truth_all[t]
     coarsening = Coarsening(stats, int(config["downscaling"]["factor"]))
-    coarse = np.repeat(np.repeat(coarsening.coarsen(truth), coarsening.factor, 0), coarsening.factor, 1)
+    coarse = coarsening.spread(coarsening.coarsen(truth))
     coords = grid_coords(stats)
     lat, lon = np.asarray(coords["latitude"]), np.asarray(coords["longitude"])
     if isinstance(coords["latitude"], tuple):

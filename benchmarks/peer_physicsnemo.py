@@ -541,6 +541,22 @@ def throughput_lines(timing: pd.DataFrame, ensembles: dict[str, Path]) -> tuple[
     return lines, frame
 
 
+def run_folders(args, name: str) -> tuple[Path, Path, Path, Path]:
+    """(run, out, store, stats) of a benchmark's command line (--run, --out, --replicates,
+    --threads), checked before any work; logging and torch's threads set up."""
+    setup_logging()
+    run = args.run.resolve()
+    out = (args.out or run / "results" / "benchmarks" / name).resolve()
+    store, stats_path = run / "results" / "data" / "store.zarr", run / "results" / "data" / "stats.json"
+    for path in (store, stats_path):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run the pipeline in {run} first (snakemake --cores all)")
+    if args.replicates < 2:
+        raise SystemExit("--replicates: 2 or more (the comparisons' intervals need the spread between trainings)")
+    set_threads(args.threads)
+    return run, out, store, stats_path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -559,16 +575,7 @@ def main(argv=None) -> None:
     parser.add_argument("--scaled-preconditioner", action="store_true",
                         help="also train PhysicsNeMo's t-EDM with our preconditioning scale (what that difference does)")
     args = parser.parse_args(argv)
-    setup_logging()
-    run = args.run.resolve()
-    out = (args.out or run / "results" / "benchmarks" / "peer_physicsnemo").resolve()
-    store, stats_path = run / "results" / "data" / "store.zarr", run / "results" / "data" / "stats.json"
-    for path in (store, stats_path):
-        if not path.exists():
-            raise SystemExit(f"{path} is missing: run the pipeline in {run} first (snakemake --cores all)")
-    if args.replicates < 2:
-        raise SystemExit("--replicates: 2 or more (the comparisons' intervals need the spread between trainings)")
-    set_threads(args.threads)
+    run, out, store, stats_path = run_folders(args, "peer_physicsnemo")
     stats = load_stats(stats_path)
     config_path = args.config or run / "config" / "config.yaml"
     config = benchmark_config(config_path, args.nu, args.replicates, args.training_steps, args.threads)

@@ -502,8 +502,8 @@ def _check_downscaling(config: dict) -> None:
                               f"not split into {factor} x {factor} blocks")
     if config["training"]["steps"] == "auto":
         raise ConfigError("training.steps: auto stops on unconditional tail checks; give downscaling models a number")
-    if config.get("aa_check") or config.get("nu_sweep") or config.get("nu_candidates"):
-        key = next(k for k in ("aa_check", "nu_sweep", "nu_candidates") if config.get(k))
+    if config.get("nu_sweep") or config.get("nu_candidates"):
+        key = next(k for k in ("nu_sweep", "nu_candidates") if config.get(k))
         raise ConfigError(f"{key}: not available in a downscaling run")
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from htweather.data.coarsening import Coarsening
 from htweather.evaluation import scores
-from htweather.evaluation.downscaling import RANK_TOLERANCE, field_metrics, sal_location
+from htweather.evaluation.downscaling import (FIELD_RETURN_PERIODS, RANK_TOLERANCE, field_metrics,
+                                               field_peak_return_levels, sal_location)
 from htweather.evaluation.forecasts import rank_flatness
 
 
@@ -56,7 +57,7 @@ def test_field_metrics_are_zero_for_the_truth_itself_and_see_a_bias():
     coarsening = Coarsening(STATS, 4)
     perfect = field_metrics(truth, np.repeat(truth[:, None], 3, axis=1), coarsening, "tp")
     for metric in ("block_mean_rel_error", "cell_quantile_rel_error_0.99", "quantile_rel_error_0.999",
-                   "dry_fraction_error", "sal_location", "psd_log_error"):
+                   "dry_fraction_error", "sal_location", "psd_log_error", "field_max_return_level_rel_error_100"):
         assert perfect[metric] == pytest.approx(0.0, abs=1e-12), metric
     doubled = field_metrics(truth, 2 * truth[:, None], coarsening, "tp")
     assert doubled["block_mean_rel_error"] == pytest.approx(1.0)
@@ -84,3 +85,28 @@ def test_fields_beyond_twice_the_training_maximum_are_counted():
     ensemble[6, 0, 9, 9] = 1.5 * top   # beyond the maximum, not beyond twice it
     found = field_metrics(truth, ensemble, Coarsening(STATS, 4), "tp", training_max=top)
     assert found["fields_beyond_training_max"] == pytest.approx(1 / 40)
+
+
+def test_field_peak_return_levels_recover_a_known_gev():
+    """Peaks drawn from a GEV with known parameters (xi = 0.2): the fitted 10- and 100-field levels
+    within 3.5 standard deviations of the true ones. Over 40 samples of 4000 peaks the relative
+    errors were unbiased (means -0.002, -0.003) with standard deviations 0.010 and 0.029 (over
+    200 samples of 128 peaks, as many as the storms config's downscaled times: means +0.001,
+    +0.004, standard deviations 0.06 and 0.17)."""
+    from scipy import stats
+    c, loc, scale = -0.2, 10.0, 3.0
+    peaks = stats.genextreme.rvs(c, loc=loc, scale=scale, size=4000, random_state=np.random.default_rng(4))
+    true = stats.genextreme.ppf(1 - 1 / np.array(FIELD_RETURN_PERIODS), c, loc=loc, scale=scale)
+    errors = field_peak_return_levels(peaks, lower_bound=None) / true - 1
+    assert np.all(np.abs(errors) < 3.5 * np.array([0.010, 0.029])), errors
+
+
+def test_field_max_return_levels_of_a_scaled_ensemble_are_off_by_the_scale():
+    """Every member 1.3 times the truth: each field's peak 1.3 times the truth's, so every return
+    level (the GEV fit is scale-equivariant) 30 % high; fields with no rain at the bound."""
+    rng = np.random.default_rng(5)
+    truth = np.stack([blob((32, 32), rng.uniform(4, 28, 2), peak=rng.pareto(3) + 1) * (rng.random() < 0.8)
+                      for _ in range(300)])
+    found = field_metrics(truth, np.repeat(1.3 * truth[:, None], 2, axis=1), Coarsening(STATS, 4), "tp")
+    for period in FIELD_RETURN_PERIODS:
+        assert found[f"field_max_return_level_rel_error_{period}"] == pytest.approx(0.3, abs=0.01), period

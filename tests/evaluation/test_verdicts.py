@@ -215,3 +215,46 @@ def test_verdict_agreement_counts_agreements_and_sign_changes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "main pairs, key metrics: 1 of 3 verdicts agree (0.33); sign changes 1; better/worse 2 and 2" in out
     assert "every row: 1 of 4 verdicts agree (0.25); sign changes 2" in out
+
+
+def test_downscaling_errors_are_each_trainings_mean_score_on_shared_resamples_of_the_times():
+    rng = np.random.default_rng(3)
+    per_time = [rng.gamma(2.0, 1.0, 50) for _ in range(4)]
+    components = [{"tp": {"crps": s, "twcrps_p99": s / 2, "twcrps_p999": s / 4}} for s in per_time]
+    opts = {"bootstrap": 200}
+    point, draws = aa_check.downscaling_errors(components, "tp", "upper", opts, np.random.default_rng(0))
+    assert set(point) == {"crps", "twcrps_p99", "twcrps_p999"}
+    np.testing.assert_allclose(point["crps"], [s.mean() for s in per_time])
+    assert draws["crps"].shape == (200, 4)
+    np.testing.assert_allclose(draws["twcrps_p99"], draws["crps"] / 2)  # one resample of the times for all
+    np.testing.assert_allclose(draws["crps"].mean(axis=0), point["crps"], rtol=0.05)
+
+
+def test_the_aa_check_of_downscaled_stores_compares_every_split_on_the_paired_scores(store, tmp_path):
+    """Five 'trainings' of one downscaler (the truth plus independent noise), written as the
+    pipeline writes downscaled stores: every split of 2 against 2 on CRPS and twCRPS."""
+    from htweather.data.store import load_split, load_stats
+    from htweather.generation import downscale
+
+    cfg, root = store
+    cfg = {**cfg, "downscaling": {"factor": 2, "times": 8, "members": 3, "conserve": False},
+           "aa_check": {"models": ["ds"], "size": 2, "splits": 300}}
+    stats = load_stats(root / "stats.json")
+    times, picks, coarsening, _ = downscale.coarse_inputs(cfg, 2, root / "store.zarr", stats)
+    truth = load_split(root / "store.zarr", "test")[picks]  # (time, C, H, W), normalised
+    rng = np.random.default_rng(5)
+    paths = {}
+    for r in range(5):
+        generated = truth[:, None] + 0.3 * rng.standard_normal((len(picks), 3, *truth.shape[1:]))
+        paths[f"ds.r{r}"] = str(downscale.write_downscaled(generated, cfg, stats, root / "store.zarr", times, picks,
+                                                           coarsening, {"model": "ds"}, tmp_path / f"ds.r{r}.zarr"))
+    check, rates, power = aa_check.aa_check_tables(cfg, {"ds": list(paths)}, paths, root / "store.zarr",
+                                                   root / "stats.json")
+    assert check.split.nunique() == 15  # C(5, 2) * C(3, 2) / 2
+    assert {"crps", "twcrps_p99", "twcrps_p999"} <= set(check.metric) and set(check.family) == {"forecast_score"}
+    assert set(check.verdict) <= {"better", "worse", "indistinguishable", "inconclusive"}
+    overall = rates[rates.family == "all"]
+    assert set(overall.variable) == set(stats["channels"]) and (overall.trainings == 5).all()
+    assert ((overall.false_low <= overall.false_rate) & (overall.false_rate <= overall.false_high)).all()
+    crps = power[(power.metric == "crps")]
+    assert len(crps) == len(stats["channels"]) and (crps.relevant_difference > 0).all()

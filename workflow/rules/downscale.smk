@@ -136,6 +136,30 @@ rule verify_downscaled:
         "../scripts/verify_downscaled.py"
 
 
+rule aa_check:
+    # the A/A check (aa_check): every split of a model's trainings compared with itself on the
+    # scores against the paired truth; every better / worse is a false verdict
+    input:
+        store="results/data/store.zarr",
+        stats="results/data/stats.json",
+        runs=[downscaled_path(run) for run in replicate_names(CFG, AA_MODELS)],
+    output:
+        report("results/evaluation/aa_check.csv", caption="../report/aa_check.rst", category="Metrics"),
+        report("results/evaluation/aa_rates.csv", caption="../report/aa_rates.rst", category="Metrics"),
+        report("results/evaluation/aa_power.csv", caption="../report/aa_power.rst", category="Metrics"),
+    params:
+        config=section("seed", "evaluation", "aa_check"),
+        runs=runs_of(AA_MODELS),
+    log:
+        "results/logs/aa_check.log",
+    benchmark:
+        "results/benchmarks/aa_check.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/aa_check.py"
+
+
 rule metrics_table:
     input:
         expand("results/evaluation/per_model/{run}.csv", run=DOWNSCALED),
@@ -239,6 +263,7 @@ rule report:
         provenance="results/provenance.json",
         stats="results/data/stats.json",
         tail_error=DOWNSCALING_TAIL_ERROR,
+        aa_rates=[t for t in AA_CHECK_TABLES if t.endswith("aa_rates.csv")],
     output:
         "results/report.html",
     params:

@@ -28,8 +28,9 @@ from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, data_opts
-from .comparisons import (RELEVANT_DIFFERENCE, adjusted_verdicts, error_draws, interval, key_metrics,
-                          metric_family, structure_metrics_of, tail_metrics_of)
+from .comparisons import (RELEVANT_DIFFERENCE, adjusted_verdicts, error_draws, forecast_scores, interval,
+                          key_metrics, metric_family, structure_metrics_of, tail_metrics_of)
+from .forecasts import lead_components
 from .spatial import spatial_spec, summarise
 from .tails import wet_threshold
 
@@ -177,10 +178,12 @@ def power_table(model: str, variable: str, point: dict[str, np.ndarray], table: 
     for metric, errors in point.items():
         e = errors[np.isfinite(errors)]
         found = table[table.metric == metric]
-        if e.size < 2 or found.empty or metric_family(metric) == "forecast_score":
+        if e.size < 2 or found.empty:
             continue
         sd, data_sd = float(e.std(ddof=1)), float(found.data_sd.median())
         target = relevant[metric_family(metric)]
+        if metric_family(metric) == "forecast_score":  # a fraction of the score, as the comparisons take it
+            target *= abs(float(e.mean()))
         rows.append({"model": model, "variable": variable, "metric": metric, "seed_sd": sd, "data_sd": data_sd,
                      "resolution": float(found.resolution.median()), "relevant_difference": target,
                      **{f"trainings_{k}": trainings_needed(sd, f * target, data_sd, confidence)
@@ -226,11 +229,28 @@ def model_errors(runs: list[np.ndarray], data: np.ndarray, tails: str, opts: dic
     return ({m: v["model"] for m, v in point.items()}, {m: v["model"] for m, v in draws.items()})
 
 
+def downscaling_errors(components: list[dict], variable: str, tails: str, opts: dict,
+                       rng: np.random.Generator) -> tuple[dict, dict]:
+    """Every training's scores against the paired truth on the scores comparisons.csv compares
+    for a downscaling run (CRPS and twCRPS: `forecast_scores`), as `model_errors` gives the
+    unconditional ones: ({score: (N,) mean over the downscaled times}, {score: (resamples, N)}
+    on shared resamples of the times, as `comparisons.compare_scores` draws them)."""
+    n = len(components[0][variable]["crps"])
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(opts["bootstrap"])])
+    point, draws = {}, {}
+    for score in forecast_scores(tails):
+        per_time = np.stack([c[variable][score] for c in components])  # (N, times)
+        point[score] = per_time.mean(axis=1)
+        draws[score] = counts @ per_time.T / counts.sum(axis=1, keepdims=True)
+    return point, draws
+
+
 def aa_check_tables(config: dict, runs: dict[str, list[str]], paths: dict[str, str], store, stats_path
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The A/A check step: for each model of config["aa_check"] and each variable, every split's
     comparisons (aa_table), the false-verdict rates (false_verdict_rates) and the power table
-    (power_table). runs: each model's replicate names; paths: each replicate's ensemble."""
+    (power_table). runs: each model's replicate names; paths: each replicate's ensemble (an
+    unconditional model's samples; a downscaling model's downscaled store: `downscaling_errors`)."""
     stats_ = load_stats(stats_path)
     opts = data_opts(config, stats_)
     check = config["aa_check"]
@@ -240,13 +260,21 @@ def aa_check_tables(config: dict, runs: dict[str, list[str]], paths: dict[str, s
     for model in check["models"]:
         names = runs[model]
         ensembles = [artifacts.open_zarr(paths[r]) for r in names]
+        downscaled = "init_time" in ensembles[0].dims
+        if downscaled:  # each training's per-time scores, every variable at once
+            components = [{v: c for v, _, _, _, c in lead_components(config, paths[r], store, stats_, data)}
+                          for r in names]
         for variable in stats_["channels"]:
             info = stats_["variables"][variable]
             tails = info.get("tails", "upper")
-            fields = [e[variable].values.astype(np.float64) for e in ensembles]
-            spec = spatial_spec(stats_, variable, data[variable], opts["spatial"]["block_sizes"])
             seed_of = lambda kind: np.random.default_rng(derived_seed(config["seed"], "aa", model, variable, kind))  # noqa: E731
-            point, draws = model_errors(fields, data[variable], tails, opts, seed_of, wet_threshold(info), spec, mask)
+            if downscaled:
+                point, draws = downscaling_errors(components, variable, tails, opts, seed_of("scores"))
+            else:
+                fields = [e[variable].values.astype(np.float64) for e in ensembles]
+                spec = spatial_spec(stats_, variable, data[variable], opts["spatial"]["block_sizes"])
+                point, draws = model_errors(fields, data[variable], tails, opts, seed_of, wet_threshold(info), spec,
+                                            mask)
             table = aa_table(model, variable, tails, point, draws, check["size"], check["splits"],
                              opts["confidence"], opts.get("relevant_difference"), seed_of("splits"))
             spread = seed_spread(point)

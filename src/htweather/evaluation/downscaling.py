@@ -15,6 +15,13 @@ scores, FSS over neighbourhoods, SEEPS, spread/skill, rank histograms and their 
   per-cell quantile rests on T values (at P = 0.999 and T = 128, the largest);
 - `quantile_rel_error_P`: the P-quantile of all the generated values against the truth's
   (pooled over cells: well estimated);
+- `field_max_return_level_rel_error_T`: the T-field return level of each field's largest value
+  (the level that the peak of one field in T exceeds; the smallest value, for a variable whose
+  tail is its lower one), from a GEV fitted with `gev`'s censoring to each member's peaks over
+  the downscaled times, averaged over members, against the one fitted to the truth's peaks over
+  every test time (a climate statistic, not a paired one: the whole split makes the truth's
+  level several times less noisy than 128 times would, 17 % at T = 100 for a GEV with xi = 0.2);
+  T in FIELD_RETURN_PERIODS fields;
 - `dry_fraction_error` (generated minus true) for a variable with a lower bound;
 - `fields_beyond_training_max`: the share of generated fields whose largest value exceeds
   IMPLAUSIBLE_FACTOR times the largest value of the whole training split (stats.json's max): fields no amount of
@@ -36,6 +43,7 @@ A deterministic baseline (one member) has no spread, fair CRPS or rank histogram
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +53,7 @@ from scipy import ndimage
 from .. import artifacts
 from ..data.coarsening import Coarsening
 from ..data.store import load_split_times, load_stats, test_fields
-from . import forecasts
+from . import forecasts, gev
 from .spatial import power_spectra, spectrum_metrics
 
 log = logging.getLogger(__name__)
@@ -54,6 +62,7 @@ SAL_THRESHOLD_FACTOR = 1 / 15   # of each field's 95th percentile of wet values 
 SAL_THRESHOLD_QUANTILE = 0.95
 CELL_QUANTILES = (0.99, 0.999)
 IMPLAUSIBLE_FACTOR = 2.0  # fields_beyond_training_max: beyond this many times the training maximum
+FIELD_RETURN_PERIODS = (10, 100)  # in fields: field_max_return_level_rel_error_T
 RANK_TOLERANCE = 0.05  # a rank histogram "flat" where its total-variation distance from flat is at most this
 
 
@@ -92,11 +101,23 @@ def _relative(g: float, t: float) -> float:
     return (g - t) / abs(t) if t else float("nan")
 
 
+def field_peak_return_levels(peaks: np.ndarray, lower_bound: float | None) -> np.ndarray:
+    """GEV return levels (FIELD_RETURN_PERIODS, in fields) of one peak per field (`gev`'s censored
+    fit, an atom at `lower_bound` for fields with no rain); NaN where the fit cannot be made."""
+    try:
+        return gev.return_levels_with_ci(peaks, FIELD_RETURN_PERIODS, replicates=0, lower_bound=lower_bound)["level"]
+    except ValueError:  # too few peaks above the censoring threshold
+        return np.full(len(FIELD_RETURN_PERIODS), np.nan)
+
+
 def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsening, variable: str,
-                  training_max: float | None = None) -> dict[str, float]:
+                  training_max: float | None = None, lower_tail: bool = False,
+                  climate: np.ndarray | None = None) -> dict[str, float]:
     """The downscaling metrics (module docstring) of one variable: truth (time, H, W),
     ensemble (time, member, H, W), both physical; `training_max` the training split's largest
-    value (None: no `fields_beyond_training_max`)."""
+    value (None: no `fields_beyond_training_max`); `lower_tail`: the variable's tail is its lower
+    one (return levels of each field's smallest value); `climate` (time, H, W): the fields whose
+    peaks give the truth's return levels (None: `truth`'s)."""
     out = {}
     if training_max is not None:
         largest = np.nanmax(ensemble.reshape(*ensemble.shape[:2], -1), axis=-1)
@@ -118,6 +139,18 @@ def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsenin
         out[f"quantile_rel_error_{p}"] = _relative(float(np.nanquantile(ensemble, p, method=method)),
                                                    float(np.nanquantile(truth, p, method=method)))
     bound = coarsening.lower_bound(variable)
+    sign = -1.0 if lower_tail else 1.0
+    with np.errstate(all="ignore"):  # a field with no real value has no peak
+        reference = truth if climate is None else climate
+        true_peaks = np.nanmax(sign * reference.reshape(len(reference), -1), axis=1)
+        member_peaks = np.nanmax(sign * ensemble.reshape(*ensemble.shape[:2], -1), axis=2).T  # (member, time)
+    peak_bound = bound if not lower_tail else None
+    true_levels = sign * field_peak_return_levels(true_peaks, peak_bound)
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # NaN where no member's fit could be made
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gen_levels = sign * np.nanmean([field_peak_return_levels(m, peak_bound) for m in member_peaks], axis=0)
+    for period, g, t in zip(FIELD_RETURN_PERIODS, gen_levels, true_levels):
+        out[f"field_max_return_level_rel_error_{period}"] = _relative(float(g), float(t))
     if bound is not None:
         real = np.isfinite(truth)  # per time: a cell may be missing at some times only
         members_real = np.broadcast_to(real[:, None], ensemble.shape)
@@ -151,7 +184,9 @@ def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Pat
         truth = data[name][rows_at]
         ensemble = ds[name].isel(lead=0).values.astype(np.float64)  # (time, member, H, W)
         # the training split's largest value, as ingestion recorded it (stats.json)
-        found = field_metrics(truth, ensemble, coarsening, name, training_max=float(stats["variables"][name]["max"]))
+        info = stats["variables"][name]
+        found = field_metrics(truth, ensemble, coarsening, name, training_max=float(info["max"]),
+                              lower_tail=info.get("tails") == "lower", climate=data[name])
         for metric, value in found.items():
             extra.append({"model": run, "variable": name, "metric": metric, "lead": 0, "value": value,
                           "ci_low": np.nan, "ci_high": np.nan})

@@ -62,6 +62,31 @@ def conserved(fields: dict[str, np.ndarray], coarsening: Coarsening, truth: dict
     return out
 
 
+def coarse_inputs(config: dict, factor: int, store: str | Path, stats: dict):
+    """(the chosen test times, their positions in the split, the Coarsening, and each chosen
+    time's coarse field on the fine grid (time, C, H, W), normalised): what every downscaler is
+    given."""
+    times = load_split_times(store, "test")
+    picks = chosen_times(times, config["downscaling"]["times"])
+    coarsening = Coarsening(stats, factor)
+    return times[picks], picks, coarsening, coarsening.condition(load_split(store, "test")[picks])
+
+
+def write_downscaled(generated: np.ndarray, config: dict, stats: dict, store: str | Path, times: pd.DatetimeIndex,
+                     picks: np.ndarray, coarsening: Coarsening, attrs: dict, out: str | Path) -> Path:
+    """Generated fields (time, member, C, H, W) in normalised units -> physical units (with the
+    block means set to the coarse input's where `downscaling.conserve`), written to `out` in the
+    forecasts' layout at lead 0."""
+    if not np.isfinite(generated).all():
+        raise FloatingPointError(f"model {attrs.get('model')}: sampler produced non-finite values")
+    fields = denormalise(generated.astype(np.float64), stats)
+    if config["downscaling"]["conserve"]:
+        fields = conserved(fields, coarsening, {v: x[picks] for v, x in test_fields(store).items()})
+    _write(_dataset(fields, stats, times, {**attrs, "conserve": int(config["downscaling"]["conserve"])}), out,
+           "init_time")
+    return Path(out)
+
+
 def downscale(config: dict, model_path: str | Path, store: str | Path, stats_path: str | Path, out: str | Path,
               threads: int | None = None) -> Path:
     """`downscaling.members` fine fields from each chosen test time's coarse field, in physical
@@ -77,14 +102,11 @@ def downscale(config: dict, model_path: str | Path, store: str | Path, stats_pat
         raise ValueError(f"model {spec.name} is not a downscaling model (models.{spec.name}.downscale)")
     replicate = int(ckpt.get("replicate", 0))
     seed = replicate_seed(config["seed"], "downscale", spec.name, replicate)
-    times = load_split_times(store, "test")
-    picks = chosen_times(times, opts["times"])
-    coarsening = Coarsening(stats, spec.coarsen_factor)
-    condition = coarsening.condition(load_split(store, "test")[picks])
+    times, picks, coarsening, condition = coarse_inputs(config, spec.coarsen_factor, store, stats)
     members, batch = opts["members"], sampling["batch_size"]
     rows = np.repeat(condition, members, axis=0)  # time-major: each time's members together
     finished = FinishedChunks(out, {"model": file_digest(model_path), "seed": seed, "downscaling": opts,
-                                    "sampling": sampling, "times": [str(t) for t in times[picks]]})
+                                    "sampling": sampling, "times": [str(t) for t in times]})
     nfe = assemble.evaluations_per_sample(spec, sampling)
     log.info("%s: %d members from each of %d coarse test fields (%d x %d blocks); %d network evaluations each",
              spec.name, members, len(picks), spec.coarsen_factor, spec.coarsen_factor, nfe)
@@ -104,17 +126,12 @@ def downscale(config: dict, model_path: str | Path, store: str | Path, stats_pat
     bar.close()
     seconds = time.perf_counter() - t0
     generated = np.concatenate(chunks)
-    if not np.isfinite(generated).all():
-        raise FloatingPointError(f"model {spec.name}: sampler produced non-finite values")
     generated = generated.reshape(len(picks), members, *generated.shape[1:])  # (time, member, C, H, W)
-    fields = denormalise(generated.astype(np.float64), stats)
-    if opts["conserve"]:
-        fields = conserved(fields, coarsening, {v: x[picks] for v, x in test_fields(store).items()})
     attrs = {"model": spec.name, "replicate": replicate, "family": spec.family, "seed": seed,
              "nu": str(["inf" if np.isinf(v) else v for v in spec.nu]), "coarsen_factor": spec.coarsen_factor,
-             "conserve": int(opts["conserve"]), "network_evaluations_per_field": nfe,
-             "sampling_seconds": round(seconds, 3), "training_steps": int(ckpt["steps"])}
-    _write(_dataset(fields, stats, times[picks], attrs), out, "init_time")
+             "network_evaluations_per_field": nfe, "sampling_seconds": round(seconds, 3),
+             "training_steps": int(ckpt["steps"])}
+    write_downscaled(generated, config, stats, store, times, picks, coarsening, attrs, out)
     finished.clear()
     log.info("wrote %s in %.1f s", out, seconds)
     return Path(out)

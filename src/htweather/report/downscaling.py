@@ -21,12 +21,13 @@ from ..evaluation.downscaling import IMPLAUSIBLE_FACTOR, RANK_TOLERANCE
 from ..evaluation.tables import summary
 from ..runtime import atomic_path
 from . import plots
-from .page import _image, metrics_table
+from .page import _image, aa_rates_rows, metrics_table
 from .text import fmt
 
 # what the first table shows: the paired scores, the local extremes and the consistency checks
 TRUTH_METRICS = ["crps", "twcrps_p99", "twcrps_p999", "fields_beyond_training_max", "cell_quantile_rel_error_0.99",
-                 "cell_quantile_rel_error_0.999", "quantile_rel_error_0.999", "dry_fraction_error", "fss_p99_5x5", "sal_location", "psd_log_error",
+                 "cell_quantile_rel_error_0.999", "quantile_rel_error_0.999", "field_max_return_level_rel_error_100",
+                 "dry_fraction_error", "fss_p99_5x5", "sal_location", "psd_log_error",
                  "rank_flatness", "spread_skill", "block_mean_rel_error"]
 HEADLINE_SCORES = ["twcrps_p99", "twcrps_p999", "crps"]
 BASELINE_NAMES = {"interpolation": "interpolation", "quantile_mapping": "interpolation + quantile mapping"}
@@ -188,7 +189,8 @@ def convergence_rows(tail_error_csv: str | Path | None, names: dict[str, str]) -
 
 def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, figures: dict[str, str | Path],
            provenance_json: str | Path, stats_path: str | Path, baselines: list[str], out: str | Path,
-           tail_error_csv: str | Path | None = None) -> None:
+           tail_error_csv: str | Path | None = None, aa_rates_csv: str | Path | None = None) -> None:
+    """The downscaling report; `aa_rates_csv`: the A/A check's rates (aa_check), where it ran."""
     tidy = artifacts.read_csv(metrics_csv)
     frame = summary(tidy)
     comparisons = artifacts.read_csv(comparisons_csv)
@@ -213,6 +215,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
         gaussian={m: is_gaussian(config["models"][m]["nu"]) for m in models},
         truth_table=metrics_table(shown, order), other_table=metrics_table(all_rows, order),
         comparisons=comparisons.to_dict("records"),
+        aa_rates=(aa_rates_rows(artifacts.read_csv(aa_rates_csv), config["evaluation"]["confidence"])
+                  if aa_rates_csv else None),
         confidence=config["evaluation"]["confidence"], steps=config["training"]["steps"],
         figures={k: _image(p) for k, p in figures.items()},
         prov=json.loads(Path(provenance_json).read_text()),

@@ -27,7 +27,8 @@ def test_every_model_and_baseline_is_scored_against_the_paired_truth(downscaling
     assert {("edm", "0"), ("edm", "1"), ("edm", "mean"), ("tedm", "mean"), ("tflow", "0"), ("tedm_res", "0"),
             ("interpolation", "0"), ("quantile_mapping", "0")} <= runs
     for metric in ("crps", "twcrps_p99", "twcrps_p999", "fss_p99_3x3", "sal_location", "psd_log_error",
-                   "cell_quantile_rel_error_0.999", "block_mean_rel_error", "dry_fraction_error"):
+                   "cell_quantile_rel_error_0.999", "block_mean_rel_error", "dry_fraction_error",
+                   "field_max_return_level_rel_error_100"):
         assert metric in set(metrics.metric), metric
     # models have a spread and a rank histogram; the deterministic baselines have neither
     flat = metrics[metrics.metric == "rank_flatness"]
@@ -98,3 +99,13 @@ def _config(**changes):
 def test_downscaling_config_errors_name_the_key(changes, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         load_config(_config(**changes))
+
+
+def test_the_downscaling_aa_check_config_plans_the_check_after_every_training(tmp_path):
+    """config/aa-check-downscaling.yaml's DAG (a dry run): 8 trainings of each CorrDiff form, their
+    downscaled stores into one aa_check job, and its rates into the report."""
+    result = snakemake(tmp_path, "--cores", "2", "-n", "--configfile", str(REPO / "config" / "aa-check-downscaling.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert jobs["train"] == 16 and jobs["downscale"] == 16 and jobs["aa_check"] == 1

@@ -110,3 +110,40 @@ def test_field_max_return_levels_of_a_scaled_ensemble_are_off_by_the_scale():
     found = field_metrics(truth, np.repeat(1.3 * truth[:, None], 2, axis=1), Coarsening(STATS, 4), "tp")
     for period in FIELD_RETURN_PERIODS:
         assert found[f"field_max_return_level_rel_error_{period}"] == pytest.approx(0.3, abs=0.01), period
+
+
+def test_etccdi_indices_of_a_known_daily_series():
+    """One cell, 2001 and 2002: wet days of 2 mm every other day, an 11-day dry spell, a 5-day wet
+    spell of 3 mm, and one day of 40 mm in 2002."""
+    import pandas as pd
+    from htweather.evaluation.downscaling import etccdi_indices
+
+    times = pd.date_range("2001-01-01", "2002-12-31", freq="D")
+    rain = np.where(np.arange(len(times)) % 2 == 0, 2.0, 0.0)
+    rain[100:110] = 0.0   # 2001: an 11-day dry spell (day 99 is dry already)
+    rain[200:205] = 3.0   # 2001: 5 wet days in a row
+    rain[400] = 40.0      # 2002: the wettest day
+    found = etccdi_indices(rain[:, None], times, "mm day-1")
+    np.testing.assert_array_equal(found["rx1day"][:, 0], [3.0, 40.0])
+    np.testing.assert_array_equal(found["cdd"][:, 0], [11, 1])
+    np.testing.assert_array_equal(found["cwd"][:, 0], [5, 1])
+    year = rain[:365]
+    assert found["sdii"][0, 0] == pytest.approx(year[year >= 1].mean())
+
+
+def test_etccdi_errors_are_zero_for_the_truth_and_see_doubled_amounts():
+    import pandas as pd
+    from htweather.evaluation.downscaling import consecutive_days, etccdi_errors
+
+    times = pd.date_range("2003-01-01", periods=730, freq="D")
+    rng = np.random.default_rng(6)
+    truth = np.where(rng.random((730, 4, 4)) < 0.4, 1.0 + rng.gamma(0.8, 5.0, (730, 4, 4)), 0.0)  # wet days >= 1 mm
+    assert consecutive_days(times) and not consecutive_days(times[::2])
+    same = etccdi_errors(truth, np.repeat(truth[:, None], 3, axis=1), times, "mm/d")
+    assert set(same) == {"etccdi_rx1day_rel_error", "etccdi_sdii_rel_error", "etccdi_cdd_rel_error",
+                         "etccdi_cwd_rel_error"}
+    assert all(v == pytest.approx(0.0, abs=1e-12) for v in same.values())
+    doubled = etccdi_errors(truth, 2 * truth[:, None], times, "mm/d")  # the same wet days, twice the rain
+    assert doubled["etccdi_rx1day_rel_error"] == pytest.approx(1.0)
+    assert doubled["etccdi_sdii_rel_error"] == pytest.approx(1.0)
+    assert doubled["etccdi_cdd_rel_error"] == 0 and doubled["etccdi_cwd_rel_error"] == 0

@@ -23,6 +23,13 @@ scores, FSS over neighbourhoods, SEEPS, spread/skill, rank histograms and their 
   level several times less noisy than 128 times would, 17 % at T = 100 for a GEV with xi = 0.2);
   T in FIELD_RETURN_PERIODS fields;
 - `dry_fraction_error` (generated minus true) for a variable with a lower bound;
+- `etccdi_<index>_rel_error`: for daily precipitation downscaled on consecutive days
+  (`downscaling.times: all` on a daily store), the ETCCDI indices CORDEX-ML-Bench uses, per cell
+  and calendar year with xclim (ETCCDI_WET_DAY, 1 mm/day, the wet-day threshold): Rx1day (the
+  year's wettest day), SDII (mean amount on wet days), CDD and CWD (the longest runs of dry and of
+  wet days); each member's series against the truth's, as (mean over members, cells and years of
+  the generated minus the true) / the true. Members are downscaled day by day, so a member's runs
+  of days hold together only through the coarse fields;
 - `fields_beyond_training_max`: the share of generated fields whose largest value exceeds
   IMPLAUSIBLE_FACTOR times the largest value of the whole training split (stats.json's max): fields no amount of
   data supports (Student-t sampling from the smallest-kappa starts can end in them), which
@@ -48,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import ndimage
 
 from .. import artifacts
@@ -63,6 +71,7 @@ SAL_THRESHOLD_QUANTILE = 0.95
 CELL_QUANTILES = (0.99, 0.999)
 IMPLAUSIBLE_FACTOR = 2.0  # fields_beyond_training_max: beyond this many times the training maximum
 FIELD_RETURN_PERIODS = (10, 100)  # in fields: field_max_return_level_rel_error_T
+ETCCDI_WET_DAY = "1 mm/d"  # the ETCCDI wet-day threshold (SDII, CDD, CWD)
 RANK_TOLERANCE = 0.05  # a rank histogram "flat" where its total-variation distance from flat is at most this
 
 
@@ -164,6 +173,39 @@ def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsenin
     return out
 
 
+def consecutive_days(times) -> bool:
+    """The downscaled times are one calendar day apart, every one (a daily store, times: all)."""
+    steps = np.diff(pd.DatetimeIndex(times).values)
+    return len(steps) > 0 and bool(np.all(steps == np.timedelta64(1, "D")))
+
+
+def etccdi_indices(series: np.ndarray, times, units: str) -> dict[str, np.ndarray]:
+    """The ETCCDI indices of daily precipitation `series` (time, ...) in `units` per calendar year
+    (xclim): {"rx1day", "sdii", "cdd", "cwd": (years, ...)}."""
+    from xclim import indices as xi
+
+    pr = xr.DataArray(series, dims=("time", *(f"d{i}" for i in range(series.ndim - 1))),
+                      coords={"time": pd.DatetimeIndex(times)}, attrs={"units": units})
+    with warnings.catch_warnings():  # all-dry cells give SDII's 0 / 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = {"rx1day": xi.max_1day_precipitation_amount(pr, freq="YS"),
+                 "sdii": xi.daily_pr_intensity(pr, thresh=ETCCDI_WET_DAY, freq="YS"),
+                 "cdd": xi.maximum_consecutive_dry_days(pr, thresh=ETCCDI_WET_DAY, freq="YS"),
+                 "cwd": xi.maximum_consecutive_wet_days(pr, thresh=ETCCDI_WET_DAY, freq="YS")}
+    return {k: np.asarray(v.values, dtype=np.float64) for k, v in found.items()}
+
+
+def etccdi_errors(truth: np.ndarray, ensemble: np.ndarray, times, units: str) -> dict[str, float]:
+    """`etccdi_<index>_rel_error` (module docstring): truth (time, H, W), ensemble (time, member,
+    H, W), daily, in `units`."""
+    true = etccdi_indices(truth, times, units)
+    generated = etccdi_indices(ensemble, times, units)  # (years, member, H, W)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {f"etccdi_{k}_rel_error": _relative(float(np.nanmean(generated[k])), float(np.nanmean(true[k])))
+                for k in true}
+
+
 def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Path,
                       stats_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows (model, variable, metric, lead, value, ci_low, ci_high) of one downscaled store, and
@@ -187,6 +229,9 @@ def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Pat
         info = stats["variables"][name]
         found = field_metrics(truth, ensemble, coarsening, name, training_max=float(info["max"]),
                               lower_tail=info.get("tails") == "lower", climate=data[name])
+        daily_rain = info.get("lower_bound") is not None and consecutive_days(ds.init_time.values)
+        if daily_rain:
+            found.update(etccdi_errors(truth, ensemble, ds.init_time.values, info["units"]))
         for metric, value in found.items():
             extra.append({"model": run, "variable": name, "metric": metric, "lead": 0, "value": value,
                           "ci_low": np.nan, "ci_high": np.nan})

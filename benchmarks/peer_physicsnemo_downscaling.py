@@ -9,10 +9,9 @@ regression stage, network, budget and training seeds, scored by the pipeline's o
 
 What differs between the two sides, and what each ensemble isolates:
 
-- The trainings. Our loop (`htweather.training.train`, with `method=`) trains both sides: the same
-  batches, AdamW, warm-up, EMA, steps and seeds, and the same regression stage (ours, trained
-  first, or the pipeline's where its identity matches, copied to theirs: the stage's identity does
-  not depend on the method). PhysicsNeMo's side is its
+- The trainings. Our loop (`htweather.training.train`, with `method=`) trains both sides here, on
+  the CPU: the same batches, AdamW, warm-up, EMA, steps and seeds, and the same regression stage
+  (ours, trained first, copied to theirs: the stage's identity does not depend on the method). PhysicsNeMo's side is its
   preconditioner around our U-Net (same class, width and initial weights) and its loss; our loop
   hands the loss the residual x - mu(c) already, so the loss's own regression network is a zero
   (ZeroMean): subtracting mu is arithmetic, the same on both sides. Both sides use our P_mean,
@@ -186,7 +185,7 @@ def benchmark_config(path: Path, models: list[str], replicates: int, threads: in
     if missing:
         raise ConfigError(f"{path}: models {missing} are not in the run's config (--models)")
     raw["models"] = {m: raw["models"][m] for m in models}
-    for key in ("comparisons", "nu_sweep"):
+    for key in ("comparisons", "nu_sweep", "aa_check"):
         raw.pop(key, None)
     raw["replicates"] = replicates
     raw.setdefault("training", {}).update(device="cpu", compile=False, threads=threads)
@@ -199,24 +198,19 @@ def benchmark_config(path: Path, models: list[str], replicates: int, threads: in
     return config
 
 
-def train_all(config, models, store, stats_path, stats, out: Path, run: Path, replicates: int) -> dict:
-    """Both sides' trainings, ours first: ours copied from the pipeline's run where it has them
-    (train() resumes a checkpoint only if spec, seed and settings match, else trains anew), and
-    our regression stage (regression.pt) given to theirs, so that both diffuse the same residuals."""
+def train_all(config, models, store, stats_path, stats, out: Path, replicates: int) -> dict:
+    """Both sides' trainings, here, on the CPU (a pipeline's own could have run on a GPU), ours
+    first; our regression stage (regression.pt) is given to theirs, so that both diffuse the same
+    residuals."""
     paths = {}
     for r in range(replicates):
         for model in models:
-            pipeline_dir = run / "results" / "models" / replicate_name(model, r)
             ours = out / "models" / "htweather" / replicate_name(model, r)
             for implementation in IMPLEMENTATIONS:
                 model_dir = out / "models" / implementation / replicate_name(model, r)
                 model_dir.mkdir(parents=True, exist_ok=True)
-                source = pipeline_dir if implementation == "htweather" else ours
-                names = ("regression.pt", "checkpoint.pt", "train_log.csv") if implementation == "htweather" else (
-                    "regression.pt",)
-                for name in names:
-                    if not (model_dir / name).exists() and (source / name).exists():
-                        shutil.copy2(source / name, model_dir / name)
+                if implementation == "physicsnemo" and not (model_dir / "regression.pt").exists():
+                    shutil.copy2(ours / "regression.pt", model_dir / "regression.pt")
                 log.info("training %s %s, replicate %d", implementation, model, r)
                 method = SuperResMethod(grid_shape(stats)) if implementation == "physicsnemo" else None
                 paths[implementation, model, r] = train.train(config, model, store, stats_path, model_dir,
@@ -288,7 +282,7 @@ def downscale_theirs(config, model_path, store, stats, out: Path, sampler: str, 
     bar.close()
     seconds = time.perf_counter() - t0
     generated = np.concatenate(chunks).reshape(len(picks), members, channels, *shape)
-    nfe = 2 * levels["steps"] - (sampler == OUR_HEUN)  # its Heun evaluates the last step twice
+    nfe = 2 * levels["steps"] - 1  # Heun, both: no correction into sigma = 0
     attrs = {"model": spec.name, "implementation": SuperResMethod.name, "sampler": sampler, "replicate": replicate,
              "seed": seed, "nu": str(["inf" if math.isinf(v) else v for v in spec.nu]),
              "coarsen_factor": spec.coarsen_factor, "network_evaluations_per_field": nfe,
@@ -403,7 +397,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     levels = levels_of(config, args.sampler_steps)
     gaussian, student_t = args.models
-    trained = train_all(config, args.models, store, stats_path, stats, out, run, args.replicates)
+    trained = train_all(config, args.models, store, stats_path, stats, out, args.replicates)
     ensembles, made = downscale_all(config, trained, store, stats_path, stats, out, levels, student_t)
     baseline = None
     if args.baseline:

@@ -57,8 +57,9 @@ def test_field_metrics_are_zero_for_the_truth_itself_and_see_a_bias():
     coarsening = Coarsening(STATS, 4)
     perfect = field_metrics(truth, np.repeat(truth[:, None], 3, axis=1), coarsening, "tp")
     for metric in ("block_mean_rel_error", "cell_quantile_rel_error_0.99", "quantile_rel_error_0.999",
-                   "dry_fraction_error", "sal_location", "psd_log_error", "field_max_return_level_rel_error_100"):
+                   "dry_fraction_error", "sal_location", "psd_log_error", "field_max_return_level_rel_error_10"):
         assert perfect[metric] == pytest.approx(0.0, abs=1e-12), metric
+    assert np.isnan(perfect["field_max_return_level_rel_error_100"])  # 40 fields: no 100-field level
     doubled = field_metrics(truth, 2 * truth[:, None], coarsening, "tp")
     assert doubled["block_mean_rel_error"] == pytest.approx(1.0)
     assert doubled["cell_quantile_rel_error_0.99"] == pytest.approx(1.0)
@@ -147,3 +148,33 @@ def test_etccdi_errors_are_zero_for_the_truth_and_see_doubled_amounts():
     assert doubled["etccdi_rx1day_rel_error"] == pytest.approx(1.0)
     assert doubled["etccdi_sdii_rel_error"] == pytest.approx(1.0)
     assert doubled["etccdi_cdd_rel_error"] == 0 and doubled["etccdi_cwd_rel_error"] == 0
+
+
+def test_etccdi_indices_are_for_precipitation_in_a_rate_or_a_daily_amount():
+    from htweather.evaluation.downscaling import daily_rain_rate
+
+    rain = {"lower_bound": 0.0, "trace": 0.1}
+    assert daily_rain_rate({**rain, "units": "mm"}) == "mm/d"  # daily totals
+    assert daily_rain_rate({**rain, "units": "mm day-1"}) == "mm day-1"
+    assert daily_rain_rate({**rain, "units": "kg m-2 s-1"}) == "kg m-2 s-1"
+    assert daily_rain_rate({"lower_bound": 0.0, "trace": None, "units": "m s-1"}) is None  # a wind speed
+    assert daily_rain_rate({**rain, "units": "K"}) is None
+
+
+def test_a_masked_cell_leaves_the_etccdi_errors_as_they_are():
+    import pandas as pd
+    from htweather.evaluation.downscaling import etccdi_errors
+
+    times = pd.date_range("2003-01-01", periods=730, freq="D")
+    rng = np.random.default_rng(7)
+    truth = np.where(rng.random((730, 4, 4)) < 0.4, 1.0 + rng.gamma(0.8, 5.0, (730, 4, 4)), 0.0)
+    ensemble = np.where(rng.random((730, 2, 4, 4)) < 0.3, 1.0 + rng.gamma(0.8, 5.0, (730, 2, 4, 4)), 0.0)
+    masked_truth, masked_ensemble = truth.copy(), ensemble.copy()
+    masked_truth[:, 0, 0] = np.nan  # sea: NaN at every time, on both sides
+    masked_ensemble[:, :, 0, 0] = np.nan
+    # the other 15 cells alone
+    real = etccdi_errors(truth.reshape(730, 16)[:, 1:], ensemble.reshape(730, 2, 16)[:, :, 1:], times, "mm/d")
+    found = etccdi_errors(masked_truth, masked_ensemble, times, "mm/d")
+    for metric, value in real.items():
+        assert found[metric] == pytest.approx(value, rel=1e-9), metric
+    assert found["etccdi_cdd_rel_error"] != 0

@@ -256,5 +256,6 @@ def test_the_aa_check_of_downscaled_stores_compares_every_split_on_the_paired_sc
     overall = rates[rates.family == "all"]
     assert set(overall.variable) == set(stats["channels"]) and (overall.trainings == 5).all()
     assert ((overall.false_low <= overall.false_rate) & (overall.false_rate <= overall.false_high)).all()
+    assert (overall.false_rate <= 0.1).all()  # one method against itself (none when written)
     crps = power[(power.metric == "crps")]
     assert len(crps) == len(stats["channels"]) and (crps.relevant_difference > 0).all()

@@ -19,12 +19,13 @@ scores, FSS over neighbourhoods, SEEPS, spread/skill, rank histograms and their 
   (the level that the peak of one field in T exceeds; the smallest value, for a variable whose
   tail is its lower one), from a GEV fitted with `gev`'s censoring to each member's peaks over
   the downscaled times, averaged over members, against the one fitted to the truth's peaks over
-  every test time (a climate statistic, not a paired one: the whole split makes the truth's
-  level several times less noisy than 128 times would, 17 % at T = 100 for a GEV with xi = 0.2);
-  T in FIELD_RETURN_PERIODS fields;
+  the same times: the peaks follow their coarse fields, so the times' own sampling error is
+  shared by both sides and cancels, as in the cell quantiles. T in FIELD_RETURN_PERIODS fields,
+  NaN where fewer fields than T were downscaled (beyond them a level is the GEV's extrapolation);
 - `dry_fraction_error` (generated minus true) for a variable with a lower bound;
-- `etccdi_<index>_rel_error`: for daily precipitation downscaled on consecutive days
-  (`downscaling.times: all` on a daily store), the ETCCDI indices CORDEX-ML-Bench uses, per cell
+- `etccdi_<index>_rel_error`: for daily precipitation (a variable with a trace amount, in units
+  of a rate or of a daily amount) downscaled on consecutive days (`downscaling.times: all` on a
+  daily store), the ETCCDI indices CORDEX-ML-Bench uses, per cell
   and calendar year with xclim (ETCCDI_WET_DAY, 1 mm/day, the wet-day threshold): Rx1day (the
   year's wettest day), SDII (mean amount on wet days), CDD and CWD (the longest runs of dry and of
   wet days); each member's series against the truth's, as (mean over members, cells and years of
@@ -120,13 +121,11 @@ def field_peak_return_levels(peaks: np.ndarray, lower_bound: float | None) -> np
 
 
 def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsening, variable: str,
-                  training_max: float | None = None, lower_tail: bool = False,
-                  climate: np.ndarray | None = None) -> dict[str, float]:
+                  training_max: float | None = None, lower_tail: bool = False) -> dict[str, float]:
     """The downscaling metrics (module docstring) of one variable: truth (time, H, W),
     ensemble (time, member, H, W), both physical; `training_max` the training split's largest
     value (None: no `fields_beyond_training_max`); `lower_tail`: the variable's tail is its lower
-    one (return levels of each field's smallest value); `climate` (time, H, W): the fields whose
-    peaks give the truth's return levels (None: `truth`'s)."""
+    one (return levels of each field's smallest value)."""
     out = {}
     if training_max is not None:
         largest = np.nanmax(ensemble.reshape(*ensemble.shape[:2], -1), axis=-1)
@@ -150,8 +149,7 @@ def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsenin
     bound = coarsening.lower_bound(variable)
     sign = -1.0 if lower_tail else 1.0
     with np.errstate(all="ignore"):  # a field with no real value has no peak
-        reference = truth if climate is None else climate
-        true_peaks = np.nanmax(sign * reference.reshape(len(reference), -1), axis=1)
+        true_peaks = np.nanmax(sign * truth.reshape(len(truth), -1), axis=1)
         member_peaks = np.nanmax(sign * ensemble.reshape(*ensemble.shape[:2], -1), axis=2).T  # (member, time)
     peak_bound = bound if not lower_tail else None
     true_levels = sign * field_peak_return_levels(true_peaks, peak_bound)
@@ -159,7 +157,8 @@ def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsenin
         warnings.simplefilter("ignore", RuntimeWarning)
         gen_levels = sign * np.nanmean([field_peak_return_levels(m, peak_bound) for m in member_peaks], axis=0)
     for period, g, t in zip(FIELD_RETURN_PERIODS, gen_levels, true_levels):
-        out[f"field_max_return_level_rel_error_{period}"] = _relative(float(g), float(t))
+        within = len(truth) >= period
+        out[f"field_max_return_level_rel_error_{period}"] = _relative(float(g), float(t)) if within else float("nan")
     if bound is not None:
         real = np.isfinite(truth)  # per time: a cell may be missing at some times only
         members_real = np.broadcast_to(real[:, None], ensemble.shape)
@@ -179,20 +178,43 @@ def consecutive_days(times) -> bool:
     return len(steps) > 0 and bool(np.all(steps == np.timedelta64(1, "D")))
 
 
+def daily_rain_rate(info: dict) -> str | None:
+    """The units of a precipitation variable (stats.json's entry: one with a trace amount) as a
+    rate that xclim reads: its own where they are one ("mm day-1", "kg m-2 s-1"), "mm/d" for an
+    amount ("mm": a daily store's values are daily totals); None for any other variable."""
+    if info.get("trace") is None or info.get("lower_bound") is None:
+        return None
+    from xclim.core.units import units2pint
+
+    try:
+        dimension = units2pint(info["units"]).dimensionality
+    except Exception:  # units pint cannot read: not scored as rain
+        log.info("units %r are not a precipitation rate or amount: no ETCCDI indices", info["units"])
+        return None
+    if dimension == units2pint("mm").dimensionality:
+        return f"{info['units']}/d"
+    if dimension in (units2pint("mm/d").dimensionality, units2pint("kg m-2 s-1").dimensionality):
+        return info["units"]
+    log.info("units %r are not a precipitation rate or amount: no ETCCDI indices", info["units"])
+    return None
+
+
 def etccdi_indices(series: np.ndarray, times, units: str) -> dict[str, np.ndarray]:
-    """The ETCCDI indices of daily precipitation `series` (time, ...) in `units` per calendar year
-    (xclim): {"rx1day", "sdii", "cdd", "cwd": (years, ...)}."""
+    """The ETCCDI indices of daily precipitation `series` (time, ...) in `units` (a rate) per
+    calendar year (xclim): {"rx1day", "sdii", "cdd", "cwd": (years, ...)}, NaN for a cell's year
+    with a missing day (a masked cell's zeros would pull the dry and wet spells' means down)."""
     from xclim import indices as xi
 
     pr = xr.DataArray(series, dims=("time", *(f"d{i}" for i in range(series.ndim - 1))),
                       coords={"time": pd.DatetimeIndex(times)}, attrs={"units": units})
+    complete = pr.notnull().resample(time="YS").min().astype(bool)
     with warnings.catch_warnings():  # all-dry cells give SDII's 0 / 0
         warnings.simplefilter("ignore", RuntimeWarning)
         found = {"rx1day": xi.max_1day_precipitation_amount(pr, freq="YS"),
                  "sdii": xi.daily_pr_intensity(pr, thresh=ETCCDI_WET_DAY, freq="YS"),
                  "cdd": xi.maximum_consecutive_dry_days(pr, thresh=ETCCDI_WET_DAY, freq="YS"),
                  "cwd": xi.maximum_consecutive_wet_days(pr, thresh=ETCCDI_WET_DAY, freq="YS")}
-    return {k: np.asarray(v.values, dtype=np.float64) for k, v in found.items()}
+    return {k: np.asarray(v.where(complete.values).values, dtype=np.float64) for k, v in found.items()}
 
 
 def etccdi_errors(truth: np.ndarray, ensemble: np.ndarray, times, units: str) -> dict[str, float]:
@@ -228,10 +250,10 @@ def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Pat
         # the training split's largest value, as ingestion recorded it (stats.json)
         info = stats["variables"][name]
         found = field_metrics(truth, ensemble, coarsening, name, training_max=float(info["max"]),
-                              lower_tail=info.get("tails") == "lower", climate=data[name])
-        daily_rain = info.get("lower_bound") is not None and consecutive_days(ds.init_time.values)
-        if daily_rain:
-            found.update(etccdi_errors(truth, ensemble, ds.init_time.values, info["units"]))
+                              lower_tail=info.get("tails") == "lower")
+        rate = daily_rain_rate(info)
+        if rate is not None and consecutive_days(ds.init_time.values):
+            found.update(etccdi_errors(truth, ensemble, ds.init_time.values, rate))
         for metric, value in found.items():
             extra.append({"model": run, "variable": name, "metric": metric, "lead": 0, "value": value,
                           "ci_low": np.nan, "ci_high": np.nan})

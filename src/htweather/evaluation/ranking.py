@@ -27,7 +27,7 @@ def orientation(metric: str) -> str | None:
         return "one"
     # signed errors and differences; the spatial metrics (evaluation.spatial) are 0 when right
     if metric.startswith(("quantile_rel_error", "wet_", "dry_", "psd_", "sal_", "object_", "cell_quantile_",
-                          "block_mean_", "fields_beyond_")):
+                          "block_mean_", "fields_beyond_", "field_max_return_level_", "etccdi_")):
         return "zero"
     if metric.startswith(("brier_", "twcrps_", "seeps")):
         return "min"

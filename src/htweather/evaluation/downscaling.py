@@ -251,8 +251,8 @@ def verify_downscaled(config: dict, run: str, path: str | Path, store: str | Pat
         info = stats["variables"][name]
         found = field_metrics(truth, ensemble, coarsening, name, training_max=float(info["max"]),
                               lower_tail=info.get("tails") == "lower")
-        rate = daily_rain_rate(info)
-        if rate is not None and consecutive_days(ds.init_time.values):
+        rate = daily_rain_rate(info) if consecutive_days(ds.init_time.values) else None  # xclim only then
+        if rate is not None:
             found.update(etccdi_errors(truth, ensemble, ds.init_time.values, rate))
         for metric, value in found.items():
             extra.append({"model": run, "variable": name, "metric": metric, "lead": 0, "value": value,

@@ -152,12 +152,14 @@ def field_metrics(truth: np.ndarray, ensemble: np.ndarray, coarsening: Coarsenin
         true_peaks = np.nanmax(sign * truth.reshape(len(truth), -1), axis=1)
         member_peaks = np.nanmax(sign * ensemble.reshape(*ensemble.shape[:2], -1), axis=2).T  # (member, time)
     peak_bound = bound if not lower_tail else None
-    true_levels = sign * field_peak_return_levels(true_peaks, peak_bound)
-    with np.errstate(all="ignore"), warnings.catch_warnings():  # NaN where no member's fit could be made
-        warnings.simplefilter("ignore", RuntimeWarning)
-        gen_levels = sign * np.nanmean([field_peak_return_levels(m, peak_bound) for m in member_peaks], axis=0)
+    true_levels = gen_levels = np.full(len(FIELD_RETURN_PERIODS), np.nan)
+    if len(truth) >= min(FIELD_RETURN_PERIODS):  # else no level to fit
+        true_levels = sign * field_peak_return_levels(true_peaks, peak_bound)
+        with np.errstate(all="ignore"), warnings.catch_warnings():  # NaN where no member's fit could be made
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gen_levels = sign * np.nanmean([field_peak_return_levels(m, peak_bound) for m in member_peaks], axis=0)
     for period, g, t in zip(FIELD_RETURN_PERIODS, gen_levels, true_levels):
-        within = len(truth) >= period
+        within = len(truth) >= period  # beyond the downscaled times: the GEV's extrapolation
         out[f"field_max_return_level_rel_error_{period}"] = _relative(float(g), float(t)) if within else float("nan")
     if bound is not None:
         real = np.isfinite(truth)  # per time: a cell may be missing at some times only
@@ -189,8 +191,7 @@ def daily_rain_rate(info: dict) -> str | None:
     try:
         dimension = units2pint(info["units"]).dimensionality
     except Exception:  # units pint cannot read: not scored as rain
-        log.info("units %r are not a precipitation rate or amount: no ETCCDI indices", info["units"])
-        return None
+        dimension = None
     if dimension == units2pint("mm").dimensionality:
         return f"{info['units']}/d"
     if dimension in (units2pint("mm/d").dimensionality, units2pint("kg m-2 s-1").dimensionality):

@@ -213,7 +213,7 @@ def test_patch_training_crops_with_positions_and_generates_whole_fields(store, t
     examples = Examples(SplitFields(root / "store.zarr", "train"), 1, "models.fc.condition_steps", patch=8)
     whole = Examples(SplitFields(root / "store.zarr", "train"), 1, "models.fc.condition_steps")
     batches = StepBatches(examples, 4, seed=3, group=Group())
-    x0, cond = batches[5]
+    x0, cond, _ = batches[5]
     assert x0.shape == (4, 3, 8, 8) and cond.shape == (4, 3 + 2, 8, 8)
     generator = torch.Generator().manual_seed(train.derived_seed(3, "batch", "5"))
     positions = torch.randint(len(examples), (4,), generator=generator)
@@ -225,7 +225,7 @@ def test_patch_training_crops_with_positions_and_generates_whole_fields(store, t
         assert torch.equal(cond[b, :3], full_cond[b, :, i:i + 8, j:j + 8])
         assert torch.equal(cond[b, 3:], grid[:, i:i + 8, j:j + 8])
     assert len({tuple(o) for o in offsets}) > 1  # crops at different places
-    x0_again, _ = batches[5]
+    x0_again, _, _ = batches[5]
     assert torch.equal(x0, x0_again)  # a function of (seed, step)
 
     patch_cfg = {**cfg, "training": {**cfg["training"], "patch": 8}}

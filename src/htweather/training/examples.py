@@ -123,19 +123,27 @@ class Examples:
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item `step`: this rank's share of the global batch of that step. The examples of a step
-    are a function of (seed, step) alone, so a resumed run, a run with data-loader workers
-    reading ahead and a run on N ranks all train on the same examples."""
+    """Item `step`: this rank's share of the global batch of that step, as (x0, cond or None,
+    loss weights or None). The examples of a step are a function of (seed, step) alone, so a
+    resumed run, a run with data-loader workers reading ahead and a run on N ranks all train on
+    the same examples. `sampling` (`importance.ExtremeSampling`): draw the examples from its
+    probabilities, with its unbiasing weights; None: uniformly, unweighted."""
 
-    def __init__(self, examples: Examples, global_batch: int, seed: int, group: Group):
-        self.examples, self.global_batch, self.seed = examples, global_batch, seed
+    def __init__(self, examples: Examples, global_batch: int, seed: int, group: Group, sampling=None):
+        self.examples, self.global_batch, self.seed, self.sampling = examples, global_batch, seed, sampling
         self.share = slice(group.rank * global_batch // group.world, (group.rank + 1) * global_batch // group.world)
 
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "batch", str(step)))
-        positions = torch.randint(len(self.examples), (self.global_batch,), generator=generator)
+        if self.sampling is None:
+            positions = torch.randint(len(self.examples), (self.global_batch,), generator=generator)
+        else:
+            positions = self.sampling.draw(self.global_batch, generator)
         offsets = self.examples.offsets(self.global_batch, generator)  # crops; drawn after the positions
-        return self.examples.read(positions[self.share].numpy(), offsets[self.share])
+        positions = positions[self.share]
+        tensors = self.examples.read(positions.numpy(), offsets[self.share])
+        weights = None if self.sampling is None else self.sampling.weights[positions]
+        return tensors[0], (tensors[1] if len(tensors) > 1 else None), weights

@@ -47,7 +47,7 @@ from ..models.tail_index import exceedance_summary
 from ..models.devices import autocast, set_threads
 from ..runtime import StopSignals, derived_seed, progress, replicate_seed
 from ..models.regression import conditional_mean
-from . import checkpoints, distributed, stopping
+from . import checkpoints, distributed, importance, stopping
 from .regression import train_regression
 from .examples import Examples, SplitFields, StepBatches
 
@@ -63,6 +63,15 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
     beta = min(decay, (1 + step) / (10 + step))
     for p_ema, p in zip(ema.parameters(), model.parameters()):
         p_ema.lerp_(p.detach(), 1 - beta)
+
+
+def lr_factor(step: int, warmup: int, decay_after: int | None) -> float:
+    """The learning rate's multiplier at `step`: a linear warm-up over `warmup` steps, then
+    constant, or (`decay_after`, EDM2's schedule) 1 / sqrt(step / decay_after) once past it."""
+    factor = min(1.0, (step + 1) / warmup)
+    if decay_after:
+        factor /= max(1.0, (step + 1) / decay_after) ** 0.5
+    return factor
 
 
 def masked_loss(loss_fn, weight: torch.Tensor | None):
@@ -240,7 +249,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     # fused: one kernel for all parameters (CPU and CUDA); 4-13 % faster steps on CPU (benchmarks/cpu_kernels.py)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"], fused=True)
     warmup = max(1, opts["warmup_steps"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, warmup, opts["lr_decay_after"]))
     n_params = sum(p.numel() for p in model.parameters())
     log.info("U-Net with %.3f M parameters", n_params / 1e6)
 
@@ -294,8 +303,16 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     if opts["compile"] and device.type == "cuda":  # after DDP, so the compiler sees its gradient buckets
         model.net = torch.compile(model.net)
         log.info("network compiled with torch.compile")
+    sampling = None
+    if opts["extremes"]["fraction"] > 0:
+        extreme = importance.extreme_fields(train_set.fields[train_set.targets].numpy(),
+                                            [tails[v] for v in spec.variables], opts["extremes"]["quantile"])
+        sampling = importance.ExtremeSampling(extreme, opts["extremes"]["fraction"])
+        log.info("importance sampling: %d of %d training fields are extreme (a cell beyond the %g quantile), "
+                 "%.0f %% of each batch drawn from them, losses weighted 1 / (N q)", sampling.extreme_count,
+                 len(extreme), opts["extremes"]["quantile"], 100 * opts["extremes"]["fraction"])
     batches = torch.utils.data.DataLoader(
-        StepBatches(train_set, opts["batch_size"], seed, group), batch_size=None,
+        StepBatches(train_set, opts["batch_size"], seed, group, sampling), batch_size=None,
         sampler=range(start_step, total), num_workers=workers, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers else None,
         # spawned, not forked: a fork copies zarr's event-loop thread's locks mid-use and hangs
@@ -310,15 +327,18 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     done = start_step
     # a resumed run that had stopped
     stopped = plateau is not None and bool(plateau.checks) and plateau.update(*plateau.checks.pop())
-    for step, tensors in zip(range(start_step, total if not stopped else start_step), batches):
-        x0 = tensors[0].to(device, non_blocking=True)
-        cond = tensors[1].to(device, non_blocking=True) if len(tensors) > 1 else None
+    for step, (x0, cond, example_weights) in zip(range(start_step, total if not stopped else start_step), batches):
+        x0 = x0.to(device, non_blocking=True)
+        cond = cond.to(device, non_blocking=True) if cond is not None else None
         # The noise of the whole global batch from a per-step seed; this rank keeps its share.
         torch.manual_seed(derived_seed(seed, "noise", str(step)))
         draws = tuple(d[batches.dataset.share] for d in objective.draw(model, shape, device))
         torch.manual_seed(derived_seed(seed, "rank", str(step), str(group.rank)))  # dropout
         with autocast(device):
-            loss = loss_fn(model, x0, cond, draws).float().mean()
+            loss = loss_fn(model, x0, cond, draws).float()
+            if example_weights is not None:  # importance sampling's 1 / (N q): the uniform objective
+                loss = loss * example_weights.to(device).reshape(-1, *[1] * (loss.ndim - 1))
+            loss = loss.mean()
         mean_loss = distributed.mean_over_ranks(loss, group)  # every rank sees a non-finite loss together
         if not torch.isfinite(mean_loss):
             raise FloatingPointError(f"model {name}: training loss is {mean_loss.item()} at step {step}")

@@ -25,6 +25,7 @@ from .regression import build_regression
 from .diffusion import (EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise, edm_sampler,
                         flow_sampler)
 from .diffusion.samplers import network_evaluations
+from .diffusion.weighting import LogVarianceHead
 from .networks import UNet
 
 
@@ -51,10 +52,16 @@ class ModelSpec:
     # CorrDiff's two stages (models.NAME.residual, downscaling only): a regression U-Net for the
     # conditional mean, and this model's diffusion on the residual (models.regression)
     residual: bool = False
+    # training.loss_weighting: "learned" adds EDM2's per-noise-level weighting head (training only)
+    loss_weighting: str = "fixed"
 
     def to_dict(self) -> dict:
-        # inf is stored as a string so that checkpoints stay plain data
-        return {**self.__dict__, "nu": ["inf" if math.isinf(v) else v for v in self.nu]}
+        # inf is stored as a string so that checkpoints stay plain data; the default weighting is
+        # left out, so that specs (and the identities built from them) of earlier runs still match
+        out = {**self.__dict__, "nu": ["inf" if math.isinf(v) else v for v in self.nu]}
+        if out["loss_weighting"] == "fixed":
+            del out["loss_weighting"]
+        return out
 
     def nu_by_variable(self) -> dict:
         """{variable: nu}, "inf" for Gaussian (plain data, e.g. for ensemble attributes)."""
@@ -80,7 +87,8 @@ class ModelSpec:
                    condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"],
                    kappa=entry.get("kappa", "auto"), patch=model_patch(entry, config.get("training", {})),
                    coarsen_factor=int(config["downscaling"]["factor"]) if entry.get("downscale") else 0,
-                   residual=bool(entry.get("residual")))
+                   residual=bool(entry.get("residual")),
+                   loss_weighting=config.get("training", {}).get("loss_weighting", "fixed"))
 
     def condition_channels(self) -> int:
         """Channels the denoiser sees besides the noisy field: the previous states (forecasts) or
@@ -123,7 +131,8 @@ def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
                embedding_dim=arch["embedding_dim"], dropout=arch["dropout"])
     noise = StudentTNoise(spec.nu, channels, per_channel=spec.kappa_per_channel())
     precond = EDMPrecond if spec.family == "edm" else FlowPrecond
-    return precond(net, noise, sigma_data=spec.sigma_data)
+    head = LogVarianceHead() if spec.loss_weighting == "learned" else None
+    return precond(net, noise, sigma_data=spec.sigma_data, loss_weighting=head)
 
 
 def loss_fn(spec: ModelSpec, training: dict):

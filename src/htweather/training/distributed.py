@@ -81,6 +81,14 @@ def barrier(group: Group) -> None:
         dist.barrier()
 
 
+def average_gradients(module: torch.nn.Module, group: Group) -> None:
+    """Average a module's gradients over the ranks (for parameters outside the DDP-wrapped network)."""
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= group.world
+
+
 def mean_over_ranks(value: torch.Tensor, group: Group) -> torch.Tensor:
     if group.distributed:
         value = value.detach().clone()

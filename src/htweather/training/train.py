@@ -344,6 +344,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             raise FloatingPointError(f"model {name}: training loss is {mean_loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if group.distributed and getattr(model, "loss_weighting", None) is not None:  # outside DDP's network: averaged here
+            distributed.average_gradients(model.loss_weighting, group)
         opt.step()
         sched.step()
         update_ema(ema, model, opts["ema_decay"], step)

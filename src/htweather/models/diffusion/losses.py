@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 
 from .preconditioning import EDMPrecond, FlowPrecond
+from .weighting import weighted
 
 
 class EDMLoss:
     """t-EDM loss: ln sigma ~ N(P_mean, P_std^2), x = x0 + sigma n with Student-t n,
-    loss = lambda(sigma) |D(x, sigma) - x0|^2 with lambda = 1 / c_out^2 = (s^2 + sd^2) / (s sd)^2."""
+    loss = lambda(sigma) |D(x, sigma) - x0|^2 with lambda = 1 / c_out^2 = (s^2 + sd^2) / (s sd)^2
+    (divided by exp(u) plus u where the preconditioner has a learned weighting: `weighting`)."""
 
     def __init__(self, P_mean: float = -1.2, P_std: float = 1.2):
         self.P_mean = P_mean
@@ -32,11 +34,12 @@ class EDMLoss:
         denoised = precond(x0 + sigma * n, sigma, cond)
         s, sd = precond.scale(sigma), precond.sigma_data
         weight = (s**2 + sd**2) / (s * sd) ** 2
-        return weight * (denoised - x0) ** 2
+        return weighted(weight * (denoised - x0) ** 2, precond.loss_weighting, sigma.log() / 4)
 
 
 class FlowMatchingLoss:
-    """t-Flow loss: t ~ U(0, 1), x_t = (1 - t) x0 + t n, loss = |v(x_t, t) - (n - x0)|^2."""
+    """t-Flow loss: t ~ U(0, 1), x_t = (1 - t) x0 + t n, loss = |v(x_t, t) - (n - x0)|^2 (learned
+    weighting as in `EDMLoss`)."""
 
     def draw(self, precond: FlowPrecond, shape, device=None, dtype=torch.float32):
         """(t, n): t (B, 1, 1, 1) and Student-t noise n of `shape`."""
@@ -47,4 +50,4 @@ class FlowMatchingLoss:
                  draws: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         t, n = draws if draws is not None else self.draw(precond, x0.shape, x0.device, x0.dtype)
         x_t = (1 - t) * x0 + t * n
-        return (precond.velocity(x_t, t, cond) - (n - x0)) ** 2
+        return weighted((precond.velocity(x_t, t, cond) - (n - x0)) ** 2, precond.loss_weighting, t)

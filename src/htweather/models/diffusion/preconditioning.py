@@ -17,12 +17,16 @@ from .noise import StudentTNoise
 
 class Preconditioner(nn.Module):
     """A raw network F(x, c_noise), the noise it is trained with, and the data scale sd: one
-    number, or one per channel (per-channel preconditioning, PCP)."""
+    number, or one per channel (per-channel preconditioning, PCP); optionally the learned loss
+    weighting's head (`weighting.LogVarianceHead`), which sampling does not use."""
 
-    def __init__(self, net: nn.Module, noise: StudentTNoise, sigma_data: float | Sequence[float] = 1.0):
+    def __init__(self, net: nn.Module, noise: StudentTNoise, sigma_data: float | Sequence[float] = 1.0,
+                 loss_weighting: nn.Module | None = None):
         super().__init__()
         self.net = net
         self.noise = noise
+        # training only (training.loss_weighting: learned): the loss's u per noise level (`weighting`)
+        self.loss_weighting = loss_weighting
         if isinstance(sigma_data, (int, float)):
             self.sigma_data = float(sigma_data)
         else:  # a (1, C, 1, 1) buffer broadcasts through every formula below

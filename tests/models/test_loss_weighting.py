@@ -1,0 +1,67 @@
+"""EDM2's learned loss weighting: starts as the fixed weighting, learns ln E[L | noise level],
+trains, saves and samples."""
+
+import math
+
+import pytest
+import torch
+
+from htweather.models import assemble
+from htweather.models.diffusion import EDMLoss, EDMPrecond, FlowMatchingLoss, FlowPrecond, StudentTNoise
+from htweather.models.diffusion.weighting import LogVarianceHead, weighted
+from htweather.training import train
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x, c_noise):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("family", ["edm", "flow"])
+def test_the_learned_weighting_starts_as_the_fixed_one(family):
+    torch.manual_seed(0)
+    net, noise = Tiny(), StudentTNoise(5.0, 2)
+    precond, loss = (EDMPrecond, EDMLoss()) if family == "edm" else (FlowPrecond, FlowMatchingLoss())
+    fixed = precond(net, noise, sigma_data=0.7)
+    learned = precond(net, noise, sigma_data=0.7, loss_weighting=LogVarianceHead())
+    x0 = torch.randn(8, 2, 6, 6)
+    draws = loss.draw(fixed, x0.shape)
+    assert torch.allclose(loss(fixed, x0, draws=draws), loss(learned, x0, draws=draws))
+
+
+def test_the_head_learns_the_log_of_each_levels_expected_loss():
+    # two noise levels whose per-element losses are exponential with means 0.2 and 5: the
+    # minimiser of E[L / exp(u) + u] is u = ln E[L | level]
+    torch.manual_seed(1)
+    head = LogVarianceHead()
+    opt = torch.optim.Adam(head.parameters(), lr=0.01)
+    levels = torch.tensor([-0.5, 0.5])
+    means = torch.tensor([0.2, 5.0])
+    for _ in range(2000):
+        which = torch.randint(2, (256,))
+        losses = torch.distributions.Exponential(1 / means[which]).sample()[:, None, None, None]
+        objective = weighted(losses, head, levels[which]).mean()
+        opt.zero_grad()
+        objective.backward()
+        opt.step()
+    u = head(levels).reshape(-1).detach()
+    assert torch.allclose(u, means.log(), atol=0.2)
+
+
+def test_a_model_trained_with_learned_weighting_saves_loads_and_samples(store, tmp_path):
+    cfg, root = store
+    cfg = {**cfg, "training": {**cfg["training"], "loss_weighting": "learned"}}
+    path = train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "m")
+    model, spec, _ = assemble.load_model(path, torch.device("cpu"))
+    assert spec.loss_weighting == "learned" and model.loss_weighting is not None
+    assert model.loss_weighting.linear.weight.abs().sum() > 0  # it learned something
+    fields = assemble.generate(model, spec, 2, (8, 8), cfg["sampling"], torch.device("cpu"))
+    assert torch.isfinite(fields).all()
+    # the default weighting leaves the saved spec as it was
+    assert "loss_weighting" not in assemble.ModelSpec.from_config(
+        {**cfg, "training": {**cfg["training"], "loss_weighting": "fixed"}}, "tedm").to_dict()
+    assert math.isfinite(spec.sigma_data if isinstance(spec.sigma_data, float) else spec.sigma_data[0])

@@ -328,6 +328,15 @@ def test_the_stop_rule_stops_when_a_doubling_of_the_steps_brings_less_than_ten_p
     assert not Plateau(patience=2).update(100, 1.0)  # one check: no doubling yet
 
 
+def test_the_stop_rule_reads_the_heavy_tailed_variables():
+    from htweather.training.stopping import heavy_variables
+    rng = np.random.default_rng(0)
+    values = {"t2m": rng.normal(280, 5, 50_000), "w": rng.standard_t(3, 50_000), "tp": rng.pareto(2.5, 50_000)}
+    tails = {"t2m": "both", "w": "lower", "tp": "upper"}
+    assert heavy_variables(values, tails) == ["w", "tp"]
+    assert heavy_variables({"t2m": values["t2m"]}, tails) == ["t2m"]  # none heavy: all
+
+
 def test_steps_auto_stops_on_the_validation_tail_error_and_records_the_steps_used(store, tmp_path):
     cfg, root = store
     auto = {**cfg, "training": {**cfg["training"], "steps": "auto", "max_steps": 60, "snapshots": [0.25, 0.5],
@@ -339,6 +348,15 @@ def test_steps_auto_stops_on_the_validation_tail_error_and_records_the_steps_use
     checks = [(int(r["step"]), float(r["tail_error"])) for r in rows if r["tail_error"]]
     assert [s for s, _ in checks] == list(range(5, final["steps"] + 1, 5)) and final["steps"] == int(rows[-1]["step"])
     assert all(e >= 0 for _, e in checks)
+    # each variable's tail error is logged; the rule reads their mean over the heavy-tailed ones
+    per_variable = {v: [float(r[f"tail_error_{v}"]) for r in rows if r["tail_error"]] for v in cfg["data"]["variables"]}
+    assert all(len(e) == len(checks) for e in per_variable.values())
+    from htweather.data.store import load_stats, split_fields
+    from htweather.training.stopping import heavy_variables
+    stats = load_stats(root / "stats.json")
+    heavy = heavy_variables({v: f.ravel() for v, f in split_fields(root / "store.zarr", "validation").items()},
+                            {v: stats["variables"][v]["tails"] for v in stats["channels"]})
+    assert np.allclose([e for _, e in checks], np.mean([per_variable[v] for v in heavy], axis=0))
     end = final["steps"]
     if end < 60:  # stopped by the rule: the later half of the steps did not beat the earlier by 10 %
         assert min(e for s, e in checks if s > end / 2) > 0.9 * min(e for s, e in checks if s <= end / 2)

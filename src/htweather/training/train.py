@@ -265,7 +265,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
 
     def write_log():
         with artifacts.written(log_path) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, LOG_COLUMNS, extrasaction="ignore")  # "check": the stop rule's rows
+            writer = csv.DictWriter(f, columns, extrasaction="ignore")  # "check": the stop rule's rows
             writer.writeheader()
             writer.writerows(rows)
 
@@ -288,6 +288,9 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     conditional = bool(spec.condition_steps or downscaling)  # no unconditional tail check: stop on val_loss
     if auto and group.main and not conditional:
         tail_check = stopping.TailCheck(config, spec, load_stats(stats_path), store, input_map, device, seed + 3)
+        log.info("steps: auto: the stop rule reads the tail error of %s", ", ".join(tail_check.variables))
+    # with the tail check, each variable's tail error beside the rule's mean (tail_error)
+    columns = LOG_COLUMNS + ([f"tail_error_{v}" for v in spec.variables] if tail_check is not None else [])
     if auto:  # a resumed run replays the checks it logged
         for row in rows:
             if row.get("check"):
@@ -372,7 +375,9 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             stop = False
             if group.main:
                 if tail_check is not None:
-                    row["tail_error"] = tail_check(ema)
+                    errors = tail_check(ema)
+                    row.update({f"tail_error_{v}": e for v, e in errors.items()})
+                    row["tail_error"] = tail_check.criterion(errors)
                 row["check"] = 1
                 criterion = row["tail_error"] if tail_check is not None else row["val_loss"]
                 stop = plateau.update(done, float(criterion))

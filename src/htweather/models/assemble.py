@@ -83,7 +83,7 @@ class ModelSpec:
         variables = list(config["data"]["variables"])
         sigma_data = None if entry["sigma_data"] == "per_channel" else float(entry["sigma_data"])
         return cls(name=name, family=entry["family"], nu=nu_per_variable(entry, variables),
-                   sigma_data=sigma_data, variables=variables, architecture=dict(config["architecture"]),
+                   sigma_data=sigma_data, variables=variables, architecture=network_settings(config["architecture"]),
                    condition_steps=int(entry["condition_steps"]), normalisation=entry["normalisation"],
                    kappa=entry.get("kappa", "auto"), patch=model_patch(entry, config.get("training", {})),
                    coarsen_factor=int(config["downscaling"]["factor"]) if entry.get("downscale") else 0,
@@ -94,6 +94,12 @@ class ModelSpec:
         """Channels the denoiser sees besides the noisy field: the previous states (forecasts) or
         the coarse field (downscaling)."""
         return len(self.variables) * (self.condition_steps + (1 if self.coarsen_factor else 0))
+
+
+def network_settings(architecture: dict) -> dict:
+    """The architecture as a spec records it: the output norm only where it is left out, so that
+    the specs (and identities) of models built before the setting existed still match."""
+    return {k: v for k, v in architecture.items() if not (k == "output_norm" and v)}
 
 
 def needs_training_data(spec: ModelSpec) -> bool:
@@ -128,7 +134,8 @@ def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
     positions = POSITION_CHANNELS if spec.patch else 0
     net = UNet(channels + spec.condition_channels() + positions, channels, base_channels=arch["base_channels"],
                channel_mult=tuple(arch["channel_mult"]), num_blocks=arch["num_blocks"],
-               embedding_dim=arch["embedding_dim"], dropout=arch["dropout"])
+               embedding_dim=arch["embedding_dim"], dropout=arch["dropout"],
+               output_norm=arch.get("output_norm", True))
     noise = StudentTNoise(spec.nu, channels, per_channel=spec.kappa_per_channel())
     precond = EDMPrecond if spec.family == "edm" else FlowPrecond
     head = LogVarianceHead() if spec.loss_weighting == "learned" else None

@@ -60,7 +60,7 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, base_channels: int = 32,
                  channel_mult: tuple[int, ...] = (1, 2, 2), num_blocks: int = 1,
-                 embedding_dim: int = 128, dropout: float = 0.0):
+                 embedding_dim: int = 128, dropout: float = 0.0, output_norm: bool = True):
         super().__init__()
         self.levels = len(channel_mult)
         self.embed = NoiseEmbedding(embedding_dim)
@@ -88,7 +88,9 @@ class UNet(nn.Module):
                 blocks.append(ResBlock(c + skip_widths.pop(), w, embedding_dim, dropout))
                 c = w
             self.up.append(blocks)
-        self.head_norm = nn.GroupNorm(_groups(c), c)
+        # a group norm is blind to its input's scale (GN(a h) = GN(h)): without it the output
+        # layer sees each field's amplitude (architecture.output_norm)
+        self.head_norm = nn.GroupNorm(_groups(c), c) if output_norm else nn.Identity()
         self.head = nn.Conv2d(c, out_channels, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

@@ -1,5 +1,5 @@
-"""EDM2's learned loss weighting: starts as the fixed weighting, learns ln E[L | noise level],
-trains, saves and samples."""
+"""Model choices for reaching the tail: EDM2's learned loss weighting (starts as the fixed
+weighting, learns ln E[L | noise level], trains, saves and samples) and the network's output norm."""
 
 import math
 
@@ -65,3 +65,19 @@ def test_a_model_trained_with_learned_weighting_saves_loads_and_samples(store, t
     assert "loss_weighting" not in assemble.ModelSpec.from_config(
         {**cfg, "training": {**cfg["training"], "loss_weighting": "fixed"}}, "tedm").to_dict()
     assert math.isfinite(spec.sigma_data if isinstance(spec.sigma_data, float) else spec.sigma_data[0])
+
+
+def test_without_the_output_norm_the_network_sees_a_fields_amplitude():
+    # a group norm before the output layer makes the network blind to its input's scale
+    from htweather.models.networks.unet import UNet
+    torch.manual_seed(0)
+    x, c = torch.randn(2, 3, 16, 16), torch.zeros(2)
+    ratios = {}
+    for norm in (True, False):
+        net = UNet(3, 3, 16, (1, 2, 2), 1, 64, 0.0, output_norm=norm)
+        torch.nn.init.normal_(net.head.weight, std=0.1)  # zero at initialisation
+        ratios[norm] = float(net(3 * x, c).std() / net(x, c).std())
+    assert ratios[True] < 1.2 and ratios[False] > 2.0
+    # the default spec leaves the setting out, so earlier models' specs still match
+    assert "output_norm" not in assemble.network_settings({"base_channels": 16, "output_norm": True})
+    assert assemble.network_settings({"output_norm": False}) == {"output_norm": False}

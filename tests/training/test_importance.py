@@ -100,3 +100,19 @@ def test_training_with_extreme_sampling_and_decay_runs_and_logs(store, tmp_path,
     rows = list(csv.DictReader(open(tmp_path / "m" / "train_log.csv")))
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[-1] < lrs[0] or lrs[-1] < cfg["training"]["lr"]
+
+
+def test_the_power_function_ema_has_the_relative_length_asked_for():
+    # EDM2: the profile's relative standard deviation; 0.09 is about the warm-up EMA's
+    for length in (0.05, 0.09, 0.2):
+        g = train.ema_gamma(length)
+        assert ((g + 1) / ((g + 2) ** 2 * (g + 3))) ** 0.5 == pytest.approx(length)
+    assert train.ema_beta(4199, 0.999, 0.09) == pytest.approx(train.ema_beta(4199, 0.999), abs=1e-4)
+    assert train.ema_beta(20000, 0.999) == 0.999 and train.ema_beta(20000, 0.999, 0.09) > 0.999
+    # averaging a parameter that grows linearly (p = t at step t) weighs step tau as tau^gamma:
+    # the average is (gamma + 1) / (gamma + 2) t, the longer the EMA the further back
+    for length in (0.05, 0.2):
+        g, p_ema = train.ema_gamma(length), 0.0
+        for step in range(5000):
+            p_ema += (1 - train.ema_beta(step, 0.999, length)) * (step + 1 - p_ema)
+        assert p_ema / 5000 == pytest.approx((g + 1) / (g + 2), rel=0.01)

@@ -57,10 +57,29 @@ LOG_COLUMNS = ["step", "loss", "lr", "elapsed_s", "val_loss", "tail_error"]
 VALIDATION_EXAMPLES = 256  # validated at every checkpoint, with fixed noise
 
 
+def ema_beta(step: int, decay: float, length: float | None = None) -> float:
+    """The EMA's decay at `step` (0-based). `length` None: the usual warm-up, min(decay,
+    (1 + step) / (10 + step)), which stays below 0.999 until step 8990 and averages over about
+    the last 11 % of the steps; `length`: EDM2's power-function EMA, (1 - 1 / t)^(gamma + 1) at
+    t = step + 1, whose averaging profile has a standard deviation of `length` times the steps
+    so far, whatever their number."""
+    if length is None:
+        return min(decay, (1 + step) / (10 + step))
+    return (1 - 1 / (step + 1)) ** (ema_gamma(length) + 1)
+
+
+def ema_gamma(length: float) -> float:
+    """gamma of the power-function EMA with relative standard deviation `length`: the root of
+    length^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)) (EDM2, eq. 3 of its post-hoc EMA)."""
+    from scipy.optimize import brentq
+    return brentq(lambda g: (g + 1) / ((g + 2) ** 2 * (g + 3)) - length**2, 0.0, 1e6)  # the branch gamma >= 0
+
+
 @torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
-    """EMA with the usual warm-up: the effective decay grows from 0.1 towards `decay`."""
-    beta = min(decay, (1 + step) / (10 + step))
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int,
+               length: float | None = None) -> None:
+    """One EMA update with the decay `ema_beta` gives at `step`."""
+    beta = ema_beta(step, decay, length)
     for p_ema, p in zip(ema.parameters(), model.parameters()):
         p_ema.lerp_(p.detach(), 1 - beta)
 
@@ -351,7 +370,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
             distributed.average_gradients(model.loss_weighting, group)
         opt.step()
         sched.step()
-        update_ema(ema, model, opts["ema_decay"], step)
+        update_ema(ema, model, opts["ema_decay"], step, opts["ema_length"])
         running += mean_loss.item()
         running_n += 1
         bar.update(1)

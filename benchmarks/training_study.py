@@ -149,6 +149,7 @@ def plot(scores: pd.DataFrame, variable: str, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     rows = scores[scores["variable"] == variable]
     settings = [s for s in dict.fromkeys(rows["setting"]) if s != "truth"]
+    settings = sorted(settings, key=lambda s: (s != "baseline", s))  # the baseline first, in blue
     for ax, (metric, title, ideal, band) in zip(axes, panels):
         for k, setting in enumerate(settings):
             here = rows[(rows["setting"] == setting) & (rows["metric"] == metric)]
@@ -165,6 +166,9 @@ def plot(scores: pd.DataFrame, variable: str, out: Path) -> None:
         if band:
             ax.axhspan(ideal - band, ideal + band, color="grey", alpha=0.12, lw=0)
         ax.set_xscale("log", base=2)
+        ticks = sorted(set(rows.loc[rows["setting"] != "truth", "step"]))
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("training steps")
         ax.set_title(f"{variable}: {title}", fontsize=10)
     axes[0].legend(fontsize=8)

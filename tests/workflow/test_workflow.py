@@ -161,7 +161,10 @@ def test_end_to_end_outputs(tiny_run):
     assert np.isclose(final.loc[("tp", "twcrps_p99"), "value"],
                       metrics.query("model == 'fc_flow' and variable == 'tp' and metric == 'twcrps_p99' and lead == 1"
                                     ).value.astype(float).iloc[0])
-    assert "Has training converged?" in (results / "report.html").read_text()
+    html = (results / "report.html").read_text()
+    assert "Has training converged?" in html
+    assert '<p class="run-note">A tiny run for the tests: four models, 20 steps.</p>' in html  # report.note, first
+    assert html.index("run-note") < html.index('id="answer"')
     # evaluation.sampler_budget: each generator's trainings at each setting its family has, beside the reference
     budget = pd.read_csv(results / "evaluation" / "sampler_budget.csv")
     assert set(budget.model) == generators and set(budget.variable) == {"t2m", "w", "tp"}

@@ -163,7 +163,7 @@ def test_end_to_end_outputs(tiny_run):
                                     ).value.astype(float).iloc[0])
     html = (results / "report.html").read_text()
     assert "Has training converged?" in html
-    assert '<p class="run-note">A tiny run for the tests: four models, 20 steps.</p>' in html  # report.note, first
+    assert '<p class="run-note">A tiny run for the tests: 20 steps.</p>' in html  # report.note, first
     assert html.index("run-note") < html.index('id="answer"')
     # evaluation.sampler_budget: each generator's trainings at each setting its family has, beside the reference
     budget = pd.read_csv(results / "evaluation" / "sampler_budget.csv")

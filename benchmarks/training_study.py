@@ -101,7 +101,7 @@ def run_setting(raw: dict, name: str, overrides: dict, args, store: Path, stats:
             log.info("%s r%d: trained in %.0f CPU s", name, replicate, time.process_time() - t0)
         logged = pd.read_csv(folder / "train_log.csv")
         if config["training"]["steps"] == "auto" and "tail_error" in logged:
-            stops = replay_stop_rule(logged, args.patience)
+            stops = replay_stop_rule(logged, args.patience, config["training"]["stop"]["min_steps"])
             log.info("%s r%d: the stop rule (patience %d) would stop at %s", name, replicate, args.patience, stops)
             (folder / "stop_replay.json").write_text(json.dumps(stops))
         steps = [max(1, round(f * args.steps)) for f in sorted(args.fractions)] + [args.steps]
@@ -115,7 +115,7 @@ def run_setting(raw: dict, name: str, overrides: dict, args, store: Path, stats:
     return frames
 
 
-def replay_stop_rule(log: pd.DataFrame, patience: int) -> dict[str, int | None]:
+def replay_stop_rule(log: pd.DataFrame, patience: int, min_steps: int = 0) -> dict[str, int | None]:
     """Where `steps: auto`'s rule (`training.stopping.Plateau`) would have stopped a training that
     logged its checks without stopping (a large training.stop.patience): reading the tail error
     of the heavy-tailed variables (tail_error, the rule) and, as before, of every variable (the
@@ -125,7 +125,7 @@ def replay_stop_rule(log: pd.DataFrame, patience: int) -> dict[str, int | None]:
     criteria = {"heavy-tailed variables": checks["tail_error"], "every variable": checks[per_variable].mean(axis=1)}
     out = {}
     for name, values in criteria.items():
-        rule = Plateau(patience)
+        rule = Plateau(patience, min_steps=min_steps)
         out[name] = next((int(step) for step, error in zip(checks["step"], values) if rule.update(int(step), error)),
                          None)
     return out

@@ -326,6 +326,12 @@ def test_the_stop_rule_stops_when_a_doubling_of_the_steps_brings_less_than_ten_p
     # best after 250 (0.47) is still more than 10 % below the best up to 250 (0.6)
     assert [s for s, stop in stops.items() if stop] == [600, 700, 800]
     assert not Plateau(patience=2).update(100, 1.0)  # one check: no doubling yet
+    # a Student-t model's curve: a good first check (its broad early tails), a rise, then a
+    # fall; without min_steps the rule stops at 1750 (the storms' t-EDM), with it not before
+    curve = {350: 0.437, 700: 0.466, 1050: 0.488, 1400: 0.519, 1750: 0.435, 2100: 0.38, 2450: 0.37}
+    plain, floor = Plateau(patience=3), Plateau(patience=3, min_steps=2100)
+    assert [s for s, e in curve.items() if plain.update(s, e)][0] == 1750
+    assert not any(floor.update(s, e) for s, e in curve.items())
 
 
 def test_the_stop_rule_reads_the_heavy_tailed_variables():

@@ -44,10 +44,15 @@ class Plateau:
     check reads too (its last snapshot at half the steps)."""
     patience: int
     checks: list = field(default_factory=list)  # (step, error)
+    # never before this step: a Student-t model's tails start broad and come down to the data's
+    # from above, so its first checks can read as good as its later ones (training.stop.min_steps)
+    min_steps: int = 0
 
     def update(self, step: int, error: float) -> bool:
         """Record one check's error; True when training should stop."""
         self.checks.append((step, error))
+        if step < self.min_steps:
+            return False
         early = [e for s, e in self.checks if s <= step / 2]
         late = [e for s, e in self.checks if s > step / 2]
         return bool(early) and len(late) >= self.patience and min(late) > (1 - IMPROVEMENT) * min(early)

@@ -302,7 +302,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     snapshots = {} if auto else {step: k for k, step in enumerate(snapshot_steps(opts), start=1)}
     check_every = (opts["stop"]["every"] or opts["checkpoint_every"]) if auto else None
     checks_dir = out_dir / "checks"  # EMA weights for the snapshots (at each check with steps: auto), kept there
-    plateau = stopping.Plateau(opts["stop"]["patience"]) if auto else None
+    plateau = stopping.Plateau(opts["stop"]["patience"], min_steps=opts["stop"].get("min_steps") or 0) if auto else None
     tail_check = None
     conditional = bool(spec.condition_steps or downscaling)  # no unconditional tail check: stop on val_loss
     if auto and group.main and not conditional:

@@ -14,9 +14,9 @@ of replicate K), keeps the EMA weights at `--fractions` of the steps and at the 
 `evaluation.tails.evaluate_ensemble` (no bootstrap).
 
 Writes under --out (default RUN/results/benchmarks/training_study): SETTING/rK/ (the training's
-files and ensembles), scores.csv (setting, replicate, step, train_seconds, variable, metric,
-value; the truth's rows have setting "truth") and prints, per setting and step, the means over
-replicates of the rain targets' metrics. A finished training or ensemble is reused when rerun
+files and ensembles), scores.csv (setting, replicate, step, train_seconds, members, variable,
+metric, value; the truth's rows have setting "truth"), budget_curves.png, and prints, per
+setting and step, the means over replicates of the rain targets' metrics. A finished training or ensemble is reused when rerun
 with the same settings (kept beside it in settings.json).
 """
 
@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
 from htweather.config import load_config, read_yaml
@@ -43,7 +44,7 @@ from htweather.training.train import train
 
 log = logging.getLogger("training_study")
 
-TARGET_METRICS = ["dry_fraction_error", "exceedance_ratio_0.999", "quantile_rel_error_0.999",
+TARGET_METRICS = ["dry_fraction_error", "exceedance_ratio_p999", "quantile_rel_error_0.999",
                   "wet_quantile_rel_error_0.99", "tail_ks"]
 
 
@@ -104,9 +105,9 @@ def run_setting(raw: dict, name: str, overrides: dict, args, store: Path, stats:
             stops = replay_stop_rule(logged, args.patience, config["training"]["stop"]["min_steps"])
             log.info("%s r%d: the stop rule (patience %d) would stop at %s", name, replicate, args.patience, stops)
             (folder / "stop_replay.json").write_text(json.dumps(stops))
-        steps = [max(1, round(f * args.steps)) for f in sorted(args.fractions)] + [args.steps]
         files = [folder / f"snapshot_{k}.pt" for k in range(1, len(args.fractions) + 1)] + [folder / "model.pt"]
-        for step, path in zip(steps, files):
+        for path in files:  # each file's own step (with steps: auto, the check nearest its fraction)
+            step = int(torch.load(path, weights_only=True, map_location="cpu")["steps"])
             ensemble = folder / f"ensemble_{step}_{config['sampling']['members']}.zarr"
             if not ensemble.exists():
                 sample(config, path, stats, ensemble, threads=args.threads)

@@ -82,3 +82,15 @@ def test_without_the_output_norm_the_network_sees_a_fields_amplitude():
     # the default spec leaves the setting out, so earlier models' specs still match
     assert "output_norm" not in assemble.network_settings({"base_channels": 16, "output_norm": True})
     assert assemble.network_settings({"output_norm": False}) == {"output_norm": False}
+
+
+def test_the_learned_weighting_applies_in_training_only():
+    # validation losses (of the EMA model, in eval mode) stay the fixed weighting's: comparable
+    # between checks and positive, as the stop rule and the loss figure need
+    torch.manual_seed(2)
+    head = LogVarianceHead()
+    torch.nn.init.normal_(head.linear.weight)
+    losses, c = torch.rand(4, 1, 2, 2), torch.randn(4)
+    assert not torch.allclose(weighted(losses, head, c), losses)
+    head.eval()
+    assert torch.equal(weighted(losses, head, c), losses)

@@ -21,6 +21,10 @@ def test_extreme_fields_are_those_with_a_cell_beyond_the_quantile_on_the_evaluat
     assert extreme[7] and extreme[9] and not extreme[8] and not extreme[10]
     both = extreme_fields(fields, ["both", "lower"], 0.9999)
     assert both[8]
+    # a cell outside the mask (the store keeps sea as 0; here a large value) is not looked at
+    mask = np.ones((4, 4), dtype=bool)
+    mask[1, 1] = False
+    assert not extreme_fields(fields, ["upper", "lower"], 0.9999, mask)[7]
     # beyond the 0.999 quantile of 16 000 values: about 16 cells, so at most 32 fields over two channels
     assert 10 <= extreme_fields(fields, ["upper", "upper"], 0.999).sum() <= 40
 

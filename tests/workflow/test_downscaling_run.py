@@ -68,6 +68,7 @@ def test_comparisons_pair_student_t_with_gaussian_and_every_model_with_the_basel
 def test_the_report_answers_the_downscaling_question_first(downscaling_run):
     html = (downscaling_run / "report.html").read_text()
     question = html.index("Does Student-t noise get the fine-scale extremes right")
+    assert html.index('<p class="run-note">A tiny downscaling run for the tests.</p>') < question  # report.note
     assert question < html.index("Distance from the paired truth") < html.index("Rank histograms")
     # the convergence check (a snapshot at half the steps) is said before the answer
     assert ("Not converged:" in html or "Convergence: no model" in html) and html.index("onverge") < question

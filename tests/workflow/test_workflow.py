@@ -164,7 +164,7 @@ def test_end_to_end_outputs(tiny_run):
     html = (results / "report.html").read_text()
     assert "Has training converged?" in html
     assert '<p class="run-note">A tiny run for the tests: 20 steps.</p>' in html  # report.note, first
-    assert html.index("run-note") < html.index('id="answer"')
+    assert html.index('<p class="run-note">') < html.index('id="answer"')
     # evaluation.sampler_budget: each generator's trainings at each setting its family has, beside the reference
     budget = pd.read_csv(results / "evaluation" / "sampler_budget.csv")
     assert set(budget.model) == generators and set(budget.variable) == {"t2m", "w", "tp"}

@@ -20,13 +20,17 @@ import torch
 from ..tail_metrics import sides
 
 
-def extreme_fields(fields: np.ndarray, tails: list[str], quantile: float) -> np.ndarray:
-    """(N,) bool: the fields (N, C, H, W) with a cell beyond the `quantile` of their split's
-    values on a tail of `tails` (one per channel: upper, lower or both). Missing cells (NaN:
-    masked or missing) count as not extreme."""
+def extreme_fields(fields: np.ndarray, tails: list[str], quantile: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the fields (N, C, H, W) with a real cell beyond the `quantile` of their split's
+    real values on a tail of `tails` (one per channel: upper, lower or both). Cells outside
+    `mask` (H, W; the store keeps them as 0) and missing values (NaN) count neither towards the
+    quantile nor as extreme."""
     extreme = np.zeros(len(fields), dtype=bool)
+    real = None if mask is None else np.asarray(mask, dtype=bool).ravel()
     for c, channel_tails in enumerate(tails):
         values = fields[:, c].reshape(len(fields), -1)
+        if real is not None:
+            values = values[:, real]
         for side in sides(channel_tails):
             p = quantile if side == "upper" else 1 - quantile
             threshold = np.nanquantile(values, p)

@@ -7,7 +7,8 @@ alone) and `key_tail_error` (htweather.tail_metrics: the mean of the exceedance 
 from 1 beyond the 99th and 99.9th percentiles, the 99.9th percentile's relative error and tail
 KS) is taken against the validation split in physical units, per variable; the rule reads its
 mean over the heavy-tailed variables (`training.stop.variables`, by default those whose
-validation values `nu: auto` would give Student-t noise: `heavy_variables`). A light-tailed
+validation values, in their units, the exceedance fit behind `nu: auto` calls heavy:
+`heavy_variables`). A light-tailed
 variable's tail error is sampling noise around a small value (the storms' t2m: 0.28 for a
 sample of the true process), and averaging it in hid a still-falling rain tail. Training stops when
 the error has not improved by more than IMPROVEMENT over the last doubling of the steps (the best
@@ -65,9 +66,11 @@ class Plateau:
 
 
 def heavy_variables(values: dict[str, np.ndarray], tails: dict[str, str]) -> list[str]:
-    """The variables whose values (`values`: physical, flattened) `nu: auto` would give Student-t
-    noise (`tail_index.choose_nu`: the exceedances of 2 to 6 standard deviations fit a finite nu
-    better than a normal); all of them where none is heavy."""
+    """The variables whose values (`values`: in their units, before any transform, flattened)
+    the exceedance fit behind `nu: auto` calls heavy (`tail_index.choose_nu`: the exceedances of
+    2 to 6 standard deviations fit a finite nu better than a normal); all of them where none is.
+    `nu: auto` itself looks at the model's values (after the transform), so the two can differ:
+    W5E5's rain is heavy in millimetres and light on its cube root."""
     heavy = [v for v, x in values.items()
              if np.isfinite(tail_index.choose_nu(x, "upper" if tails[v] == "upper" else "both")["nu"])]
     return heavy or list(values)

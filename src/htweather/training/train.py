@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -68,6 +69,7 @@ def ema_beta(step: int, decay: float, length: float | None = None) -> float:
     return (1 - 1 / (step + 1)) ** (ema_gamma(length) + 1)
 
 
+@functools.lru_cache(maxsize=None)
 def ema_gamma(length: float) -> float:
     """gamma of the power-function EMA with relative standard deviation `length`: the root of
     length^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)) (EDM2, eq. 3 of its post-hoc EMA)."""
@@ -275,8 +277,11 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     # Resume only a checkpoint of this exact model and training setup (threads, device, worker
     # and process counts change how, not what, it computes).
     identity = {"spec": spec.to_dict(), "seed": seed, **({"method": method.name} if method else {}),
+                # the stop rule's settings (stop, max_steps) change where training ends, not the
+                # updates before: a run stopped early resumes under a later min_steps
                 "training": {k: v for k, v in opts.items()
-                             if k not in ("threads", "device", "data_workers", "compile", "snapshots")
+                             if k not in ("threads", "device", "data_workers", "compile", "snapshots", "stop",
+                                          "max_steps")
                              and (k != "regression_steps" or spec.residual)}}
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
@@ -327,8 +332,10 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         log.info("network compiled with torch.compile")
     sampling = None
     if opts["extremes"]["fraction"] > 0:
+        # the split's target fields, read once (with loader workers: from the store)
         extreme = importance.extreme_fields(train_set.fields[train_set.targets].numpy(),
-                                            [tails[v] for v in spec.variables], opts["extremes"]["quantile"])
+                                            [tails[v] for v in spec.variables], opts["extremes"]["quantile"],
+                                            None if spec.patch else mask)
         sampling = importance.ExtremeSampling(extreme, opts["extremes"]["fraction"])
         log.info("importance sampling: %d of %d training fields are extreme (a cell beyond the %g quantile), "
                  "%.0f %% of each batch drawn from them, losses weighted 1 / (N q)", sampling.extreme_count,

@@ -40,8 +40,10 @@ class LogVarianceHead(nn.Module):
 
 
 def weighted(loss: torch.Tensor, head: LogVarianceHead | None, c: torch.Tensor) -> torch.Tensor:
-    """L / exp(u(c)) + u(c) with the head, L as it is without."""
-    if head is None:
+    """L / exp(u(c)) + u(c) with the head in training mode; L as it is without a head or in eval
+    mode, so that validation losses (of the EMA model, in eval mode) stay the fixed weighting's:
+    comparable between checks and positive, as the stop rule and the loss figure need."""
+    if head is None or not head.training:
         return loss
     u = head(c)
     return loss / u.exp() + u

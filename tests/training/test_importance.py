@@ -120,3 +120,9 @@ def test_the_power_function_ema_has_the_relative_length_asked_for():
         for step in range(5000):
             p_ema += (1 - train.ema_beta(step, 0.999, length)) * (step + 1 - p_ema)
         assert p_ema / 5000 == pytest.approx((g + 1) / (g + 2), rel=0.01)
+
+
+def test_the_batch_loss_weights_each_example():
+    per_element = torch.stack([torch.full((2, 3, 3), 1.0), torch.full((2, 3, 3), 4.0)])
+    assert float(train.batch_loss(per_element, None)) == pytest.approx(2.5)
+    assert float(train.batch_loss(per_element, torch.tensor([2.0, 0.5]))) == pytest.approx((2.0 + 2.0) / 2)

@@ -95,6 +95,15 @@ def lr_factor(step: int, warmup: int, decay_after: int | None) -> float:
     return factor
 
 
+def batch_loss(per_element: torch.Tensor, example_weights: torch.Tensor | None) -> torch.Tensor:
+    """The batch's loss: the mean of the per-element losses (B, ...), each example's weighted by
+    importance sampling's 1 / (N q) where the batch was drawn that way (`importance`), so that
+    its expectation is the uniform objective's."""
+    if example_weights is not None:
+        per_element = per_element * example_weights.to(per_element.device).reshape(-1, *[1] * (per_element.ndim - 1))
+    return per_element.mean()
+
+
 def masked_loss(loss_fn, weight: torch.Tensor | None):
     """The per-element loss, weighted so that masked cells (sea in a land-only product;
     `weight` = mask / mean(mask), whose mean is then the mean over real cells) and values missing
@@ -364,10 +373,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         draws = tuple(d[batches.dataset.share] for d in objective.draw(model, shape, device))
         torch.manual_seed(derived_seed(seed, "rank", str(step), str(group.rank)))  # dropout
         with autocast(device):
-            loss = loss_fn(model, x0, cond, draws).float()
-            if example_weights is not None:  # importance sampling's 1 / (N q): the uniform objective
-                loss = loss * example_weights.to(device).reshape(-1, *[1] * (loss.ndim - 1))
-            loss = loss.mean()
+            loss = batch_loss(loss_fn(model, x0, cond, draws).float(), example_weights)
         mean_loss = distributed.mean_over_ranks(loss, group)  # every rank sees a non-finite loss together
         if not torch.isfinite(mean_loss):
             raise FloatingPointError(f"model {name}: training loss is {mean_loss.item()} at step {step}")

@@ -87,3 +87,19 @@ def test_return_period_axis_in_the_blocks_real_length(tmp_path, monkeypatch):
     assert fortnights.get_xlabel() == "return period [weeks]"
     assert max(np.max(line.get_xdata()) for line in fortnights.get_lines()) == 200  # 100 blocks of 2 weeks
     assert legacy.get_xlabel() == "return period [blocks]"
+
+
+def test_convergence_draws_each_run_where_runs_stopped_at_different_steps(tmp_path, monkeypatch):
+    import pandas as pd
+    runs = pd.DataFrame([{"model": m, "replicate": r, "variable": "tp", "step": s, "error": 1.0 / s}
+                         for m, steps in (("edm", {0: [100, 200], 1: [100, 200]}),
+                                          ("tedm", {0: [100, 200, 400], 1: [100, 300]}))
+                         for r, rs in steps.items() for s in rs])
+    mean = runs.groupby(["model", "variable", "step"], as_index=False)["error"].mean()
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig: figures.append(fig))
+    plots.convergence(mean, runs, ["tp"], tmp_path / "convergence.png")
+    lines = figures[0].axes[0].get_lines()
+    # edm: one mean line over its runs' shared steps; tedm (steps: auto, stopped at 400 and 300): one per run
+    assert sorted(len(line.get_xdata()) for line in lines) == [2, 2, 3]
+    assert [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()] == ["edm", "tedm"]

@@ -475,7 +475,8 @@ def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: l
                 final: dict[tuple[str, str], float] | None = None,
                 whole_reference: dict[str, float] | None = None) -> None:
     """Tail error against training steps, one panel per variable: a line per model (the mean
-    over its replicates, small ensembles), each replicate's points faint; `reference`: per
+    over its replicates, small ensembles), each replicate's points faint (with steps: auto,
+    where the replicates stopped at different steps, a line per replicate instead); `reference`: per
     variable, the error of an independent sample of the real process of that size (a dashed
     line: what sampling noise alone gives). `final`: per (model, variable), the whole final
     ensemble's error (a star at the last step: where the model ends, as the report's text reads
@@ -495,9 +496,17 @@ def convergence(tail_error: pd.DataFrame, replicates: pd.DataFrame, variables: l
         for ax, name in zip(row, variables):
             for model in group:
                 mean = tail_error[(tail_error.model == model) & (tail_error.variable == name)].sort_values("step")
-                ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
                 each = replicates[(replicates.model == model) & (replicates.variable == name)]
-                ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
+                runs = [run.sort_values("step") for _, run in each.groupby("replicate")] if "replicate" in each else []
+                if len({tuple(run.step) for run in runs}) > 1:
+                    # steps: auto: the runs stopped at different steps, and a mean over whichever
+                    # runs have a step would zigzag; each run is a line of its own
+                    for k, run in enumerate(runs):
+                        ax.plot(run.step, run.error, marker="o", ms=3, color=colors[model], lw=1,
+                                label=model if k == 0 else None)
+                else:
+                    ax.plot(mean.step, mean.error, marker="o", color=colors[model], label=model, lw=1.2)
+                    ax.scatter(each.step, each.error, color=colors[model], alpha=0.3, s=10)
                 if (model, name) in final and len(mean):
                     ax.scatter([mean.step.iloc[-1]], [final[model, name]], marker="*", s=90, color=colors[model],
                                edgecolor="black", linewidth=0.5, zorder=3)

@@ -1,5 +1,7 @@
 """Importance sampling of extreme training fields and the learning-rate schedule."""
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -100,10 +102,12 @@ def test_training_with_extreme_sampling_and_decay_runs_and_logs(store, tmp_path,
     with caplog.at_level("INFO"):
         train.train(cfg, "tedm", root / "store.zarr", root / "stats.json", tmp_path / "m")
     assert "importance sampling:" in caplog.text
-    import csv
-    rows = list(csv.DictReader(open(tmp_path / "m" / "train_log.csv")))
-    lrs = [float(r["lr"]) for r in rows]
-    assert lrs[-1] < lrs[0] or lrs[-1] < cfg["training"]["lr"]
+    with open(tmp_path / "m" / "train_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    steps = cfg["training"]["steps"]
+    # after the last step the scheduler stands at `steps`: lr / sqrt((steps + 1) / 5)
+    assert float(rows[-1]["lr"]) == pytest.approx(cfg["training"]["lr"] * train.lr_factor(steps, 5, 5), rel=1e-6)
+    assert train.lr_factor(steps, 5, 5) < 0.5
 
 
 def test_the_power_function_ema_has_the_relative_length_asked_for():

@@ -382,7 +382,7 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
 
     for name, opts in data["variables"].items():
         for key in ("trace", "dry_below"):
-            if opts.get(key) not in (None, "auto") and opts.get("lower_bound") is None:
+            if opts.get(key) not in (None, "auto", "smallest_wet") and opts.get("lower_bound") is None:
                 raise ConfigError(f"data.variables.{name}.{key}: needs a lower_bound (the dry value, 0 for "
                                   "precipitation)")
             if isinstance(opts.get(key), (int, float)) and opts[key] <= opts["lower_bound"]:

@@ -73,11 +73,23 @@ def test_trace_amount_is_the_smallest_wet_train_value(ingested, raw_files, tiny_
     for key in ("smallest_wet", "trace", "dry_below"):  # auto: the smallest wet train value
         assert stats["variables"]["tp"][key] == pytest.approx(smallest, rel=1e-6)
         assert stats["variables"]["t2m"][key] is None  # no lower bound
+    # what generation calibrates its dry threshold to (dry_below: auto): the validation split's
+    # exactly-dry fraction, which here differs from the other splits'
+    ds = xr.open_zarr(store)
+    split = ds.split.values
+    dry = {name: float((ds.tp.values[split == name] <= 0).mean()) for name in ("train", "validation")}
+    assert stats["variables"]["tp"]["validation_dry_fraction"] == pytest.approx(dry["validation"], abs=1e-12)
+    assert dry["validation"] != pytest.approx(dry["train"], abs=1e-3)
+    assert stats["variables"]["tp"]["dry_below_rule"] == "calibrated"
+    assert stats["variables"]["t2m"]["validation_dry_fraction"] is None
     # a number is taken as it is; null is none
     cfg = data_only(tiny_config)
     cfg["data"]["variables"] = {"tp": {"units": "mm", "lower_bound": 0.0, "trace": 0.5}}
     given = ingest.ingest(load_config(cfg), raw_files, tmp_path / "t.zarr", tmp_path / "t.json")["variables"]["tp"]
     assert given["trace"] == 0.5 and given["dry_below"] == pytest.approx(smallest, rel=1e-6)
+    cfg["data"]["variables"] = {"tp": {"units": "mm", "lower_bound": 0.0, "dry_below": "smallest_wet"}}
+    fixed = ingest.ingest(load_config(cfg), raw_files, tmp_path / "f.zarr", tmp_path / "f.json")["variables"]["tp"]
+    assert fixed["dry_below"] == given["dry_below"] and fixed["dry_below_rule"] == "fixed"
     cfg["data"]["variables"] = {"tp": {"units": "mm", "lower_bound": 0.0, "trace": None, "dry_below": None}}
     none = ingest.ingest(load_config(cfg), raw_files, tmp_path / "n.zarr", tmp_path / "n.json")["variables"]["tp"]
     assert none["trace"] is None and none["dry_below"] is None and none["smallest_wet"] == given["smallest_wet"]

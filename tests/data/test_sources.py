@@ -452,7 +452,7 @@ def test_chunk_statistics_do_not_depend_on_completion_order():
     is_train = np.arange(53) < 40
     results = []
     for order in (range(7), [6, 5, 4, 3, 2, 1, 0], [3, 0, 6, 1, 5, 2, 4]):
-        sums = ingest.CellSums(chunks, is_train, "log1p")
+        sums = ingest.CellSums(chunks, is_train, "log1p", 280.0, np.arange(53) >= 46)
         starts = np.cumsum((0,) + chunks)
         for i in order:
             sums(field[starts[i]:starts[i + 1]], block_info={0: {"chunk-location": (i, 0, 0)}})
@@ -465,6 +465,8 @@ def test_chunk_statistics_do_not_depend_on_completion_order():
     np.testing.assert_allclose(results[0]["s2"], (train**2).sum(0), rtol=1e-12)
     np.testing.assert_array_equal(results[0]["max"], field.max(0))
     assert (results[0]["n"] == 40).all() and (results[0]["missing"] == 0).all()
+    assert (results[0]["validation_n"] == 7).all()
+    np.testing.assert_array_equal(results[0]["validation_dry"], (field[46:] <= 280.0).sum(0))
 
 
 def test_time_chunks_line_up_with_the_store():

@@ -6,7 +6,7 @@ does not."""
 import numpy as np
 import pytest
 
-from htweather.data.store import make_dry_below
+from htweather.data.store import calibrate_dry, make_dry_below
 from htweather.evaluation import comparisons
 from htweather.evaluation.bootstrap import SortedUnits
 from htweather.evaluation.tails import wet_metrics_at
@@ -92,3 +92,45 @@ def test_make_dry_below_only_where_asked():
     np.testing.assert_array_equal(make_dry_below(x, on), [0, 0, 0, 0.1, 3.0])
     np.testing.assert_array_equal(make_dry_below(x, {**on, "dry_below": None}), x)
     np.testing.assert_array_equal(make_dry_below(x, {"lower_bound": 0.0}), x)  # a store written before
+
+
+def calibrated_variable(target: float) -> dict:
+    return {"lower_bound": 0.0, "dry_below": 1e-4, "dry_below_rule": "calibrated", "validation_dry_fraction": target}
+
+
+def test_calibrated_dry_threshold_restores_the_validation_dry_fraction():
+    """Radar-like rain: continuous amounts down to ~0, so the smallest wet value dries nothing.
+    A model that spreads 30 of the data's 60 % dry mass over small amounts gets its dry fraction
+    back from the calibration, and its amounts above the threshold are left as they were."""
+    rng = np.random.default_rng(3)
+    drizzle = rng.uniform(1e-4, 0.2, size=(40, 16, 16))
+    rain = rng.lognormal(0.0, 1.0, size=(40, 16, 16))
+    kind = rng.uniform(size=(40, 16, 16))
+    generated = np.where(kind < 0.3, 0.0, np.where(kind < 0.6, drizzle, rain))
+    generated[:, 0, 0] = np.nan  # a masked cell
+    fields = {"tp": generated.copy()}
+    raised = calibrate_dry(fields, {"variables": {"tp": calibrated_variable(0.6)}})
+    out = fields["tp"]
+    real = np.isfinite(generated)
+    assert np.isnan(out[~real]).all()
+    n = real.sum()
+    assert (out[real] == 0).mean() == pytest.approx(0.6, abs=1.5 / n)
+    threshold = raised["tp"]
+    kept = real & (generated >= threshold)
+    np.testing.assert_array_equal(out[kept], generated[kept])
+    assert (out[real & (generated < threshold)] == 0).all()
+    assert 0.0 < threshold < 0.5  # it took the drizzle, not the rain
+
+
+def test_calibrated_dry_threshold_never_goes_down_and_only_where_asked():
+    x = np.array([[0.0, 0.0, 0.0, 0.3, 1.0, 2.0]])
+    for variable in (calibrated_variable(0.4),  # already drier than the validation data: kept
+                     {**calibrated_variable(0.9), "dry_below_rule": "fixed"},  # a number or smallest_wet
+                     {**calibrated_variable(0.9), "validation_dry_fraction": None},  # a store written before
+                     {**calibrated_variable(0.9), "lower_bound": None}):
+        fields = {"tp": x.copy()}
+        assert calibrate_dry(fields, {"variables": {"tp": variable}}) == {}
+        np.testing.assert_array_equal(fields["tp"], x)
+    fields = {"tp": x.copy()}
+    assert calibrate_dry(fields, {"variables": {"tp": calibrated_variable(4 / 6)}}) == {"tp": 1.0}
+    np.testing.assert_array_equal(fields["tp"], [[0, 0, 0, 0, 1.0, 2.0]])

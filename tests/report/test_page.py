@@ -41,6 +41,14 @@ def test_the_same_noise_on_a_variable_is_said_once_for_all_its_pairs():
     assert answer.same_noise("pr", twins, {}) == ""
 
 
+def test_the_dry_fraction_is_said_to_be_calibrated_only_where_it_is():
+    calibrated = {"lower_bound": 0.0, "dry_below_rule": "calibrated", "validation_dry_fraction": 0.7286}
+    assert "validation split (dry fraction 0.729)" in answer.dry_note(calibrated)
+    assert answer.dry_note({**calibrated, "dry_below_rule": "fixed"}) == ""
+    assert answer.dry_note({**calibrated, "validation_dry_fraction": None}) == ""  # no lower bound, or an older store
+    assert answer.dry_note({}) == ""
+
+
 def test_a_model_trained_once_is_named_once_not_per_pair():
     text = answer.trained_once(_comparisons(), {"edm": 3, "tedm": 3, "edm_inc": 1})
     assert text.startswith("edm_inc was trained once") and text.count("edm_inc") == 1

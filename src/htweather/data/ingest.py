@@ -519,7 +519,7 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     for v in variables:
         # statistics accumulate as the chunks go to the store: the source is read once
         accumulators[v] = CellSums(physical[v].data.chunks[0], is_train, meta[v]["transform"],
-                                   meta[v]["lower_bound"])
+                                   meta[v]["lower_bound"], physical.split.values == "validation")
         physical[v] = physical[v].copy(data=physical[v].data.map_blocks(
             accumulators[v], dtype=np.float32, meta=np.array((), dtype=np.float32)))
         physical[v].attrs = {k: a for k, a in ds[v].attrs.items() if k != "grid_mapping_attrs"}
@@ -558,15 +558,19 @@ def ingest(config: dict, files: list[str] | None, store: str | Path, stats_path:
     return stats
 
 
-SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "min", "max", "wet_min")
+SUMS = ("missing", "infinite", "bad_transform", "n", "s1", "s2", "p1", "p2", "min", "max", "wet_min",
+        "validation_n", "validation_dry")
+ADDITIVE = [i for i, name in enumerate(SUMS) if name not in ("min", "max", "wet_min")]
 
 
 def _block_sums(block: np.ndarray, train: np.ndarray, transform: str,
-                lower_bound: float | None = None) -> np.ndarray:
+                lower_bound: float | None = None, validation: np.ndarray | None = None) -> np.ndarray:
     """Per-cell reductions over the time steps of one chunk, in one sweep (float64): missing
     and infinite counts over all times; over train times, count, sum and sum of squares of
     the transformed (s) and physical (p) values; min and max; and, for a variable with a
-    lower bound, the smallest train value above it (its trace amount; NaN where none).
+    lower bound, the smallest train value above it (its trace amount; NaN where none) and,
+    over `validation` times, the count of values and of exactly dry ones (at or below the
+    bound: the dry fraction that generation's dry threshold is calibrated to).
     Shape (len(SUMS), ny, nx)."""
     x = block.astype(np.float64)
     out = np.empty((len(SUMS),) + x.shape[1:])
@@ -594,6 +598,11 @@ def _block_sums(block: np.ndarray, train: np.ndarray, transform: str,
         xt = x[train.ravel()]
         out[10] = np.nanmin(np.where(xt > lower_bound, xt, np.inf), axis=0, initial=np.inf)
         out[10][np.isinf(out[10])] = np.nan
+    out[11:13] = 0
+    if lower_bound is not None and validation is not None and validation.any():
+        xv = x[validation.ravel()]
+        out[11] = np.isfinite(xv).sum(0)
+        out[12] = (xv <= lower_bound).sum(0)
     return out
 
 
@@ -609,10 +618,11 @@ class CellSums:
     O(log n) partial sums wait in memory even when dask does the first chunk last."""
 
     def __init__(self, time_chunks: tuple[int, ...], is_train: np.ndarray, transform: str,
-                 lower_bound: float | None = None):
+                 lower_bound: float | None = None, is_validation: np.ndarray | None = None):
         self.starts = np.cumsum((0,) + tuple(time_chunks))
         self.count = len(time_chunks)
         self.is_train = is_train
+        self.is_validation = is_validation
         self.transform = transform
         self.lower_bound = lower_bound
         self.lock = threading.Lock()
@@ -620,8 +630,9 @@ class CellSums:
 
     def __call__(self, block: np.ndarray, block_info=None) -> np.ndarray:
         i = block_info[0]["chunk-location"][0]
-        train = self.is_train[self.starts[i]:self.starts[i + 1]]
-        part = _block_sums(block, train, self.transform, self.lower_bound)
+        rows = slice(self.starts[i], self.starts[i + 1])
+        validation = None if self.is_validation is None else self.is_validation[rows]
+        part = _block_sums(block, self.is_train[rows], self.transform, self.lower_bound, validation)
         with self.lock:
             self._insert(0, i, part)
         return block
@@ -638,7 +649,7 @@ class CellSums:
                     self.nodes[(level, index)] = part
                     return
                 first, second = (part, other) if index < sibling else (other, part)
-                first[:8] += second[:8]
+                first[ADDITIVE] += second[ADDITIVE]
                 np.fmin(first[8], second[8], out=first[8])
                 np.fmax(first[9], second[9], out=first[9])
                 np.fmin(first[10], second[10], out=first[10])
@@ -717,7 +728,9 @@ def _statistics(sums: dict, mask: np.ndarray, meta: dict, physical: xr.Dataset, 
         result["variables"][v] = {**meta[v], "tails": tails, "mean": float(mean), "std": std,
                                   "min": vmin, "max": vmax, "smallest_wet": smallest_wet,
                                   "trace": _resolve_auto(meta[v]["trace"], smallest_wet, meta[v]),
-                                  "dry_below": _resolve_auto(meta[v]["dry_below"], smallest_wet, meta[v])}
+                                  "dry_below": _resolve_auto(meta[v]["dry_below"], smallest_wet, meta[v]),
+                                  "dry_below_rule": "calibrated" if meta[v]["dry_below"] == "auto" else "fixed",
+                                  "validation_dry_fraction": _dry_fraction(s, meta[v])}
     split = physical.split.values
     per_time = physical.sizes["member"] if "member" in physical.dims else (
         int(len(np.unique(physical.member.values))) if "member" in physical.coords else 1)
@@ -751,11 +764,20 @@ def smallest_wet_value(meta: dict, wet_min: np.ndarray, name: str) -> float | No
 
 
 def _resolve_auto(setting, smallest_wet: float | None, meta: dict) -> float | None:
-    """`trace` / `dry_below`: auto is the smallest wet value, a number itself, null none; none
-    without a lower bound."""
+    """`trace` / `dry_below`: auto (and `dry_below`'s smallest_wet) is the smallest wet value, a
+    number itself, null none; none without a lower bound."""
     if meta["lower_bound"] is None or setting is None:
         return None
-    return smallest_wet if setting == "auto" else float(setting)
+    return smallest_wet if setting in ("auto", "smallest_wet") else float(setting)
+
+
+def _dry_fraction(sums: dict, meta: dict) -> float | None:
+    """The validation split's exactly-dry fraction (at or below the lower bound), from the real
+    cells' `sums`; None without a lower bound or a validation value."""
+    n = sums["validation_n"].sum()
+    if meta["lower_bound"] is None or n == 0:
+        return None
+    return float(sums["validation_dry"].sum() / n)
 
 
 # Why `auto_tails` chose what it did, for the ingest log

@@ -54,6 +54,36 @@ def make_dry_below(x: np.ndarray, variable: dict, normalised: np.ndarray | None 
     return np.where(below, variable["lower_bound"], x)
 
 
+def calibrate_dry(fields: dict[str, np.ndarray], stats: dict) -> dict[str, float]:
+    """Raise the dry threshold of an unconditional ensemble (`dry_below: auto`) until its
+    fraction at the lower bound is the validation split's dry fraction; returns the threshold
+    used per variable (changed ones only) and changes `fields` (physical, NaN at masked cells)
+    in place.
+
+    Where the data are continuous near the bound (radar block means, patches), the smallest wet
+    value is about 0 and the fixed threshold dries nothing: the model's dry mass stays spread
+    over small amounts. The ensemble's own quantile at the validation dry fraction puts it back
+    at the bound. The threshold only goes up: an ensemble that is already as dry as the
+    validation data, or drier, keeps the data's resolution as its threshold, since a lower one
+    would make amounts the data never hold. Pooled over every member and real cell, so where the
+    model puts its rain is still its own; the dry fraction is then matched by construction and
+    measures the validation-test difference, not the model."""
+    used = {}
+    for name, x in fields.items():
+        v = stats["variables"][name]
+        target = v.get("validation_dry_fraction")
+        if v.get("dry_below_rule") != "calibrated" or target is None or v["lower_bound"] is None:
+            continue
+        values = x[np.isfinite(x)]
+        if not values.size or np.mean(values <= v["lower_bound"]) >= target:
+            continue
+        k = int(np.ceil(target * values.size))  # at least the target's share strictly below it
+        threshold = float(np.partition(values, k)[k]) if k < values.size else float("inf")
+        fields[name] = np.where(x < threshold, v["lower_bound"], x)
+        used[name] = threshold
+    return used
+
+
 def valid_values(fields: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """The values of (time, latitude, longitude) `fields` at real cells and valid times,
     flattened: masked cells and values missing at some times only (NaN) left out."""

@@ -4,13 +4,32 @@ ensemble (`truth`) is written the same way without it."""
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from ..data.store import grid_coords, grid_dims
+from ..data.store import calibrate_dry, denormalise, grid_coords, grid_dims
 from .. import artifacts
+
+log = logging.getLogger(__name__)
+
+
+def generated_fields(normalised: np.ndarray, stats: dict, attrs: dict) -> dict[str, np.ndarray]:
+    """An unconditional ensemble (member, C, H, W), normalised -> physical fields per variable, with each
+    zero-inflated variable's dry threshold calibrated on the whole ensemble
+    (`store.calibrate_dry`); the thresholds it raised go into `attrs["dry_below_calibrated"]`."""
+    fields = denormalise(normalised, stats)
+    raised = calibrate_dry(fields, stats)
+    for name, threshold in raised.items():
+        v = stats["variables"][name]
+        log.info("%s: dry below %.4g %s, raised from %.4g so that the ensemble's dry fraction is the validation "
+                 "split's %.3f (dry_below: auto)", name, threshold, v["units"], v["dry_below"],
+                 v["validation_dry_fraction"])
+    attrs["dry_below_calibrated"] = json.dumps(raised)
+    return fields
 
 
 def ensemble_dataset(fields: dict[str, np.ndarray], stats: dict, attrs: dict) -> xr.Dataset:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.store import denormalise, grid_shape, load_stats
+from ..data.store import grid_shape, load_stats
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
 from ..runtime import FinishedChunks, derived_seed, file_digest, progress, replicate_seed
-from .ensembles import ensemble_dataset, write_ensemble
+from .ensembles import ensemble_dataset, generated_fields, write_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def sample(config: dict, model_path: str | Path, stats_path: str | Path, out: st
              "training_steps": int(ckpt["steps"]), "sigma_data": str(spec.sigma_data),
              "normalisation": spec.normalisation, "tail_index": json.dumps(ckpt.get("tail_index") or {}),
              "nu_by_variable": json.dumps(spec.nu_by_variable())}
-    write_ensemble(ensemble_dataset(denormalise(normalised, stats), stats, attrs), out)
+    write_ensemble(ensemble_dataset(generated_fields(normalised, stats, attrs), stats, attrs), out)
     finished.clear()
     log.info("wrote %s in %.1f s (%.1f members/s)", out, seconds, members / seconds)
     return Path(out)

@@ -510,6 +510,17 @@ def trained_once(comparisons: pd.DataFrame, replicates: dict[str, int], labels: 
             f"spread between training runs, so they are too narrow to settle the question (set replicates: 3 or more).")
 
 
+def dry_note(variable: dict) -> str:
+    """What the dry fraction error means under `dry_below: auto`, for a zero-inflated variable."""
+    target = variable.get("validation_dry_fraction")
+    if variable.get("dry_below_rule") != "calibrated" or target is None:
+        return ""
+    return (f"Dry fraction: an ensemble wetter than the validation split (dry fraction {fmt(target, 3)}) has its "
+            "dry threshold raised until it is as dry (dry_below: auto). Where that happened, the dry fraction "
+            "error measures how the test split differs from the validation split, not the model; the wet "
+            "intensities and the tail metrics do not depend on it.")
+
+
 def twin_pairs(config: dict, comparisons: pd.DataFrame) -> list[tuple[str, str]]:
     """The compared pairs that differ only in their noise (and replicates): the paired verdicts
     that answer the question."""
@@ -559,6 +570,7 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models:
                     "table": distance_table(frame, variable, models, replicates, truth, runs, states, tails, labels),
                     "pairs": pair_sentences(comparisons, variable, twins, states, confidence, tails, labels, step_hours),
                     "baselines": baseline_summary(comparisons, variable, twins, tails, labels),
-                    "same_noise": same_noise(variable, twins, nu, labels)})
+                    "same_noise": same_noise(variable, twins, nu, labels),
+                    "dry_note": dry_note(info.get(variable, {}))})
     return {"variables": out, "multiplicity": multiplicity(comparisons, confidence),
             "trained_once": trained_once(comparisons, replicates, labels), "ranking_rule": RANKING_RULE}

@@ -86,3 +86,25 @@ def test_lead_one_forecasts_from_a_snapshot_share_start_times_and_members(store,
     np.testing.assert_array_equal(one.init_time.values, full.init_time.values)
     np.testing.assert_array_equal(one.w.values[:, 0], full.w.values[:, 0])
     assert not (tmp_path / "seq.zarr").exists() or xr.open_zarr(tmp_path / "seq.zarr").sizes["chain"] == 0
+
+
+def test_an_unconditional_ensemble_wetter_than_the_validation_split_is_dried_to_it():
+    """Generation's post-processing: the dry threshold raised (dry_below: auto), and the raised
+    threshold recorded on the ensemble."""
+    import json
+    from htweather.generation.ensembles import generated_fields
+    rng = np.random.default_rng(0)
+    normalised = rng.standard_normal((8, 1, 6, 6))  # about half the values at or below 0
+    stats = {"channels": ["rain"], "grid": {},
+             "variables": {"rain": {"transform": "identity", "mean": 0.0, "std": 1.0, "lower_bound": 0.0,
+                                    "units": "mm h-1", "dry_below": 0.01, "dry_below_rule": "calibrated",
+                                    "validation_dry_fraction": 0.75}}}
+    attrs = {}
+    fields = generated_fields(normalised, stats, attrs)
+    assert (fields["rain"] == 0).mean() == pytest.approx(0.75, abs=1 / fields["rain"].size)
+    threshold = json.loads(attrs["dry_below_calibrated"])["rain"]
+    assert threshold == pytest.approx(np.quantile(normalised, 0.75), abs=0.2)
+    stats["variables"]["rain"]["dry_below_rule"] = "fixed"
+    fields = generated_fields(normalised, stats, attrs)
+    assert (fields["rain"] == 0).mean() == pytest.approx((normalised < 0.01).mean())
+    assert json.loads(attrs["dry_below_calibrated"]) == {}

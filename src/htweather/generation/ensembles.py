@@ -25,8 +25,8 @@ def generated_fields(normalised: np.ndarray, stats: dict, attrs: dict) -> dict[s
     raised = calibrate_dry(fields, stats)
     for name, threshold in raised.items():
         v = stats["variables"][name]
-        log.info("%s: dry below %.4g %s, raised from %.4g so that the ensemble's dry fraction is the validation "
-                 "split's %.3f (dry_below: auto)", name, threshold, v["units"], v["dry_below"],
+        log.info("%s: dry below %.4g %s, raised from %s so that the ensemble's dry fraction is the validation "
+                 "split's %.3f (dry_below: auto)", name, threshold, v["units"], v.get("dry_below"),
                  v["validation_dry_fraction"])
     attrs["dry_below_calibrated"] = json.dumps(raised)
     return fields

@@ -159,11 +159,20 @@ def test_bad_comparisons_are_one_line_errors(pairs, message):
     ({"dry_below": 0.1}, "data.variables.tp.dry_below: needs a lower_bound"),
     ({"lower_bound": 0.0, "trace": 0.0}, "data.variables.tp.trace: 0.0 is not above the lower_bound"),
     ({"lower_bound": 0.0, "trace": "some"}, "data.variables.tp.trace"),
+    ({"dry_below": "smallest_wet"}, "data.variables.tp.dry_below: needs a lower_bound"),
+    ({"lower_bound": 0.0, "dry_below": "calibrated"}, "data.variables.tp.dry_below"),
 ])
 def test_bad_trace_amounts_are_one_line_errors(tp, message):
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     raw["data"]["variables"]["tp"] = {"units": "mm", **tp}
     with pytest.raises(ConfigError, match=message):
+        load_config(raw, check_paths=False)
+
+
+def test_stop_variables_are_checked_before_any_job_runs():
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    raw["training"]["stop"] = {"variables": ["tp", "rain"]}
+    with pytest.raises(ConfigError, match=r"training.stop.variables: 'rain' is not among data.variables \(t2m, w, tp\)"):
         load_config(raw, check_paths=False)
 
 

@@ -382,12 +382,17 @@ def _check_semantics(config: dict, *, check_paths: bool) -> None:
 
     for name, opts in data["variables"].items():
         for key in ("trace", "dry_below"):
-            if opts.get(key) not in (None, "auto", "smallest_wet") and opts.get("lower_bound") is None:
+            if opts.get(key) not in (None, "auto") and opts.get("lower_bound") is None:
                 raise ConfigError(f"data.variables.{name}.{key}: needs a lower_bound (the dry value, 0 for "
                                   "precipitation)")
             if isinstance(opts.get(key), (int, float)) and opts[key] <= opts["lower_bound"]:
                 raise ConfigError(f"data.variables.{name}.{key}: {opts[key]} is not above the lower_bound "
                                   f"{opts['lower_bound']}")
+
+    for name in (config["training"].get("stop") or {}).get("variables") or []:
+        if name not in data["variables"]:
+            raise ConfigError(f"training.stop.variables: '{name}' is not among data.variables "
+                              f"({', '.join(data['variables'])})")
 
     check = config.get("aa_check")
     for name in (check or {}).get("models", []):

@@ -134,3 +134,13 @@ def test_calibrated_dry_threshold_never_goes_down_and_only_where_asked():
     fields = {"tp": x.copy()}
     assert calibrate_dry(fields, {"variables": {"tp": calibrated_variable(4 / 6)}}) == {"tp": 1.0}
     np.testing.assert_array_equal(fields["tp"], [[0, 0, 0, 0, 1.0, 2.0]])
+
+
+def test_an_all_dry_validation_split_dries_everything_with_a_finite_threshold(caplog):
+    x = np.array([[0.0, 0.3, 1.0, 2.0]])
+    fields = {"tp": x.copy()}
+    raised = calibrate_dry(fields, {"variables": {"tp": calibrated_variable(1.0)}})
+    assert np.isfinite(raised["tp"]) and (fields["tp"] == 0).all()
+    # a stats.json written before the rule existed: the fixed threshold, and a warning that says so
+    calibrate_dry({"tp": x.copy()}, {"variables": {"tp": {"lower_bound": 0.0, "dry_below": 0.1}}})
+    assert "predates the calibrated dry threshold" in caplog.text

@@ -5,6 +5,7 @@ units. Every later stage reads the data through these functions."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import xarray as xr
 
 from .. import artifacts
 from . import sources, transforms
+
+log = logging.getLogger(__name__)
 
 
 def denormalise(values: np.ndarray, stats: dict) -> dict[str, np.ndarray]:
@@ -72,13 +75,17 @@ def calibrate_dry(fields: dict[str, np.ndarray], stats: dict) -> dict[str, float
     for name, x in fields.items():
         v = stats["variables"][name]
         target = v.get("validation_dry_fraction")
+        if v.get("lower_bound") is not None and "dry_below_rule" not in v:
+            log.warning("%s: the store's stats.json predates the calibrated dry threshold (dry_below: auto): the "
+                        "threshold stays the smallest wet value; delete results/data and rerun to ingest again", name)
         if v.get("dry_below_rule") != "calibrated" or target is None or v["lower_bound"] is None:
             continue
         values = x[np.isfinite(x)]
         if not values.size or np.mean(values <= v["lower_bound"]) >= target:
             continue
         k = int(np.ceil(target * values.size))  # at least the target's share strictly below it
-        threshold = float(np.partition(values, k)[k]) if k < values.size else float("inf")
+        # an all-dry validation split dries everything: just above the largest value, finite for JSON
+        threshold = float(np.partition(values, k)[k] if k < values.size else np.nextafter(values.max(), np.inf))
         fields[name] = np.where(x < threshold, v["lower_bound"], x)
         used[name] = threshold
     return used

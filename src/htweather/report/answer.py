@@ -517,8 +517,9 @@ def dry_note(variable: dict) -> str:
         return ""
     return (f"Dry fraction: an ensemble wetter than the validation split (dry fraction {fmt(target, 3)}) has its "
             "dry threshold raised until it is as dry (dry_below: auto). Where that happened, the dry fraction "
-            "error measures how the test split differs from the validation split, not the model. The tail "
-            "metrics do not depend on it; the wet intensities only a little (they are of the amounts above it).")
+            "error measures how the test split differs from the validation split, not the model, and the wet "
+            "mean and low wet percentiles are partly the calibration's (it removes the model's small amounts, "
+            "the data keep theirs). The percentiles and masses of all values do not depend on it.")
 
 
 def twin_pairs(config: dict, comparisons: pd.DataFrame) -> list[tuple[str, str]]:

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.store import calibrate_dry, denormalise, grid_mask, grid_shape, load_stats, test_fields
+from ..data.store import grid_mask, grid_shape, load_stats, test_fields
+from ..generation.ensembles import generated_fields
 from ..models import assemble
 from ..models.devices import autocast, select_device, set_threads
 from ..models.diffusion.samplers import EDM_SOLVERS, FLOW_SOLVERS, network_evaluations
@@ -103,10 +104,8 @@ def sample_settings(model_path: str | Path, stats: dict, sampling: dict, setting
         seconds = time.perf_counter() - t0
         if ckpt["input_map"] is not None:
             fields = ckpt["input_map"].inverse(fields)
-        physical = denormalise(fields, stats)
-        calibrate_dry(physical, stats)  # as generation does (ensembles.generated_fields)
         out[setting] = {"seconds": seconds, "evaluations": network_evaluations(spec.family, steps, solver),
-                        **physical}
+                        **generated_fields(fields, stats, {})}  # what generation writes
         save(setting, out[setting])
         log(f"{model_path}: {label(setting)} {seconds:.1f} s")
     return out

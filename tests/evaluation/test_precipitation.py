@@ -3,6 +3,8 @@ amount, wet-value quantiles and the mean wet intensity, against numpy on known s
 without resample counts), and a stand-in ensemble that drizzles found worse than one that
 does not."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,32 @@ def test_an_all_dry_validation_split_dries_everything_with_a_finite_threshold(ca
     # a stats.json written before the rule existed: the fixed threshold, and a warning that says so
     calibrate_dry({"tp": x.copy()}, {"variables": {"tp": {"lower_bound": 0.0, "dry_below": 0.1}}})
     assert "predates the calibrated dry threshold" in caplog.text
+
+
+def test_a_dry_fraction_calibrated_on_every_training_of_both_models_is_not_compared(store, tmp_path):
+    """comparison_table leaves out the dry fraction of a pair whose every ensemble had its dry
+    threshold raised (equal by construction), and keeps it where one training was not raised."""
+    from htweather.data.store import load_stats, test_fields
+    from htweather.generation.ensembles import ensemble_dataset, write_ensemble
+
+    config, root = store
+    stats = load_stats(root / "stats.json")
+    data = test_fields(root / "store.zarr")
+    rng = np.random.default_rng(3)
+    paths = {}
+    for run in ("a0", "a1", "b0", "b1"):
+        fields = {v: data[v][rng.integers(0, len(data[v]), 24)] for v in stats["channels"]}
+        raised = {} if run == "b1" else {"tp": 0.05}
+        ds = ensemble_dataset(fields, stats, {"dry_below_calibrated": json.dumps(raised)})
+        write_ensemble(ds, tmp_path / f"{run}.zarr")
+        paths[run] = str(tmp_path / f"{run}.zarr")
+    config = {**config, "evaluation": {**config["evaluation"], "bootstrap": 20}}
+
+    def tp_metrics(runs):
+        table = comparisons.comparison_table(config, [["a", "b"]], runs, paths, root / "store.zarr",
+                                             root / "stats.json")
+        return set(table[table.variable == "tp"].metric)
+
+    assert "dry_fraction_error" in tp_metrics({"a": ["a0", "a1"], "b": ["b0", "b1"]})
+    every = tp_metrics({"a": ["a0", "a1"], "b": ["b0", "a1"]})
+    assert "dry_fraction_error" not in every and "wet_mean_rel_error" in every

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from htweather.report import answer
+from htweather.report import answer, page
 from htweather.report.page import metrics_table, storm_findings, verdicts
 
 MODELS = {"edm": {"family": "edm", "nu": "inf", "replicates": 3, "normalisation": "standard"},
@@ -42,11 +42,23 @@ def test_the_same_noise_on_a_variable_is_said_once_for_all_its_pairs():
 
 
 def test_the_dry_fraction_is_said_to_be_calibrated_only_where_it_is():
-    calibrated = {"lower_bound": 0.0, "dry_below_rule": "calibrated", "validation_dry_fraction": 0.7286}
-    assert "validation split (dry fraction 0.729)" in answer.dry_note(calibrated)
-    assert answer.dry_note({**calibrated, "dry_below_rule": "fixed"}) == ""
-    assert answer.dry_note({**calibrated, "validation_dry_fraction": None}) == ""  # no lower bound, or an older store
-    assert answer.dry_note({}) == ""
+    calibrated = {"lower_bound": 0.0, "units": "mm h-1", "dry_below_rule": "calibrated",
+                  "validation_dry_fraction": 0.7286}
+    raised = {"edm": 1.1424, "tedm": 0.16}
+    note = answer.dry_note(calibrated, raised, {"edm": "EDM", "tedm": "t-EDM"})
+    assert "validation split (dry fraction 0.729)" in note
+    assert "first training of EDM (1.14 mm h-1) and t-EDM (0.16 mm h-1)" in note
+    assert answer.dry_note(calibrated, {}) == ""  # calibrated, but no ensemble was wetter than the validation split
+    assert answer.dry_note(calibrated) == ""
+    assert answer.dry_note({**calibrated, "dry_below_rule": "fixed"}, raised) == ""
+    assert answer.dry_note({**calibrated, "validation_dry_fraction": None}, raised) == ""  # an older store
+    assert answer.dry_note({}, raised) == ""
+
+
+def test_the_report_reads_which_ensembles_were_raised():
+    attrs = {"edm": {"dry_below_calibrated": '{"rain": 1.1}'}, "tedm": {"dry_below_calibrated": "{}"},
+             "flow": {}}
+    assert page.dry_raised(attrs, ["edm", "tedm", "flow"]) == {"rain": {"edm": 1.1}}
 
 
 def test_a_model_trained_once_is_named_once_not_per_pair():

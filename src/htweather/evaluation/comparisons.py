@@ -41,6 +41,10 @@ from none. The interval itself is not adjusted: a row whose interval just misses
 read `inconclusive` (or `indistinguishable`, when it also lies within the relevant difference).
 An undefined difference (a metric that is NaN or infinite in some replicate) has no p-value and
 reads `inconclusive`.
+
+A zero-inflated variable's dry fraction is not compared where every ensemble of both models had
+its dry threshold raised to the validation split's dry fraction (`dry_below: auto`): the two are
+then equal by construction, and an `indistinguishable` there would say nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from scipy import stats
 
 from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
+from ..generation.ensembles import calibrated_dry
 from ..runtime import derived_seed
 from ..tail_metrics import error, ideal, key_metric_names, sides, tail_ks_name  # noqa: F401  (ideal: part of this module's interface)
 from .bootstrap import SortedUnits, block_indices, data_opts
@@ -396,6 +401,8 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
     unconditional = [pair for pair in pairs
                      if "init_time" not in artifacts.open_zarr(paths[runs[pair[0]][0]]).dims]
     data = test_fields(store) if pairs else {}  # read once, for the tail metrics and the forecast scores
+    calibrated = {run: calibrated_dry(artifacts.open_zarr(paths[run]).attrs)
+                  for pair in unconditional for m in pair for run in runs[m]}
     if unconditional:
         for name in stats["channels"]:
             data_units = SortedUnits(cells(data[name]))  # sorted once for every pair
@@ -409,6 +416,11 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
                 found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],
                                       data_units, tails, opts, rng, wet_threshold(stats["variables"][name]))
+                if all(name in calibrated[r] for r in runs[model] + runs[baseline]):
+                    # each ensemble's dry fraction was set to the validation split's: equal by construction
+                    found.pop("dry_fraction_error", None)
+                    log.info("%s vs %s / %s: dry fraction not compared: every ensemble of both had its dry "
+                             "threshold calibrated to the validation split's dry fraction", model, baseline, name)
                 for metric, result in found.items():
                     rows.append({"model": model, "baseline": baseline, "variable": name, "metric": metric,
                                  "lead": pd.NA, **_row(result), "replicates": replicates(model, baseline)})

@@ -32,6 +32,12 @@ def generated_fields(normalised: np.ndarray, stats: dict, attrs: dict) -> dict[s
     return fields
 
 
+def calibrated_dry(attrs: dict) -> dict[str, float]:
+    """The dry thresholds `generated_fields` raised, per variable, from an ensemble's attributes
+    (empty for a fixed threshold, a conditional ensemble or a store written before the rule)."""
+    return json.loads(attrs.get("dry_below_calibrated", "{}"))
+
+
 def ensemble_dataset(fields: dict[str, np.ndarray], stats: dict, attrs: dict) -> xr.Dataset:
     """Fields (member, grid rows, grid columns) per variable as a dataset on the store's grid."""
     members = next(iter(fields.values())).shape[0]

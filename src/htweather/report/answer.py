@@ -510,16 +510,22 @@ def trained_once(comparisons: pd.DataFrame, replicates: dict[str, int], labels: 
             f"spread between training runs, so they are too narrow to settle the question (set replicates: 3 or more).")
 
 
-def dry_note(variable: dict) -> str:
-    """What the dry fraction error means under `dry_below: auto`, for a zero-inflated variable."""
+def dry_note(variable: dict, raised: dict[str, float] | None = None, labels: dict | None = None) -> str:
+    """What the dry fraction error means under `dry_below: auto`, for a zero-inflated variable,
+    where the threshold was raised for some model (`raised`: model -> threshold, from the first
+    training's ensemble); empty where nothing was raised."""
     target = variable.get("validation_dry_fraction")
-    if variable.get("dry_below_rule") != "calibrated" or target is None:
+    if variable.get("dry_below_rule") != "calibrated" or target is None or not raised:
         return ""
+    units = variable.get("units", "")
+    which = _join([f"{_label(labels, m)} ({fmt(t, 3)} {units})".replace(" )", ")") for m, t in raised.items()])
     return (f"Dry fraction: an ensemble wetter than the validation split (dry fraction {fmt(target, 3)}) has its "
-            "dry threshold raised until it is as dry (dry_below: auto). Where that happened, the dry fraction "
-            "error measures how the test split differs from the validation split, not the model, and the wet "
-            "mean and low wet percentiles are partly the calibration's (it removes the model's small amounts, "
-            "the data keep theirs). The percentiles and masses of all values do not depend on it.")
+            f"dry threshold raised until it is as dry (dry_below: auto); here the first training of {which}. "
+            "For those, the dry fraction error measures how the test split differs from the validation split, not "
+            "the model, and the wet mean and low wet percentiles are partly the calibration's (it removes the "
+            "model's small amounts, the data keep theirs); where every training of both models of a pair was "
+            "raised, their dry fractions are not compared. The percentiles and masses of all values do not "
+            "depend on it.")
 
 
 def twin_pairs(config: dict, comparisons: pd.DataFrame) -> list[tuple[str, str]]:
@@ -542,11 +548,13 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models:
            replicates: dict[str, int], kurtosis: dict[str, float], states: list[dict],
            nu: dict[str, dict], truth: bool, runs: dict | None = None, stats: dict | None = None,
            labels: dict | None = None, side_order: dict[str, list[str]] | None = None,
-           step_hours: float | None = None, true_quantiles: dict[str, dict[str, float]] | None = None) -> dict:
+           step_hours: float | None = None, true_quantiles: dict[str, dict[str, float]] | None = None,
+           dry_raised: dict[str, dict[str, float]] | None = None) -> dict:
     """Everything the first screen shows, per variable in variable_order: per tail of interest
     (heaviest first, `side_order`), the quantiles in the variable's units; then the verdicts in
     words; then the composite (where the models end, and the key tail metrics). frame: one row
-    per model, variable and metric (replicate means); runs: each run's values (runs_of)."""
+    per model, variable and metric (replicate means); runs: each run's values (runs_of);
+    dry_raised: variable -> {model: the dry threshold its first training's ensemble was raised to}."""
     confidence = config["evaluation"]["confidence"]
     quantiles = config["evaluation"]["quantiles"]
     twins = twin_pairs(config, comparisons)
@@ -572,6 +580,6 @@ def answer(config: dict, frame: pd.DataFrame, comparisons: pd.DataFrame, models:
                     "pairs": pair_sentences(comparisons, variable, twins, states, confidence, tails, labels, step_hours),
                     "baselines": baseline_summary(comparisons, variable, twins, tails, labels),
                     "same_noise": same_noise(variable, twins, nu, labels),
-                    "dry_note": dry_note(info.get(variable, {}))})
+                    "dry_note": dry_note(info.get(variable, {}), (dry_raised or {}).get(variable), labels)})
     return {"variables": out, "multiplicity": multiplicity(comparisons, confidence),
             "trained_once": trained_once(comparisons, replicates, labels), "ranking_rule": RANKING_RULE}

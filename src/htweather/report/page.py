@@ -28,6 +28,7 @@ from ..evaluation.convergence import NEAR_FACTOR, NEAR_MARGIN, REFERENCE, STATES
 from ..evaluation.convergence import states as convergence_states
 from ..evaluation.ranking import best_models
 from ..evaluation.tables import summary
+from ..generation.ensembles import calibrated_dry
 from ..runtime import atomic_path
 from . import plots
 from .answer import answer, interval_kind, runs_of
@@ -236,6 +237,16 @@ def return_level_table(frame: pd.DataFrame, sources: list[str], periods: list[in
                                 f"{fmt(data.value, 3)} [{fmt(data.ci_low, 3)}, {fmt(data.ci_high, 3)}]; "
                                 + ", ".join(words) + ".")
     return {"rows": rows, "findings": findings, "unit": unit}
+
+
+def dry_raised(attrs_by_model: dict[str, dict], models: list[str]) -> dict[str, dict[str, float]]:
+    """Per variable, the models whose (first training's) ensemble had its dry threshold raised
+    (`dry_below: auto`), with the threshold."""
+    out: dict[str, dict[str, float]] = {}
+    for m in models:
+        for variable, threshold in calibrated_dry(attrs_by_model.get(m, {})).items():
+            out.setdefault(variable, {})[m] = threshold
+    return out
 
 
 def truth_checks(frame: pd.DataFrame, config: dict, stats: dict, truth: dict | None) -> list[dict]:
@@ -452,7 +463,8 @@ def render(config: dict, metrics_csv: str | Path, comparisons_csv: str | Path, f
                           truth="truth" in model_order, runs=runs_of(tidy), stats=stats, labels=labels,
                           side_order={v: heavier_tail_first(data[v], stats["variables"][v]["tails"])
                                       for v in stats["channels"]}, step_hours=step_hours(store),
-                          true_quantiles=true_quantiles(truth, stats, config["evaluation"]["quantiles"]))
+                          true_quantiles=true_quantiles(truth, stats, config["evaluation"]["quantiles"]),
+                          dry_raised=dry_raised(attrs_by_model, generators))
     env = jinja2.Environment(loader=jinja2.PackageLoader("htweather.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     env.filters["label"] = lambda m: labels.get(m, m)

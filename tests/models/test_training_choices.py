@@ -94,3 +94,34 @@ def test_the_learned_weighting_applies_in_training_only():
     assert not torch.allclose(weighted(losses, head, c), losses)
     head.eval()
     assert torch.equal(weighted(losses, head, c), losses)
+
+
+def test_logit_normal_flow_times_have_their_law_and_uniform_stays_uniform():
+    """FlowMatchingLoss's `draw`: logit t ~ N(mean, std^2) under logit_normal (a KS test against
+    scipy's normal), t ~ U(0, 1) by default."""
+    from scipy import stats
+
+    precond = FlowPrecond(lambda x, t, cond=None: x, StudentTNoise(float("inf"), 1))
+    torch.manual_seed(0)
+    t, _ = FlowMatchingLoss("logit_normal", mean=0.5, std=0.8).draw(precond, (20000, 1, 2, 2))
+    logit = torch.logit(t.double()).flatten().numpy()
+    assert stats.kstest(logit, stats.norm(0.5, 0.8).cdf).pvalue > 0.01
+    assert stats.kstest(logit, stats.norm(0.0, 1.0).cdf).pvalue < 1e-6  # the test can tell another law apart
+    u, _ = FlowMatchingLoss().draw(precond, (20000, 1, 2, 2))
+    assert stats.kstest(u.flatten().numpy(), "uniform").pvalue > 0.01
+    with pytest.raises(ValueError, match="lognormal"):
+        FlowMatchingLoss("lognormal")
+
+
+def test_the_flow_time_and_adams_beta2_reach_training(store, tmp_path):
+    cfg, root = store
+    opts = {**cfg["training"], "adam_beta2": 0.99, "flow_time": {"distribution": "logit_normal", "mean": -0.5,
+                                                                 "std": 1.5}}
+    spec = assemble.ModelSpec.from_config({**cfg, "training": opts}, "tflow")
+    loss = assemble.loss_fn(spec, opts)
+    assert (loss.time, loss.mean, loss.std) == ("logit_normal", -0.5, 1.5)
+    assert assemble.loss_fn(spec, cfg["training"]).time == "uniform"  # the schema's default
+    train.train({**cfg, "training": {**opts, "steps": 10}}, "tflow", root / "store.zarr", root / "stats.json",
+                tmp_path / "m")
+    state = torch.load(tmp_path / "m" / "checkpoint.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.99)

@@ -145,7 +145,8 @@ def build(spec: ModelSpec) -> EDMPrecond | FlowPrecond:
 def loss_fn(spec: ModelSpec, training: dict):
     if spec.family == "edm":
         return EDMLoss(P_mean=training["P_mean"], P_std=training["P_std"])
-    return FlowMatchingLoss()
+    time = training.get("flow_time") or {}
+    return FlowMatchingLoss(time.get("distribution", "uniform"), time.get("mean", 0.0), time.get("std", 1.0))
 
 
 POSITION_CHANNELS = 2

@@ -40,7 +40,8 @@ def train_regression(fields: np.ndarray, conditions: np.ndarray, architecture: d
             log.info("regression stage read back from %s", path)
             return regression.eval().requires_grad_(False)
     steps = opts.get("regression_steps") or opts["steps"]
-    optimiser = torch.optim.AdamW(regression.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"])
+    optimiser = torch.optim.AdamW(regression.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"],
+                                  betas=(0.9, opts.get("adam_beta2", 0.999)))
     warmup = max(1, opts["warmup_steps"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / warmup))
     x_all, c_all = torch.from_numpy(fields), torch.from_numpy(np.nan_to_num(conditions))

@@ -277,7 +277,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     objective = pieces.loss_fn(spec, opts)
     loss_fn = masked_loss(objective, weight)  # also for missing values when there is no mask
     # fused: one kernel for all parameters (CPU and CUDA); 4-13 % faster steps on CPU (benchmarks/cpu_kernels.py)
-    opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"], fused=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"],
+                            betas=(0.9, opts.get("adam_beta2", 0.999)), fused=True)
     warmup = max(1, opts["warmup_steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, warmup, opts["lr_decay_after"]))
     n_params = sum(p.numel() for p in model.parameters())

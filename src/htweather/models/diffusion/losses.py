@@ -39,11 +39,20 @@ class EDMLoss:
 
 class FlowMatchingLoss:
     """t-Flow loss: t ~ U(0, 1), x_t = (1 - t) x0 + t n, loss = |v(x_t, t) - (n - x0)|^2 (learned
-    weighting as in `EDMLoss`)."""
+    weighting as in `EDMLoss`). With `time="logit_normal"`, logit t ~ N(mean, std^2) instead:
+    the same regression target at every t, weighted towards the middle of the path."""
+
+    def __init__(self, time: str = "uniform", mean: float = 0.0, std: float = 1.0):
+        if time not in ("uniform", "logit_normal"):
+            raise ValueError(f"flow matching time distribution {time!r}: uniform or logit_normal")
+        self.time, self.mean, self.std = time, mean, std
 
     def draw(self, precond: FlowPrecond, shape, device=None, dtype=torch.float32):
         """(t, n): t (B, 1, 1, 1) and Student-t noise n of `shape`."""
-        t = torch.rand([shape[0], 1, 1, 1], device=device)
+        if self.time == "uniform":
+            t = torch.rand([shape[0], 1, 1, 1], device=device)
+        else:
+            t = torch.sigmoid(torch.randn([shape[0], 1, 1, 1], device=device) * self.std + self.mean)
         return t, precond.noise.sample(shape, device=device, dtype=dtype)
 
     def __call__(self, precond: FlowPrecond, x0: torch.Tensor, cond: torch.Tensor | None = None,

@@ -343,6 +343,15 @@ def test_the_stop_rule_reads_the_heavy_tailed_variables():
     assert heavy_variables({"t2m": values["t2m"]}, tails) == ["t2m"]  # none heavy: all
 
 
+def test_the_default_check_holds_32768_values_and_at_least_128_fields():
+    from htweather.training.stopping import check_members
+
+    assert check_members(16 * 16) == 128  # the storms: as before
+    assert check_members(4 * 4) == 2048  # W5E5's 16 cells: 2048 fields, not 2048 values
+    assert check_members(100) == 328 and check_members(100) * 100 >= 32768 > (check_members(100) - 1) * 100
+    assert check_members(128 * 128) == 128  # large grids keep 128 fields
+
+
 def test_steps_auto_stops_on_the_validation_tail_error_and_records_the_steps_used(store, tmp_path):
     cfg, root = store
     auto = {**cfg, "training": {**cfg["training"], "steps": "auto", "max_steps": 60, "snapshots": [0.25, 0.5],

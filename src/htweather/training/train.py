@@ -322,7 +322,8 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     conditional = bool(spec.condition_steps or downscaling)  # no unconditional tail check: stop on val_loss
     if auto and group.main and not conditional:
         tail_check = stopping.TailCheck(config, spec, load_stats(stats_path), store, input_map, device, seed + 3)
-        log.info("steps: auto: the stop rule reads the tail error of %s", ", ".join(tail_check.variables))
+        log.info("steps: auto: the stop rule reads the tail error of %s, %d fields per check",
+                 ", ".join(tail_check.variables), tail_check.members)
     # with the tail check, each variable's tail error beside the rule's mean (tail_error)
     columns = LOG_COLUMNS + ([f"tail_error_{v}" for v in spec.variables] if tail_check is not None else [])
     if auto:  # a resumed run replays the checks it logged

@@ -226,3 +226,18 @@ def test_block_splits_reach_the_store(tiny_config, tmp_path):
     # 60 days of 6-hourly data = 12 blocks of 5 days; a change of split costs its first 4 steps
     assert n["validation"] == 3 * (20 - 4) and n["test"] == 3 * (20 - 4)
     assert n["train"] == 6 * 20 - 2 * 4  # the train blocks after a test block lose their first day
+
+
+def test_a_models_training_identity_leaves_out_later_settings_at_their_defaults_and_other_families():
+    """Runs made before adam_beta2 and flow_time existed keep their identity (they resume and
+    Snakemake does not retrain them); an EDM model ignores flow matching's time distribution."""
+    from htweather.config import model_training_settings
+
+    before = {"lr": 5e-4, "P_mean": -1.2, "P_std": 1.2, "regression_steps": None}
+    now = {**before, "adam_beta2": 0.999, "flow_time": {"distribution": "uniform", "mean": 0.0, "std": 1.0}}
+    assert model_training_settings(now, "flow") == {k: v for k, v in before.items() if k != "regression_steps"}
+    assert model_training_settings(now, "edm", residual=True) == before
+    changed = {**now, "adam_beta2": 0.99, "flow_time": {"distribution": "logit_normal", "mean": 0.0, "std": 1.0}}
+    assert model_training_settings(changed, "flow")["flow_time"]["distribution"] == "logit_normal"
+    assert "flow_time" not in model_training_settings(changed, "edm")
+    assert model_training_settings(changed, "edm")["adam_beta2"] == 0.99

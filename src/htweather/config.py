@@ -142,6 +142,30 @@ def replicate_name(model: str, replicate: int) -> str:
     return model if replicate == 0 else f"{model}.r{replicate}"
 
 
+# training settings added after runs were made, at the value every earlier run used: left out of
+# a model's identity (its checkpoint, Snakemake's params) there, so those runs resume and are not
+# retrained. Flow matching's time distribution is left out of an EDM model's; EDM's P_mean and
+# P_std stay in a flow model's, as they were before, so that its earlier runs keep theirs.
+LATER_TRAINING_DEFAULTS = {"adam_beta2": 0.999, "flow_time": {"distribution": "uniform", "mean": 0.0, "std": 1.0}}
+ONLY_FOR_FAMILY = {"flow_time": "flow"}
+
+
+def model_training_settings(training: dict, family: str | None, residual: bool = False) -> dict:
+    """The training settings that decide what a model of `family` learns: all but another
+    family's own ones (ONLY_FOR_FAMILY), the regression stage's steps unless the model has one
+    (`residual`), and the later settings at the value earlier runs had."""
+    others = {k for k, f in ONLY_FOR_FAMILY.items() if f != family}
+    return {k: v for k, v in training.items()
+            if k not in others and (k != "regression_steps" or residual)
+            and not (k in LATER_TRAINING_DEFAULTS and _same_setting(v, LATER_TRAINING_DEFAULTS[k]))}
+
+
+def _same_setting(value, default) -> bool:
+    if isinstance(default, dict):
+        return isinstance(value, dict) and all(value.get(k, d) == d for k, d in default.items())
+    return value == default
+
+
 def split_replicate(name: str) -> tuple[str, int]:
     """`replicate_name` inverted: "tedm.r2" -> ("tedm", 2), "tedm" -> ("tedm", 0)."""
     base, dot, index = name.rpartition(".r")

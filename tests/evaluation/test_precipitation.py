@@ -175,3 +175,11 @@ def test_a_dry_fraction_calibrated_on_every_training_of_both_models_is_not_compa
     assert "dry_fraction_error" in tp_metrics({"a": ["a0", "a1"], "b": ["b0", "b1"]})
     every = tp_metrics({"a": ["a0", "a1"], "b": ["b0", "a1"]})
     assert "dry_fraction_error" not in every and "wet_mean_rel_error" in every
+
+
+def test_the_dry_fraction_counts_as_calibrated_only_where_every_ensemble_was_raised():
+    raised, dry_enough, old = {"dry_below_calibrated": '{"tp": 0.05}'}, {"dry_below_calibrated": "{}"}, {}
+    assert comparisons.dry_calibrated_everywhere([raised, raised], "tp")
+    assert not comparisons.dry_calibrated_everywhere([raised, dry_enough], "tp")
+    assert not comparisons.dry_calibrated_everywhere([raised, old], "tp")
+    assert not comparisons.dry_calibrated_everywhere([raised], "pr") and not comparisons.dry_calibrated_everywhere([], "tp")

@@ -378,3 +378,18 @@ def test_steps_auto_stops_on_the_validation_tail_error_and_records_the_steps_use
     snaps = [torch.load(tmp_path / "auto" / f"snapshot_{k}.pt", weights_only=True)["steps"] for k in (1, 2)]
     assert snaps[0] <= snaps[1] < final["steps"] and all(s % 5 == 0 for s in snaps)
     assert not list((tmp_path / "auto" / "checks").glob("*.pt"))  # the checks' weights are cleaned up
+
+
+def test_the_regression_stage_is_reused_only_under_the_same_optimiser(store):
+    """CorrDiff's regression.pt is read back only for the same identity: Adam's beta2 is part of
+    it, and at its default the identity is what it was before the setting existed."""
+    import json
+
+    cfg, _ = store
+    spec = assemble.ModelSpec.from_config(cfg, "edm")
+    fields = np.zeros((4, 3, 8, 8), dtype=np.float32)
+    opts = {**cfg["training"], "adam_beta2": 0.999}
+    default = json.loads(train.regression_identity(spec, 1, opts, fields))
+    assert set(default["training"]) == {"lr", "weight_decay", "warmup_steps", "batch_size"}
+    assert train.regression_identity(spec, 1, {**opts, "adam_beta2": 0.99}, fields) != json.dumps(default, sort_keys=True)
+    assert train.regression_identity(spec, 1, opts, fields) == json.dumps(default, sort_keys=True)

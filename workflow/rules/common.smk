@@ -12,7 +12,7 @@ sys.path.insert(0, str(SRC))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
 from htweather.config import comparison_pairs, input_files, load_config, merge_configs, read_yaml  # noqa: E402
-from htweather.config import replicate_names, snapshot_count, split_replicate  # noqa: E402
+from htweather.config import model_training_settings, replicate_names, snapshot_count, split_replicate  # noqa: E402
 from htweather.errors import HtweatherError  # noqa: E402
 from htweather.data.ingest import check_source  # noqa: E402
 
@@ -124,8 +124,8 @@ def model_section(wildcards):
     coarse = {"downscaling": {"factor": CFG["downscaling"]["factor"]}} if entry.get("downscale") else {}
     params = {**section("seed", "architecture", "training", "data.variables"), **stop_rule, **coarse,
               "models": {model: entry}}
-    if not entry.get("residual"):  # only CorrDiff's form has a regression stage
-        params["training"] = {k: v for k, v in params["training"].items() if k != "regression_steps"}
+    # only CorrDiff's form has a regression stage; each family its own noise levels
+    params["training"] = model_training_settings(params["training"], entry.get("family"), bool(entry.get("residual")))
     return params
 
 

@@ -28,8 +28,9 @@ from .. import artifacts
 from ..data.store import grid_mask, load_stats, test_fields
 from ..runtime import derived_seed
 from .bootstrap import SortedUnits, data_opts
-from .comparisons import (RELEVANT_DIFFERENCE, adjusted_verdicts, error_draws, forecast_scores, interval,
-                          key_metrics, metric_family, structure_metrics_of, tail_metrics_of)
+from .comparisons import (RELEVANT_DIFFERENCE, adjusted_verdicts, dry_calibrated_everywhere, error_draws,
+                          forecast_scores, interval, key_metrics, metric_family, structure_metrics_of,
+                          tail_metrics_of)
 from .forecasts import lead_components
 from .spatial import spatial_spec, summarise
 from .tails import wet_threshold
@@ -275,6 +276,9 @@ def aa_check_tables(config: dict, runs: dict[str, list[str]], paths: dict[str, s
                 spec = spatial_spec(stats_, variable, data[variable], opts["spatial"]["block_sizes"])
                 point, draws = model_errors(fields, data[variable], tails, opts, seed_of, wet_threshold(info), spec,
                                             mask)
+                if dry_calibrated_everywhere([e.attrs for e in ensembles], variable):  # as comparisons.csv does
+                    point.pop("dry_fraction_error", None)
+                    draws.pop("dry_fraction_error", None)
             table = aa_table(model, variable, tails, point, draws, check["size"], check["splits"],
                              opts["confidence"], opts.get("relevant_difference"), seed_of("splits"))
             spread = seed_spread(point)

@@ -128,6 +128,13 @@ def relevant_threshold(metric: str, baseline_error: float, relevant: dict[str, f
     return float(threshold)
 
 
+def dry_calibrated_everywhere(attrs: list[dict], variable: str) -> bool:
+    """Whether every ensemble (its attributes) had the dry threshold of `variable` raised to the
+    validation split's dry fraction: their dry fractions are then equal by construction, and the
+    dry fraction is not compared."""
+    return bool(attrs) and all(variable in calibrated_dry(a) for a in attrs)
+
+
 def key_metrics(tails: str) -> list[str]:
     """The metrics the report's headline for a pair and variable counts: the key tail metrics,
     the precipitation statistics and the forecast scores, on the variable's tails of interest."""
@@ -401,8 +408,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
     unconditional = [pair for pair in pairs
                      if "init_time" not in artifacts.open_zarr(paths[runs[pair[0]][0]]).dims]
     data = test_fields(store) if pairs else {}  # read once, for the tail metrics and the forecast scores
-    calibrated = {run: calibrated_dry(artifacts.open_zarr(paths[run]).attrs)
-                  for pair in unconditional for m in pair for run in runs[m]}
+    calibrated = {run: artifacts.open_zarr(paths[run]).attrs for pair in unconditional for m in pair for run in runs[m]}
     if unconditional:
         for name in stats["channels"]:
             data_units = SortedUnits(cells(data[name]))  # sorted once for every pair
@@ -416,8 +422,7 @@ def comparison_table(config: dict, pairs: list[list[str]], runs: dict[str, list[
                 rng = np.random.default_rng(derived_seed(config["seed"], "compare", model, baseline, name))
                 found = compare_tails([values[r] for r in runs[model]], [values[r] for r in runs[baseline]],
                                       data_units, tails, opts, rng, wet_threshold(stats["variables"][name]))
-                if all(name in calibrated[r] for r in runs[model] + runs[baseline]):
-                    # each ensemble's dry fraction was set to the validation split's: equal by construction
+                if dry_calibrated_everywhere([calibrated[r] for r in runs[model] + runs[baseline]], name):
                     found.pop("dry_fraction_error", None)
                     log.info("%s vs %s / %s: dry fraction not compared: every ensemble of both had its dry "
                              "threshold calibrated to the validation split's dry fraction", model, baseline, name)

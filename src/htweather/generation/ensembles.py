@@ -34,7 +34,8 @@ def generated_fields(normalised: np.ndarray, stats: dict, attrs: dict) -> dict[s
 
 def calibrated_dry(attrs: dict) -> dict[str, float]:
     """The dry thresholds `generated_fields` raised, per variable, from an ensemble's attributes
-    (empty for a fixed threshold, a conditional ensemble or a store written before the rule)."""
+    (empty for a fixed threshold, an ensemble already as dry as the validation split, a
+    conditional ensemble or an ensemble written before the rule)."""
     return json.loads(attrs.get("dry_below_calibrated", "{}"))
 
 

@@ -41,7 +41,7 @@ from .. import artifacts
 from ..data.coarsening import Coarsening
 from ..data.store import load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows
-from ..config import selected_variables, snapshot_steps, with_selected_nu
+from ..config import model_training_settings, selected_variables, snapshot_steps, with_selected_nu
 from ..errors import ConfigError, HtweatherError
 from ..models import assemble
 from ..models.tail_index import exceedance_summary
@@ -155,6 +155,18 @@ class Interrupted(HtweatherError):
     """Training stopped on a signal after writing its checkpoint."""
 
 
+def regression_identity(spec, seed: int, opts: dict, train_np: np.ndarray) -> str:
+    """What a CorrDiff regression stage depends on, for reusing regression.pt: its own steps (not
+    the diffusion's), its optimiser's settings and the data (by digest). JSON text, so that an
+    unresolved nu (NaN) compares equal to itself."""
+    optimiser = ("lr", "weight_decay", "warmup_steps", "batch_size", "adam_beta2")
+    return json.dumps({"spec": spec.to_dict(), "seed": seed, "architecture": spec.architecture,
+                       "steps": opts.get("regression_steps") or opts["steps"],
+                       "training": {k: v for k, v in model_training_settings(opts, None).items() if k in optimiser},
+                       "data": hashlib.sha256(np.ascontiguousarray(train_np).tobytes()).hexdigest()},
+                      sort_keys=True, default=str)
+
+
 def train(config: dict, name: str, store: str | Path, stats_path: str | Path, out_dir: str | Path,
           threads: int | None = None, processes: int = 1, replicate: int = 0,
           nu_selection: str | Path | None = None, method=None) -> Path:
@@ -222,13 +234,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
         val_np = load_split(store, "validation")[:rows]
         train_cond, val_cond = coarsening.condition(train_np), coarsening.condition(val_np)
     if spec.residual:  # CorrDiff: the regression stage first; the diffusion learns what it leaves
-        # what the stage depends on (its own steps, not the diffusion's; the data by digest); as
-        # JSON text, so that an unresolved nu (NaN) compares equal to itself
-        identity = json.dumps({"spec": spec.to_dict(), "seed": seed, "architecture": spec.architecture,
-                               "steps": opts.get("regression_steps") or opts["steps"],
-                               "training": {k: opts[k] for k in ("lr", "weight_decay", "warmup_steps", "batch_size")},
-                               "data": hashlib.sha256(np.ascontiguousarray(train_np).tobytes()).hexdigest()},
-                              sort_keys=True, default=str)
+        identity = regression_identity(spec, seed, opts, train_np)
         real = None if mask is None else torch.from_numpy(mask / mask.mean()).to(device=device, dtype=torch.float32)
         regression = train_regression(train_np, train_cond, spec.architecture, opts, seed, device, real,
                                       out_dir / "regression.pt", identity)
@@ -289,10 +295,9 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     identity = {"spec": spec.to_dict(), "seed": seed, **({"method": method.name} if method else {}),
                 # the stop rule's settings (stop, max_steps) change where training ends, not the
                 # updates before: a run stopped early resumes under a later min_steps
-                "training": {k: v for k, v in opts.items()
+                "training": {k: v for k, v in model_training_settings(opts, spec.family, spec.residual).items()
                              if k not in ("threads", "device", "data_workers", "compile", "snapshots", "stop",
-                                          "max_steps")
-                             and (k != "regression_steps" or spec.residual)}}
+                                          "max_steps")}}
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "train_log.csv"
     start_step, rows = checkpoints.resume(checkpoint_path, identity, model, ema, opt, sched, device, group.main)

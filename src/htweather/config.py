@@ -160,6 +160,11 @@ def model_training_settings(training: dict, family: str | None, residual: bool =
             and not (k in LATER_TRAINING_DEFAULTS and _same_setting(v, LATER_TRAINING_DEFAULTS[k]))}
 
 
+def adam_betas(training: dict) -> tuple[float, float]:
+    """AdamW's betas: PyTorch's first-moment decay, the configured second-moment decay."""
+    return 0.9, training.get("adam_beta2", LATER_TRAINING_DEFAULTS["adam_beta2"])
+
+
 def _same_setting(value, default) -> bool:
     if isinstance(default, dict):
         return isinstance(value, dict) and all(value.get(k, d) == d for k, d in default.items())

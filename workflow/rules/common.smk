@@ -124,7 +124,7 @@ def model_section(wildcards):
     coarse = {"downscaling": {"factor": CFG["downscaling"]["factor"]}} if entry.get("downscale") else {}
     params = {**section("seed", "architecture", "training", "data.variables"), **stop_rule, **coarse,
               "models": {model: entry}}
-    # only CorrDiff's form has a regression stage; each family its own noise levels
+    # what decides what this model learns (config.model_training_settings)
     params["training"] = model_training_settings(params["training"], entry.get("family"), bool(entry.get("residual")))
     return params
 

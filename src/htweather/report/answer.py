@@ -518,7 +518,7 @@ def dry_note(variable: dict, raised: dict[str, float] | None = None, labels: dic
     if variable.get("dry_below_rule") != "calibrated" or target is None or not raised:
         return ""
     units = variable.get("units", "")
-    which = _join([f"{_label(labels, m)} ({fmt(t, 3)} {units})".replace(" )", ")") for m, t in raised.items()])
+    which = _join([f"{_label(labels, m)} ({(fmt(t, 3) + ' ' + units).strip()})" for m, t in raised.items()])
     return (f"Dry fraction: an ensemble wetter than the validation split (dry fraction {fmt(target, 3)}) has its "
             f"dry threshold raised until it is as dry (dry_below: auto); here the first training of {which}. "
             "For those, the dry fraction error measures how the test split differs from the validation split, not "

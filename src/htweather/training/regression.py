@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import artifacts
+from ..config import adam_betas
 from ..models.regression import RegressionNet, build_regression
 from ..runtime import derived_seed, progress
 
@@ -41,7 +42,7 @@ def train_regression(fields: np.ndarray, conditions: np.ndarray, architecture: d
             return regression.eval().requires_grad_(False)
     steps = opts.get("regression_steps") or opts["steps"]
     optimiser = torch.optim.AdamW(regression.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"],
-                                  betas=(0.9, opts.get("adam_beta2", 0.999)))
+                                  betas=adam_betas(opts))
     warmup = max(1, opts["warmup_steps"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / warmup))
     x_all, c_all = torch.from_numpy(fields), torch.from_numpy(np.nan_to_num(conditions))

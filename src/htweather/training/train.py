@@ -41,7 +41,7 @@ from .. import artifacts
 from ..data.coarsening import Coarsening
 from ..data.store import load_mask, load_split, load_split_times, load_stats
 from ..data.windows import regular_windows
-from ..config import model_training_settings, selected_variables, snapshot_steps, with_selected_nu
+from ..config import adam_betas, model_training_settings, selected_variables, snapshot_steps, with_selected_nu
 from ..errors import ConfigError, HtweatherError
 from ..models import assemble
 from ..models.tail_index import exceedance_summary
@@ -284,7 +284,7 @@ def _train(config, opts, spec, name, seed, store, stats_path, out_dir, group, de
     loss_fn = masked_loss(objective, weight)  # also for missing values when there is no mask
     # fused: one kernel for all parameters (CPU and CUDA); 4-13 % faster steps on CPU (benchmarks/cpu_kernels.py)
     opt = torch.optim.AdamW(model.parameters(), lr=opts["lr"], weight_decay=opts["weight_decay"],
-                            betas=(0.9, opts.get("adam_beta2", 0.999)), fused=True)
+                            betas=adam_betas(opts), fused=True)
     warmup = max(1, opts["warmup_steps"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, warmup, opts["lr_decay_after"]))
     n_params = sum(p.numel() for p in model.parameters())
